@@ -1,0 +1,192 @@
+// Package pins reads the lock files under vendor-pins/: one per project and
+// version (vendor-pins/<project>/<version>.yaml), naming every input of a
+// build with its h1 hash: the source module, the Go toolchain, every vendored
+// repository root, the roots deliberately left out, and overrides.
+package pins
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Lock is one project version's lock file.
+type Lock struct {
+	// Project is the folder name under vendor-pins/ and patches/, e.g. "kubernetes".
+	Project string `json:"project"`
+	// Version is the upstream version, e.g. "v1.12.4".
+	Version string `json:"version"`
+	// Source is the module that holds the project's own tree.
+	Source Source `json:"source"`
+	// Toolchain is the Go toolchain module that builds it.
+	Toolchain Module `json:"toolchain"`
+	// Build holds the settings passed to the toolchain.
+	Build Build `json:"build"`
+	// Vendor maps every vendored repository root to the module that provides it.
+	Vendor []VendorEntry `json:"vendor"`
+	// Excluded lists upstream vendor roots deliberately left out, with the reason.
+	Excluded []Excluded `json:"excluded,omitempty"`
+}
+
+// Module is a module@version with its go.sum h1 hash of the zip.
+type Module struct {
+	Path    string `json:"path"`
+	Version string `json:"version"`
+	H1      string `json:"h1"`
+}
+
+// String returns path@version.
+func (m Module) String() string { return m.Path + "@" + m.Version }
+
+// Source is the project's source module and the upstream commit it was cut from.
+type Source struct {
+	Module `json:",inline"`
+	// Commit is the upstream git commit of Version.
+	Commit string `json:"commit"`
+	// CommitTime is the commit time (RFC 3339, UTC); builds stamp it instead of the clock.
+	CommitTime string `json:"commitTime"`
+	// ImportPath is where the tree sits in GOPATH/src, e.g. "k8s.io/kubernetes".
+	ImportPath string `json:"importPath"`
+}
+
+// Build holds the build settings.
+type Build struct {
+	// Packages are the import paths (relative to Source.ImportPath) to build, with the output name.
+	Packages []BuildPackage `json:"packages"`
+	CGO      bool           `json:"cgo"`
+	Static   bool           `json:"static"`
+	Tags     []string       `json:"tags,omitempty"`
+	// LDFlagsX are -X settings (symbol=value); values may use {{.Version}}, {{.Commit}},
+	// {{.CommitTime}} and {{.Marker}} (the patch-set marker).
+	LDFlagsX []string `json:"ldflagsX,omitempty"`
+}
+
+// BuildPackage is one binary to build.
+type BuildPackage struct {
+	Package string `json:"package"`
+	Output  string `json:"output"`
+}
+
+// VendorEntry maps a vendored repository root (the directory under vendor/)
+// to the module whose zip fills it.
+type VendorEntry struct {
+	Root   string `json:"root"`
+	Module Module `json:"module"`
+	// UpstreamRev is the revision upstream's Godeps.json / vendor.conf names.
+	UpstreamRev string `json:"upstreamRev,omitempty"`
+	// Found says how the module version was established.
+	Found string `json:"found,omitempty"`
+	// Override, when set, says why the module differs from upstream's pin.
+	Override *Override `json:"override,omitempty"`
+}
+
+// Override documents a deliberate deviation from upstream's pinned revision.
+type Override struct {
+	// Fixes is the problem the override solves.
+	Fixes string `json:"fixes"`
+	// DropWhen says when the override can go.
+	DropWhen string `json:"dropWhen"`
+}
+
+// Excluded is an upstream vendor root that is not part of the build.
+type Excluded struct {
+	Root        string `json:"root"`
+	UpstreamRev string `json:"upstreamRev,omitempty"`
+	Reason      string `json:"reason"`
+}
+
+// ErrUnknownVersion is returned when no lock file exists for a project version.
+var ErrUnknownVersion = errors.New("unknown version")
+
+// Path returns the lock file path for project@version under dir (the vendor-pins folder).
+func Path(dir, project, version string) string {
+	return filepath.Join(dir, project, version+".yaml")
+}
+
+// Load reads and validates the lock file for project@version under dir.
+func Load(dir, project, version string) (*Lock, error) {
+	p := Path(dir, project, version)
+	data, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s %s: %w (no lock file %s; known: %s)", project, version, ErrUnknownVersion, p, strings.Join(Known(dir, project), ", "))
+	}
+	if err != nil {
+		return nil, err
+	}
+	var l Lock
+	if err := yaml.UnmarshalStrict(data, &l); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", p, err)
+	}
+	if err := l.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return &l, nil
+}
+
+// Known lists the versions that have a lock file for project under dir.
+func Known(dir, project string) []string {
+	matches, _ := filepath.Glob(filepath.Join(dir, project, "*.yaml"))
+	var vs []string
+	for _, m := range matches {
+		vs = append(vs, strings.TrimSuffix(filepath.Base(m), ".yaml"))
+	}
+	sort.Strings(vs)
+	return vs
+}
+
+// Validate checks that every entry is complete: each module has a path, a
+// version and an h1 hash, and no vendor root appears twice.
+func (l *Lock) Validate() error {
+	var errs []error
+	check := func(what string, m Module) {
+		if m.Path == "" || m.Version == "" {
+			errs = append(errs, fmt.Errorf("%s: module path and version are required", what))
+		}
+		if !strings.HasPrefix(m.H1, "h1:") {
+			errs = append(errs, fmt.Errorf("%s %s: missing or malformed h1 hash %q", what, m, m.H1))
+		}
+	}
+	if l.Project == "" || l.Version == "" {
+		errs = append(errs, errors.New("project and version are required"))
+	}
+	check("source", l.Source.Module)
+	if l.Source.Commit == "" || l.Source.CommitTime == "" || l.Source.ImportPath == "" {
+		errs = append(errs, errors.New("source: commit, commitTime and importPath are required"))
+	}
+	check("toolchain", l.Toolchain)
+	if len(l.Build.Packages) == 0 {
+		errs = append(errs, errors.New("build: no packages"))
+	}
+	seen := map[string]bool{}
+	for _, v := range l.Vendor {
+		check("vendor "+v.Root, v.Module)
+		if seen[v.Root] {
+			errs = append(errs, fmt.Errorf("vendor %s: listed twice", v.Root))
+		}
+		seen[v.Root] = true
+		if v.Override != nil && (v.Override.Fixes == "" || v.Override.DropWhen == "") {
+			errs = append(errs, fmt.Errorf("vendor %s: an override needs fixes and dropWhen", v.Root))
+		}
+	}
+	for _, e := range l.Excluded {
+		if e.Reason == "" {
+			errs = append(errs, fmt.Errorf("excluded %s: a reason is required", e.Root))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Modules returns every module the lock names (source, toolchain, vendor), in
+// lock order, for downloading and checking.
+func (l *Lock) Modules() []Module {
+	ms := []Module{l.Source.Module, l.Toolchain}
+	for _, v := range l.Vendor {
+		ms = append(ms, v.Module)
+	}
+	return ms
+}
