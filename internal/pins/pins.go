@@ -27,10 +27,22 @@ type Lock struct {
 	Toolchain Module `json:"toolchain"`
 	// Build holds the settings passed to the toolchain.
 	Build Build `json:"build"`
+	// Staging, when set, links the source tree's own staging repositories
+	// into vendor/ (kubernetes); projects without staging repos (runc) leave it out.
+	Staging *Staging `json:"staging,omitempty"`
 	// Vendor maps every vendored repository root to the module that provides it.
 	Vendor []VendorEntry `json:"vendor"`
 	// Excluded lists upstream vendor roots deliberately left out, with the reason.
 	Excluded []Excluded `json:"excluded,omitempty"`
+}
+
+// Staging names a directory of the source tree laid out like GOPATH/src
+// (kubernetes: Dir "staging/src", Prefix "k8s.io"). Every directory
+// <Dir>/<Prefix>/<repo> gets a relative symlink vendor/<Prefix>/<repo>
+// pointing at it, as upstream's hack/ scripts set up.
+type Staging struct {
+	Dir    string `json:"dir"`
+	Prefix string `json:"prefix"`
 }
 
 // Module is a module@version with its go.sum h1 hash of the zip.
@@ -62,7 +74,8 @@ type Build struct {
 	Static   bool           `json:"static"`
 	Tags     []string       `json:"tags,omitempty"`
 	// LDFlagsX are -X settings (symbol=value); values may use {{.Version}}, {{.Commit}},
-	// {{.CommitTime}} and {{.Marker}} (the patch-set marker).
+	// {{.CommitTime}} and {{.Marker}}: the patch-set marker, a semver build-metadata
+	// string without the "+" (e.g. "nokmem.1"), defined by the build step.
 	LDFlagsX []string `json:"ldflagsX,omitempty"`
 }
 
@@ -159,6 +172,9 @@ func (l *Lock) Validate() error {
 		errs = append(errs, errors.New("source: commit, commitTime and importPath are required"))
 	}
 	check("toolchain", l.Toolchain)
+	if l.Staging != nil && (l.Staging.Dir == "" || l.Staging.Prefix == "") {
+		errs = append(errs, errors.New("staging: dir and prefix are required"))
+	}
 	if len(l.Build.Packages) == 0 {
 		errs = append(errs, errors.New("build: no packages"))
 	}

@@ -1,0 +1,146 @@
+package pins
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// repoPins is the repository's vendor-pins folder, seen from this package.
+const repoPins = "../../vendor-pins"
+
+func TestRealLockComplete(t *testing.T) {
+	l, err := Load(repoPins, "kubernetes", "v1.12.4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(l.Vendor), 200; got != want {
+		t.Errorf("vendor roots: got %d, want %d", got, want)
+	}
+	if got, want := len(l.Excluded), 2; got != want {
+		t.Errorf("excluded roots: got %d, want %d", got, want)
+	}
+	// Godeps.json names 202 roots: every one is either vendored or excluded.
+	roots := map[string]bool{}
+	for _, v := range l.Vendor {
+		roots[v.Root] = true
+		if v.UpstreamRev == "" || v.Found == "" {
+			t.Errorf("vendor %s: upstreamRev and found are required", v.Root)
+		}
+	}
+	for _, e := range l.Excluded {
+		if roots[e.Root] {
+			t.Errorf("%s is both vendored and excluded", e.Root)
+		}
+		roots[e.Root] = true
+	}
+	if len(roots) != 202 {
+		t.Errorf("vendored+excluded roots: got %d, want the 202 of Godeps.json", len(roots))
+	}
+	checks := []struct {
+		name string
+		ok   bool
+	}{
+		{"source is k8s.io/kubernetes@v1.12.4", l.Source.String() == "k8s.io/kubernetes@v1.12.4"},
+		{"source commit", l.Source.Commit == "f49fa022dbe63faafd0da106ef7e05a29721d3f1"},
+		{"import path", l.Source.ImportPath == "k8s.io/kubernetes"},
+		{"toolchain", l.Toolchain.String() == "golang.org/toolchain@v0.0.1-go1.26.11.linux-amd64"},
+		{"staging links", l.Staging != nil && l.Staging.Dir == "staging/src" && l.Staging.Prefix == "k8s.io"},
+		{"kubelet package", len(l.Build.Packages) == 1 && l.Build.Packages[0].Output == "kubelet"},
+		{"cgo and static", l.Build.CGO && l.Build.Static},
+		{"marker in gitVersion", strings.Contains(strings.Join(l.Build.LDFlagsX, " "), "gitVersion={{.Version}}+{{.Marker}}")},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("%s: not as expected", c.name)
+		}
+	}
+	var reflect2 *VendorEntry
+	for i := range l.Vendor {
+		if l.Vendor[i].Root == "github.com/modern-go/reflect2" {
+			reflect2 = &l.Vendor[i]
+		}
+	}
+	if reflect2 == nil || reflect2.Override == nil || reflect2.Module.Version != "v1.0.2" ||
+		reflect2.Module.H1 != "h1:xBagoLtFs94CBntxluKeaWgTMpvLxC4ur3nMaC9Gz0M=" {
+		t.Errorf("reflect2 override missing or wrong: %+v", reflect2)
+	}
+	if got := len(l.Modules()); got != 202 {
+		t.Errorf("Modules(): got %d, want 202 (source, toolchain, 200 vendor)", got)
+	}
+}
+
+func TestUnknownVersion(t *testing.T) {
+	_, err := Load(repoPins, "kubernetes", "v9.9.9")
+	if !errors.Is(err, ErrUnknownVersion) {
+		t.Fatalf("got %v, want ErrUnknownVersion", err)
+	}
+	for _, want := range []string{"v9.9.9", "known: v1.12.4"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+const goodLock = `project: demo
+version: v1.0.0
+source:
+  path: example.com/demo
+  version: v1.0.0
+  h1: "h1:AAAA"
+  commit: abc
+  commitTime: "2020-01-01T00:00:00Z"
+  importPath: example.com/demo
+toolchain:
+  path: golang.org/toolchain
+  version: v0.0.1-go1.26.11.linux-amd64
+  h1: "h1:BBBB"
+build:
+  packages:
+    - package: cmd/demo
+      output: demo
+vendor:
+  - root: example.com/dep
+    module:
+      path: example.com/dep
+      version: v1.0.0
+      h1: "h1:CCCC"
+`
+
+func TestLoadBadInput(t *testing.T) {
+	tests := []struct {
+		name    string
+		edit    func(string) string
+		wantErr string // empty: loads fine
+	}{
+		{"good", func(s string) string { return s }, ""},
+		{"missing vendor h1", func(s string) string { return strings.Replace(s, `      h1: "h1:CCCC"`+"\n", "", 1) }, "vendor example.com/dep example.com/dep@v1.0.0: missing or malformed h1"},
+		{"malformed toolchain h1", func(s string) string { return strings.Replace(s, "h1:BBBB", "sha256:BBBB", 1) }, "toolchain golang.org/toolchain"},
+		{"unknown field", func(s string) string { return s + "extra: 1\n" }, "unknown field"},
+		{"duplicate root", func(s string) string {
+			return s + "  - root: example.com/dep\n    module: {path: example.com/dep, version: v1.0.0, h1: \"h1:DDDD\"}\n"
+		}, "listed twice"},
+		{"override without dropWhen", func(s string) string { return s + "    override: {fixes: a bug}\n" }, "needs fixes and dropWhen"},
+		{"staging without prefix", func(s string) string { return s + "staging: {dir: staging/src}\n" }, "staging: dir and prefix"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(dir, "demo"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(Path(dir, "demo", "v1.0.0"), []byte(tc.edit(goodLock)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(dir, "demo", "v1.0.0")
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("got error %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
