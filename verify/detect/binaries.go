@@ -1,0 +1,181 @@
+package detect
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// NokmemMarker is the version suffix the nokmem build stamps into kubelet
+// (gitVersion v1.12.4+nokmem) and runc (version 1.0.0-rc5+nokmem).
+const NokmemMarker = "+nokmem"
+
+// BinaryNames are the programs detect looks for.
+var BinaryNames = []string{"kubelet", "runc", "docker-runc"}
+
+// DefaultSearchDirs are searched, in order, for BinaryNames.
+var DefaultSearchDirs = []string{"/usr/local/bin", "/usr/bin", "/usr/libexec/docker", "/bin"}
+
+// Build kinds of a binary.
+const (
+	// KindNokmem: a nokmem build ("+nokmem" in its version, or a known checksum).
+	KindNokmem = "nokmem"
+	// KindStock: a recognised kubelet/runc that activates kmem accounting.
+	KindStock = "stock"
+	// KindUnknown: its version could not be read or recognised.
+	KindUnknown = "unknown"
+)
+
+// versionPattern recognises the version line of each program.
+var versionPattern = map[string]*regexp.Regexp{
+	"kubelet":     regexp.MustCompile(`^Kubernetes v\d+\.\d+\.\d+\S*`),
+	"runc":        regexp.MustCompile(`^runc version \S+`),
+	"docker-runc": regexp.MustCompile(`^runc version \S+`),
+}
+
+// BinaryOptions says where to find the binaries and what counts as nokmem.
+type BinaryOptions struct {
+	// Paths maps a name of BinaryNames to an explicit path; a name with an
+	// explicit path is not searched for.
+	Paths map[string]string
+	// SearchDirs replaces DefaultSearchDirs when not nil.
+	SearchDirs []string
+	// KnownSums maps sha256 hex digests of nokmem builds to a file name
+	// (from a release's SHA256SUMS).
+	KnownSums map[string]string
+	// Timeout bounds each "--version" run; zero means 10 s.
+	Timeout time.Duration
+}
+
+// Binary is one kubelet or runtime binary found on the node.
+type Binary struct {
+	Name    string `json:"name"`
+	Path    string `json:"path"`
+	Version string `json:"version"`
+	SHA256  string `json:"sha256"`
+	Kind    string `json:"kind"`
+	// Reason says why Kind is what it is.
+	Reason string `json:"reason"`
+}
+
+// Nokmem reports whether b is a nokmem build.
+func (b Binary) Nokmem() bool { return b.Kind == KindNokmem }
+
+// FindBinaries identifies every binary of BinaryNames that exists.
+func FindBinaries(o BinaryOptions) ([]Binary, error) {
+	dirs := o.SearchDirs
+	if dirs == nil {
+		dirs = DefaultSearchDirs
+	}
+	out := []Binary{}
+	for _, name := range BinaryNames {
+		p, ok := o.Paths[name]
+		if !ok {
+			p = search(name, dirs)
+		}
+		if p == "" {
+			continue
+		}
+		b, err := Identify(name, p, o)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+func search(name string, dirs []string) string {
+	for _, d := range dirs {
+		p := filepath.Join(d, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p
+		}
+	}
+	return ""
+}
+
+// Identify hashes the binary at path, runs it with --version and classifies it.
+func Identify(name, path string, o BinaryOptions) (Binary, error) {
+	b := Binary{Name: name, Path: path}
+	sum, err := FileSHA256(path)
+	if err != nil {
+		return b, fmt.Errorf("identify %s: %w", name, err)
+	}
+	b.SHA256 = sum
+	timeout := o.Timeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, path, "--version")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	b.Version = firstLine(stdout.String())
+	pat := versionPattern[name]
+	switch {
+	case strings.Contains(stdout.String(), NokmemMarker):
+		b.Kind, b.Reason = KindNokmem, "version has "+NokmemMarker
+	case o.KnownSums[sum] != "":
+		b.Kind, b.Reason = KindNokmem, "sha256 matches "+o.KnownSums[sum]
+	case runErr != nil:
+		b.Kind, b.Reason = KindUnknown, fmt.Sprintf("%s --version: %v: %s", path, runErr, firstLine(stderr.String()))
+	case pat == nil || !pat.MatchString(b.Version):
+		b.Kind, b.Reason = KindUnknown, fmt.Sprintf("unrecognised version output %q", b.Version)
+	default:
+		b.Kind, b.Reason = KindStock, "no "+NokmemMarker+" marker and no known checksum: activates kmem accounting"
+	}
+	return b, nil
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+// FileSHA256 returns the hex sha256 of the file at path.
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ReadKnownSums reads a SHA256SUMS file ("<hex>  <name>" lines) into a
+// digest → name map for BinaryOptions.KnownSums.
+func ReadKnownSums(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("known sums: %w", err)
+	}
+	m := map[string]string{}
+	for i, line := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		sum, name, ok := strings.Cut(line, " ")
+		name = strings.TrimLeft(strings.TrimSpace(name), "*")
+		if !ok || len(sum) != 64 || name == "" {
+			return nil, fmt.Errorf("known sums %s:%d: malformed line %q", path, i+1, line)
+		}
+		m[strings.ToLower(sum)] = name
+	}
+	return m, nil
+}

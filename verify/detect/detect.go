@@ -1,0 +1,225 @@
+// Package detect finds out what state a node is in with respect to the cgroup
+// v1 kernel-memory (kmem) accounting leak: whether the kernel has 3.10
+// semantics (decided by probing, not by version), which cgroup driver the
+// kubelet uses, which cgroups under kubepods are kmem-active, how many memcg
+// IDs have leaked, and whether the kubelet and runc binaries are nokmem builds.
+package detect
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/nokmem/nokmem/verify/memcg"
+)
+
+// Defaults for the kernel interfaces Detect reads.
+const (
+	DefaultMemoryRoot  = "/sys/fs/cgroup/memory"
+	DefaultOSRelease   = "/proc/sys/kernel/osrelease"
+	DefaultProcCgroups = "/proc/cgroups"
+	DefaultSlabDir     = "/sys/kernel/slab"
+)
+
+// Cgroup driver names, as the kubelet's --cgroup-driver calls them.
+const (
+	DriverCgroupfs = "cgroupfs"
+	DriverSystemd  = "systemd"
+	DriverNone     = "none"
+)
+
+// Kubepods directory names for the two drivers.
+const (
+	KubepodsCgroupfs = "kubepods"
+	KubepodsSystemd  = "kubepods.slice"
+)
+
+// Options says where Detect looks. Zero values select the defaults.
+type Options struct {
+	// Root is the memory hierarchy mount point.
+	Root string
+	// OSRelease holds the kernel release (/proc/sys/kernel/osrelease).
+	OSRelease string
+	// ProcCgroups is /proc/cgroups or a copy of it.
+	ProcCgroups string
+	// SlabDir is /sys/kernel/slab or a directory laid out like it.
+	SlabDir string
+	// ProbeIDs, when positive, runs the ID-headroom probe with this cap.
+	ProbeIDs int
+	// Binaries to identify (see FindBinaries).
+	Binaries BinaryOptions
+	// Logger receives warnings; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.Root == "" {
+		o.Root = DefaultMemoryRoot
+	}
+	if o.OSRelease == "" {
+		o.OSRelease = DefaultOSRelease
+	}
+	if o.ProcCgroups == "" {
+		o.ProcCgroups = DefaultProcCgroups
+	}
+	if o.SlabDir == "" {
+		o.SlabDir = DefaultSlabDir
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Report is everything Detect found.
+type Report struct {
+	Kernel string `json:"kernel"`
+	// Semantics310 is true when a fresh child of the memory root reads
+	// memory.kmem.slabinfo as EIO: the kernel behaves like 3.10 / RHEL 7,
+	// where kmem accounting leaks memcg IDs and EIO proves kmem is off.
+	Semantics310 bool `json:"semantics_310"`
+	// Slabinfo is how a fresh child of the root read memory.kmem.slabinfo.
+	Slabinfo memcg.Slabinfo `json:"slabinfo"`
+	// Driver is cgroupfs (kubepods), systemd (kubepods.slice) or none.
+	Driver string `json:"driver"`
+	// Kubepods is the kubepods cgroup relative to the root, "" if none.
+	Kubepods string `json:"kubepods,omitempty"`
+	// KubepodsCgroups counts kubepods and every cgroup below it.
+	KubepodsCgroups int `json:"kubepods_cgroups"`
+	// KmemActive lists the kmem-active cgroups under kubepods (only
+	// decidable on 3.10 semantics).
+	KmemActive []string `json:"kmem_active"`
+	// ProcCgroups is the memory line of /proc/cgroups.
+	ProcCgroups ProcCgroupsLine `json:"proc_cgroups"`
+	// Leaked is the /sys/kernel/slab alias estimate of leaked memcg IDs.
+	Leaked LeakEstimate `json:"leaked"`
+	// IDProbe is the result of the ID-headroom probe, if it ran.
+	IDProbe *IDProbe `json:"id_probe,omitempty"`
+	// Binaries are the kubelet and runtime binaries found.
+	Binaries []Binary `json:"binaries"`
+}
+
+// Run detects the node state.
+func Run(o Options) (*Report, error) {
+	o.defaults()
+	h := memcg.Hierarchy{Root: o.Root}
+	r := &Report{KmemActive: []string{}}
+
+	b, err := os.ReadFile(o.OSRelease)
+	if err != nil {
+		return nil, fmt.Errorf("kernel release: %w", err)
+	}
+	r.Kernel = strings.TrimSpace(string(b))
+
+	if r.Slabinfo, err = ProbeSlabinfo(h); err != nil {
+		return nil, err
+	}
+	r.Semantics310 = r.Slabinfo == memcg.SlabinfoEIO
+
+	if r.Driver, r.Kubepods, err = Driver(h); err != nil {
+		return nil, err
+	}
+	if r.Kubepods != "" {
+		all, err := h.Walk(r.Kubepods)
+		if err != nil {
+			return nil, fmt.Errorf("walk kubepods: %w", err)
+		}
+		r.KubepodsCgroups = len(all)
+		if r.Semantics310 {
+			if r.KmemActive, err = KmemActive(h, all); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	if r.ProcCgroups, err = ReadProcCgroups(o.ProcCgroups); err != nil {
+		return nil, err
+	}
+	if r.Leaked, err = EstimateLeaked(o.SlabDir, h); err != nil {
+		return nil, err
+	}
+	if o.ProbeIDs > 0 {
+		p, err := ProbeIDs(h, o.ProbeIDs, o.Logger)
+		if err != nil {
+			return nil, err
+		}
+		r.IDProbe = &p
+	}
+	if r.Binaries, err = FindBinaries(o.Binaries); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// ScratchName returns a fresh name for a scratch cgroup.
+func ScratchName(purpose string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥1.24)
+	return "nokmem-" + purpose + "-" + hex.EncodeToString(b[:])
+}
+
+// ProbeSlabinfo creates a scratch child directly under the memory root (the
+// root is never kmem-active, so the child is not either), reads its
+// memory.kmem.slabinfo and removes it. EIO means 3.10 semantics.
+func ProbeSlabinfo(h memcg.Hierarchy) (s memcg.Slabinfo, err error) {
+	name := ScratchName("probe")
+	if err := h.Mkdir(name); err != nil {
+		return "", fmt.Errorf("semantics probe: %w", err)
+	}
+	defer func() {
+		if rerr := h.Rmdir(name); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("semantics probe: %w", rerr))
+		}
+	}()
+	s, err = h.SlabinfoState(name)
+	if err != nil {
+		return "", fmt.Errorf("semantics probe: %w", err)
+	}
+	return s, nil
+}
+
+// ErrNoKubepods means neither kubepods nor kubepods.slice exists under the root.
+var ErrNoKubepods = errors.New("no kubepods cgroup")
+
+// Driver tells the kubelet's cgroup driver from the kubepods directory that
+// exists: kubepods (cgroupfs) or kubepods.slice (systemd). With neither it
+// returns DriverNone and no error; with both it fails.
+func Driver(h memcg.Hierarchy) (driver, kubepods string, err error) {
+	cg, err := h.Exists(KubepodsCgroupfs)
+	if err != nil {
+		return "", "", err
+	}
+	sd, err := h.Exists(KubepodsSystemd)
+	if err != nil {
+		return "", "", err
+	}
+	switch {
+	case cg && sd:
+		return "", "", fmt.Errorf("both %s and %s exist: cannot tell the cgroup driver", h.Path(KubepodsCgroupfs), h.Path(KubepodsSystemd))
+	case cg:
+		return DriverCgroupfs, KubepodsCgroupfs, nil
+	case sd:
+		return DriverSystemd, KubepodsSystemd, nil
+	}
+	return DriverNone, "", nil
+}
+
+// KmemActive returns the cgroups of rels whose memory.kmem.slabinfo is
+// readable. Only meaningful on 3.10 semantics, and never for the root.
+func KmemActive(h memcg.Hierarchy, rels []string) ([]string, error) {
+	active := []string{}
+	for _, rel := range rels {
+		s, err := h.SlabinfoState(rel)
+		if err != nil {
+			return nil, err
+		}
+		// SlabinfoMissing: the cgroup was removed while we walked.
+		if s != memcg.SlabinfoEIO && s != memcg.SlabinfoMissing {
+			active = append(active, rel)
+		}
+	}
+	return active, nil
+}

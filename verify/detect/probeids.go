@@ -1,0 +1,70 @@
+package detect
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"syscall"
+
+	"github.com/nokmem/nokmem/verify/memcg"
+)
+
+// MaxProbeIDs caps the ID-headroom probe: the whole memcg ID space. Each
+// empty memcg costs about 33 KB of kernel memory on RHEL 7.8, so a full
+// probe briefly takes about 2 GB (kernel-semantics.md §1g).
+const MaxProbeIDs = 65535
+
+// IDProbe is the result of the ID-headroom probe.
+type IDProbe struct {
+	// Cap is how many children the probe was allowed to create.
+	Cap int `json:"cap"`
+	// Created is how many it created before the cap or the first error.
+	Created int `json:"created"`
+	// Exhausted is true when mkdir failed with ENOSPC or ENOMEM: the ID
+	// space is full, and Created is the number of free IDs.
+	Exhausted bool `json:"exhausted"`
+	// Errno names the mkdir error that ended the probe, if any.
+	Errno string `json:"errno,omitempty"`
+}
+
+// ProbeIDs creates up to limit scratch cgroups directly under the memory root
+// (never kmem-active, so they leak nothing) until the first ENOSPC or ENOMEM,
+// then removes them all. While it runs, other mkdirs on the node may fail;
+// run it with the kubelet stopped.
+func ProbeIDs(h memcg.Hierarchy, limit int, log *slog.Logger) (p IDProbe, err error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if limit > MaxProbeIDs {
+		log.Warn("ID probe capped", "asked", limit, "cap", MaxProbeIDs)
+		limit = MaxProbeIDs
+	}
+	p.Cap = limit
+	log.Warn("ID probe briefly uses memcg IDs and about 33 KB of kernel memory each; other cgroup creation may fail meanwhile", "cap", limit)
+	base := ScratchName("ids")
+	var made []string
+	defer func() {
+		for i := len(made) - 1; i >= 0; i-- {
+			if rerr := h.Rmdir(made[i]); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("ID probe cleanup: %w", rerr))
+			}
+		}
+	}()
+	for i := 0; i < limit; i++ {
+		name := fmt.Sprintf("%s-%d", base, i)
+		err := h.Mkdir(name)
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.ENOMEM) {
+			p.Exhausted = true
+			var errno syscall.Errno
+			errors.As(err, &errno)
+			p.Errno = errno.Error()
+			break
+		}
+		if err != nil {
+			return p, fmt.Errorf("ID probe: %w", err)
+		}
+		made = append(made, name)
+		p.Created++
+	}
+	return p, nil
+}
