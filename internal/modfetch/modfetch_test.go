@@ -1,0 +1,145 @@
+package modfetch_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/nokmem/nokmem/internal/modfetch"
+	"github.com/nokmem/nokmem/internal/modfetch/modfetchtest"
+	"github.com/nokmem/nokmem/internal/pins"
+)
+
+var (
+	modA = modfetchtest.Module{Path: "example.com/a", Version: "v1.0.0", Files: map[string]string{"a.go": "package a\n"}}
+	modB = modfetchtest.Module{Path: "example.com/Upper/b", Version: "v0.0.0-20200101000000-abcdefabcdef", Files: map[string]string{"b.go": "package b\n", "sub/c.go": "package sub\n"}}
+)
+
+func TestFetch(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, p *modfetchtest.Proxy, a, b pins.Module) []pins.Module
+		wantErr []string // substrings; nil: success
+		is      error
+	}{
+		{
+			name:  "good",
+			setup: func(t *testing.T, p *modfetchtest.Proxy, a, b pins.Module) []pins.Module { return []pins.Module{a, b} },
+		},
+		{
+			name: "tampered zip",
+			setup: func(t *testing.T, p *modfetchtest.Proxy, a, b pins.Module) []pins.Module {
+				evil := modB
+				evil.Files = map[string]string{"b.go": "package b\n\nfunc init() { panic(1) }\n", "sub/c.go": "package sub\n"}
+				p.WriteZip(t, evil)
+				return []pins.Module{a, b}
+			},
+			wantErr: []string{"example.com/Upper/b@v0.0.0-20200101000000-abcdefabcdef", "h1 hash mismatch", "the lock says h1:"},
+			is:      modfetch.ErrHashMismatch,
+		},
+		{
+			name: "wrong h1 in lock",
+			setup: func(t *testing.T, p *modfetchtest.Proxy, a, b pins.Module) []pins.Module {
+				a.H1 = b.H1
+				return []pins.Module{a, b}
+			},
+			wantErr: []string{"example.com/a@v1.0.0", "h1 hash mismatch"},
+			is:      modfetch.ErrHashMismatch,
+		},
+		{
+			name: "missing h1 in lock",
+			setup: func(t *testing.T, p *modfetchtest.Proxy, a, b pins.Module) []pins.Module {
+				a.H1 = ""
+				return []pins.Module{a, b}
+			},
+			wantErr: []string{"example.com/a@v1.0.0", "no h1 hash"},
+			is:      modfetch.ErrMissingHash,
+		},
+		{
+			name: "unknown module",
+			setup: func(t *testing.T, p *modfetchtest.Proxy, a, b pins.Module) []pins.Module {
+				return []pins.Module{a, {Path: "example.com/missing", Version: "v1.2.3", H1: a.H1}}
+			},
+			wantErr: []string{"download example.com/missing@v1.2.3"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := modfetchtest.New(t)
+			a, b := p.Add(t, modA), p.Add(t, modB)
+			mods := tc.setup(t, p, a, b)
+			var progress bytes.Buffer
+			f := modfetch.Fetcher{Env: p.Env(t), Jobs: 2, Progress: &progress}
+			got, err := f.Fetch(context.Background(), mods)
+			if tc.wantErr == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkResults(t, mods, got)
+				if n := strings.Count(progress.String(), " ok\n"); n != len(mods) {
+					t.Errorf("progress shows %d ok lines, want %d:\n%s", n, len(mods), progress.String())
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error; want one containing %q", tc.wantErr)
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("error %v is not %v", err, tc.is)
+			}
+			if got != nil {
+				t.Errorf("results returned with an error: %v", got)
+			}
+		})
+	}
+}
+
+func checkResults(t *testing.T, mods []pins.Module, got []modfetch.Result) {
+	t.Helper()
+	if len(got) != len(mods) {
+		t.Fatalf("got %d results, want %d", len(got), len(mods))
+	}
+	for i, r := range got {
+		if r.Module != mods[i] {
+			t.Errorf("result %d is %v, want %v (lock order)", i, r.Module, mods[i])
+		}
+		if err := modfetch.CheckZip(r.Module, r.Zip); err != nil {
+			t.Error(err)
+		}
+		if fi, err := os.Stat(r.Dir); err != nil || !fi.IsDir() {
+			t.Errorf("extracted dir %s: %v", r.Dir, err)
+		}
+	}
+}
+
+// A zip tampered with inside the module cache after a good download is
+// caught on the next run: the hash is taken on every run, cached or not.
+func TestFetchRehashesCachedZip(t *testing.T) {
+	p := modfetchtest.New(t)
+	a := p.Add(t, modA)
+	f := modfetch.Fetcher{Env: p.Env(t)}
+	got, err := f.Fetch(context.Background(), []pins.Module{a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := p.Add(t, modfetchtest.Module{Path: "example.com/a", Version: "v1.0.1", Files: map[string]string{"a.go": "package a // changed\n"}})
+	data, err := os.ReadFile(p.ZipPath(t, other.Path, other.Version))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(got[0].Zip, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Fetch(context.Background(), []pins.Module{a})
+	if !errors.Is(err, modfetch.ErrHashMismatch) || !strings.Contains(err.Error(), "example.com/a@v1.0.0") {
+		t.Fatalf("got %v, want a hash mismatch naming example.com/a@v1.0.0", err)
+	}
+}
