@@ -1,0 +1,218 @@
+// Package inputs describes everything that went into one built artifact
+// set: the source module, every vendored module, the Go toolchain, the
+// patches, the build flags and, for cgo builds, the Debian packages of the C
+// toolchain and libraries. The SBOM and the provenance are written from it.
+package inputs
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/nokmem/nokmem/internal/pins"
+)
+
+// Inputs is one artifact set's build inputs.
+type Inputs struct {
+	// Name is the artifact set's name, e.g. "runc".
+	Name string
+	// Version is the upstream version, e.g. "v1.0.0-rc5".
+	Version string
+	// Source is the module holding the project's own tree.
+	Source Source
+	// Vendor lists every module copied into the vendor tree.
+	Vendor []Vendored
+	// Toolchain is the Go toolchain module that compiled the binaries.
+	Toolchain pins.Module
+	// Patches are applied to the source tree in this order.
+	Patches []Patch
+	// Build holds the compiler settings.
+	Build Build
+	// SystemPackages are the Debian packages (name and version) whose code or
+	// tools reach the binary in a cgo build: gcc, binutils, libc6-dev, libseccomp-dev.
+	SystemPackages []SystemPackage
+}
+
+// Source is the project's source module.
+type Source struct {
+	pins.Module
+	// Commit is the upstream git commit.
+	Commit string
+	// CommitTime is the commit time (RFC 3339); it dates the SBOM so that
+	// rewriting the release set is reproducible.
+	CommitTime string
+	// ImportPath is the tree's GOPATH import path.
+	ImportPath string
+}
+
+// Vendored is one module copied to vendor/<Root>.
+type Vendored struct {
+	Root   string
+	Module pins.Module
+}
+
+// Patch is one patch file with its content hash.
+type Patch struct {
+	// Name is the file name, e.g. "0001-kmem-only-when-limit-set.patch".
+	Name string
+	// SHA256 is the hex sha256 of the file.
+	SHA256 string
+}
+
+// Build holds the build settings recorded in the provenance.
+type Build struct {
+	CGO      bool
+	Static   bool
+	Tags     []string
+	LDFlags  []string
+	GCFlags  []string
+	Env      []string
+	Packages []string
+}
+
+// SystemPackage is a Debian package and its installed version.
+type SystemPackage struct {
+	Name    string
+	Version string
+}
+
+// FromLock fills Inputs from a lock file, the patch files in patchDir (every
+// *.patch, sorted; the folder may be missing when a build has no patches) and
+// the final linker flags the build used.
+func FromLock(l *pins.Lock, patchDir string, ldflags []string) (*Inputs, error) {
+	in := &Inputs{
+		Name:    l.Project,
+		Version: l.Version,
+		Source: Source{
+			Module:     l.Source.Module,
+			Commit:     l.Source.Commit,
+			CommitTime: l.Source.CommitTime,
+			ImportPath: l.Source.ImportPath,
+		},
+		Toolchain: l.Toolchain,
+		Build: Build{
+			CGO:     l.Build.CGO,
+			Static:  l.Build.Static,
+			Tags:    append([]string(nil), l.Build.Tags...),
+			LDFlags: append([]string(nil), ldflags...),
+		},
+	}
+	for _, v := range l.Vendor {
+		in.Vendor = append(in.Vendor, Vendored{Root: v.Root, Module: v.Module})
+	}
+	for _, p := range l.Build.Packages {
+		in.Build.Packages = append(in.Build.Packages, p.Package)
+	}
+	patches, err := PatchFiles(patchDir)
+	if err != nil {
+		return nil, err
+	}
+	in.Patches = patches
+	return in, nil
+}
+
+// PatchFiles hashes every *.patch file in dir, in name order. A missing
+// dir means no patches.
+func PatchFiles(dir string) ([]Patch, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "*.patch"))
+	if err != nil {
+		return nil, fmt.Errorf("list patches in %s: %w", dir, err)
+	}
+	sort.Strings(names)
+	var ps []Patch
+	for _, n := range names {
+		data, err := os.ReadFile(n)
+		if err != nil {
+			return nil, fmt.Errorf("hash patch: %w", err)
+		}
+		sum := sha256.Sum256(data)
+		ps = append(ps, Patch{Name: filepath.Base(n), SHA256: hex.EncodeToString(sum[:])})
+	}
+	return ps, nil
+}
+
+// CgoPackages are the Debian packages recorded for a cgo build: the C
+// compiler, the linker, glibc's static libraries and headers.
+var CgoPackages = []string{"gcc", "gcc-12", "binutils", "libc6-dev"}
+
+// DpkgVersions reads the installed versions of the named Debian packages with
+// `dpkg-query -W`. A package that is not installed is an error: the
+// provenance must not silently omit an input.
+func DpkgVersions(ctx context.Context, names ...string) ([]SystemPackage, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	args := append([]string{"-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n"}, names...)
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "dpkg-query", args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("dpkg-query -W %s: %w: %s", strings.Join(names, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	found := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) != 3 || !strings.HasPrefix(f[2], "ii") {
+			continue
+		}
+		found[f[0]] = f[1]
+	}
+	var pkgs []SystemPackage
+	var missing []string
+	for _, n := range names {
+		v, ok := found[n]
+		if !ok {
+			missing = append(missing, n)
+			continue
+		}
+		pkgs = append(pkgs, SystemPackage{Name: n, Version: v})
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("dpkg-query: %w: %s", ErrPackageMissing, strings.Join(missing, ", "))
+	}
+	return pkgs, nil
+}
+
+// ErrPackageMissing is returned when a package needed for the record is not installed.
+var ErrPackageMissing = errors.New("Debian package not installed")
+
+// DirHash turns a go.sum hash ("h1:<base64>") into the lowercase hex form
+// that in-toto's dirHash digest and SPDX's SHA256 checksum use.
+func DirHash(h1 string) (string, error) {
+	b64, ok := strings.CutPrefix(h1, "h1:")
+	if !ok {
+		return "", fmt.Errorf("%q is not an h1 hash", h1)
+	}
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(raw) != sha256.Size {
+		return "", fmt.Errorf("%q is not an h1 hash (want base64 of 32 bytes)", h1)
+	}
+	return hex.EncodeToString(raw), nil
+}
+
+// PURL is the package URL of a Go module, e.g. pkg:golang/github.com/x/y@v1.2.3.
+func PURL(m pins.Module) string {
+	return "pkg:golang/" + m.Path + "@" + url.PathEscape(m.Version)
+}
+
+// DebPURL is the package URL of a Debian package on amd64.
+func DebPURL(p SystemPackage) string {
+	return "pkg:deb/debian/" + p.Name + "@" + url.PathEscape(p.Version) + "?arch=amd64"
+}
+
+// Artifact is one built file of the set, by name and hex sha256.
+type Artifact struct {
+	Name   string
+	SHA256 string
+}

@@ -1,0 +1,79 @@
+package inputs
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/nokmem/nokmem/internal/pins"
+)
+
+func TestDirHash(t *testing.T) {
+	tests := []struct {
+		h1, want string
+		ok       bool
+	}{
+		// in-toto's digest_set.md example.
+		{"h1:Khu2En+0gcYPZ2kuIihfswbzxv/mIHXgzPZ018Oty48=", "2a1bb6127fb481c60f67692e22285fb306f3c6ffe62075e0ccf674d7c3adcb8f", true},
+		{"Khu2En+0gcYPZ2kuIihfswbzxv/mIHXgzPZ018Oty48=", "", false},
+		{"h1:c2hvcnQ=", "", false},
+		{"h1:!!", "", false},
+	}
+	for _, tt := range tests {
+		got, err := DirHash(tt.h1)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("DirHash(%q) = %q, %v; want %q ok=%v", tt.h1, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestFromLock(t *testing.T) {
+	patchDir := t.TempDir()
+	for _, n := range []string{"0002-b.patch", "0001-a.patch", "README"} {
+		if err := os.WriteFile(filepath.Join(patchDir, n), []byte(n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := &pins.Lock{
+		Project: "runc", Version: "v1.0.0-rc5",
+		Source:  pins.Source{Module: pins.Module{Path: "github.com/opencontainers/runc", Version: "v1.0.0-rc5", H1: "h1:x"}, Commit: "c", CommitTime: "t", ImportPath: "github.com/opencontainers/runc"},
+		Build:   pins.Build{Packages: []pins.BuildPackage{{Package: ".", Output: "runc"}}, CGO: true, Tags: []string{"seccomp"}},
+		Vendor:  []pins.VendorEntry{{Root: "github.com/pkg/errors", Module: pins.Module{Path: "github.com/pkg/errors", Version: "v0.8.0", H1: "h1:y"}}},
+	}
+	in, err := FromLock(l, patchDir, []string{"-s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(in.Patches) != 2 || in.Patches[0].Name != "0001-a.patch" || in.Patches[1].Name != "0002-b.patch" {
+		t.Fatalf("patches %+v, want 0001-a then 0002-b", in.Patches)
+	}
+	// sha256("0001-a.patch")
+	if in.Patches[0].SHA256 != "fff4fee00094c979c2c3c43ca8b379ee25a500533c537d9c12f5f981af355281" {
+		t.Errorf("sha256 of 0001-a.patch = %s", in.Patches[0].SHA256)
+	}
+	if len(in.Vendor) != 1 || in.Vendor[0].Module.Version != "v0.8.0" || in.Build.Packages[0] != "." || !in.Build.CGO || in.Build.LDFlags[0] != "-s" {
+		t.Fatalf("inputs not filled from the lock: %+v", in)
+	}
+	none, err := PatchFiles(filepath.Join(patchDir, "missing"))
+	if err != nil || len(none) != 0 {
+		t.Fatalf("PatchFiles of a missing folder = %v, %v; want none", none, err)
+	}
+}
+
+func TestDpkgVersions(t *testing.T) {
+	if _, err := exec.LookPath("dpkg-query"); err != nil {
+		t.Skip("not a Debian system")
+	}
+	got, err := DpkgVersions(context.Background(), "dpkg")
+	if err != nil || len(got) != 1 || got[0].Name != "dpkg" || got[0].Version == "" {
+		t.Fatalf("DpkgVersions(dpkg) = %v, %v", got, err)
+	}
+	if _, err := DpkgVersions(context.Background(), "dpkg", "nokmem-no-such-package"); err == nil {
+		t.Fatal("DpkgVersions accepted a package that is not installed")
+	} else if errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,115 @@
+package provenance
+
+import (
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/nokmem/nokmem/internal/pins"
+	"github.com/nokmem/nokmem/internal/release/inputs"
+)
+
+func testInputs() *inputs.Inputs {
+	return &inputs.Inputs{
+		Name:    "runc",
+		Version: "v1.0.0-rc5",
+		Source: inputs.Source{
+			Module:     pins.Module{Path: "github.com/opencontainers/runc", Version: "v1.0.0-rc5", H1: "h1:rYjdzMDXVly2Av0RLs3nf/iVkaWh2UrDhuTdTT2KggQ="},
+			Commit:     "4fc53a81fb7c994640722ac585fa9ca548971871",
+			CommitTime: "2018-02-27T01:25:04Z",
+			ImportPath: "github.com/opencontainers/runc",
+		},
+		Toolchain: pins.Module{Path: "golang.org/toolchain", Version: "v0.0.1-go1.26.11.linux-amd64", H1: "h1:O6L965K88AilqnxeYPks/75HLpp4IG+FjeSCI3cVdRg="},
+		Vendor: []inputs.Vendored{
+			{Root: "github.com/pkg/errors", Module: pins.Module{Path: "github.com/pkg/errors", Version: "v0.8.0", H1: "h1:WdK/asTD0HN+q6hsWO3/vpuAkAr+tw6aNJNDFFf0+qw="}},
+		},
+		Patches:        []inputs.Patch{{Name: "0001-x.patch", SHA256: "00000000000000000000000000000000000000000000000000000000000000ff"}},
+		Build:          inputs.Build{CGO: true, Static: true, Tags: []string{"seccomp", "apparmor"}, LDFlags: []string{"-X main.version=1.0.0-rc5+nokmem.1", "-extldflags -static"}},
+		SystemPackages: []inputs.SystemPackage{{Name: "gcc-12", Version: "12.2.0-14+deb12u1"}, {Name: "libseccomp-dev", Version: "2.5.4-1+deb12u1"}},
+	}
+}
+
+// TestStatementNamesEveryInput writes and reads back a statement and checks
+// that every module (dirHash of its h1), patch, system package and build
+// flag is named, and that the subjects are the artifacts.
+func TestStatementNamesEveryInput(t *testing.T) {
+	in := testInputs()
+	artifacts := []inputs.Artifact{{Name: "runc", SHA256: "ab000000000000000000000000000000000000000000000000000000000000cd"}}
+	st, err := Statement(in, artifacts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), FileName)
+	if err := Write(path, st); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.GetPredicateType() != PredicateType {
+		t.Errorf("predicate type %q", back.GetPredicateType())
+	}
+	if s := back.GetSubject(); len(s) != 1 || s[0].GetName() != "runc" || s[0].GetDigest()["sha256"] != artifacts[0].SHA256 {
+		t.Errorf("subjects %v, want runc with its sha256", s)
+	}
+	pred, err := Predicate(back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := map[string]map[string]string{}
+	for _, d := range pred.GetBuildDefinition().GetResolvedDependencies() {
+		deps[d.GetName()] = d.GetDigest()
+	}
+	modules := []pins.Module{in.Source.Module, in.Toolchain}
+	for _, v := range in.Vendor {
+		modules = append(modules, v.Module)
+	}
+	for _, m := range modules {
+		want, err := inputs.DirHash(m.H1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := deps[m.String()]["dirHash"]; got != want {
+			t.Errorf("dependency %s: dirHash %q, want %q", m, got, want)
+		}
+	}
+	for _, p := range in.Patches {
+		if got := deps["patches/runc/v1.0.0-rc5/"+p.Name]["sha256"]; got != p.SHA256 {
+			t.Errorf("patch %s: sha256 %q, want %q", p.Name, got, p.SHA256)
+		}
+	}
+	for _, sp := range in.SystemPackages {
+		if _, ok := deps[sp.Name+"="+sp.Version]; !ok {
+			t.Errorf("system package %s=%s not among the dependencies", sp.Name, sp.Version)
+		}
+	}
+	ext := pred.GetBuildDefinition().GetExternalParameters().AsMap()
+	for _, key := range []string{"tags", "ldflags"} {
+		var got []string
+		for _, v := range ext[key].([]any) {
+			got = append(got, v.(string))
+		}
+		want := in.Build.Tags
+		if key == "ldflags" {
+			want = in.Build.LDFlags
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("external parameter %s = %v, want %v", key, got, want)
+		}
+	}
+	if ext["cgo"] != true || ext["static"] != true {
+		t.Errorf("cgo/static not recorded: %v", ext)
+	}
+}
+
+func TestStatementRejectsBadDigest(t *testing.T) {
+	in := testInputs()
+	if _, err := Statement(in, []inputs.Artifact{{Name: "runc", SHA256: "not-hex"}}); err == nil {
+		t.Fatal("Statement accepted a subject digest that is not hex")
+	}
+	in.Toolchain.H1 = "h1:"
+	if _, err := Statement(in, []inputs.Artifact{{Name: "runc", SHA256: "ab000000000000000000000000000000000000000000000000000000000000cd"}}); err == nil {
+		t.Fatal("Statement accepted a toolchain without a usable h1")
+	}
+}

@@ -1,0 +1,126 @@
+package sbom
+
+import (
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/spdx/tools-golang/spdx/v2/common"
+	spdx "github.com/spdx/tools-golang/spdx/v2/v2_3"
+
+	"github.com/nokmem/nokmem/internal/pins"
+	"github.com/nokmem/nokmem/internal/release/inputs"
+)
+
+func testInputs() *inputs.Inputs {
+	return &inputs.Inputs{
+		Name:    "runc",
+		Version: "v1.0.0-rc5",
+		Source: inputs.Source{
+			Module:     pins.Module{Path: "github.com/opencontainers/runc", Version: "v1.0.0-rc5", H1: "h1:rYjdzMDXVly2Av0RLs3nf/iVkaWh2UrDhuTdTT2KggQ="},
+			Commit:     "4fc53a81fb7c994640722ac585fa9ca548971871",
+			CommitTime: "2018-02-27T01:25:04Z",
+			ImportPath: "github.com/opencontainers/runc",
+		},
+		Toolchain: pins.Module{Path: "golang.org/toolchain", Version: "v0.0.1-go1.26.11.linux-amd64", H1: "h1:O6L965K88AilqnxeYPks/75HLpp4IG+FjeSCI3cVdRg="},
+		Vendor: []inputs.Vendored{
+			{Root: "github.com/pkg/errors", Module: pins.Module{Path: "github.com/pkg/errors", Version: "v0.8.0", H1: "h1:WdK/asTD0HN+q6hsWO3/vpuAkAr+tw6aNJNDFFf0+qw="}},
+			{Root: "github.com/coreos/go-systemd", Module: pins.Module{Path: "github.com/coreos/go-systemd", Version: "v0.0.0-20161114122254-48702e0da86b", H1: "h1:+mtZ0WjVZwTX0RVrXMXDwuYVaNeHGvWBW1UwJeMR+2M="}},
+		},
+		Patches:        []inputs.Patch{{Name: "0001-x.patch", SHA256: "00000000000000000000000000000000000000000000000000000000000000ff"}},
+		SystemPackages: []inputs.SystemPackage{{Name: "libseccomp-dev", Version: "2.5.4-1+deb12u1"}},
+	}
+}
+
+// TestWrittenSBOMListsEveryInput writes the document, parses it back with
+// the SPDX library and looks up every module, patch and package.
+func TestWrittenSBOMListsEveryInput(t *testing.T) {
+	in := testInputs()
+	artifacts := []inputs.Artifact{{Name: "runc", SHA256: "ab00000000000000000000000000000000000000000000000000000000000000"}}
+	doc, err := Document(in, artifacts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), FileName)
+	if err := Write(path, doc); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Read(path)
+	if err != nil {
+		t.Fatalf("SPDX library cannot read the SBOM back: %v", err)
+	}
+	if back.SPDXVersion != "SPDX-2.3" {
+		t.Errorf("SPDX version %q", back.SPDXVersion)
+	}
+	byName := map[string]*spdx.Package{}
+	for _, p := range back.Packages {
+		byName[p.PackageName] = p
+	}
+
+	modules := []pins.Module{in.Source.Module, in.Toolchain}
+	for _, v := range in.Vendor {
+		modules = append(modules, v.Module)
+	}
+	for _, m := range modules {
+		t.Run(m.String(), func(t *testing.T) {
+			p := byName[m.Path]
+			if p == nil {
+				t.Fatalf("module %s missing from the SBOM", m)
+			}
+			if p.PackageVersion != m.Version {
+				t.Errorf("version %q, want %q", p.PackageVersion, m.Version)
+			}
+			if p.PackageSourceInfo != "go.sum "+m.H1 {
+				t.Errorf("source info %q does not carry h1 %s", p.PackageSourceInfo, m.H1)
+			}
+			hexSum, err := inputs.DirHash(m.H1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(p.PackageChecksums, common.Checksum{Algorithm: common.SHA256, Value: hexSum}) {
+				t.Errorf("checksums %v lack the h1 as SHA256 %s", p.PackageChecksums, hexSum)
+			}
+			wantPURL := "pkg:golang/" + m.Path + "@" + m.Version
+			if !hasRef(p, wantPURL) {
+				t.Errorf("no purl %s", wantPURL)
+			}
+		})
+	}
+	if p := byName["0001-x.patch"]; p == nil || p.PackageChecksums[0].Value != in.Patches[0].SHA256 {
+		t.Errorf("patch not listed with its sha256: %+v", p)
+	}
+	if p := byName["libseccomp-dev"]; p == nil || p.PackageVersion != "2.5.4-1+deb12u1" || !hasRef(p, "pkg:deb/debian/libseccomp-dev@2.5.4-1+deb12u1?arch=amd64") {
+		t.Errorf("system package not listed with version and purl: %+v", p)
+	}
+	if p := byName["runc"]; p == nil || p.PackageChecksums[0].Value != artifacts[0].SHA256 {
+		t.Errorf("artifact not listed with its sha256: %+v", p)
+	}
+}
+
+func hasRef(p *spdx.Package, purl string) bool {
+	for _, r := range p.PackageExternalReferences {
+		if r.RefType == common.TypePackageManagerPURL && r.Locator == purl {
+			return true
+		}
+	}
+	return false
+}
+
+func TestDocumentRejectsBadInputs(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*inputs.Inputs)
+	}{
+		{"bad h1", func(in *inputs.Inputs) { in.Vendor[0].Module.H1 = "h1:short" }},
+		{"bad commit time", func(in *inputs.Inputs) { in.Source.CommitTime = "yesterday" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := testInputs()
+			tt.change(in)
+			if _, err := Document(in, []inputs.Artifact{{Name: "runc", SHA256: "00"}}); err == nil {
+				t.Fatal("Document accepted bad inputs")
+			}
+		})
+	}
+}
