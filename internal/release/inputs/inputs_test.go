@@ -39,9 +39,9 @@ func TestFromLock(t *testing.T) {
 	}
 	l := &pins.Lock{
 		Project: "runc", Version: "v1.0.0-rc5",
-		Source:  pins.Source{Module: pins.Module{Path: "github.com/opencontainers/runc", Version: "v1.0.0-rc5", H1: "h1:x"}, Commit: "c", CommitTime: "t", ImportPath: "github.com/opencontainers/runc"},
-		Build:   pins.Build{Packages: []pins.BuildPackage{{Package: ".", Output: "runc"}}, CGO: true, Tags: []string{"seccomp"}},
-		Vendor:  []pins.VendorEntry{{Root: "github.com/pkg/errors", Module: pins.Module{Path: "github.com/pkg/errors", Version: "v0.8.0", H1: "h1:y"}}},
+		Source: pins.Source{Module: pins.Module{Path: "github.com/opencontainers/runc", Version: "v1.0.0-rc5", H1: "h1:x"}, Commit: "c", CommitTime: "t", ImportPath: "github.com/opencontainers/runc"},
+		Build:  pins.Build{Packages: []pins.BuildPackage{{Package: ".", Output: "runc"}}, CGO: true, Tags: []string{"seccomp"}},
+		Vendor: []pins.VendorEntry{{Root: "github.com/pkg/errors", Module: pins.Module{Path: "github.com/pkg/errors", Version: "v0.8.0", H1: "h1:y"}}},
 	}
 	in, err := FromLock(l, patchDir, []string{"-s"})
 	if err != nil {
