@@ -1,0 +1,313 @@
+package memcgsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// Mount is a FUSE mount of a simulator. The mount point looks like a small
+// system root, so a node tool can be pointed at it path by path:
+//
+//	<Root>/sys/fs/cgroup/memory   the memory hierarchy (Memory)
+//	<Root>/sys/kernel/slab        slab caches with per-memcg aliases (Slab)
+//	<Root>/proc/cgroups           the memory line of /proc/cgroups (ProcCgroups)
+type Mount struct {
+	Root        string
+	Memory      string
+	Slab        string
+	ProcCgroups string
+	server      *fuse.Server
+}
+
+// Mount serves s on the existing empty directory dir. It needs root (it
+// mounts directly, without fusermount) and /dev/fuse. Every timeout is zero,
+// so changes made through the Go API show at once.
+func (s *Sim) Mount(dir string) (*Mount, error) {
+	zero := time.Duration(0)
+	root := &fs.Inode{}
+	opts := &fs.Options{
+		MountOptions: fuse.MountOptions{
+			DirectMount:   true,
+			AllowOther:    true,
+			FsName:        "memcgsim",
+			Name:          "memcgsim",
+			DisableXAttrs: true,
+		},
+		EntryTimeout:    &zero,
+		AttrTimeout:     &zero,
+		NegativeTimeout: &zero,
+		OnAdd: func(ctx context.Context) {
+			dirs := func(parent *fs.Inode, names ...string) *fs.Inode {
+				for _, n := range names {
+					ch := parent.NewPersistentInode(ctx, &fs.Inode{}, fs.StableAttr{Mode: syscall.S_IFDIR})
+					parent.AddChild(n, ch, false)
+					parent = ch
+				}
+				return parent
+			}
+			cgroup := dirs(root, "sys", "fs", "cgroup")
+			cgroup.AddChild("memory", cgroup.NewPersistentInode(ctx, &cgDir{sim: s}, fs.StableAttr{Mode: syscall.S_IFDIR}), false)
+			kernel := dirs(root.GetChild("sys"), "kernel")
+			kernel.AddChild("slab", kernel.NewPersistentInode(ctx, &slabDir{sim: s}, fs.StableAttr{Mode: syscall.S_IFDIR}), false)
+			proc := dirs(root, "proc")
+			proc.AddChild("cgroups", proc.NewPersistentInode(ctx, &procCgroups{sim: s}, fs.StableAttr{Mode: syscall.S_IFREG}), false)
+		},
+	}
+	server, err := fs.Mount(dir, root, opts)
+	if err != nil {
+		return nil, fmt.Errorf("mount simulator on %s: %w", dir, err)
+	}
+	return &Mount{
+		Root:        dir,
+		Memory:      filepath.Join(dir, "sys/fs/cgroup/memory"),
+		Slab:        filepath.Join(dir, "sys/kernel/slab"),
+		ProcCgroups: filepath.Join(dir, "proc/cgroups"),
+		server:      server,
+	}, nil
+}
+
+// Unmount unmounts the file system and stops serving it.
+func (m *Mount) Unmount() error {
+	if err := m.server.Unmount(); err != nil {
+		return fmt.Errorf("unmount simulator at %s: %w", m.Root, err)
+	}
+	m.server.Wait()
+	return nil
+}
+
+// errnoOf turns a simulator or hook error into the errno FUSE returns.
+func errnoOf(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	return syscall.EIO
+}
+
+func join(parent, name string) string {
+	if parent == "" {
+		return name
+	}
+	return parent + "/" + name
+}
+
+// cgDir is a cgroup directory.
+type cgDir struct {
+	fs.Inode
+	sim *Sim
+	rel string
+}
+
+var (
+	_ fs.NodeLookuper  = (*cgDir)(nil)
+	_ fs.NodeReaddirer = (*cgDir)(nil)
+	_ fs.NodeMkdirer   = (*cgDir)(nil)
+	_ fs.NodeRmdirer   = (*cgDir)(nil)
+	_ fs.NodeGetattrer = (*cgDir)(nil)
+)
+
+func (d *cgDir) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if _, err := d.sim.Children(d.rel); err != nil {
+		return errnoOf(err)
+	}
+	out.Mode = syscall.S_IFDIR | 0o755
+	return 0
+}
+
+func (d *cgDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	kids, err := d.sim.Children(d.rel)
+	if err != nil {
+		return nil, errnoOf(err)
+	}
+	if _, ok := slices.BinarySearch(kids, name); ok {
+		out.Mode = syscall.S_IFDIR | 0o755
+		return d.NewInode(ctx, &cgDir{sim: d.sim, rel: join(d.rel, name)}, fs.StableAttr{Mode: syscall.S_IFDIR}), 0
+	}
+	files, err := d.sim.Files(d.rel)
+	if err != nil {
+		return nil, errnoOf(err)
+	}
+	for _, f := range files {
+		if f.Name == name {
+			out.Mode = syscall.S_IFREG | uint32(f.Mode.Perm())
+			return d.NewInode(ctx, &ctlFile{sim: d.sim, rel: d.rel, name: name, mode: uint32(f.Mode.Perm())}, fs.StableAttr{Mode: syscall.S_IFREG}), 0
+		}
+	}
+	return nil, syscall.ENOENT
+}
+
+func (d *cgDir) Readdir(context.Context) (fs.DirStream, syscall.Errno) {
+	files, err := d.sim.Files(d.rel)
+	if err != nil {
+		return nil, errnoOf(err)
+	}
+	kids, err := d.sim.Children(d.rel)
+	if err != nil {
+		return nil, errnoOf(err)
+	}
+	ents := make([]fuse.DirEntry, 0, len(files)+len(kids))
+	for _, f := range files {
+		ents = append(ents, fuse.DirEntry{Name: f.Name, Mode: syscall.S_IFREG})
+	}
+	for _, k := range kids {
+		ents = append(ents, fuse.DirEntry{Name: k, Mode: syscall.S_IFDIR})
+	}
+	return fs.NewListDirStream(ents), 0
+}
+
+func (d *cgDir) Mkdir(ctx context.Context, name string, _ uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	rel := join(d.rel, name)
+	if err := d.sim.Mkdir(rel); err != nil {
+		return nil, errnoOf(err)
+	}
+	out.Mode = syscall.S_IFDIR | 0o755
+	return d.NewInode(ctx, &cgDir{sim: d.sim, rel: rel}, fs.StableAttr{Mode: syscall.S_IFDIR}), 0
+}
+
+func (d *cgDir) Rmdir(_ context.Context, name string) syscall.Errno {
+	return errnoOf(d.sim.Rmdir(join(d.rel, name)))
+}
+
+// ctlFile is a control file. Reads are generated at the first read of an
+// open file (like seq_file) so that errors such as slabinfo's EIO come from
+// read(2), not open(2); every write(2) is one simulator write.
+type ctlFile struct {
+	fs.Inode
+	sim       *Sim
+	rel, name string
+	mode      uint32
+}
+
+var (
+	_ fs.NodeOpener    = (*ctlFile)(nil)
+	_ fs.NodeReader    = (*ctlFile)(nil)
+	_ fs.NodeWriter    = (*ctlFile)(nil)
+	_ fs.NodeGetattrer = (*ctlFile)(nil)
+	_ fs.NodeSetattrer = (*ctlFile)(nil)
+)
+
+// handle keeps the content generated by the first read of an open file.
+type handle struct {
+	mu   sync.Mutex
+	data []byte
+	read bool
+}
+
+func (f *ctlFile) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFREG | f.mode
+	return 0
+}
+
+// Setattr accepts the truncation that open(O_TRUNC) sends, as cgroupfs does.
+func (f *ctlFile) Setattr(_ context.Context, _ fs.FileHandle, _ *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFREG | f.mode
+	return 0
+}
+
+func (f *ctlFile) Open(context.Context, uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if _, err := f.sim.Files(f.rel); err != nil {
+		return nil, 0, errnoOf(err)
+	}
+	return &handle{}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+func (f *ctlFile) Read(_ context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	h, ok := fh.(*handle)
+	if !ok {
+		return nil, syscall.EBADF
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.read || off == 0 {
+		data, err := f.sim.ReadFile(f.rel, f.name)
+		if err != nil {
+			return nil, errnoOf(err)
+		}
+		h.data, h.read = data, true
+	}
+	if off >= int64(len(h.data)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	end := min(int(off)+len(dest), len(h.data))
+	return fuse.ReadResultData(h.data[off:end]), 0
+}
+
+func (f *ctlFile) Write(_ context.Context, _ fs.FileHandle, data []byte, _ int64) (uint32, syscall.Errno) {
+	if err := f.sim.WriteFile(f.rel, f.name, data); err != nil {
+		return 0, errnoOf(err)
+	}
+	return uint32(len(data)), 0
+}
+
+// slabDir is the simulated /sys/kernel/slab: one empty directory per cache.
+type slabDir struct {
+	fs.Inode
+	sim *Sim
+}
+
+var (
+	_ fs.NodeLookuper  = (*slabDir)(nil)
+	_ fs.NodeReaddirer = (*slabDir)(nil)
+)
+
+func (d *slabDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if !slices.Contains(d.sim.SlabCaches(), name) {
+		return nil, syscall.ENOENT
+	}
+	out.Mode = syscall.S_IFDIR | 0o755
+	return d.NewInode(ctx, &fs.Inode{}, fs.StableAttr{Mode: syscall.S_IFDIR}), 0
+}
+
+func (d *slabDir) Readdir(context.Context) (fs.DirStream, syscall.Errno) {
+	caches := d.sim.SlabCaches()
+	ents := make([]fuse.DirEntry, 0, len(caches))
+	for _, c := range caches {
+		ents = append(ents, fuse.DirEntry{Name: c, Mode: syscall.S_IFDIR})
+	}
+	return fs.NewListDirStream(ents), 0
+}
+
+// procCgroups is the simulated /proc/cgroups.
+type procCgroups struct {
+	fs.Inode
+	sim *Sim
+}
+
+var (
+	_ fs.NodeOpener    = (*procCgroups)(nil)
+	_ fs.NodeReader    = (*procCgroups)(nil)
+	_ fs.NodeGetattrer = (*procCgroups)(nil)
+)
+
+func (p *procCgroups) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFREG | 0o444
+	return 0
+}
+
+func (p *procCgroups) Open(context.Context, uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	return &handle{data: []byte(p.sim.ProcCgroups()), read: true}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+func (p *procCgroups) Read(_ context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	h, ok := fh.(*handle)
+	if !ok {
+		return nil, syscall.EBADF
+	}
+	if off >= int64(len(h.data)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	end := min(int(off)+len(dest), len(h.data))
+	return fuse.ReadResultData(h.data[off:end]), 0
+}
