@@ -1,0 +1,112 @@
+// Package assert proves that kernel-memory accounting is off for the kubepods
+// tree: on a kernel with 3.10 semantics, memory.kmem.slabinfo must fail with
+// EIO for kubepods, every cgroup below it, and a probe child created under
+// kubepods (which shows what new pod cgroups will inherit). On other kernels
+// slabinfo never fails with EIO, so the check does not apply.
+package assert
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/memcg"
+)
+
+// Offender is a cgroup whose slabinfo did not fail with EIO.
+type Offender struct {
+	// Cgroup is relative to the memory root.
+	Cgroup string `json:"cgroup"`
+	// Path is the slabinfo file that was read.
+	Path string `json:"path"`
+	// Slabinfo is what the read gave instead of EIO.
+	Slabinfo memcg.Slabinfo `json:"slabinfo"`
+	// Probe is true for the probe child created by the check.
+	Probe bool `json:"probe,omitempty"`
+}
+
+// Result is the outcome of Check.
+type Result struct {
+	// Applicable is false on kernels without 3.10 semantics.
+	Applicable bool `json:"applicable"`
+	// Reason explains a not-applicable result.
+	Reason   string `json:"reason,omitempty"`
+	Kubepods string `json:"kubepods,omitempty"`
+	// Checked counts the cgroups read, the probe child included.
+	Checked   int        `json:"checked"`
+	Offenders []Offender `json:"offenders"`
+	// Passed: applicable and no offenders, or not applicable and not strict.
+	Passed bool `json:"passed"`
+}
+
+// Options for Check.
+type Options struct {
+	// Kubepods is the kubepods cgroup relative to the root; empty means
+	// whichever of kubepods and kubepods.slice exists.
+	Kubepods string
+	// Strict makes "not applicable" a failure.
+	Strict bool
+}
+
+// Check runs the assertion on hierarchy h.
+func Check(h memcg.Hierarchy, o Options) (*Result, error) {
+	r := &Result{Offenders: []Offender{}}
+	s, err := detect.ProbeSlabinfo(h)
+	if err != nil {
+		return nil, fmt.Errorf("assert: %w", err)
+	}
+	if s != memcg.SlabinfoEIO {
+		r.Reason = fmt.Sprintf("not applicable: memory.kmem.slabinfo of a fresh cgroup under the root reads %s, not EIO, so this kernel does not have 3.10 semantics and EIO cannot prove kmem accounting is off (kernel-semantics.md §1b)", s)
+		r.Passed = !o.Strict
+		return r, nil
+	}
+	r.Applicable = true
+	r.Kubepods = o.Kubepods
+	if r.Kubepods == "" {
+		_, kp, err := detect.Driver(h)
+		if err != nil {
+			return nil, fmt.Errorf("assert: %w", err)
+		}
+		if kp == "" {
+			return nil, fmt.Errorf("assert: %w under %s", detect.ErrNoKubepods, h.Root)
+		}
+		r.Kubepods = kp
+	}
+	all, err := h.Walk(r.Kubepods)
+	if err != nil {
+		return nil, fmt.Errorf("assert: %w", err)
+	}
+	for _, rel := range all {
+		if err := r.check(h, rel, false); err != nil {
+			return nil, err
+		}
+	}
+	probe := r.Kubepods + "/" + detect.ScratchName("assert")
+	if err := h.Mkdir(probe); err != nil {
+		return nil, fmt.Errorf("assert: probe child: %w", err)
+	}
+	cerr := r.check(h, probe, true)
+	if rerr := h.Rmdir(probe); rerr != nil {
+		cerr = errors.Join(cerr, fmt.Errorf("assert: remove probe child: %w", rerr))
+	}
+	if cerr != nil {
+		return nil, cerr
+	}
+	r.Passed = len(r.Offenders) == 0
+	return r, nil
+}
+
+func (r *Result) check(h memcg.Hierarchy, rel string, probe bool) error {
+	s, err := h.SlabinfoState(rel)
+	if err != nil {
+		return fmt.Errorf("assert: %w", err)
+	}
+	if s == memcg.SlabinfoMissing && !probe {
+		return nil // removed while we walked (a pod went away)
+	}
+	r.Checked++
+	if s != memcg.SlabinfoEIO {
+		r.Offenders = append(r.Offenders, Offender{Cgroup: rel, Path: h.Path(rel, memcg.KmemSlabinfo), Slabinfo: s, Probe: probe})
+	}
+	return nil
+}
