@@ -1,6 +1,6 @@
 // Package install replaces the node's kubelet and runc binaries with verified
 // nokmem artifacts, and rolls them back. The release is checked (SHA256SUMS,
-// SHA512SUMS, and the minisign signature when a public key is given) before
+// SHA512SUMS; with a public key the full signed release check) before
 // anything is touched; the current binaries are backed up with their sha256
 // in the state directory; each binary is replaced atomically (temp file in
 // the same directory, fsync, rename, mode and owner kept), so an interrupted
@@ -22,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nokmem/nokmem/internal/release/sign"
+	"github.com/nokmem/nokmem/internal/release"
 	"github.com/nokmem/nokmem/internal/release/sums"
 	"github.com/nokmem/nokmem/verify/detect"
 )
@@ -159,19 +159,22 @@ func Install(o Options) (*Record, error) {
 	return rec, nil
 }
 
-// CheckRelease verifies the signature of SHA256SUMS (when pubKey is set) and
-// every checksum of the release directory, and returns name → sha256.
+// CheckRelease checks the release directory and returns name → sha256 from
+// its SHA256SUMS. With a public key it runs the full release check
+// (release.Verify: signature, checksums, SBOM, provenance subjects);
+// without one it checks the checksums only.
 func CheckRelease(dir, pubKey string) (map[string]string, error) {
 	sumsPath := filepath.Join(dir, sums.SHA256.SumsFile)
 	if _, err := os.Stat(sumsPath); err != nil {
 		return nil, fmt.Errorf("release %s: %w", dir, err)
 	}
+	var err error
 	if pubKey != "" {
-		if err := sign.Verify(sumsPath, pubKey); err != nil {
-			return nil, fmt.Errorf("release %s: %w", dir, err)
-		}
+		err = release.Verify(dir, pubKey)
+	} else {
+		_, err = sums.Check(dir)
 	}
-	if _, err := sums.Check(dir); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("release %s: %w", dir, err)
 	}
 	return sums.Parse(sumsPath)

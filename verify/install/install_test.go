@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nokmem/nokmem/internal/pins"
+	"github.com/nokmem/nokmem/internal/release"
+	"github.com/nokmem/nokmem/internal/release/inputs"
 	"github.com/nokmem/nokmem/internal/release/sign"
 	"github.com/nokmem/nokmem/internal/release/sums"
 	"github.com/nokmem/nokmem/internal/testenv"
@@ -22,7 +25,7 @@ func script(version string) []byte {
 
 // release writes a release directory with kubelet and runc artifacts,
 // checksums and, when key is set, a signature made with it.
-func release(t *testing.T, secretKey string) string {
+func makeRelease(t *testing.T, secretKey string) string {
 	t.Helper()
 	dir := t.TempDir()
 	files := map[string][]byte{
@@ -34,13 +37,20 @@ func release(t *testing.T, secretKey string) string {
 			t.Fatal(err)
 		}
 	}
-	if _, err := sums.Write(dir, []string{"kubelet", "runc"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if secretKey != "" {
-		if err := sign.File(filepath.Join(dir, sums.SHA256.SumsFile), secretKey); err != nil {
+	if secretKey == "" {
+		if _, err := sums.Write(dir, []string{"kubelet", "runc"}, nil); err != nil {
 			t.Fatal(err)
 		}
+		return dir
+	}
+	in := &inputs.Inputs{
+		Name:      "nokmem",
+		Version:   "test",
+		Source:    inputs.Source{Module: pins.Module{Path: "example.com/x", Version: "v1.0.0", H1: "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}, CommitTime: "2018-02-27T01:25:04Z"},
+		Toolchain: pins.Module{Path: "golang.org/toolchain", Version: "v0.0.1-go1.26.11.linux-amd64", H1: "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="},
+	}
+	if err := release.Write(dir, in, secretKey); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }
@@ -126,7 +136,7 @@ func TestInstallRollback(t *testing.T) {
 			if signed {
 				key, pub = secret, public
 			}
-			rel := release(t, key)
+			rel := makeRelease(t, key)
 			before := n.snapshot(t)
 			rec, err := Install(Options{Artifacts: rel, PubKey: pub, StateDir: n.state, Targets: n.targets()})
 			if err != nil {
@@ -234,7 +244,7 @@ func TestInstallRefuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			n := newNode(t)
-			rel := release(t, secret)
+			rel := makeRelease(t, secret)
 			o := tt.setup(t, n, rel)
 			o.StateDir = n.state
 			if o.Targets == nil {
@@ -260,7 +270,7 @@ func TestInstallRefuses(t *testing.T) {
 
 func TestInstallSymlinkAllowed(t *testing.T) {
 	n := newNode(t)
-	rel := release(t, "")
+	rel := makeRelease(t, "")
 	real := filepath.Join(n.bin, "runc.real")
 	if err := os.Rename(filepath.Join(n.bin, "runc"), real); err != nil {
 		t.Fatal(err)
@@ -287,7 +297,7 @@ func TestInstallSymlinkAllowed(t *testing.T) {
 // back, and no temporary or half-written file may remain.
 func TestInterruptedInstall(t *testing.T) {
 	n := newNode(t)
-	rel := release(t, "")
+	rel := makeRelease(t, "")
 	before := n.snapshot(t)
 	boom := errors.New("injected failure mid-install")
 	faultAfterCopy = func(dst string) error {
