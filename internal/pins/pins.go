@@ -5,6 +5,9 @@
 package pins
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -205,4 +208,16 @@ func (l *Lock) Modules() []Module {
 		ms = append(ms, v.Module)
 	}
 	return ms
+}
+
+// Digest is a sha256 (hex) of the lock's content, independent of comments
+// and layout in the YAML: equal digests mean equal inputs, so a build step
+// can tell that nothing changed and skip its work.
+func (l *Lock) Digest() string {
+	data, err := json.Marshal(l)
+	if err != nil {
+		panic(fmt.Sprintf("pins: marshal lock: %v", err)) // plain structs of strings cannot fail
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
 }

@@ -144,3 +144,21 @@ func TestLoadBadInput(t *testing.T) {
 		})
 	}
 }
+
+func TestDigest(t *testing.T) {
+	a, err := Load(repoPins, "kubernetes", "v1.12.4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Load(repoPins, "kubernetes", "v1.12.4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Digest() != b.Digest() || len(a.Digest()) != 64 {
+		t.Fatalf("digest of the same lock differs or is malformed: %s %s", a.Digest(), b.Digest())
+	}
+	b.Vendor[10].Module.H1 = "h1:changed"
+	if a.Digest() == b.Digest() {
+		t.Error("digest did not change with a vendor h1")
+	}
+}
