@@ -1,0 +1,538 @@
+// Package migrate replaces a kmem-active kubepods memory cgroup tree (cgroup
+// v1) with a fresh tree that has the same directories, settings and
+// processes but no kernel-memory accounting, without a reboot.
+//
+// The recipe (kernel-semantics.md §3d, §4a): mirror kubepods into a
+// temporary sibling tree directly under the memory root (the root is never
+// kmem-active, so its new children are not either), move every process
+// there, remove the old tree leaf first, create kubepods anew, mirror back,
+// remove the temporary tree. Every phase is recorded in a journal in the
+// state directory; a rerun after a crash finishes the job and a rollback
+// returns every process to the original layout.
+package migrate
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nokmem/nokmem/verify/memcg"
+)
+
+// Config says where the tree is and how to run.
+type Config struct {
+	Hierarchy memcg.Hierarchy
+	// Kubepods is the tree to migrate, relative to the memory root.
+	Kubepods string
+	// StateDir holds the journal.
+	StateDir string
+	Logger   *slog.Logger
+	// PidAlive tells whether a process still exists, to tell an exited
+	// process from a lost one; nil checks /proc/<pid>.
+	PidAlive func(pid int) bool
+	Hooks    Hooks
+}
+
+// Hooks let tests stop a run at a chosen point, as a kill -9 would.
+type Hooks struct {
+	// AfterPhase runs once phase p is durably recorded; a non-nil error
+	// ends the run there with the journal left as a crash would leave it.
+	AfterPhase func(p Phase) error
+}
+
+// TempName is the temporary sibling of kubepods, directly under the root.
+func TempName(kubepods string) string {
+	return "nokmem-migrate-" + strings.ReplaceAll(kubepods, "/", "-")
+}
+
+// Outcomes of a run.
+const (
+	OutcomeMigrated          = "migrated"
+	OutcomeAlreadyMigrated   = "already-migrated"
+	OutcomeRolledBack        = "rolled-back"
+	OutcomeNothingToRollBack = "nothing-to-roll-back"
+)
+
+// Report says what a run did.
+type Report struct {
+	Outcome  string `json:"outcome"`
+	Message  string `json:"message"`
+	Kubepods string `json:"kubepods"`
+	Temp     string `json:"temp"`
+	// ResumedFrom is the journal phase a rerun started from.
+	ResumedFrom Phase `json:"resumed_from,omitempty"`
+	Cgroups     int   `json:"cgroups"`
+	Processes   int   `json:"processes"`
+	// Moved counts pid moves, Exited the processes that were gone (ESRCH).
+	Moved  int `json:"moved"`
+	Exited int `json:"exited"`
+	// MoveCharge is whether charges moved with the tasks (false on ≥6.13).
+	MoveCharge bool `json:"move_charge"`
+	// SettingWrites counts control-file writes made to copy settings.
+	SettingWrites int `json:"setting_writes"`
+	// Refused lists settings the kernel rejected on a destination.
+	Refused  []string      `json:"refused,omitempty"`
+	Checks   []Check       `json:"checks,omitempty"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// RunError is a failed run. It says whether the node was left untouched or
+// is resumable, and how to go on.
+type RunError struct {
+	Err error
+	// Phase is the last phase the journal recorded ("" when there is none).
+	Phase   Phase
+	Touched bool
+	Journal string
+}
+
+func (e *RunError) Error() string {
+	if !e.Touched {
+		return fmt.Sprintf("%v; node untouched (no cgroup was changed)", e.Err)
+	}
+	return fmt.Sprintf("%v; node is resumable: the journal %s records phase %q — rerun `verify migrate` to finish, or `verify migrate --rollback` to return to the original layout",
+		e.Err, e.Journal, e.Phase)
+}
+
+func (e *RunError) Unwrap() error { return e.Err }
+
+// Engine runs one migration or rollback.
+type Engine struct {
+	cfg      Config
+	h        memcg.Hierarchy
+	kubepods string
+	temp     string
+	j        *Journal
+	mv       *mover
+	rep      Report
+	// tolerateMissing lets a rollback skip temp cgroups never created.
+	tolerateMissing bool
+}
+
+// New checks cfg and returns an engine.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Hierarchy.Root == "" || cfg.Kubepods == "" || cfg.StateDir == "" {
+		return nil, errors.New("migrate: memory root, kubepods and state dir must be set")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.PidAlive == nil {
+		cfg.PidAlive = procAlive
+	}
+	kp := strings.Trim(filepath.ToSlash(cfg.Kubepods), "/")
+	e := &Engine{cfg: cfg, h: cfg.Hierarchy, kubepods: kp, temp: TempName(kp)}
+	e.mv = &mover{h: e.h, log: cfg.Logger}
+	e.rep = Report{Kubepods: e.h.Path(kp), Temp: e.h.Path(e.temp)}
+	return e, nil
+}
+
+func procAlive(pid int) bool {
+	_, err := os.Stat("/proc/" + strconv.Itoa(pid))
+	return err == nil
+}
+
+// Migrate runs or resumes the migration.
+func (e *Engine) Migrate() (*Report, error) {
+	start := time.Now()
+	j, err := loadJournal(e.cfg.StateDir)
+	if err != nil {
+		return nil, &RunError{Err: err}
+	}
+	if j != nil && (j.Kubepods != e.kubepods || j.Temp != e.temp) {
+		return nil, &RunError{Err: fmt.Errorf("journal %s is for %s, not %s", journalPath(e.cfg.StateDir), j.Kubepods, e.kubepods), Phase: j.Phase, Touched: !j.Phase.terminal(), Journal: journalPath(e.cfg.StateDir)}
+	}
+	if j != nil && j.RollingBack && !j.Phase.terminal() {
+		return nil, &RunError{Err: errors.New("a rollback is in progress"), Phase: j.Phase, Touched: true, Journal: journalPath(e.cfg.StateDir)}
+	}
+	if j != nil && j.Phase == PhaseDone {
+		if ino, err := inode(e.h, e.kubepods); err == nil && ino == j.NewInode {
+			e.rep.Outcome = OutcomeAlreadyMigrated
+			e.rep.Message = fmt.Sprintf("%s was already migrated on %s (journal %s, same directory inode %d); nothing to do",
+				e.h.Path(e.kubepods), j.Updated.Format(time.RFC3339), journalPath(e.cfg.StateDir), ino)
+			e.rep.Cgroups, e.rep.Processes = j.Snapshot.Counts()
+			return &e.rep, nil
+		}
+	}
+	fresh := j == nil || j.Phase.terminal()
+	if fresh {
+		n, clean, err := kmemInactive(e.h, e.kubepods)
+		if err != nil {
+			return nil, &RunError{Err: err}
+		}
+		if clean {
+			e.rep.Outcome = OutcomeAlreadyMigrated
+			e.rep.Message = fmt.Sprintf("kmem accounting is off in all %d cgroups of %s (memory.kmem.slabinfo reads EIO): already migrated, nothing to do",
+				n, e.h.Path(e.kubepods))
+			e.rep.Cgroups = n
+			return &e.rep, nil
+		}
+	}
+	if fresh {
+		if j, err = e.plan(); err != nil {
+			return nil, e.fail(err, fresh)
+		}
+	} else {
+		e.rep.ResumedFrom = j.Phase
+		e.cfg.Logger.Info("resuming migration", "journal", journalPath(e.cfg.StateDir), "phase", j.Phase)
+	}
+	e.j = j
+	if err := e.forward(); err != nil {
+		return nil, e.fail(err, fresh)
+	}
+	e.rep.Outcome = OutcomeMigrated
+	e.rep.Message = fmt.Sprintf("%s migrated to a fresh tree (%d cgroups, %d processes)", e.h.Path(e.kubepods), e.rep.Cgroups, e.rep.Processes)
+	e.rep.Duration = time.Since(start)
+	return &e.rep, nil
+}
+
+// plan snapshots the tree and records it; nothing in cgroupfs changes.
+func (e *Engine) plan() (*Journal, error) {
+	if ok, err := exists(e.h, e.temp); err != nil {
+		return nil, err
+	} else if ok {
+		return nil, fmt.Errorf("temporary tree %s exists but no unfinished journal is in %s: remove it by hand after checking it holds no processes",
+			e.h.Path(e.temp), e.cfg.StateDir)
+	}
+	if err := CheckLayout(e.h, e.kubepods); err != nil {
+		return nil, err
+	}
+	snap, err := takeSnapshot(e.h, e.kubepods)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	j := &Journal{Version: journalVersion, Kubepods: e.kubepods, Temp: e.temp, Phase: PhasePlanned, Started: now, Snapshot: snap}
+	if err := saveJournal(e.cfg.StateDir, j); err != nil {
+		return nil, err
+	}
+	e.j = j
+	return j, e.afterPhase(PhasePlanned)
+}
+
+// fail turns err into a RunError that tells whether the node was touched.
+// A run that created the journal and changed no cgroup removes the journal.
+func (e *Engine) fail(err error, fresh bool) error {
+	re := &RunError{Err: err, Journal: journalPath(e.cfg.StateDir)}
+	if e.j == nil {
+		return re
+	}
+	re.Phase = e.j.Phase
+	var rerr error
+	if rel, ok := e.vanishedRel(err); ok && !e.j.vanished(rel) {
+		e.j.Vanished = append(e.j.Vanished, rel)
+		rerr = saveJournal(e.cfg.StateDir, e.j)
+	}
+	tempExists, xerr := exists(e.h, e.temp)
+	re.Touched = e.j.RollingBack || e.j.Phase != PhasePlanned || tempExists || xerr != nil
+	if !re.Touched && fresh {
+		rerr = errors.Join(rerr, removeJournal(e.cfg.StateDir))
+	}
+	if rerr != nil {
+		re.Err = errors.Join(err, fmt.Errorf("also failed to update the journal: %w", rerr))
+	}
+	return re
+}
+
+// vanishedRel returns the kubepods-relative path of the cgroup a
+// VanishedError names, when it is one of the planned cgroups.
+func (e *Engine) vanishedRel(err error) (string, bool) {
+	var ve *VanishedError
+	if !errors.As(err, &ve) {
+		return "", false
+	}
+	for _, prefix := range []string{e.kubepods, e.temp} {
+		if ve.Rel == prefix {
+			return "", true
+		}
+		if rel, ok := strings.CutPrefix(ve.Rel, prefix+"/"); ok {
+			return rel, true
+		}
+	}
+	return "", false
+}
+
+// record makes phase p durable and runs the test hook.
+func (e *Engine) record(p Phase) error {
+	e.j.Phase = p
+	if err := saveJournal(e.cfg.StateDir, e.j); err != nil {
+		return err
+	}
+	e.cfg.Logger.Info("phase done", "phase", p)
+	return e.afterPhase(p)
+}
+
+func (e *Engine) afterPhase(p Phase) error {
+	if e.cfg.Hooks.AfterPhase == nil {
+		return nil
+	}
+	return e.cfg.Hooks.AfterPhase(p)
+}
+
+// forward runs the phases after the journal's one.
+func (e *Engine) forward() error {
+	steps := []struct {
+		done Phase
+		run  func() error
+	}{
+		{PhaseTempBuilt, func() error { return e.buildTree(e.temp) }},
+		{PhaseMovedOut, func() error { return e.moveAll(e.kubepods, e.temp) }},
+		{PhaseOldRemoved, func() error { return e.removeTree(e.kubepods, e.temp, true) }},
+		{PhaseNewBuilt, func() error { return e.buildTree(e.kubepods) }},
+		{PhaseMovedBack, func() error { return e.moveBack() }},
+		{PhaseDone, func() error { return e.finish() }},
+	}
+	e.rep.Cgroups, e.rep.Processes = e.j.Snapshot.Counts()
+	for _, s := range steps {
+		if e.j.Phase.reached(s.done) {
+			continue
+		}
+		if err := s.run(); err != nil {
+			return fmt.Errorf("phase %s: %w", s.done, err)
+		}
+		if err := e.record(s.done); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// buildTree creates every snapshot cgroup below prefix top-down (mkdir is
+// skipped where a directory exists) and copies its settings right after
+// creating it, before its children exist, as use_hierarchy requires.
+func (e *Engine) buildTree(prefix string) error {
+	for _, n := range e.j.Snapshot.Nodes {
+		rel := under(prefix, n.Rel)
+		if err := e.h.Mkdir(rel); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+		res, err := applySettings(e.h, rel, n.Settings)
+		e.rep.SettingWrites += res.Writes
+		e.rep.Refused = append(e.rep.Refused, res.Refused...)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// moveAll moves every process from the src tree to the same relative path
+// in the dst tree, with move_charge_at_immigrate=3 on the destinations where
+// the kernel accepts it, then checks in a second pass that every source
+// stayed empty.
+func (e *Engine) moveAll(src, dst string) error {
+	for _, n := range e.j.Snapshot.Nodes {
+		if err := e.mv.prepareDest(under(dst, n.Rel)); err != nil {
+			return err
+		}
+	}
+	for pass := 0; pass < 2; pass++ {
+		for _, n := range e.j.Snapshot.Nodes {
+			if err := e.mv.drain(under(src, n.Rel), under(dst, n.Rel), e.tolerateMissing || e.j.vanished(n.Rel)); err != nil {
+				return err
+			}
+		}
+	}
+	e.rep.Moved, e.rep.Exited = e.mv.moved, e.mv.exited
+	e.rep.MoveCharge = e.mv.moveCharge != nil && *e.mv.moveCharge
+	return nil
+}
+
+// moveBack moves every process into the new kubepods tree and restores the
+// original move_charge_at_immigrate values there.
+func (e *Engine) moveBack() error {
+	if err := e.moveAll(e.temp, e.kubepods); err != nil {
+		return err
+	}
+	for _, n := range e.j.Snapshot.Nodes {
+		mc := n.Settings.MoveCharge
+		if mc == "" {
+			continue
+		}
+		rel := under(e.kubepods, n.Rel)
+		cur, err := e.h.ReadString(rel, memcg.MoveCharge)
+		if err != nil {
+			return err
+		}
+		if cur != mc {
+			if err := e.h.Write(rel, memcg.MoveCharge, mc); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// finish removes the temporary tree and checks the invariants.
+func (e *Engine) finish() error {
+	if err := e.removeTree(e.temp, e.kubepods, false); err != nil {
+		return err
+	}
+	e.rep.Checks = e.invariants(true)
+	if err := checksError(e.rep.Checks); err != nil {
+		return err
+	}
+	ino, err := inode(e.h, e.kubepods)
+	if err != nil {
+		return err
+	}
+	e.j.NewInode = ino
+	return nil
+}
+
+// removeTree removes the tree at prefix leaf first. Before each rmdir any
+// process still there is swept into the same relative path under sweepTo
+// (processes cannot be lost: rmdir fails with EBUSY while tasks remain).
+// A directory that is not in the snapshot is never removed. forceEmpty asks
+// the kernel to reclaim (3.10: reparent) page-cache charges before rmdir.
+func (e *Engine) removeTree(prefix, sweepTo string, forceEmpty bool) error {
+	ok, err := exists(e.h, prefix)
+	if err != nil || !ok {
+		return err
+	}
+	all, err := e.h.Walk(prefix)
+	if err != nil {
+		return err
+	}
+	known := make(map[string]bool, len(e.j.Snapshot.Nodes))
+	for _, n := range e.j.Snapshot.Nodes {
+		known[under(prefix, n.Rel)] = true
+	}
+	for _, rel := range all {
+		if !known[rel] {
+			return fmt.Errorf("%s appeared after the plan was made; not removing it (move it away or remove it, then rerun)", e.h.Path(rel))
+		}
+	}
+	for i := len(all) - 1; i >= 0; i-- {
+		rel := all[i]
+		dst := sweepTo + rel[len(prefix):]
+		if err := e.removeOne(rel, dst, forceEmpty); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rmdirAttempts bounds the EBUSY retries of one rmdir; each retry first
+// sweeps the cgroup's processes again.
+const rmdirAttempts = 8
+
+func (e *Engine) removeOne(rel, sweepTo string, forceEmpty bool) error {
+	var last error
+	for attempt := 0; attempt < rmdirAttempts; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Duration(1<<attempt) * time.Millisecond)
+		}
+		if err := e.mv.drain(rel, sweepTo, true); err != nil {
+			return err
+		}
+		if forceEmpty {
+			err := e.h.Write(rel, memcg.ForceEmpty, "0")
+			switch {
+			case errors.Is(err, os.ErrNotExist):
+			case errors.Is(err, errBusy):
+				last = err
+				continue
+			case err != nil:
+				return err
+			}
+		}
+		err := e.h.Rmdir(rel)
+		switch {
+		case err == nil, errors.Is(err, os.ErrNotExist):
+			return nil
+		case errors.Is(err, errBusy):
+			last = err
+		default:
+			return err
+		}
+	}
+	return fmt.Errorf("still busy after %d attempts: %w", rmdirAttempts, last)
+}
+
+// Rollback returns every process to the original layout and removes the
+// temporary tree. Before the old tree was removed this is exactly the
+// original state (same directories); after, the tree is rebuilt with the
+// same paths and settings (the old directories cannot come back).
+func (e *Engine) Rollback() (*Report, error) {
+	start := time.Now()
+	j, err := loadJournal(e.cfg.StateDir)
+	if err != nil {
+		return nil, &RunError{Err: err}
+	}
+	if j == nil || j.Phase.terminal() {
+		e.rep.Outcome = OutcomeNothingToRollBack
+		switch {
+		case j == nil:
+			e.rep.Message = "no migration journal in " + e.cfg.StateDir + ": nothing to roll back"
+		case j.Phase == PhaseDone:
+			e.rep.Message = "the migration finished (journal " + journalPath(e.cfg.StateDir) + "); its old tree is gone and the layout is the original one: nothing to roll back"
+		default:
+			e.rep.Message = "the last migration was already rolled back: nothing to do"
+		}
+		return &e.rep, nil
+	}
+	e.j = j
+	e.rep.ResumedFrom = j.Phase
+	e.rep.Cgroups, e.rep.Processes = j.Snapshot.Counts()
+	oldKept, err := e.oldTreeIntact()
+	if err != nil {
+		return nil, e.fail(err, false)
+	}
+	if !j.RollingBack {
+		j.RollingBack = true
+		if err := saveJournal(e.cfg.StateDir, j); err != nil {
+			return nil, e.fail(err, false)
+		}
+	}
+	if err := e.rollback(); err != nil {
+		return nil, e.fail(err, false)
+	}
+	e.rep.Outcome = OutcomeRolledBack
+	if oldKept {
+		e.rep.Message = fmt.Sprintf("rolled back from phase %s: every process is back in the original %s tree", j.Phase, e.h.Path(e.kubepods))
+	} else {
+		e.rep.Message = fmt.Sprintf("rolled back from phase %s: the old tree was already removed, so %s was rebuilt with the same paths and settings and every process is back", j.Phase, e.h.Path(e.kubepods))
+	}
+	e.rep.Duration = time.Since(start)
+	return &e.rep, nil
+}
+
+func (e *Engine) rollback() error {
+	if err := e.buildTree(e.kubepods); err != nil {
+		return err
+	}
+	// Temp directories that were never created hold nothing to move back.
+	e.tolerateMissing = true
+	if err := e.moveBack(); err != nil {
+		return err
+	}
+	if err := e.removeTree(e.temp, e.kubepods, false); err != nil {
+		return err
+	}
+	e.rep.Checks = e.invariants(false)
+	if err := checksError(e.rep.Checks); err != nil {
+		return err
+	}
+	return e.record(PhaseRolledBack)
+}
+
+// oldTreeIntact reports whether the original kubepods tree is still
+// complete: its removal starts only after PhaseMovedOut and goes leaf
+// first, so it started exactly when a planned cgroup is missing.
+func (e *Engine) oldTreeIntact() (bool, error) {
+	if e.j.Phase.reached(PhaseOldRemoved) {
+		return false, nil
+	}
+	for _, n := range e.j.Snapshot.Nodes {
+		if ok, err := exists(e.h, under(e.kubepods, n.Rel)); err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
