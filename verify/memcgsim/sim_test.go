@@ -1,0 +1,607 @@
+package memcgsim_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/nokmem/nokmem/verify/memcg"
+	"github.com/nokmem/nokmem/verify/memcgsim"
+)
+
+// env is one mounted simulator; h reaches it through real system calls.
+type env struct {
+	t   *testing.T
+	sim *memcgsim.Sim
+	m   *memcgsim.Mount
+	h   memcg.Hierarchy
+}
+
+func mount(t *testing.T, p memcgsim.Profile) *env {
+	s, m := memcgsim.MountForTest(t, p)
+	return &env{t: t, sim: s, m: m, h: memcg.Hierarchy{Root: m.Memory}}
+}
+
+func (e *env) mkdir(rels ...string) {
+	e.t.Helper()
+	for _, r := range rels {
+		if err := e.h.Mkdir(r); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+func (e *env) write(rel, file, v string) {
+	e.t.Helper()
+	if err := e.h.Write(rel, file, v); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) task(rel string, usage int64) int {
+	e.t.Helper()
+	pid, err := e.sim.AddTask(rel, usage)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return pid
+}
+
+func (e *env) readInt(rel, file string) int64 {
+	e.t.Helper()
+	v, err := e.h.ReadInt(rel, file)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return v
+}
+
+// wantErrno checks err against an errno; 0 means success.
+func wantErrno(t *testing.T, err error, want syscall.Errno) {
+	t.Helper()
+	switch {
+	case want == 0 && err != nil:
+		t.Fatalf("unexpected error: %v", err)
+	case want != 0 && !errors.Is(err, want):
+		t.Fatalf("err = %v, want %v", err, want)
+	}
+}
+
+const mib = 1 << 20
+
+// TestRules drives the write/read rules of §1 and §3d, each through the
+// mount. A case sets up state, does one operation and names the errno.
+func TestRules(t *testing.T) {
+	type tc struct {
+		name    string
+		profile memcgsim.Profile
+		do      func(e *env) error
+		want    syscall.Errno
+		check   func(e *env)
+	}
+	slab := func(rel string) func(e *env) error {
+		return func(e *env) error { _, err := e.h.ReadString(rel, memcg.KmemSlabinfo); return err }
+	}
+	active := func(rel string, want bool) func(e *env) {
+		return func(e *env) {
+			got, err := e.sim.KmemActive(rel)
+			if err != nil || got != want {
+				e.t.Errorf("KmemActive(%q) = %v, %v; want %v", rel, got, err, want)
+			}
+		}
+	}
+	tests := []tc{
+		// §1a / §3d "kubepods kmem.limit -1 only → rc 0, slabinfo still EIO".
+		{name: "kmem -1 does not activate", do: func(e *env) error {
+			e.mkdir("kubepods")
+			return e.h.Write("kubepods", memcg.KmemLimit, "-1")
+		}, check: func(e *env) {
+			if _, err := e.h.ReadString("kubepods", memcg.KmemSlabinfo); !errors.Is(err, syscall.EIO) {
+				e.t.Errorf("slabinfo after -1: %v, want EIO", err)
+			}
+			active("kubepods", false)(e)
+		}},
+		// §3d "runc sequence 1 then -1 → slabinfo OK: header"; §1a sticky.
+		{name: "runc sequence activates for good", do: func(e *env) error {
+			e.mkdir("kubepods")
+			e.write("kubepods", memcg.KmemLimit, "1")
+			return e.h.Write("kubepods", memcg.KmemLimit, "-1")
+		}, check: func(e *env) {
+			s, err := e.h.ReadString("kubepods", memcg.KmemSlabinfo)
+			if err != nil || !strings.HasPrefix(s, memcg.SlabinfoHeaderLine) || len(strings.Split(s, "\n")) != 2 {
+				e.t.Errorf("slabinfo of active cgroup = %q, %v; want the 2-line header", s, err)
+			}
+			if v := e.readInt("kubepods", memcg.KmemLimit); v != memcg.Unlimited {
+				e.t.Errorf("kmem limit after -1 = %d", v)
+			}
+			active("kubepods", true)(e)
+		}},
+		// §3d "activation write on a cgroup that has a task → EBUSY".
+		{name: "activation with a task", do: func(e *env) error {
+			e.mkdir("kubepods")
+			e.task("kubepods", 0)
+			return e.h.Write("kubepods", memcg.KmemLimit, "1")
+		}, want: syscall.EBUSY, check: active("kubepods", false)},
+		// §3d "activation write on a hierarchical cgroup that has a child → EBUSY".
+		{name: "activation with a child under use_hierarchy=1", do: func(e *env) error {
+			e.mkdir("kubepods", "kubepods/burstable")
+			return e.h.Write("kubepods", memcg.KmemLimit, "1")
+		}, want: syscall.EBUSY},
+		// §1a: the child check applies only with use_hierarchy=1.
+		{name: "activation with a child under use_hierarchy=0", do: func(e *env) error {
+			e.write("", memcg.UseHierarchy, "0")
+			e.mkdir("a", "a/b")
+			return e.h.Write("a", memcg.KmemLimit, "1")
+		}, check: active("a", true)},
+		// §3d "children created afterwards → slabinfo OK → inherited activation".
+		{name: "children inherit activation", do: func(e *env) error {
+			e.mkdir("kubepods")
+			e.write("kubepods", memcg.KmemLimit, "1")
+			e.mkdir("kubepods/burstable", "kubepods/burstable/podA")
+			return slab("kubepods/burstable/podA")(e)
+		}, check: active("kubepods/burstable/podA", true)},
+		// §3d "root: write kmem.limit → EINVAL".
+		{name: "root cannot be activated", do: func(e *env) error { return e.h.Write("", memcg.KmemLimit, "1") }, want: syscall.EINVAL},
+		// §1b: root always EIO on 3.10, even with an active child.
+		{name: "root slabinfo EIO", do: func(e *env) error {
+			e.mkdir("kubepods")
+			e.write("kubepods", memcg.KmemLimit, "1")
+			return slab("")(e)
+		}, want: syscall.EIO},
+		{name: "fresh cgroup slabinfo EIO", do: func(e *env) error { e.mkdir("x"); return slab("x")(e) }, want: syscall.EIO},
+		// §1a/§1b modern: writes are no-ops, slabinfo always empty, kmem always on.
+		{name: "modern kmem write is a no-op", profile: memcgsim.Modern, do: func(e *env) error {
+			e.mkdir("kubepods", "kubepods/x")
+			e.task("kubepods", 0)
+			return e.h.Write("kubepods", memcg.KmemLimit, "1")
+		}, check: func(e *env) {
+			for _, rel := range []string{"", "kubepods"} {
+				if s, err := e.h.ReadString(rel, memcg.KmemSlabinfo); err != nil || s != "" {
+					e.t.Errorf("modern slabinfo of %q = %q, %v; want empty", rel, s, err)
+				}
+			}
+			if v := e.readInt("kubepods", memcg.KmemLimit); v != memcg.Unlimited {
+				e.t.Errorf("modern kmem limit changed to %d", v)
+			}
+			active("kubepods", true)(e)
+		}},
+
+		// §1f rmdir: EBUSY with tasks or children.
+		{name: "rmdir with a task", do: func(e *env) error { e.mkdir("a"); e.task("a", 0); return e.h.Rmdir("a") }, want: syscall.EBUSY},
+		{name: "rmdir with a child", do: func(e *env) error { e.mkdir("a", "a/b"); return e.h.Rmdir("a") }, want: syscall.EBUSY},
+		{name: "modern rmdir with a child", profile: memcgsim.Modern, do: func(e *env) error { e.mkdir("a", "a/b"); return e.h.Rmdir("a") }, want: syscall.EBUSY},
+		{name: "rmdir of a charged leaf reparents", do: func(e *env) error {
+			e.mkdir("a", "a/b")
+			pid := e.task("a/b", 8*mib)
+			if err := e.h.Move("a", pid); err != nil {
+				return err
+			}
+			return e.h.Rmdir("a/b")
+		}, check: func(e *env) {
+			if v := e.readInt("a", memcg.Usage); v != 8*mib {
+				e.t.Errorf("parent usage after rmdir = %d, want the 8 MiB left behind", v)
+			}
+		}},
+
+		// §1e / §3d force_empty.
+		{name: "force_empty with a task", do: func(e *env) error { e.mkdir("a"); e.task("a", 0); return e.h.Write("a", memcg.ForceEmpty, "0") }, want: syscall.EBUSY},
+		{name: "force_empty with a child", do: func(e *env) error { e.mkdir("a", "a/b"); return e.h.Write("a", memcg.ForceEmpty, "0") }, want: syscall.EBUSY},
+		{name: "force_empty on root", do: func(e *env) error { return e.h.Write("", memcg.ForceEmpty, "0") }, want: syscall.EINVAL},
+		{name: "force_empty reparents charges", do: func(e *env) error {
+			e.mkdir("p", "p/leaf")
+			pid := e.task("p/leaf", 20*mib)
+			e.write("p", memcg.MoveCharge, "0")
+			if err := e.h.Move("p", pid); err != nil {
+				return err
+			}
+			if v := e.readInt("p/leaf", memcg.Usage); v != 20*mib {
+				e.t.Fatalf("leaf usage before force_empty = %d", v)
+			}
+			return e.h.Write("p/leaf", memcg.ForceEmpty, "0")
+		}, check: func(e *env) {
+			if v := e.readInt("p/leaf", memcg.Usage); v != 0 {
+				e.t.Errorf("leaf usage after force_empty = %d, want 0", v)
+			}
+			if v := e.readInt("p", memcg.Usage); v != 20*mib {
+				e.t.Errorf("parent usage after force_empty = %d, want 20 MiB", v)
+			}
+		}},
+		{name: "modern force_empty never EBUSY", profile: memcgsim.Modern, do: func(e *env) error {
+			e.mkdir("a", "a/b")
+			e.task("a", mib)
+			return e.h.Write("a", memcg.ForceEmpty, "0")
+		}, check: func(e *env) {
+			if v := e.readInt("a", memcg.Usage); v != mib {
+				e.t.Errorf("modern force_empty changed usage to %d", v)
+			}
+		}},
+
+		// §1f use_hierarchy.
+		{name: "use_hierarchy=0 under a hierarchical parent", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.UseHierarchy, "0") }, want: syscall.EINVAL},
+		{name: "use_hierarchy same value", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.UseHierarchy, "1") }},
+		{name: "use_hierarchy change with children", do: func(e *env) error { e.mkdir("a"); return e.h.Write("", memcg.UseHierarchy, "0") }, want: syscall.EBUSY},
+		{name: "use_hierarchy set before children", do: func(e *env) error {
+			e.write("", memcg.UseHierarchy, "0")
+			e.mkdir("a")
+			if v := e.readInt("a", memcg.UseHierarchy); v != 0 {
+				e.t.Fatalf("child did not inherit use_hierarchy=0 (reads %d)", v)
+			}
+			return e.h.Write("a", memcg.UseHierarchy, "1")
+		}},
+		{name: "use_hierarchy bad value", do: func(e *env) error { return e.h.Write("", memcg.UseHierarchy, "2") }, want: syscall.EINVAL},
+		{name: "modern use_hierarchy=0", profile: memcgsim.Modern, do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.UseHierarchy, "0") }, want: syscall.EINVAL},
+
+		// §1d move_charge_at_immigrate.
+		{name: "move_charge 4", do: func(e *env) error {
+			e.mkdir("a")
+			for v := range 4 {
+				e.write("a", memcg.MoveCharge, strconv.Itoa(v))
+			}
+			return e.h.Write("a", memcg.MoveCharge, "4")
+		}, want: syscall.EINVAL},
+		{name: "modern move_charge 1", profile: memcgsim.Modern, do: func(e *env) error {
+			e.mkdir("a")
+			e.write("a", memcg.MoveCharge, "0")
+			return e.h.Write("a", memcg.MoveCharge, "1")
+		}, want: syscall.EINVAL},
+
+		// §1f / §3d limit and memsw ordering.
+		{name: "memsw below limit", do: func(e *env) error {
+			e.mkdir("a")
+			e.write("a", memcg.Limit, "200M")
+			return e.h.Write("a", memcg.MemswLimit, "100M")
+		}, want: syscall.EINVAL},
+		{name: "limit above memsw", do: func(e *env) error {
+			e.mkdir("a")
+			e.write("a", memcg.Limit, "100M")
+			e.write("a", memcg.MemswLimit, "300M")
+			return e.h.Write("a", memcg.Limit, "400M")
+		}, want: syscall.EINVAL},
+		{name: "unlimited limit above memsw", do: func(e *env) error {
+			e.mkdir("a")
+			e.write("a", memcg.Limit, "100M")
+			e.write("a", memcg.MemswLimit, "300M")
+			return e.h.Write("a", memcg.Limit, "-1")
+		}, want: syscall.EINVAL},
+		{name: "memsw -1 then limit -1", do: func(e *env) error {
+			e.mkdir("a")
+			e.write("a", memcg.Limit, "100M")
+			e.write("a", memcg.MemswLimit, "300M")
+			e.write("a", memcg.MemswLimit, "-1")
+			return e.h.Write("a", memcg.Limit, "-1")
+		}},
+		{name: "limit rounds down to pages", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.Limit, "1000000") }, check: func(e *env) {
+			if v := e.readInt("a", memcg.Limit); v != 999424 {
+				e.t.Errorf("limit = %d, want 999424", v)
+			}
+		}},
+		{name: "limit 0", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.Limit, "0") }},
+		{name: "root limit", do: func(e *env) error { return e.h.Write("", memcg.Limit, "1G") }, want: syscall.EINVAL},
+		// §3d "limit 20M below 60 MB anon usage → EBUSY, limit unchanged".
+		{name: "limit below usage", do: func(e *env) error {
+			e.mkdir("a")
+			e.task("a", 60*mib)
+			return e.h.Write("a", memcg.Limit, "20M")
+		}, want: syscall.EBUSY, check: func(e *env) {
+			if v := e.readInt("a", memcg.Limit); v != memcg.Unlimited {
+				e.t.Errorf("limit changed to %d after EBUSY", v)
+			}
+		}},
+		{name: "soft limit", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.SoftLimit, "50M") }},
+
+		// §1f / §3d swappiness and oom_control.
+		{name: "swappiness 30", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.Swappiness, "30") }},
+		{name: "swappiness 101", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.Swappiness, "101") }, want: syscall.EINVAL},
+		{name: "modern swappiness 101", profile: memcgsim.Modern, do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.Swappiness, "101") }},
+		{name: "modern swappiness 201", profile: memcgsim.Modern, do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.Swappiness, "201") }, want: syscall.EINVAL},
+		{name: "oom_control 1", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.OOMControl, "1") }, check: func(e *env) {
+			e.mkdir("a/b")
+			if s, err := e.h.ReadString("a/b", memcg.OOMControl); err != nil || !strings.HasPrefix(s, "oom_kill_disable 1") {
+				e.t.Errorf("child oom_control = %q, %v; want inherited oom_kill_disable 1", s, err)
+			}
+		}},
+		{name: "oom_control 2", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.OOMControl, "2") }, want: syscall.EINVAL},
+
+		// Tasks: the simulator's own pid table (§1d, §1f).
+		{name: "move unknown pid", do: func(e *env) error { e.mkdir("a"); return e.h.Move("a", 4242) }, want: syscall.ESRCH},
+		{name: "move unknown thread", do: func(e *env) error { e.mkdir("a"); return e.h.MoveThread("a", 4242) }, want: syscall.ESRCH},
+		{name: "move garbage", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.Procs, "abc") }, want: syscall.EINVAL},
+		// §3d "move 60 MB task, dest move_charge=3 + 10M limit → ENOMEM, task stays in source".
+		{name: "move charge does not fit", do: func(e *env) error {
+			e.mkdir("src", "dst")
+			pid := e.task("src", 60*mib)
+			e.write("dst", memcg.Limit, "10M")
+			e.write("dst", memcg.MoveCharge, "3")
+			err := e.h.Move("dst", pid)
+			if got, _ := e.sim.TaskCgroup(pid); got != "src" {
+				e.t.Errorf("task in %q after failed move, want src", got)
+			}
+			return err
+		}, want: syscall.ENOMEM},
+		// §3d "same, dest unlimited → OK: source → 4 KB, dest → 63 MB".
+		{name: "move charge along", do: func(e *env) error {
+			e.mkdir("src", "dst")
+			pid := e.task("src", 60*mib)
+			e.write("dst", memcg.MoveCharge, "3")
+			return e.h.Move("dst", pid)
+		}, check: func(e *env) {
+			if s, d := e.readInt("src", memcg.Usage), e.readInt("dst", memcg.Usage); s != 0 || d != 60*mib {
+				e.t.Errorf("usage src=%d dst=%d, want 0 and 60 MiB", s, d)
+			}
+		}},
+		// §3d "move back with dest move_charge=0 → OK, charge stays in the old cgroup".
+		{name: "move without charge", do: func(e *env) error {
+			e.mkdir("src", "dst")
+			e.write("dst", memcg.Limit, "10M")
+			return e.h.Move("dst", e.task("src", 60*mib))
+		}, check: func(e *env) {
+			if s, d := e.readInt("src", memcg.Usage), e.readInt("dst", memcg.Usage); s != 60*mib || d != 0 {
+				e.t.Errorf("usage src=%d dst=%d, want 60 MiB and 0", s, d)
+			}
+		}},
+		{name: "procs moves every thread", do: func(e *env) error {
+			e.mkdir("src", "dst")
+			pid := e.task("src", 0)
+			for range 2 {
+				if _, err := e.sim.AddThread(pid); err != nil {
+					e.t.Fatal(err)
+				}
+			}
+			return e.h.Move("dst", pid)
+		}, check: func(e *env) {
+			procs, err1 := e.h.Procs("dst")
+			tasks, err2 := e.h.Tasks("dst")
+			if err := errors.Join(err1, err2); err != nil || len(procs) != 1 || len(tasks) != 3 {
+				e.t.Errorf("dst procs=%v tasks=%v (%v), want 1 process, 3 threads", procs, tasks, err)
+			}
+			if tasks, _ := e.h.Tasks("src"); len(tasks) != 0 {
+				e.t.Errorf("threads left in src: %v", tasks)
+			}
+		}},
+		{name: "tasks moves one thread", do: func(e *env) error {
+			e.mkdir("src", "dst")
+			tid, err := e.sim.AddThread(e.task("src", 0))
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			return e.h.MoveThread("dst", tid)
+		}, check: func(e *env) {
+			s, _ := e.h.Tasks("src")
+			d, _ := e.h.Tasks("dst")
+			if len(s) != 1 || len(d) != 1 {
+				e.t.Errorf("tasks src=%v dst=%v, want one each", s, d)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := mount(t, tt.profile)
+			wantErrno(t, tt.do(e), tt.want)
+			if tt.check != nil {
+				tt.check(e)
+			}
+		})
+	}
+}
+
+// TestIDs covers §1c: the ID space, its exhaustion errno, the leak of
+// kmem-active cgroups and /proc/cgroups counting live cgroups only.
+func TestIDs(t *testing.T) {
+	tests := []struct {
+		profile   memcgsim.Profile
+		exhausted syscall.Errno
+		leaks     bool
+	}{
+		{memcgsim.RHEL78, syscall.ENOMEM, true},
+		{memcgsim.RHELCSSID, syscall.ENOSPC, true},
+		{memcgsim.Modern, syscall.ENOSPC, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.profile.String(), func(t *testing.T) {
+			e := mount(t, tt.profile)
+			e.mkdir("kubepods")
+			e.write("kubepods", memcg.KmemLimit, "1")
+			e.mkdir("kubepods/pod1")
+			e.task("kubepods/pod1", 0) // a pod's process allocates from slab caches
+			if err := e.sim.Exit(firstPid(t, e, "kubepods/pod1")); err != nil {
+				t.Fatal(err)
+			}
+			before := e.sim.IDsInUse()
+			if err := e.h.Rmdir("kubepods/pod1"); err != nil {
+				t.Fatal(err)
+			}
+			e.sim.DropCaches() // §3d: frees nothing on RHEL 7.8
+			leaked := e.sim.LeakedIDs()
+			if tt.leaks {
+				if len(leaked) != 1 || e.sim.IDsInUse() != before {
+					t.Errorf("leaked %v, IDs in use %d→%d; want the pod's ID kept", leaked, before, e.sim.IDsInUse())
+				}
+			} else if len(leaked) != 0 || e.sim.IDsInUse() != before-1 {
+				t.Errorf("leaked %v, IDs in use %d→%d; want the ID freed at rmdir", leaked, before, e.sim.IDsInUse())
+			}
+			if s, err := os.ReadFile(e.m.ProcCgroups); err != nil || !strings.Contains(string(s), "memory\t1\t2\t1") {
+				t.Errorf("/proc/cgroups = %q, %v; want 2 live cgroups (root, kubepods)", s, err)
+			}
+			aliases := slabAliases(t, e)
+			if tt.leaks && !slices.Contains(aliases, "cred_jar(1:pod1)") {
+				t.Errorf("slab aliases %v lack cred_jar(1:pod1) for the leaked pod", aliases)
+			} else if !tt.leaks && len(aliases) != 0 {
+				t.Errorf("modern kernel shows per-memcg aliases %v", aliases)
+			}
+
+			// Exhaust the (shrunk) ID space: the leaked ID is not given back.
+			e.sim.LimitIDs(6)
+			n := 0
+			var err error
+			for ; n < 10; n++ {
+				if err = e.h.Mkdir(fmt.Sprintf("fill%d", n)); err != nil {
+					break
+				}
+			}
+			wantErrno(t, err, tt.exhausted)
+			want := 6 - 2 // root and kubepods are live
+			if tt.leaks {
+				want--
+			}
+			if n != want {
+				t.Errorf("created %d cgroups before %v, want %d", n, err, want)
+			}
+		})
+	}
+}
+
+// firstPid returns the first process in cgroup rel.
+func firstPid(t *testing.T, e *env, rel string) int {
+	t.Helper()
+	pids, err := e.h.Procs(rel)
+	if err != nil || len(pids) == 0 {
+		t.Fatalf("procs of %s: %v %v", rel, pids, err)
+	}
+	return pids[0]
+}
+
+// slabAliases lists the per-memcg entries "<cache>(<id>:<name>)" of the
+// mounted /sys/kernel/slab.
+func slabAliases(t *testing.T, e *env) []string {
+	t.Helper()
+	ents, err := os.ReadDir(e.m.Slab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, d := range ents {
+		if strings.HasSuffix(d.Name(), ")") {
+			out = append(out, d.Name())
+		}
+	}
+	return out
+}
+
+// TestLeakDemo is the issue's demonstration (§3d, 300 real pods leaked
+// exactly 300 IDs): 1,000 pod cgroups created and deleted under a
+// kmem-active kubepods leak 1,000 IDs; under a fresh non-kmem kubepods none.
+func TestLeakDemo(t *testing.T) {
+	for _, kmem := range []bool{true, false} {
+		t.Run(fmt.Sprintf("kmem=%v", kmem), func(t *testing.T) {
+			e := mount(t, memcgsim.RHEL78)
+			e.mkdir("kubepods", "kubepods/burstable")
+			if kmem {
+				// kubelet's libcontainer activates kmem on kubepods (§1a); here
+				// before burstable exists, so activate burstable directly.
+				e.write("kubepods/burstable", memcg.KmemLimit, "1")
+				e.write("kubepods/burstable", memcg.KmemLimit, "-1")
+			}
+			start := len(e.sim.LeakedIDs())
+			for i := range 1000 {
+				pod := fmt.Sprintf("kubepods/burstable/pod%d", i)
+				e.mkdir(pod)
+				if err := e.h.Rmdir(pod); err != nil {
+					t.Fatal(err)
+				}
+			}
+			leaked := len(e.sim.LeakedIDs()) - start
+			want := 0
+			if kmem {
+				want = 1000
+			}
+			if leaked != want {
+				t.Errorf("leaked %d IDs, want %d", leaked, want)
+			}
+			ids := map[string]bool{}
+			for _, a := range slabAliases(t, e) {
+				if !strings.Contains(a, ":burstable)") {
+					ids[a[strings.IndexByte(a, '(')+1:strings.IndexByte(a, ':')]] = true
+				}
+			}
+			if len(ids) != want {
+				t.Errorf("slab aliases name %d distinct kmemcg ids, want %d", len(ids), want)
+			}
+			if e.sim.Live() != 3 {
+				t.Errorf("live cgroups = %d, want 3", e.sim.Live())
+			}
+		})
+	}
+}
+
+// TestHook shows the fault/observer hook: it sees every operation, can
+// fail one with any errno, and can fork tasks while a move is going on.
+func TestHook(t *testing.T) {
+	e := mount(t, memcgsim.RHEL78)
+	e.mkdir("src", "dst")
+	pid := e.task("src", 0)
+	var seen []memcgsim.Op
+	var forked int
+	e.sim.SetHook(func(op memcgsim.Op) error {
+		seen = append(seen, op)
+		switch {
+		case op.Kind == memcgsim.OpRmdir && op.Cgroup == "src":
+			return syscall.EBUSY
+		case op.Kind == memcgsim.OpMove && forked == 0:
+			p, err := e.sim.AddTask("src", 0) // a fork racing the move
+			forked = p
+			return err
+		}
+		return nil
+	})
+	if err := e.h.Move("dst", pid); err != nil {
+		t.Fatal(err)
+	}
+	if procs, _ := e.h.Procs("src"); !slices.Equal(procs, []int{forked}) {
+		t.Errorf("src procs = %v, want the forked %d", procs, forked)
+	}
+	if err := e.h.Move("dst", forked); err != nil {
+		t.Fatal(err)
+	}
+	wantErrno(t, e.h.Rmdir("src"), syscall.EBUSY)
+	e.sim.SetHook(nil)
+	wantErrno(t, e.h.Rmdir("src"), 0)
+	want := memcgsim.Op{Kind: memcgsim.OpMove, Cgroup: "dst", File: memcg.Procs, Data: strconv.Itoa(pid), Pid: pid}
+	if len(seen) == 0 || seen[0] != want {
+		t.Errorf("first op seen = %+v, want %+v", seen, want)
+	}
+}
+
+// TestReadOnly: a read-only cgroupfs fails writes with EROFS.
+func TestReadOnly(t *testing.T) {
+	e := mount(t, memcgsim.RHEL78)
+	e.mkdir("a")
+	e.sim.ReadOnly(true)
+	wantErrno(t, e.h.Write("a", memcg.Limit, "1G"), syscall.EROFS)
+	wantErrno(t, e.h.Mkdir("b"), syscall.EROFS)
+	wantErrno(t, e.h.Rmdir("a"), syscall.EROFS)
+	if _, err := e.h.ReadInt("a", memcg.Limit); err != nil {
+		t.Errorf("read on a read-only tree: %v", err)
+	}
+}
+
+// TestShell runs real programs against the mount (§1b: "cat: read error:
+// Input/output error" on an inactive cgroup), including the O_TRUNC|O_CREAT
+// open of a shell redirection.
+func TestShell(t *testing.T) {
+	e := mount(t, memcgsim.RHEL78)
+	e.mkdir("kubepods", "dst")
+	pid := e.task("kubepods", 0)
+	out, err := exec.Command("cat", e.h.Path("kubepods", memcg.KmemSlabinfo)).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "Input/output error") {
+		t.Errorf("cat slabinfo: %v %q, want an Input/output error", err, out)
+	}
+	sh := fmt.Sprintf("echo %d > %s && cat %s", pid, e.h.Path("dst", memcg.Procs), e.h.Path("dst", memcg.Procs))
+	out, err = exec.Command("sh", "-c", sh).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != strconv.Itoa(pid) {
+		t.Errorf("sh %q: %v %q", sh, err, out)
+	}
+	out, err = exec.Command("mkdir", "-p", e.h.Path("kubepods/burstable/podA")).CombinedOutput()
+	if err != nil {
+		t.Errorf("mkdir -p: %v %q", err, out)
+	}
+	out, err = exec.Command("ls", e.h.Path("kubepods/burstable")).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) == "" || !strings.Contains(string(out), "podA") {
+		t.Errorf("ls: %v %q", err, out)
+	}
+}
