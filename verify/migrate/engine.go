@@ -93,7 +93,7 @@ type RunError struct {
 
 func (e *RunError) Error() string {
 	if !e.Touched {
-		return fmt.Sprintf("%v; node untouched (no cgroup was changed)", e.Err)
+		return fmt.Sprintf("%v; node untouched (this run changed no cgroup)", e.Err)
 	}
 	return fmt.Sprintf("%v; node is resumable: the journal %s records phase %q — rerun `verify migrate` to finish, or `verify migrate --rollback` to return to the original layout",
 		e.Err, e.Journal, e.Phase)
@@ -278,14 +278,15 @@ func (e *Engine) afterPhase(p Phase) error {
 func (e *Engine) forward() error {
 	steps := []struct {
 		done Phase
+		what string
 		run  func() error
 	}{
-		{PhaseTempBuilt, func() error { return e.buildTree(e.temp) }},
-		{PhaseMovedOut, func() error { return e.moveAll(e.kubepods, e.temp) }},
-		{PhaseOldRemoved, func() error { return e.removeTree(e.kubepods, e.temp, true) }},
-		{PhaseNewBuilt, func() error { return e.buildTree(e.kubepods) }},
-		{PhaseMovedBack, func() error { return e.moveBack() }},
-		{PhaseDone, func() error { return e.finish() }},
+		{PhaseTempBuilt, "build the temporary tree", func() error { return e.buildTree(e.temp) }},
+		{PhaseMovedOut, "move processes to the temporary tree", func() error { return e.moveAll(e.kubepods, e.temp) }},
+		{PhaseOldRemoved, "remove the old tree", func() error { return e.removeTree(e.kubepods, e.temp, true) }},
+		{PhaseNewBuilt, "build the new kubepods tree", func() error { return e.buildTree(e.kubepods) }},
+		{PhaseMovedBack, "move processes back", func() error { return e.moveBack() }},
+		{PhaseDone, "remove the temporary tree and check invariants", func() error { return e.finish() }},
 	}
 	e.rep.Cgroups, e.rep.Processes = e.j.Snapshot.Counts()
 	for _, s := range steps {
@@ -293,7 +294,7 @@ func (e *Engine) forward() error {
 			continue
 		}
 		if err := s.run(); err != nil {
-			return fmt.Errorf("phase %s: %w", s.done, err)
+			return fmt.Errorf("%s: %w", s.what, err)
 		}
 		if err := e.record(s.done); err != nil {
 			return err

@@ -65,11 +65,13 @@ func loadJournal(stateDir string) (*Journal, error) {
 		return nil, fmt.Errorf("read journal: %w", err)
 	}
 	var j Journal
-	if err := json.Unmarshal(b, &j); err != nil {
-		return nil, fmt.Errorf("%w %s: %w", ErrCorruptJournal, p, err)
+	err = json.Unmarshal(b, &j)
+	if err == nil {
+		err = j.validate()
 	}
-	if err := j.validate(); err != nil {
-		return nil, fmt.Errorf("%w %s: %w", ErrCorruptJournal, p, err)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w (cannot tell what an earlier run did: check the kubepods tree and any nokmem-migrate-* tree under the memory root, then move the journal away)",
+			ErrCorruptJournal, p, err)
 	}
 	return &j, nil
 }

@@ -1,0 +1,588 @@
+package migrate_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/nokmem/nokmem/verify/memcg"
+	"github.com/nokmem/nokmem/verify/memcgsim"
+	"github.com/nokmem/nokmem/verify/migrate"
+)
+
+// cg is one cgroup of a test tree with the settings written into it.
+type cg struct {
+	rel      string // relative to kubepods
+	settings [][2]string
+	tasks    int // processes; each gets one extra thread
+}
+
+// layouts are the kubelet cgroupfs trees the tests migrate.
+var layouts = map[string][]cg{
+	// --cgroups-per-qos=true: QoS classes, guaranteed pods directly below kubepods.
+	"qos": {
+		{rel: "", settings: [][2]string{{memcg.Limit, "8589934592"}, {memcg.MemswLimit, "8589934592"}}},
+		{rel: "besteffort", settings: [][2]string{{memcg.Swappiness, "30"}}},
+		{rel: "besteffort/podB"},
+		{rel: "besteffort/podB/ctr3", tasks: 2},
+		{rel: "besteffort/podE"},
+		{rel: "besteffort/podE/empty"},
+		{rel: "burstable", settings: [][2]string{{memcg.SoftLimit, "1073741824"}}},
+		{rel: "burstable/podA", settings: [][2]string{{memcg.Limit, "1073741824"}, {memcg.MemswLimit, "2147483648"}}},
+		{rel: "burstable/podA/ctr1", tasks: 2, settings: [][2]string{{memcg.Limit, "536870912"}}},
+		{rel: "burstable/podA/ctr2", tasks: 1},
+		{rel: "podG", settings: [][2]string{{memcg.Limit, "268435456"}, {memcg.MemswLimit, "268435456"}, {memcg.OOMControl, "1"}}},
+		{rel: "podG/ctr4", tasks: 3},
+	},
+	// --cgroups-per-qos=false: pods directly below kubepods.
+	"flat": {
+		{rel: ""},
+		{rel: "pod1", settings: [][2]string{{memcg.Limit, "104857600"}, {memcg.SoftLimit, "52428800"}}},
+		{rel: "pod1/ctr1", tasks: 2},
+		{rel: "pod2"},
+		{rel: "pod2/ctr2", tasks: 1, settings: [][2]string{{memcg.Swappiness, "0"}}},
+	},
+	// A node without a kubepods tree.
+	"none": nil,
+}
+
+// simNode is a mounted simulator with a kmem-active kubepods tree.
+type simNode struct {
+	sim      *memcgsim.Sim
+	h        memcg.Hierarchy
+	stateDir string
+	tree     []cg
+	// pids maps each process to its cgroup relative to kubepods.
+	pids map[int]string
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// newSimNode builds layout on a fresh 3.10 simulator the way kubelet and a
+// stock runc would: kubepods gets the runc activation writes (1, then -1)
+// before it has children, so the whole tree inherits kmem accounting.
+// rootHierarchy false starts from the kernel default use_hierarchy=0 at the
+// root, where kubepods must get use_hierarchy=1 before its children exist.
+func newSimNode(t *testing.T, p memcgsim.Profile, layout string, rootHierarchy bool) *simNode {
+	t.Helper()
+	s, m := memcgsim.MountForTest(t, p)
+	n := &simNode{sim: s, h: memcg.Hierarchy{Root: m.Memory}, stateDir: t.TempDir(), tree: layouts[layout], pids: map[int]string{}}
+	if !rootHierarchy {
+		n.must(t, n.h.Write("", memcg.UseHierarchy, "0"))
+	}
+	for _, c := range n.tree {
+		rel := kp(c.rel)
+		n.must(t, n.h.Mkdir(rel))
+		if c.rel == "" {
+			if !rootHierarchy {
+				n.must(t, n.h.Write(rel, memcg.UseHierarchy, "1"))
+			}
+			n.must(t, n.h.Write(rel, memcg.KmemLimit, "1"))
+			n.must(t, n.h.Write(rel, memcg.KmemLimit, "-1"))
+		}
+		for _, kv := range c.settings {
+			n.must(t, n.h.Write(rel, kv[0], kv[1]))
+		}
+	}
+	for _, c := range n.tree {
+		for i := 0; i < c.tasks; i++ {
+			pid, err := s.AddTask(kp(c.rel), 1<<20)
+			n.must(t, err)
+			_, err = s.AddThread(pid)
+			n.must(t, err)
+			n.pids[pid] = c.rel
+		}
+	}
+	if p != memcgsim.Modern {
+		for _, c := range n.tree {
+			if ok, err := s.KmemActive(kp(c.rel)); err != nil || !ok {
+				t.Fatalf("setup: %s not kmem-active (%v)", kp(c.rel), err)
+			}
+		}
+	}
+	return n
+}
+
+func kp(rel string) string {
+	if rel == "" {
+		return "kubepods"
+	}
+	return "kubepods/" + rel
+}
+
+func (n *simNode) must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+}
+
+func (n *simNode) config(h migrate.Hooks) migrate.Config {
+	return migrate.Config{
+		Hierarchy: n.h, Kubepods: "kubepods", StateDir: n.stateDir, Logger: quiet(), Hooks: h,
+		PidAlive: func(pid int) bool { _, err := n.sim.TaskCgroup(pid); return err == nil },
+	}
+}
+
+func (n *simNode) engine(t *testing.T, h migrate.Hooks) *migrate.Engine {
+	t.Helper()
+	e, err := migrate.New(n.config(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// settings reads every copied setting of the tree, keyed by relative path.
+func (n *simNode) settings(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, c := range n.tree {
+		var parts []string
+		for _, f := range []string{memcg.UseHierarchy, memcg.Limit, memcg.MemswLimit, memcg.SoftLimit, memcg.Swappiness, memcg.OOMControl, memcg.MoveCharge} {
+			v, err := n.h.ReadString(kp(c.rel), f)
+			if err != nil {
+				t.Fatalf("read settings: %v", err)
+			}
+			parts = append(parts, f+"="+v)
+		}
+		out[c.rel] = strings.Join(parts, " ")
+	}
+	return out
+}
+
+// checkMigrated asserts the end state of a finished migration or rollback:
+// same paths, settings and pid placement, no temp tree, and (after a
+// migration on 3.10) every cgroup reading EIO from slabinfo.
+func (n *simNode) checkEnd(t *testing.T, before map[string]string, wantClean bool) {
+	t.Helper()
+	all, err := n.h.Walk("kubepods")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, c := range n.tree {
+		want = append(want, kp(c.rel))
+	}
+	slices.Sort(all)
+	slices.Sort(want)
+	if !slices.Equal(all, want) {
+		t.Errorf("cgroups after: %q, want %q", all, want)
+	}
+	if got := n.settings(t); !mapsEqual(got, before) {
+		t.Errorf("settings changed:\n got %v\nwant %v", got, before)
+	}
+	for pid, rel := range n.pids {
+		got, err := n.sim.TaskCgroup(pid)
+		if err != nil {
+			t.Errorf("pid %d lost: %v", pid, err)
+		} else if got != kp(rel) {
+			t.Errorf("pid %d in %s, want %s", pid, got, kp(rel))
+		}
+	}
+	if ok, err := n.h.Exists(migrate.TempName("kubepods")); err != nil || ok {
+		t.Errorf("temp tree still there (%v)", err)
+	}
+	if !wantClean {
+		return
+	}
+	for _, c := range n.tree {
+		st, err := n.h.SlabinfoState(kp(c.rel))
+		if err != nil || st != memcg.SlabinfoEIO {
+			t.Errorf("%s slabinfo = %q (%v), want EIO (kmem inactive)", kp(c.rel), st, err)
+		}
+	}
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestMigrateSim(t *testing.T) {
+	tests := []struct {
+		layout        string
+		rootHierarchy bool
+	}{
+		{"qos", true},
+		{"qos", false},
+		{"flat", true},
+		{"flat", false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s/root-use_hierarchy=%v", tt.layout, tt.rootHierarchy), func(t *testing.T) {
+			n := newSimNode(t, memcgsim.RHEL78, tt.layout, tt.rootHierarchy)
+			before := n.settings(t)
+			rep, err := n.engine(t, migrate.Hooks{}).Migrate()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Outcome != migrate.OutcomeMigrated || !rep.MoveCharge {
+				t.Errorf("outcome %q move_charge %v, want migrated with charges", rep.Outcome, rep.MoveCharge)
+			}
+			for _, c := range rep.Checks {
+				if !c.OK {
+					t.Errorf("invariant %s: %s", c.Name, c.Detail)
+				}
+			}
+			if len(rep.Checks) != 5 {
+				t.Errorf("%d invariants checked, want 5", len(rep.Checks))
+			}
+			n.checkEnd(t, before, true)
+			if leaked := n.sim.LeakedIDs(); len(leaked) != len(n.tree) {
+				t.Errorf("%d leaked IDs, want the %d old kmem-active cgroups (the recipe stops new leaks only)", len(leaked), len(n.tree))
+			}
+
+			again, err := n.engine(t, migrate.Hooks{}).Migrate()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again.Outcome != migrate.OutcomeAlreadyMigrated || !strings.Contains(again.Message, "nothing to do") {
+				t.Errorf("rerun: %q %q, want a no-op that says so", again.Outcome, again.Message)
+			}
+		})
+	}
+}
+
+// TestMigrateModernSim: a kernel without move_charge_at_immigrate (≥6.13)
+// migrates without moving charges.
+func TestMigrateModernSim(t *testing.T) {
+	n := newSimNode(t, memcgsim.Modern, "qos", true)
+	before := n.settings(t)
+	rep, err := n.engine(t, migrate.Hooks{}).Migrate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.MoveCharge {
+		t.Error("move_charge reported as used on a kernel that rejects it")
+	}
+	n.checkEnd(t, before, false)
+}
+
+// killed is the panic value the hooks use to stop a run dead, as kill -9
+// would: nothing of the engine runs after it.
+type killed struct{ at migrate.Phase }
+
+// runUntilKilled runs f and reports whether a hook killed it.
+func runUntilKilled(t *testing.T, f func() (*migrate.Report, error)) (died bool) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(killed); !ok {
+				panic(r)
+			}
+			died = true
+		}
+	}()
+	if _, err := f(); err != nil {
+		t.Fatalf("run before the kill: %v", err)
+	}
+	return false
+}
+
+func killAt(p migrate.Phase) migrate.Hooks {
+	return migrate.Hooks{AfterPhase: func(q migrate.Phase) error {
+		if q == p {
+			panic(killed{p})
+		}
+		return nil
+	}}
+}
+
+func TestKillAtEveryPhaseThenRerun(t *testing.T) {
+	for _, p := range migrate.Phases() {
+		for _, finish := range []string{"rerun", "rollback"} {
+			t.Run(string(p)+"/"+finish, func(t *testing.T) {
+				n := newSimNode(t, memcgsim.RHEL78, "qos", false)
+				before := n.settings(t)
+				if !runUntilKilled(t, n.engine(t, killAt(p)).Migrate) {
+					t.Fatalf("hook at %s never fired", p)
+				}
+				e := n.engine(t, migrate.Hooks{})
+				var rep *migrate.Report
+				var err error
+				if finish == "rerun" {
+					rep, err = e.Migrate()
+				} else {
+					rep, err = e.Rollback()
+				}
+				if err != nil {
+					t.Fatalf("%s after a kill at %s: %v", finish, p, err)
+				}
+				for _, c := range rep.Checks {
+					if !c.OK {
+						t.Errorf("invariant %s: %s", c.Name, c.Detail)
+					}
+				}
+				// After the old tree is gone (or the run finished) the
+				// new tree is clean whichever way it ends.
+				clean := finish == "rerun" || p == migrate.PhaseNewBuilt || p == migrate.PhaseMovedBack || p == migrate.PhaseOldRemoved || p == migrate.PhaseDone
+				n.checkEnd(t, before, clean)
+				wantOutcome := map[string]string{"rerun": migrate.OutcomeMigrated, "rollback": migrate.OutcomeRolledBack}[finish]
+				switch {
+				case p == migrate.PhaseDone && finish == "rerun":
+					wantOutcome = migrate.OutcomeAlreadyMigrated
+				case p == migrate.PhaseDone:
+					wantOutcome = migrate.OutcomeNothingToRollBack
+				}
+				if rep.Outcome != wantOutcome {
+					t.Errorf("outcome %q, want %q (%s)", rep.Outcome, wantOutcome, rep.Message)
+				}
+				if finish == "rollback" && p != migrate.PhaseDone {
+					// A rollback leaves a finished record; a new migration works.
+					if _, err := n.engine(t, migrate.Hooks{}).Migrate(); err != nil {
+						t.Fatalf("migrate after rollback: %v", err)
+					}
+					n.checkEnd(t, before, true)
+				}
+			})
+		}
+	}
+}
+
+// TestFailAnyOperationThenRerun fails the k-th cgroup operation of a run
+// (mkdir, write, move or rmdir) with EIO, then reruns: a crash in the middle
+// of a phase, not only at its boundary.
+func TestFailAnyOperationThenRerun(t *testing.T) {
+	for _, k := range []int{1, 5, 20, 40, 60, 80, 100, 120} {
+		t.Run(fmt.Sprint(k), func(t *testing.T) {
+			n := newSimNode(t, memcgsim.RHEL78, "qos", true)
+			before := n.settings(t)
+			var mu sync.Mutex
+			count := 0
+			n.sim.SetHook(func(op memcgsim.Op) error {
+				if op.Kind == memcgsim.OpRead {
+					return nil
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				count++
+				if count == k {
+					return syscall.EIO
+				}
+				return nil
+			})
+			_, err := n.engine(t, migrate.Hooks{}).Migrate()
+			n.sim.SetHook(nil)
+			var re *migrate.RunError
+			if err == nil {
+				t.Skipf("the run has fewer than %d operations", k)
+			}
+			if !errors.As(err, &re) || !errors.Is(err, syscall.EIO) {
+				t.Fatalf("error %v: want a RunError keeping EIO", err)
+			}
+			if _, err := n.engine(t, migrate.Hooks{}).Migrate(); err != nil {
+				t.Fatalf("rerun: %v", err)
+			}
+			n.checkEnd(t, before, true)
+		})
+	}
+}
+
+// TestForkingDuringMigration: a process that keeps forking while it is
+// moved (each cgroup operation forks a child into the forker's current
+// cgroup) ends up, with all its children, in the right cgroup.
+func TestForkingDuringMigration(t *testing.T) {
+	n := newSimNode(t, memcgsim.RHEL78, "qos", true)
+	before := n.settings(t)
+	const forkerRel = "burstable/podA/ctr1"
+	forker, err := n.sim.AddTask(kp(forkerRel), 1<<20)
+	n.must(t, err)
+	n.pids[forker] = forkerRel
+	var mu sync.Mutex
+	var children []int
+	n.sim.SetHook(func(op memcgsim.Op) error {
+		if op.Kind == memcgsim.OpRead || op.Pid >= memcgsim.FirstPid && slices.Contains(children, op.Pid) {
+			return nil
+		}
+		where, err := n.sim.TaskCgroup(forker)
+		if err != nil {
+			return err
+		}
+		child, err := n.sim.AddTask(where, 4096)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		children = append(children, child)
+		mu.Unlock()
+		return nil
+	})
+	rep, err := n.engine(t, migrate.Hooks{}).Migrate()
+	n.sim.SetHook(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(children) < 50 {
+		t.Fatalf("only %d forks during the migration", len(children))
+	}
+	for _, c := range children {
+		n.pids[c] = forkerRel
+	}
+	n.checkEnd(t, before, true)
+	t.Logf("%d children forked during the migration; %d moves", len(children), rep.Moved)
+}
+
+func TestDryRunWritesNothing(t *testing.T) {
+	n := newSimNode(t, memcgsim.RHEL78, "qos", true)
+	var writes int
+	n.sim.SetHook(func(op memcgsim.Op) error {
+		if op.Kind != memcgsim.OpRead {
+			writes++
+		}
+		return nil
+	})
+	p, err := n.engine(t, migrate.Hooks{}).DryRun()
+	n.sim.SetHook(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if writes != 0 {
+		t.Errorf("dry run made %d cgroup changes", writes)
+	}
+	if ents, _ := os.ReadDir(n.stateDir); len(ents) != 0 {
+		t.Errorf("dry run wrote %d files to the state dir", len(ents))
+	}
+	procs := 0
+	for _, c := range n.tree {
+		procs += c.tasks
+	}
+	if p.Cgroups != len(n.tree) || p.Processes != procs || p.Ops.PidMoves != 2*procs || p.Ops.Mkdir != 2*len(n.tree) || p.Ops.KmemLimitWrites != 0 {
+		t.Errorf("plan %+v, want %d cgroups, %d processes", p, len(n.tree), procs)
+	}
+}
+
+// TestBadInput: each bad input gets a clear error and a node that is
+// untouched (no journal, tree unchanged) or resumable, and says which.
+func TestBadInput(t *testing.T) {
+	tests := []struct {
+		name      string
+		layout    string // default "qos"
+		setup     func(t *testing.T, n *simNode)
+		hook      func(n *simNode) memcgsim.Hook
+		wantErr   error
+		untouched bool
+	}{
+		{
+			name:      "no kubepods",
+			layout:    "none",
+			wantErr:   migrate.ErrNoKubepods,
+			untouched: true,
+		},
+		{
+			name:      "systemd layout",
+			layout:    "none",
+			setup:     func(t *testing.T, n *simNode) { n.must(t, n.h.Mkdir("kubepods.slice")) },
+			wantErr:   migrate.ErrSystemdLayout,
+			untouched: true,
+		},
+		{
+			name:      "unknown layout: both drivers' trees",
+			setup:     func(t *testing.T, n *simNode) { n.must(t, n.h.Mkdir("kubepods.slice")) },
+			wantErr:   migrate.ErrUnknownLayout,
+			untouched: true,
+		},
+		{
+			name: "corrupt journal",
+			setup: func(t *testing.T, n *simNode) {
+				n.must(t, os.WriteFile(filepath.Join(n.stateDir, migrate.JournalFile), []byte(`{"version":1,"phase":"moved-o`), 0o600))
+			},
+			wantErr:   migrate.ErrCorruptJournal,
+			untouched: true,
+		},
+		{
+			name:      "read-only cgroupfs",
+			setup:     func(t *testing.T, n *simNode) { n.sim.ReadOnly(true) },
+			wantErr:   syscall.EROFS,
+			untouched: true,
+		},
+		{
+			name: "read-only cgroupfs mid-run",
+			hook: func(n *simNode) memcgsim.Hook {
+				return func(op memcgsim.Op) error {
+					if op.Kind == memcgsim.OpRmdir {
+						n.sim.ReadOnly(true)
+					}
+					return nil
+				}
+			},
+			wantErr: syscall.EROFS,
+		},
+		{
+			name: "cgroup disappears mid-run",
+			hook: func(n *simNode) memcgsim.Hook {
+				var once sync.Once
+				return func(op memcgsim.Op) error {
+					if op.Kind == memcgsim.OpMove {
+						once.Do(func() { n.must(t, n.sim.Rmdir(kp("besteffort/podE/empty"))) })
+					}
+					return nil
+				}
+			},
+			wantErr: migrate.ErrVanished,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			layout := tt.layout
+			if layout == "" {
+				layout = "qos"
+			}
+			n := newSimNode(t, memcgsim.RHEL78, layout, true)
+			before := n.settings(t)
+			if tt.setup != nil {
+				tt.setup(t, n)
+			}
+			if tt.hook != nil {
+				n.sim.SetHook(tt.hook(n))
+			}
+			_, err := n.engine(t, migrate.Hooks{}).Migrate()
+			n.sim.SetHook(nil)
+			n.sim.ReadOnly(false)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("error %v, want %v", err, tt.wantErr)
+			}
+			var re *migrate.RunError
+			if !errors.As(err, &re) {
+				t.Fatalf("error %T is not a RunError", err)
+			}
+			t.Logf("message: %v", err)
+			if tt.untouched {
+				if re.Touched || !strings.Contains(err.Error(), "node untouched") {
+					t.Errorf("want an untouched node and a message saying so: %v", err)
+				}
+				if ok, _ := n.h.Exists(migrate.TempName("kubepods")); ok {
+					t.Error("temp tree created")
+				}
+				if tt.wantErr != migrate.ErrCorruptJournal {
+					if _, err := os.Stat(filepath.Join(n.stateDir, migrate.JournalFile)); !errors.Is(err, os.ErrNotExist) {
+						t.Errorf("journal left behind: %v", err)
+					}
+				}
+				return
+			}
+			if !re.Touched || !strings.Contains(err.Error(), "node is resumable") {
+				t.Fatalf("want a resumable node and a message saying so: %v", err)
+			}
+			if _, err := n.engine(t, migrate.Hooks{}).Migrate(); err != nil {
+				t.Fatalf("rerun: %v", err)
+			}
+			n.checkEnd(t, before, true)
+		})
+	}
+}
