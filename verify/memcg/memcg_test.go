@@ -4,9 +4,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/memcg"
+	"github.com/nokmem/nokmem/verify/memcgsim"
 )
 
 // fakeTree builds directories with control files in a temp dir; plain files
@@ -205,5 +208,67 @@ func TestDetectReal(t *testing.T) {
 	}
 	if _, err := h.Detect("a/b"); err == nil {
 		t.Error("Detect accepted a nested scratch name")
+	}
+}
+
+// TestDetectSim runs the feature probe against the simulator profiles
+// (kernel-semantics.md §1b, §1d, §1f).
+func TestDetectSim(t *testing.T) {
+	tests := []struct {
+		profile  memcgsim.Profile
+		rootFlat bool // root use_hierarchy=0 (kernel default without systemd)
+		want     memcg.Features
+	}{
+		{memcgsim.RHEL78, false, memcg.Features{MoveCharge: []int{0, 1, 2, 3}, Memsw: true, Slabinfo: memcg.SlabinfoEIO}},
+		{memcgsim.RHEL78, true, memcg.Features{MoveCharge: []int{0, 1, 2, 3}, Memsw: true, Slabinfo: memcg.SlabinfoEIO, UseHierarchyZero: true}},
+		{memcgsim.Modern, false, memcg.Features{MoveCharge: []int{0}, Memsw: true, Slabinfo: memcg.SlabinfoEmpty}},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%v/root_flat=%v", tt.profile, tt.rootFlat), func(t *testing.T) {
+			sim, m := memcgsim.MountForTest(t, tt.profile)
+			h := memcg.Hierarchy{Root: m.Memory}
+			if tt.rootFlat {
+				if err := h.Write("", memcg.UseHierarchy, "0"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := h.Detect("probe")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Detect = %+v, want %+v", got, tt.want)
+			}
+			if sim.Live() != 1 || len(sim.LeakedIDs()) != 0 {
+				t.Errorf("probe left %d live cgroups, %d leaked IDs", sim.Live(), len(sim.LeakedIDs()))
+			}
+		})
+	}
+}
+
+func TestSlabinfoState(t *testing.T) {
+	_, m := memcgsim.MountForTest(t, memcgsim.RHEL78)
+	h := memcg.Hierarchy{Root: m.Memory}
+	if err := h.Mkdir("kubepods"); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		rel, activate string
+		want          memcg.Slabinfo
+	}{
+		{"", "", memcg.SlabinfoEIO},
+		{"kubepods", "", memcg.SlabinfoEIO},
+		{"kubepods", "1", memcg.SlabinfoHeader},
+		{"nope", "", memcg.SlabinfoMissing},
+	}
+	for _, tt := range tests {
+		if tt.activate != "" {
+			if err := h.Write(tt.rel, memcg.KmemLimit, tt.activate); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, err := h.SlabinfoState(tt.rel); err != nil || got != tt.want {
+			t.Errorf("SlabinfoState(%q) = %q, %v; want %q", tt.rel, got, err, tt.want)
+		}
 	}
 }
