@@ -80,7 +80,7 @@ func FindBinaries(o BinaryOptions) ([]Binary, error) {
 	for _, name := range BinaryNames {
 		p, ok := o.Paths[name]
 		if !ok {
-			p = search(name, dirs)
+			p = Search(name, dirs)
 		}
 		if p == "" {
 			continue
@@ -94,7 +94,8 @@ func FindBinaries(o BinaryOptions) ([]Binary, error) {
 	return out, nil
 }
 
-func search(name string, dirs []string) string {
+// Search returns the first regular file called name in dirs, or "".
+func Search(name string, dirs []string) string {
 	for _, d := range dirs {
 		p := filepath.Join(d, name)
 		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {

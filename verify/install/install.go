@@ -132,7 +132,8 @@ func Install(o Options) (*Record, error) {
 		if !e.Existed {
 			continue
 		}
-		e.Backup = filepath.Join(backups, e.Name)
+		// Numbered: runc and docker-runc may both come from artifact "runc".
+		e.Backup = filepath.Join(backups, fmt.Sprintf("%d-%s", i, filepath.Base(e.Installed)))
 		if err := copyAtomic(e.Installed, e.Backup, e.OldSHA256, 0o600, -1, -1); err != nil {
 			return nil, fmt.Errorf("install: back up %s: %w", e.Installed, err)
 		}

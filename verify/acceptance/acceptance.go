@@ -1,0 +1,323 @@
+// Package acceptance is the staging acceptance flow of verify run: detect
+// the node state, install the nokmem artifacts, stop the kubelet, migrate
+// the kubepods tree, start the kubelet and assert that kmem accounting is
+// off. Every step is recorded; when one fails the flow stops there, starts
+// the kubelet again when that is safe, and says what to run next.
+package acceptance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nokmem/nokmem/verify/assert"
+	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/install"
+	"github.com/nokmem/nokmem/verify/memcg"
+	"github.com/nokmem/nokmem/verify/report"
+)
+
+// Step names, in order. ExitCodes maps each to the exit code of a run that
+// stopped there.
+const (
+	StepDetect   = "detect"
+	StepInstall  = "install"
+	StepBinaries = "binaries"
+	StepStop     = "stop-kubelet"
+	StepMigrate  = "migrate"
+	StepStart    = "start-kubelet"
+	StepAssert   = "assert"
+)
+
+// Steps lists the steps in the order they run.
+var Steps = []string{StepDetect, StepInstall, StepBinaries, StepStop, StepMigrate, StepStart, StepAssert}
+
+// ExitCodes: 0 passed (or not applicable without --strict); 10+i when step
+// Steps[i] failed.
+var ExitCodes = func() map[string]int {
+	m := map[string]int{}
+	for i, s := range Steps {
+		m[s] = 10 + i
+	}
+	return m
+}()
+
+// Outcomes of a run.
+const (
+	OutcomePassed        = "passed"
+	OutcomeNotApplicable = "not-applicable"
+	OutcomeFailed        = "failed"
+)
+
+// MigrateFunc migrates the kubepods tree. touched reports whether a failed
+// migration changed any cgroup (then it is resumable, and the kubelet must
+// not be started on the half-migrated tree).
+type MigrateFunc func(kubepods string) (summary string, touched bool, err error)
+
+// Config of a run.
+type Config struct {
+	Hierarchy memcg.Hierarchy
+	Detect    detect.Options
+	// Install, when not nil, installs artifacts before the kubelet is stopped.
+	Install *install.Options
+	Service Service
+	Migrate MigrateFunc
+	// Strict makes "not applicable" a failure.
+	Strict bool
+	Logger *slog.Logger
+}
+
+// Result is the JSON report of a run.
+type Result struct {
+	Start   time.Time `json:"start"`
+	Outcome string    `json:"outcome"`
+	// StoppedAt is the failed step, "" when the run went through.
+	StoppedAt string `json:"stopped_at,omitempty"`
+	ExitCode  int    `json:"exit_code"`
+	// Next says what to run next after a failure.
+	Next string `json:"next,omitempty"`
+	// KubeletRestarted is true when the kubelet was started again after a failure.
+	KubeletRestarted bool            `json:"kubelet_restarted,omitempty"`
+	Steps            []report.Step   `json:"steps"`
+	Detect           *detect.Report  `json:"detect,omitempty"`
+	Install          *install.Record `json:"install,omitempty"`
+	Migrate          string          `json:"migrate,omitempty"`
+	Assert           *assert.Result  `json:"assert,omitempty"`
+}
+
+type runner struct {
+	cfg     Config
+	ctx     context.Context
+	res     *Result
+	stopped bool // the kubelet was stopped by this run
+	log     *slog.Logger
+}
+
+// Run runs the flow. It never returns an error: failures are in the Result.
+func Run(ctx context.Context, cfg Config) *Result {
+	r := &runner{cfg: cfg, ctx: ctx, res: &Result{Start: time.Now().UTC(), Steps: []report.Step{}}, log: cfg.Logger}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	r.run()
+	if r.res.Outcome == "" {
+		r.res.Outcome = OutcomePassed
+	}
+	return r.res
+}
+
+// step runs f as step name, records it and reports whether it passed.
+func (r *runner) step(name string, f func(*report.Step) error) bool {
+	s := report.Step{Name: name, Status: report.Passed}
+	start := time.Now()
+	err := f(&s)
+	s.Duration = time.Since(start)
+	if err != nil {
+		s.Status, s.Message = report.Failed, err.Error()
+	}
+	r.res.Steps = append(r.res.Steps, s)
+	r.log.Info("step", "name", name, "status", s.Status, "message", s.Message)
+	return err == nil
+}
+
+func (r *runner) skip(names []string, why string) {
+	for _, n := range names {
+		r.res.Steps = append(r.res.Steps, report.Step{Name: n, Status: report.Skipped, Message: why})
+	}
+}
+
+func (r *runner) fail(step, next string) {
+	r.res.Outcome, r.res.StoppedAt, r.res.ExitCode = OutcomeFailed, step, ExitCodes[step]
+	r.res.Next = next
+	idx := 0
+	for i, s := range Steps {
+		if s == step {
+			idx = i
+		}
+	}
+	r.skip(Steps[idx+1:], "not run: the run stopped at "+step)
+}
+
+// restart starts the kubelet again after a failure, when this run stopped it.
+func (r *runner) restart() {
+	if !r.stopped {
+		return
+	}
+	if err := r.cfg.Service.Start(r.ctx); err != nil {
+		r.res.Next += fmt.Sprintf("; starting the kubelet again failed (%v): start it by hand", err)
+		return
+	}
+	r.stopped = false
+	r.res.KubeletRestarted = true
+}
+
+func (r *runner) run() {
+	h := r.cfg.Hierarchy
+	var d *detect.Report
+	if !r.step(StepDetect, func(s *report.Step) error {
+		var err error
+		if d, err = detect.Run(r.cfg.Detect); err != nil {
+			return err
+		}
+		r.res.Detect = d
+		s.Details = fmt.Sprintf("kernel %s, slabinfo %s, driver %s, %d cgroups under %q, %d kmem-active, leaked-ID estimate %d",
+			d.Kernel, d.Slabinfo, d.Driver, d.KubepodsCgroups, d.Kubepods, len(d.KmemActive), d.Leaked.IDs)
+		if !d.Semantics310 {
+			return nil
+		}
+		switch d.Driver {
+		case detect.DriverNone:
+			return fmt.Errorf("%w under %s: nothing to migrate (is the kubelet running with --cgroups-per-qos and the cgroupfs driver?)", detect.ErrNoKubepods, h.Root)
+		case detect.DriverSystemd:
+			return fmt.Errorf("systemd cgroup driver (%s): systemd owns these cgroups and would not know a recreated tree; this tool migrates only the cgroupfs driver's kubepods — boot with cgroup.memory=nokmem instead", h.Path(d.Kubepods))
+		}
+		return nil
+	}) {
+		r.fail(StepDetect, "fix the error above and rerun `verify run`; nothing was changed")
+		return
+	}
+
+	if !d.Semantics310 {
+		r.notApplicable(h)
+		return
+	}
+
+	if r.cfg.Install == nil {
+		r.skip([]string{StepInstall}, "no --artifacts given")
+	} else if !r.step(StepInstall, func(s *report.Step) error {
+		rec, err := install.Install(*r.cfg.Install)
+		if err != nil {
+			return err
+		}
+		r.res.Install = rec
+		var parts []string
+		for _, e := range rec.Entries {
+			parts = append(parts, fmt.Sprintf("%s %s → %s", e.Installed, short(e.OldSHA256), short(e.NewSHA256)))
+		}
+		s.Details = strings.Join(parts, "; ")
+		return nil
+	}) {
+		r.fail(StepInstall, "fix the error above and rerun `verify run`; no binary and no cgroup was changed")
+		return
+	}
+
+	if !r.step(StepBinaries, func(s *report.Step) error {
+		bins, err := detect.FindBinaries(r.cfg.Detect.Binaries)
+		if err != nil {
+			return err
+		}
+		var bad, found []string
+		for _, b := range bins {
+			found = append(found, fmt.Sprintf("%s %s (%s)", b.Name, b.Path, b.Kind))
+			if !b.Nokmem() {
+				bad = append(bad, fmt.Sprintf("%s at %s is %s: %s", b.Name, b.Path, b.Kind, b.Reason))
+			}
+		}
+		s.Details = strings.Join(found, "; ")
+		if len(bins) == 0 {
+			return errors.New("no kubelet or runc binary found: a migrated tree could be re-activated by whatever creates pod cgroups")
+		}
+		if len(bad) > 0 {
+			return fmt.Errorf("not every kubelet/runtime binary is a nokmem build, so a migrated tree would become kmem-active again: %s", strings.Join(bad, "; "))
+		}
+		return nil
+	}) {
+		r.fail(StepBinaries, "install nokmem builds (`verify install --artifacts DIR`) and rerun `verify run`; no cgroup was changed")
+		return
+	}
+
+	if !r.step(StepStop, func(*report.Step) error {
+		r.stopped = true // a failed stop may have half-stopped it
+		return r.cfg.Service.Stop(r.ctx)
+	}) {
+		r.fail(StepStop, "the kubelet could not be stopped; check the service command, then rerun `verify run`; no cgroup was changed")
+		r.restart()
+		return
+	}
+
+	var touched bool
+	if !r.step(StepMigrate, func(s *report.Step) error {
+		sum, t, err := r.cfg.Migrate(d.Kubepods)
+		touched = t
+		r.res.Migrate = sum
+		s.Details = sum
+		return err
+	}) {
+		if touched {
+			r.fail(StepMigrate, "the kubepods tree is half migrated, so the kubelet was left stopped: run `verify migrate` to finish (or `verify migrate --rollback` to undo), then start the kubelet and run `verify assert`")
+			return
+		}
+		r.fail(StepMigrate, "no cgroup was changed; the kubelet was started again; fix the error above and rerun `verify run`")
+		r.restart()
+		return
+	}
+
+	if !r.step(StepStart, func(*report.Step) error {
+		if err := r.cfg.Service.Start(r.ctx); err != nil {
+			return err
+		}
+		r.stopped = false
+		return nil
+	}) {
+		r.fail(StepStart, "the migration is done but the kubelet did not start: start it by hand, then run `verify assert`")
+		return
+	}
+
+	r.assert(h)
+}
+
+func (r *runner) assert(h memcg.Hierarchy) {
+	if !r.step(StepAssert, func(s *report.Step) error {
+		a, err := assert.Check(h, assert.Options{Strict: r.cfg.Strict})
+		if err != nil {
+			return err
+		}
+		r.res.Assert = a
+		s.Details = fmt.Sprintf("%d cgroups checked, %d offenders", a.Checked, len(a.Offenders))
+		if !a.Passed {
+			var offs []string
+			for _, o := range a.Offenders {
+				offs = append(offs, fmt.Sprintf("%s (%s)", o.Path, o.Slabinfo))
+			}
+			return fmt.Errorf("kmem accounting is on for: %s", strings.Join(offs, ", "))
+		}
+		return nil
+	}) {
+		r.fail(StepAssert, "something activated kmem accounting again: check that every runtime on the node is a nokmem build (`verify detect`), then rerun `verify migrate` and `verify assert`")
+	}
+}
+
+// notApplicable records a kernel without 3.10 semantics: nothing is
+// changed; assert reports the reason.
+func (r *runner) notApplicable(h memcg.Hierarchy) {
+	why := "not applicable: kernel without 3.10 semantics, nothing changed"
+	r.skip([]string{StepInstall, StepBinaries, StepStop, StepMigrate, StepStart}, why)
+	a, err := assert.Check(h, assert.Options{Strict: r.cfg.Strict})
+	if err != nil {
+		r.res.Steps = append(r.res.Steps, report.Step{Name: StepAssert, Status: report.Failed, Message: err.Error()})
+		r.res.Outcome, r.res.StoppedAt, r.res.ExitCode = OutcomeFailed, StepAssert, ExitCodes[StepAssert]
+		return
+	}
+	r.res.Assert = a
+	st := report.Step{Name: StepAssert, Status: report.Skipped, Message: a.Reason}
+	r.res.Outcome = OutcomeNotApplicable
+	if r.cfg.Strict {
+		st.Status = report.Failed
+		r.res.StoppedAt, r.res.ExitCode = StepAssert, ExitCodes[StepAssert]
+		r.res.Next = "--strict: this kernel cannot prove kmem accounting is off by slabinfo EIO; run without --strict on non-3.10 kernels"
+	}
+	r.res.Steps = append(r.res.Steps, st)
+}
+
+func short(sum string) string {
+	if len(sum) > 12 {
+		return sum[:12]
+	}
+	if sum == "" {
+		return "(none)"
+	}
+	return sum
+}
