@@ -109,8 +109,10 @@ func fill(ctx context.Context, root string, l *pins.Lock, got []modfetch.Result)
 	if err := unzip(root, got[0]); err != nil {
 		return err
 	}
-	if _, err := os.Lstat(filepath.Join(root, "vendor")); err == nil {
-		return fmt.Errorf("source module %s has a vendor/ directory; module zips should not", l.Source.Module)
+	// Module zips keep only vendor/'s top-level files (kubernetes: BUILD, OWNERS);
+	// a vendored package there would mix with the pinned modules.
+	if err := noVendoredPackages(filepath.Join(root, "vendor"), l.Source.Module); err != nil {
+		return err
 	}
 	// Parents before children, so that an overlapping root fails clearly
 	// (Unzip refuses a non-empty directory) instead of mixing two modules.
@@ -142,6 +144,23 @@ func fill(ctx context.Context, root string, l *pins.Lock, got []modfetch.Result)
 		}
 	}
 	return makeWritable(root)
+}
+
+// noVendoredPackages fails when vendorDir holds a directory.
+func noVendoredPackages(vendorDir string, m pins.Module) error {
+	entries, err := os.ReadDir(vendorDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			return fmt.Errorf("source module %s has vendor/%s; module zips should not carry vendored packages", m, e.Name())
+		}
+	}
+	return nil
 }
 
 // unzip extracts a verified module zip into dir.

@@ -30,6 +30,7 @@ var (
 		"staging/src/example.io/beta/b.go":  "package beta\n",
 		"staging/src/example.io/README.md":  "not a repo\n",
 		"hack/build.sh":                     "#!/bin/sh\n",
+		"vendor/OWNERS":                     "kept by module zips\n",
 	}}
 	dep = modfetchtest.Module{Path: "example.com/dep", Version: "v0.1.0", Files: map[string]string{
 		"dep.go": "package dep\n\nconst X = \"dep\"\n", "sub/sub.go": "package sub\n",
