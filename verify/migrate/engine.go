@@ -35,7 +35,10 @@ type Config struct {
 	// PidAlive tells whether a process still exists, to tell an exited
 	// process from a lost one; nil checks /proc/<pid>.
 	PidAlive func(pid int) bool
-	Hooks    Hooks
+	// Preflight runs once it is clear that cgroups will change (not for a
+	// no-op or a dry run); an error stops the run before any change.
+	Preflight func() error
+	Hooks     Hooks
 }
 
 // Hooks let tests stop a run at a chosen point, as a kill -9 would.
@@ -173,6 +176,9 @@ func (e *Engine) Migrate() (*Report, error) {
 			return &e.rep, nil
 		}
 	}
+	if err := e.preflight(); err != nil {
+		return nil, e.failPreflight(err, j, fresh)
+	}
 	if fresh {
 		if j, err = e.plan(); err != nil {
 			return nil, e.fail(err, fresh)
@@ -189,6 +195,22 @@ func (e *Engine) Migrate() (*Report, error) {
 	e.rep.Message = fmt.Sprintf("%s migrated to a fresh tree (%d cgroups, %d processes)", e.h.Path(e.kubepods), e.rep.Cgroups, e.rep.Processes)
 	e.rep.Duration = time.Since(start)
 	return &e.rep, nil
+}
+
+func (e *Engine) preflight() error {
+	if e.cfg.Preflight == nil {
+		return nil
+	}
+	return e.cfg.Preflight()
+}
+
+// failPreflight reports a refused precondition: nothing changed in this
+// run, but an unfinished journal means an earlier run left work to resume.
+func (e *Engine) failPreflight(err error, j *Journal, fresh bool) error {
+	if fresh {
+		return &RunError{Err: err}
+	}
+	return &RunError{Err: err, Phase: j.Phase, Touched: true, Journal: journalPath(e.cfg.StateDir)}
 }
 
 // plan snapshots the tree and records it; nothing in cgroupfs changes.
@@ -477,6 +499,9 @@ func (e *Engine) Rollback() (*Report, error) {
 			e.rep.Message = "the last migration was already rolled back: nothing to do"
 		}
 		return &e.rep, nil
+	}
+	if err := e.preflight(); err != nil {
+		return nil, e.failPreflight(err, j, false)
 	}
 	e.j = j
 	e.rep.ResumedFrom = j.Phase

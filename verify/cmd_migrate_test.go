@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nokmem/nokmem/verify/cgtest"
+	"github.com/nokmem/nokmem/verify/memcg"
+	"github.com/nokmem/nokmem/verify/memcgsim"
+	"github.com/nokmem/nokmem/verify/migrate"
+)
+
+// migrateNode is a simulated 3.10 node with a kmem-active kubepods tree, a
+// fake process table and a fake kubelet binary.
+type migrateNode struct {
+	sim                *memcgsim.Sim
+	root, state, procs string
+	kubelet            string
+}
+
+func newMigrateNode(t *testing.T, kubeletVersion string, kubeletRunning bool) *migrateNode {
+	t.Helper()
+	s, m := memcgsim.MountForTest(t, memcgsim.RHEL78)
+	h := memcg.Hierarchy{Root: m.Memory}
+	mkdir := func(rel string) error {
+		if err := h.Mkdir(rel); err != nil {
+			return err
+		}
+		if rel != "kubepods" {
+			return nil
+		}
+		// What a stock runc does to every cgroup it creates.
+		if err := h.Write(rel, memcg.KmemLimit, "1"); err != nil {
+			return err
+		}
+		return h.Write(rel, memcg.KmemLimit, "-1")
+	}
+	for _, ctr := range cgtest.BuildKubepods(t, mkdir, cgtest.QoS, 3, 2) {
+		if _, err := s.AddTask(ctr, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := &migrateNode{sim: s, root: m.Memory, state: t.TempDir(), procs: t.TempDir()}
+	procs := map[string]string{"1": "systemd", "77": "containerd-shim"}
+	if kubeletRunning {
+		procs["4242"] = "kubelet"
+	}
+	for pid, comm := range procs {
+		if err := os.MkdirAll(filepath.Join(n.procs, pid), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(n.procs, pid, "comm"), []byte(comm+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.kubelet = filepath.Join(t.TempDir(), "kubelet")
+	if err := os.WriteFile(n.kubelet, []byte("#!/bin/sh\necho '"+kubeletVersion+"'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func (n *migrateNode) run(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	base := []string{"migrate", "--root", n.root, "--state-dir", n.state, "--proc", n.procs, "--kubelet-path", n.kubelet}
+	code = run(append(base, args...), &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestMigrateCommand(t *testing.T) {
+	const nokmem, stock = "Kubernetes v1.12.4+nokmem", "Kubernetes v1.12.4"
+	tests := []struct {
+		name     string
+		version  string
+		running  bool
+		args     []string
+		wantCode int
+		want     []string // substrings of stderr (or of stdout for -o json)
+		changed  bool
+	}{
+		{"kubelet running", nokmem, true, nil, 1, []string{"kubelet is running (pid [4242])", "node untouched"}, false},
+		{"stock kubelet", stock, false, nil, 1, []string{"not a nokmem build", "--force", "node untouched"}, false},
+		{"stock kubelet forced", stock, false, []string{"--force"}, 0, []string{"migrated:", "[ok  ] same-paths", "[ok  ] new-kubepods"}, true},
+		{"json", nokmem, false, []string{"-o", "json"}, 0, []string{`"outcome": "migrated"`}, true},
+		{"dry run", nokmem, true, []string{"--dry-run"}, 0, []string{"cgroups:   12", "processes: 6", "pid moves 12", "kmem.limit_in_bytes writes 0", "nothing was changed"}, false},
+		{"rollback without journal", nokmem, false, []string{"--rollback"}, 0, []string{"nothing-to-roll-back"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newMigrateNode(t, tt.version, tt.running)
+			code, stdout, stderr := n.run(tt.args...)
+			out := stderr
+			if slices.Contains(tt.args, "json") {
+				out = stdout
+				var rep migrate.Report
+				if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+					t.Errorf("stdout is not a JSON report: %v\n%s", err, stdout)
+				}
+			}
+			if code != tt.wantCode {
+				t.Errorf("exit %d, want %d\nstderr: %s", code, tt.wantCode, stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			active, err := n.sim.KmemActive("kubepods")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if active == tt.changed {
+				t.Errorf("kubepods kmem-active = %v after the run, want %v", active, !tt.changed)
+			}
+			if !tt.changed {
+				if _, err := os.Stat(filepath.Join(n.state, migrate.JournalFile)); err == nil {
+					t.Error("a run that changed nothing left a journal")
+				}
+			}
+		})
+	}
+}
+
+// TestMigrateCommandRerunIsNoop: on a migrated node a rerun says so and
+// changes nothing, even with the kubelet running again.
+func TestMigrateCommandRerunIsNoop(t *testing.T) {
+	n := newMigrateNode(t, "Kubernetes v1.12.4+nokmem", false)
+	if code, _, stderr := n.run(); code != 0 {
+		t.Fatalf("migrate: exit %d: %s", code, stderr)
+	}
+	if err := os.WriteFile(filepath.Join(n.procs, "1", "comm"), []byte("kubelet\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := n.run()
+	if code != 0 || !strings.Contains(stderr, "already-migrated") || !strings.Contains(stderr, "nothing to do") {
+		t.Errorf("rerun: exit %d, %s", code, stderr)
+	}
+}
