@@ -1,0 +1,437 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/jstemmer/go-junit-report/v2/junit"
+
+	"github.com/nokmem/nokmem/internal/release/sums"
+	"github.com/nokmem/nokmem/internal/testenv"
+	"github.com/nokmem/nokmem/verify/acceptance"
+	"github.com/nokmem/nokmem/verify/assert"
+	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/memcg"
+	"github.com/nokmem/nokmem/verify/memcgsim"
+)
+
+// verifyBin is the real verify program, built once by TestMain.
+var verifyBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "verify-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	verifyBin = filepath.Join(dir, "verify")
+	out, err := exec.Command("go", "build", "-o", verifyBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build verify: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(2)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// node is a simulated node: the simulator mounted over FUSE, a kernel
+// release file, stock kubelet and runc scripts, a release of nokmem builds
+// and a fake service command that logs what it is asked to do.
+type node struct {
+	t        *testing.T
+	sim      *memcgsim.Sim
+	m        *memcgsim.Mount
+	h        memcg.Hierarchy
+	dir      string // holds osrelease, bin/, release/, state/, service.log
+	podPid   int
+	podGroup string
+}
+
+func newNode(t *testing.T, p memcgsim.Profile) *node {
+	t.Helper()
+	testenv.RequireCommand(t, "sh")
+	sim, m := memcgsim.MountForTest(t, p)
+	n := &node{t: t, sim: sim, m: m, h: memcg.Hierarchy{Root: m.Memory}, dir: t.TempDir()}
+	kernel := "3.10.0-1127.el7.x86_64"
+	if p == memcgsim.Modern {
+		kernel = "6.18.44"
+	}
+	n.write("osrelease", kernel+"\n", 0o644)
+	n.write("bin/kubelet", "#!/bin/sh\necho 'Kubernetes v1.12.4'\n", 0o755)
+	n.write("bin/runc", "#!/bin/sh\necho 'runc version 1.0.0-rc5'\n", 0o755)
+	n.write("release/kubelet", "#!/bin/sh\necho 'Kubernetes v1.12.4+nokmem'\n", 0o755)
+	n.write("release/runc", "#!/bin/sh\necho 'runc version 1.0.0-rc5+nokmem'\n", 0o755)
+	if _, err := sums.Write(n.path("release"), []string{"kubelet", "runc"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func (n *node) path(rel string) string { return filepath.Join(n.dir, rel) }
+
+func (n *node) write(rel, content string, mode os.FileMode) {
+	n.t.Helper()
+	p := n.path(rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		n.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), mode); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+// kubelet builds a kubepods tree the way a stock kubelet and runc do on
+// RHEL 7: kmem activated on kubepods (runc writes 1 then -1), inherited by
+// everything created below, then churns short-lived pods, each of which
+// leaks its memcg ID. It leaves one running pod.
+func (n *node) kubelet(top string, churn int) {
+	n.t.Helper()
+	must := func(err error) {
+		n.t.Helper()
+		if err != nil {
+			n.t.Fatal(err)
+		}
+	}
+	must(n.h.Mkdir(top))
+	must(n.h.Write(top, memcg.KmemLimit, "1"))
+	must(n.h.Write(top, memcg.KmemLimit, "-1"))
+	must(n.h.Mkdir(top + "/burstable"))
+	n.podGroup = top + "/burstable/podA"
+	must(n.h.Mkdir(n.podGroup))
+	must(n.h.WriteInt(n.podGroup, memcg.Limit, 300<<20))
+	pid, err := n.sim.AddTask(n.podGroup, 20<<20)
+	must(err)
+	n.podPid = pid
+	for i := range churn {
+		p := fmt.Sprintf("%s/burstable/job%d", top, i)
+		must(n.h.Mkdir(p))
+		must(n.h.Rmdir(p))
+	}
+}
+
+// verify runs the real binary against the simulator and returns stdout,
+// stderr and the exit code.
+func (n *node) verify(args ...string) (string, string, int) {
+	n.t.Helper()
+	cmd := exec.Command(verifyBin, append([]string{"--root", n.m.Memory, "--state-dir", n.path("state")}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		n.t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// detectArgs point detect at the simulator's /proc/cgroups and slab dir and
+// at the node's binaries.
+func (n *node) detectArgs() []string {
+	return []string{"--os-release", n.path("osrelease"), "--proc-cgroups", n.m.ProcCgroups, "--slab-dir", n.m.Slab,
+		"--search-dirs", n.path("bin")}
+}
+
+func (n *node) runArgs(extra ...string) []string {
+	args := append([]string{"run"}, n.detectArgs()...)
+	args = append(args, "--artifacts", n.path("release"),
+		"--stop-cmd", "echo stop >> "+n.path("service.log"),
+		"--start-cmd", "echo start >> "+n.path("service.log"),
+		"--junit", n.path("junit.xml"), "--report", n.path("report.json"), "-o", "json")
+	return append(args, extra...)
+}
+
+func (n *node) serviceLog() string {
+	b, err := os.ReadFile(n.path("service.log"))
+	if errors.Is(err, os.ErrNotExist) {
+		return ""
+	}
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return string(b)
+}
+
+// state is everything a run could change: the cgroup tree with its kmem
+// state, the task's cgroup, the binaries, the leaked IDs.
+func (n *node) state() string {
+	n.t.Helper()
+	var b strings.Builder
+	all, err := n.h.Walk("")
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	for _, rel := range all {
+		if rel == "" {
+			continue
+		}
+		active, err := n.sim.KmemActive(rel)
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "cgroup %s kmem=%v\n", rel, active)
+	}
+	if n.podPid != 0 {
+		cg, err := n.sim.TaskCgroup(n.podPid)
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "task %d in %s\n", n.podPid, cg)
+	}
+	for _, f := range []string{"bin/kubelet", "bin/runc"} {
+		c, err := os.ReadFile(n.path(f))
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s: %q\n", f, c)
+	}
+	fmt.Fprintf(&b, "leaked %v\n", n.sim.LeakedIDs())
+	return b.String()
+}
+
+func TestDetectOnSimulator(t *testing.T) {
+	n := newNode(t, memcgsim.RHEL78)
+	n.kubelet("kubepods", 7)
+	out, stderr, code := n.verify(append([]string{"detect", "-o", "json"}, n.detectArgs()...)...)
+	if code != 0 {
+		t.Fatalf("detect exit %d: %s", code, stderr)
+	}
+	var r detect.Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("detect JSON: %v\n%s", err, out)
+	}
+	wantActive := []string{"kubepods", "kubepods/burstable", "kubepods/burstable/podA"}
+	if !r.Semantics310 || r.Driver != detect.DriverCgroupfs || r.KubepodsCgroups != 3 || !slices.Equal(r.KmemActive, wantActive) {
+		t.Errorf("detect: semantics %v driver %s cgroups %d active %v; want 3.10, cgroupfs, 3, %v", r.Semantics310, r.Driver, r.KubepodsCgroups, r.KmemActive, wantActive)
+	}
+	if leaked := len(n.sim.LeakedIDs()); leaked != 7 || r.Leaked.IDs != leaked {
+		t.Errorf("leaked IDs: detect says %d, simulator holds %d, want 7", r.Leaked.IDs, leaked)
+	}
+	if r.ProcCgroups.NumCgroups != n.sim.Live() || r.Kernel != "3.10.0-1127.el7.x86_64" {
+		t.Errorf("proc cgroups %+v (live %d), kernel %q", r.ProcCgroups, n.sim.Live(), r.Kernel)
+	}
+	if len(r.Binaries) != 2 || r.Binaries[0].Kind != detect.KindStock || r.Binaries[1].Kind != detect.KindStock {
+		t.Errorf("binaries %+v", r.Binaries)
+	}
+
+	// The ID probe stops at exhaustion and gives every ID back.
+	n.sim.LimitIDs(n.sim.IDsInUse() + 5)
+	out, stderr, code = n.verify(append([]string{"detect", "-o", "json", "--probe-ids", "100"}, n.detectArgs()...)...)
+	if code != 0 {
+		t.Fatalf("detect --probe-ids exit %d: %s", code, stderr)
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.IDProbe == nil || r.IDProbe.Created != 5 || !r.IDProbe.Exhausted || !strings.Contains(stderr, "briefly uses memcg IDs") {
+		t.Errorf("ID probe %+v, stderr %s", r.IDProbe, stderr)
+	}
+
+	// Prometheus textfile and node-problem-detector mode.
+	prom := n.path("nokmem.prom")
+	if _, stderr, code := n.verify(append([]string{"detect", "--textfile", prom}, n.detectArgs()...)...); code != 0 {
+		t.Fatalf("detect --textfile exit %d: %s", code, stderr)
+	}
+	b, err := os.ReadFile(prom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"nokmem_kmem_active_cgroups 3\n", "nokmem_leaked_ids_estimate 7\n", "nokmem_problem 1\n", `nokmem_kernel_semantics_310{kernel="3.10.0-1127.el7.x86_64"} 1`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("textfile lacks %q:\n%s", want, b)
+		}
+	}
+	out, _, code = n.verify(append([]string{"detect", "--npd"}, n.detectArgs()...)...)
+	if code != 1 || strings.Count(out, "\n") != 1 || !strings.Contains(out, "3 kmem-active cgroups") {
+		t.Errorf("npd: exit %d, %q; want exit 1 and one line", code, out)
+	}
+	out, _, code = n.verify("detect", "--npd", "--os-release", n.path("missing"))
+	if code != 2 || !strings.HasPrefix(out, "unknown:") {
+		t.Errorf("npd without kernel release: exit %d, %q; want 2", code, out)
+	}
+}
+
+// TestRunRepairsSimulatedNode is the acceptance run end to end: the real
+// verify binary against the 3.10 simulator, with a fake service command.
+func TestRunRepairsSimulatedNode(t *testing.T) {
+	n := newNode(t, memcgsim.RHEL78)
+	n.kubelet("kubepods", 3)
+	if _, _, code := n.verify("assert"); code != 1 {
+		t.Fatalf("assert before the repair: exit %d, want 1", code)
+	}
+	out, stderr, code := n.verify(n.runArgs()...)
+	if code != 0 {
+		t.Fatalf("run exit %d\nstdout %s\nstderr %s", code, out, stderr)
+	}
+	var res acceptance.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("run JSON: %v\n%s", err, out)
+	}
+	if res.Outcome != acceptance.OutcomePassed || res.Assert == nil || !res.Assert.Passed || res.Install == nil {
+		t.Fatalf("run result %+v", res)
+	}
+	if got := n.serviceLog(); got != "stop\nstart\n" {
+		t.Errorf("service log %q, want stop then start", got)
+	}
+	for _, rel := range []string{"kubepods", "kubepods/burstable", "kubepods/burstable/podA"} {
+		if active, err := n.sim.KmemActive(rel); err != nil || active {
+			t.Errorf("%s kmem-active after run: %v, %v", rel, active, err)
+		}
+	}
+	if cg, err := n.sim.TaskCgroup(n.podPid); err != nil || cg != "kubepods/burstable/podA" {
+		t.Errorf("pod task in %q (%v), want kubepods/burstable/podA", cg, err)
+	}
+	if lim, err := n.h.ReadInt("kubepods/burstable/podA", memcg.Limit); err != nil || lim != 300<<20 {
+		t.Errorf("podA limit %d (%v), want 300 MiB", lim, err)
+	}
+	k, _ := os.ReadFile(n.path("bin/kubelet"))
+	if !strings.Contains(string(k), "+nokmem") {
+		t.Errorf("kubelet not installed: %q", k)
+	}
+	// Both reports are written and parse.
+	var fromFile acceptance.Result
+	b, err := os.ReadFile(n.path("report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &fromFile); err != nil || fromFile.Outcome != acceptance.OutcomePassed {
+		t.Errorf("report.json: %v, outcome %q", err, fromFile.Outcome)
+	}
+	b, err = os.ReadFile(n.path("junit.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc junit.Testsuites
+	if err := xml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("junit.xml does not parse: %v\n%s", err, b)
+	}
+	if len(doc.Suites) != 1 || doc.Suites[0].Tests != len(acceptance.Steps) || doc.Suites[0].Failures != 0 {
+		t.Errorf("junit suites %+v", doc.Suites)
+	}
+	// The node now passes assert and the NPD check; a second run is a no-op migration.
+	if out, stderr, code := n.verify("assert", "-o", "json"); code != 0 {
+		t.Errorf("assert after run: exit %d\n%s%s", code, out, stderr)
+	}
+	if out, _, code := n.verify(append([]string{"detect", "--npd"}, n.detectArgs()...)...); code != 0 {
+		t.Errorf("npd after run: exit %d %q", code, out)
+	}
+	// A pod created by the (nokmem) kubelet after the repair is not active.
+	if err := n.h.Mkdir("kubepods/burstable/podB"); err != nil {
+		t.Fatal(err)
+	}
+	if active, _ := n.sim.KmemActive("kubepods/burstable/podB"); active {
+		t.Error("new pod cgroup kmem-active after the repair")
+	}
+	// Rollback restores the stock binaries byte for byte.
+	if _, stderr, code := n.verify("rollback"); code != 0 {
+		t.Fatalf("rollback exit %d: %s", code, stderr)
+	}
+	if k, _ := os.ReadFile(n.path("bin/kubelet")); string(k) != "#!/bin/sh\necho 'Kubernetes v1.12.4'\n" {
+		t.Errorf("kubelet after rollback: %q", k)
+	}
+}
+
+func TestRunModernKernelNotApplicable(t *testing.T) {
+	n := newNode(t, memcgsim.Modern)
+	n.kubelet("kubepods", 3)
+	before := n.state()
+	out, stderr, code := n.verify(n.runArgs()...)
+	if code != 0 {
+		t.Fatalf("run exit %d: %s", code, stderr)
+	}
+	var res acceptance.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != acceptance.OutcomeNotApplicable || res.Assert == nil || res.Assert.Applicable || !strings.Contains(res.Assert.Reason, "not applicable") {
+		t.Fatalf("result %+v assert %+v", res, res.Assert)
+	}
+	if after := n.state(); after != before {
+		t.Errorf("modern run changed the node:\nbefore\n%s\nafter\n%s", before, after)
+	}
+	if log := n.serviceLog(); log != "" {
+		t.Errorf("service commands ran: %q", log)
+	}
+	if _, _, code := n.verify(n.runArgs("--strict")...); code != acceptance.ExitCodes[acceptance.StepAssert] {
+		t.Errorf("--strict on a modern kernel: exit %d, want %d", code, acceptance.ExitCodes[acceptance.StepAssert])
+	}
+	out, _, code = n.verify("assert", "-o", "json")
+	var a assert.Result
+	if err := json.Unmarshal([]byte(out), &a); err != nil || code != 0 || a.Applicable {
+		t.Errorf("assert on modern: exit %d, %+v, %v", code, a, err)
+	}
+	if after := n.state(); after != before {
+		t.Errorf("modern assert changed the node")
+	}
+}
+
+// TestRunRefuses covers nodes run must not touch: each fails at detect (or
+// binaries) with a clear message, and nothing changes.
+func TestRunRefuses(t *testing.T) {
+	tests := []struct {
+		name     string
+		setup    func(n *node)
+		args     []string
+		wantStep string
+		wantMsg  string
+	}{
+		{"no kubepods", func(n *node) {}, nil, acceptance.StepDetect, "no kubepods cgroup"},
+		{"systemd driver", func(n *node) { n.kubelet("kubepods.slice", 1) }, nil, acceptance.StepDetect, "systemd cgroup driver"},
+		{"tampered artifact", func(n *node) {
+			n.kubelet("kubepods", 1)
+			n.write("release/runc", "#!/bin/sh\necho evil\n", 0o755)
+		}, nil, acceptance.StepInstall, "checksum mismatch"},
+		{"unknown kubelet", func(n *node) {
+			n.kubelet("kubepods", 1)
+			n.write("bin/kubelet", "#!/bin/sh\necho 'my kubelet'\n", 0o755)
+		}, nil, acceptance.StepInstall, "unknown kubelet"},
+		{"stock runtime without artifacts", func(n *node) { n.kubelet("kubepods", 1) }, []string{"--artifacts="}, acceptance.StepBinaries, "runc at"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newNode(t, memcgsim.RHEL78)
+			tt.setup(n)
+			before := n.state()
+			out, stderr, code := n.verify(n.runArgs(tt.args...)...)
+			if want := acceptance.ExitCodes[tt.wantStep]; code != want {
+				t.Fatalf("exit %d, want %d\n%s\n%s", code, want, out, stderr)
+			}
+			var res acceptance.Result
+			if err := json.Unmarshal([]byte(out), &res); err != nil {
+				t.Fatal(err)
+			}
+			if res.StoppedAt != tt.wantStep || res.Next == "" {
+				t.Errorf("stopped at %q, next %q", res.StoppedAt, res.Next)
+			}
+			var msg string
+			for _, s := range res.Steps {
+				if s.Name == tt.wantStep {
+					msg = s.Message
+				}
+			}
+			if !strings.Contains(msg, tt.wantMsg) {
+				t.Errorf("step %s message %q, want %q", tt.wantStep, msg, tt.wantMsg)
+			}
+			if after := n.state(); after != before {
+				t.Errorf("node changed:\nbefore\n%s\nafter\n%s", before, after)
+			}
+			if log := n.serviceLog(); log != "" {
+				t.Errorf("service commands ran: %q", log)
+			}
+		})
+	}
+}
