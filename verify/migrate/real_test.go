@@ -1,0 +1,183 @@
+package migrate_test
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nokmem/nokmem/verify/cgtest"
+	"github.com/nokmem/nokmem/verify/memcg"
+	"github.com/nokmem/nokmem/verify/migrate"
+)
+
+// realNode is a scratch cgroup on this machine's memory hierarchy that acts
+// as the memory root: kubepods and the temporary tree live inside it.
+type realNode struct {
+	tr *cgtest.Tree
+	h  memcg.Hierarchy
+	// where maps each started process to its cgroup relative to kubepods.
+	where map[int]string
+	// threaded are the processes started with extra threads.
+	threaded []int
+	stateDir string
+}
+
+func newRealNode(t testing.TB, pods, ctrs, sleepsPerCtr, threadedCtrs int) *realNode {
+	t.Helper()
+	tr := cgtest.Scratch(t)
+	n := &realNode{tr: tr, h: memcg.Hierarchy{Root: tr.H.Path(tr.Base)}, where: map[int]string{}, stateDir: t.TempDir()}
+	ctrsRel := tr.Kubepods(cgtest.QoS, pods, ctrs)
+	for _, w := range [][3]string{
+		{"kubepods", memcg.Limit, "4294967296"},
+		{"kubepods/burstable", memcg.SoftLimit, "1073741824"},
+		{"kubepods/besteffort", memcg.Swappiness, "20"},
+		{ctrsRel[0], memcg.Limit, "536870912"},
+		{ctrsRel[0], memcg.OOMControl, "1"},
+	} {
+		if err := tr.H.Write(tr.Rel(w[0]), w[1], w[2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, _ := tr.H.Exists(tr.Rel("kubepods")); ok {
+		if _, err := tr.H.ReadString(tr.Rel("kubepods"), memcg.MemswLimit); err == nil {
+			if err := tr.H.Write(tr.Rel("kubepods"), memcg.MemswLimit, "8589934592"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i, c := range ctrsRel {
+		rel := strings.TrimPrefix(c, "kubepods/")
+		for range sleepsPerCtr {
+			n.where[tr.Sleep(c).Pid] = rel
+		}
+		if i < threadedCtrs {
+			p := tr.StartThreaded(c, 4)
+			n.where[p.Pid] = rel
+			n.threaded = append(n.threaded, p.Pid)
+		}
+	}
+	return n
+}
+
+func (n *realNode) engine(t testing.TB, h migrate.Hooks) *migrate.Engine {
+	t.Helper()
+	e, err := migrate.New(migrate.Config{Hierarchy: n.h, Kubepods: "kubepods", StateDir: n.stateDir, Logger: quiet(), Hooks: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// memcgOf reads the memory cgroup of a thread from /proc.
+func memcgOf(t *testing.T, procFile string) string {
+	t.Helper()
+	f, err := os.Open(procFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) == 3 && strings.Contains(","+parts[1]+",", ",memory,") {
+			return parts[2]
+		}
+	}
+	t.Fatalf("%s has no memory line", procFile)
+	return ""
+}
+
+// checkReal asserts that every started process and every one of its
+// threads is in the cgroup with the same relative path as before, by
+// asking the kernel (/proc/<pid>/task/<tid>/cgroup).
+func (n *realNode) checkReal(t *testing.T) {
+	t.Helper()
+	for pid, rel := range n.where {
+		want := "/" + n.tr.Rel("kubepods/"+rel)
+		tids, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			t.Fatalf("pid %d: %v", pid, err)
+		}
+		for _, tid := range tids {
+			if got := memcgOf(t, filepath.Join("/proc", fmt.Sprint(pid), "task", tid.Name(), "cgroup")); got != want {
+				t.Errorf("pid %d thread %s in %s, want %s", pid, tid.Name(), got, want)
+			}
+		}
+	}
+	for _, pid := range n.threaded {
+		if tids, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid)); len(tids) < 5 {
+			t.Errorf("threaded pid %d has %d threads, want ≥5", pid, len(tids))
+		}
+	}
+	if ok, err := n.h.Exists(migrate.TempName("kubepods")); err != nil || ok {
+		t.Errorf("temp tree left (%v)", err)
+	}
+}
+
+func checksOK(t *testing.T, rep *migrate.Report) {
+	t.Helper()
+	for _, c := range rep.Checks {
+		if !c.OK {
+			t.Errorf("invariant %s: %s", c.Name, c.Detail)
+		}
+	}
+}
+
+func TestMigrateRealKernel(t *testing.T) {
+	n := newRealNode(t, 6, 2, 2, 3)
+	rep, err := n.engine(t, migrate.Hooks{}).Migrate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checksOK(t, rep)
+	if len(rep.Checks) != 5 {
+		t.Errorf("%d invariants, want 5", len(rep.Checks))
+	}
+	n.checkReal(t)
+	t.Logf("%d cgroups, %d processes, charges moved: %v, %s", rep.Cgroups, rep.Processes, rep.MoveCharge, rep.Duration)
+
+	again, err := n.engine(t, migrate.Hooks{}).Migrate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Outcome != migrate.OutcomeAlreadyMigrated {
+		t.Errorf("rerun: %q %s, want a no-op", again.Outcome, again.Message)
+	}
+}
+
+func TestKillRealKernel(t *testing.T) {
+	tests := []struct {
+		at     migrate.Phase
+		finish string
+	}{
+		{migrate.PhaseTempBuilt, "rollback"},
+		{migrate.PhaseMovedOut, "rerun"},
+		{migrate.PhaseMovedOut, "rollback"},
+		{migrate.PhaseOldRemoved, "rollback"},
+		{migrate.PhaseNewBuilt, "rerun"},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.at)+"/"+tt.finish, func(t *testing.T) {
+			n := newRealNode(t, 3, 2, 1, 1)
+			if !runUntilKilled(t, n.engine(t, killAt(tt.at)).Migrate) {
+				t.Fatal("hook never fired")
+			}
+			e := n.engine(t, migrate.Hooks{})
+			var rep *migrate.Report
+			var err error
+			if tt.finish == "rerun" {
+				rep, err = e.Migrate()
+			} else {
+				rep, err = e.Rollback()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			checksOK(t, rep)
+			n.checkReal(t)
+		})
+	}
+}
