@@ -76,7 +76,26 @@ type FileInfo struct {
 	Mode fs.FileMode
 }
 
-// Files lists the control files of cgroup rel, sorted by name.
+// fileInfos holds the control files of the root and of other cgroups.
+var fileInfos = func() (out [2][]FileInfo) {
+	for _, f := range files {
+		out[1] = append(out[1], FileInfo{Name: f.name, Mode: f.mode})
+		if !f.rootOnly {
+			out[0] = append(out[0], FileInfo{Name: f.name, Mode: f.mode})
+		}
+	}
+	return out
+}()
+
+func infosFor(cg *cgroup) []FileInfo {
+	if cg.isRoot() {
+		return fileInfos[1]
+	}
+	return fileInfos[0]
+}
+
+// Files lists the control files of cgroup rel, sorted by name. The slice
+// is shared: do not modify it.
 func (s *Sim) Files(rel string) ([]FileInfo, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -84,13 +103,25 @@ func (s *Sim) Files(rel string) ([]FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []FileInfo
-	for _, f := range files {
-		if !f.rootOnly || cg.isRoot() {
-			out = append(out, FileInfo{Name: f.name, Mode: f.mode})
-		}
+	return infosFor(cg), nil
+}
+
+// Entry tells what name is inside cgroup rel: a child cgroup (dir is
+// true) or a control file (with its mode); ENOENT otherwise.
+func (s *Sim) Entry(rel, name string) (dir bool, mode fs.FileMode, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cg, err := s.lookup(rel)
+	if err != nil {
+		return false, 0, err
 	}
-	return out, nil
+	if _, ok := cg.children[name]; ok {
+		return true, fs.ModeDir | 0o755, nil
+	}
+	if f, ok := findFile(name, cg.isRoot()); ok {
+		return false, f.mode, nil
+	}
+	return false, 0, syscall.ENOENT
 }
 
 // ReadFile returns the content of control file name of cgroup rel, or the
