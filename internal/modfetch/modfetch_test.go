@@ -143,3 +143,33 @@ func TestFetchRehashesCachedZip(t *testing.T) {
 		t.Fatalf("got %v, want a hash mismatch naming example.com/a@v1.0.0", err)
 	}
 }
+
+// The go command's settings reach the download: each variant must fetch
+// from the file:// proxy offline, or fail naming the module.
+func TestFetchHonoursGoEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     []string
+		wantErr string
+	}{
+		{"GOSUMDB=off", []string{"GOSUMDB=off"}, ""},
+		{"GONOSUMDB skips the checksum database", []string{"GOSUMDB=sum.golang.org", "GONOSUMDB=example.com"}, ""},
+		{"GOPRIVATE skips the checksum database", []string{"GOSUMDB=sum.golang.org", "GOPRIVATE=example.com", "GONOPROXY=none"}, ""},
+		{"GOFLAGS reaches go mod download", []string{"GOFLAGS=-modcacherw -no-such-flag"}, "download example.com/a@v1.0.0"},
+		{"GOPROXY=off refuses downloads", []string{"GOPROXY=off"}, "download example.com/a@v1.0.0"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := modfetchtest.New(t)
+			a := p.Add(t, modA)
+			f := modfetch.Fetcher{Env: append(p.Env(t), tc.env...)}
+			_, err := f.Fetch(context.Background(), []pins.Module{a})
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatal(err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
