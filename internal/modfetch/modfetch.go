@@ -3,7 +3,7 @@
 //
 // Downloads run `go mod download -json module@version`, so they honour
 // everything the go command does: GOPROXY (a private or file:// mirror in an
-// air-gapped CI), GOFLAGS, GOPRIVATE, GONOSUMDB, GONOSUMCHECK, GOSUMDB,
+// air-gapped CI), GOFLAGS, GOPRIVATE, GONOPROXY, GONOSUMDB, GOSUMDB,
 // GOINSECURE and GOMODCACHE. The h1 check is done here, on the zip bytes in
 // the module cache, whether or not the zip was already cached: a zip whose
 // hash differs from the lock stops the run with an error naming the module.
