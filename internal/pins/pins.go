@@ -129,7 +129,11 @@ func Load(dir, project, version string) (*Lock, error) {
 	p := Path(dir, project, version)
 	data, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%s %s: %w (no lock file %s; known: %s)", project, version, ErrUnknownVersion, p, strings.Join(Known(dir, project), ", "))
+		known := strings.Join(Known(dir, project), ", ")
+		if known == "" {
+			known = "none"
+		}
+		return nil, fmt.Errorf("%s %s: %w (no lock file %s; known: %s)", project, version, ErrUnknownVersion, p, known)
 	}
 	if err != nil {
 		return nil, err

@@ -73,13 +73,22 @@ func TestRealLockComplete(t *testing.T) {
 }
 
 func TestUnknownVersion(t *testing.T) {
-	_, err := Load(repoPins, "kubernetes", "v9.9.9")
-	if !errors.Is(err, ErrUnknownVersion) {
-		t.Fatalf("got %v, want ErrUnknownVersion", err)
+	tests := []struct {
+		project, version string
+		want             []string
+	}{
+		{"kubernetes", "v9.9.9", []string{"kubernetes v9.9.9", "vendor-pins/kubernetes/v9.9.9.yaml", "known: v1.12.4"}},
+		{"nosuch", "v1.0.0", []string{"nosuch v1.0.0", "known: none"}},
 	}
-	for _, want := range []string{"v9.9.9", "known: v1.12.4"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not mention %q", err, want)
+	for _, tc := range tests {
+		_, err := Load(repoPins, tc.project, tc.version)
+		if !errors.Is(err, ErrUnknownVersion) {
+			t.Fatalf("%s %s: got %v, want ErrUnknownVersion", tc.project, tc.version, err)
+		}
+		for _, want := range tc.want {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not mention %q", err, want)
+			}
 		}
 	}
 }
