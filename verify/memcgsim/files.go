@@ -20,7 +20,7 @@ type file struct {
 
 // files lists the control files of a RHEL 7.8 memory cgroup, as on a real
 // node (§3d); the modern profile shows the same set.
-var files = []file{
+var controlFiles = []file{
 	{name: "cgroup.clone_children", mode: 0o644, read: readBool(func(*cgroup) bool { return false }), write: acceptBool},
 	{name: "cgroup.event_control", mode: 0o222}, // eventfd registrations cannot be simulated
 	{name: "cgroup.procs", mode: 0o644, read: readProcs, write: func(s *Sim, cg *cgroup, v string) error { return s.move(cg, v, true) }},
@@ -58,11 +58,11 @@ var files = []file{
 }
 
 func findFile(name string, root bool) (file, bool) {
-	i := slices.IndexFunc(files, func(f file) bool { return f.name == name })
-	if i < 0 || (files[i].rootOnly && !root) {
+	i := slices.IndexFunc(controlFiles, func(f file) bool { return f.name == name })
+	if i < 0 || (controlFiles[i].rootOnly && !root) {
 		return file{}, false
 	}
-	return files[i], true
+	return controlFiles[i], true
 }
 
 func isControlFile(name string, root bool) bool {
@@ -70,58 +70,82 @@ func isControlFile(name string, root bool) bool {
 	return ok
 }
 
-// FileInfo names a control file and its permission bits.
-type FileInfo struct {
-	Name string
-	Mode fs.FileMode
+// fileInfo names a control file, its permission bits and its index.
+type fileInfo struct {
+	name  string
+	mode  fs.FileMode
+	index int
 }
 
-// fileInfos holds the control files of the root and of other cgroups.
-var fileInfos = func() (out [2][]FileInfo) {
-	for _, f := range files {
-		out[1] = append(out[1], FileInfo{Name: f.name, Mode: f.mode})
+// fileInfos holds the control files of other cgroups [0] and of the root [1].
+var fileInfos = func() (out [2][]fileInfo) {
+	for i, f := range controlFiles {
+		out[1] = append(out[1], fileInfo{name: f.name, mode: f.mode, index: i})
 		if !f.rootOnly {
-			out[0] = append(out[0], FileInfo{Name: f.name, Mode: f.mode})
+			out[0] = append(out[0], fileInfo{name: f.name, mode: f.mode, index: i})
 		}
 	}
 	return out
 }()
 
-func infosFor(cg *cgroup) []FileInfo {
+func infosFor(cg *cgroup) []fileInfo {
 	if cg.isRoot() {
 		return fileInfos[1]
 	}
 	return fileInfos[0]
 }
 
-// Files lists the control files of cgroup rel, sorted by name. The slice
-// is shared: do not modify it.
-func (s *Sim) Files(rel string) ([]FileInfo, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cg, err := s.lookup(rel)
-	if err != nil {
-		return nil, err
-	}
-	return infosFor(cg), nil
+// listing is what a directory read of a cgroup shows.
+type listing struct {
+	files    []fileInfo // shared, do not modify
+	children []string
 }
 
-// Entry tells what name is inside cgroup rel: a child cgroup (dir is
-// true) or a control file (with its mode); ENOENT otherwise.
-func (s *Sim) Entry(rel, name string) (dir bool, mode fs.FileMode, err error) {
+// list returns the control files and child cgroups of rel.
+func (s *Sim) list(rel string) (listing, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cg, err := s.lookup(rel)
 	if err != nil {
-		return false, 0, err
+		return listing{}, err
 	}
-	if _, ok := cg.children[name]; ok {
-		return true, fs.ModeDir | 0o755, nil
+	l := listing{files: infosFor(cg), children: make([]string, 0, len(cg.children))}
+	for n := range cg.children {
+		l.children = append(l.children, n)
 	}
-	if f, ok := findFile(name, cg.isRoot()); ok {
-		return false, f.mode, nil
+	slices.Sort(l.children)
+	return l, nil
+}
+
+// entry is one name inside a cgroup directory.
+type entry struct {
+	dir    bool
+	mode   fs.FileMode // permission bits of a control file
+	serial uint64      // serial number of the cgroup (the child for a dir)
+	index  int         // index of a control file in controlFiles
+}
+
+// entry tells what name is inside cgroup rel: a child cgroup or a control
+// file; ENOENT otherwise. name "" is rel itself.
+func (s *Sim) entry(rel, name string) (entry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cg, err := s.lookup(rel)
+	if err != nil {
+		return entry{}, err
 	}
-	return false, 0, syscall.ENOENT
+	if name == "" {
+		return entry{dir: true, serial: cg.serial}, nil
+	}
+	if c, ok := cg.children[name]; ok {
+		return entry{dir: true, serial: c.serial}, nil
+	}
+	for _, f := range infosFor(cg) {
+		if f.name == name {
+			return entry{mode: f.mode, serial: cg.serial, index: f.index}, nil
+		}
+	}
+	return entry{}, syscall.ENOENT
 }
 
 // ReadFile returns the content of control file name of cgroup rel, or the

@@ -126,53 +126,58 @@ var (
 	_ fs.NodeGetattrer = (*cgDir)(nil)
 )
 
+// Inode numbers: a cgroup's directory is serial<<6, its control files
+// serial<<6 | (index+1), so a cgroup keeps its inode numbers for its
+// lifetime and a recreated cgroup gets new ones, as on cgroupfs.
+func dirIno(serial uint64) uint64             { return serial << 6 }
+func fileIno(serial uint64, index int) uint64 { return serial<<6 | uint64(index+1) }
+
 func (d *cgDir) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if _, err := d.sim.Files(d.rel); err != nil {
+	if _, err := d.sim.entry(d.rel, ""); err != nil {
 		return errnoOf(err)
 	}
 	out.Mode = syscall.S_IFDIR | 0o755
 	return 0
 }
 
-func (d *cgDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	dir, mode, err := d.sim.Entry(d.rel, name)
+func (d *cgDir) child(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	e, err := d.sim.entry(d.rel, name)
 	if err != nil {
 		return nil, errnoOf(err)
 	}
-	if dir {
+	if e.dir {
 		out.Mode = syscall.S_IFDIR | 0o755
-		return d.NewInode(ctx, &cgDir{sim: d.sim, rel: join(d.rel, name)}, fs.StableAttr{Mode: syscall.S_IFDIR}), 0
+		return d.NewInode(ctx, &cgDir{sim: d.sim, rel: join(d.rel, name)}, fs.StableAttr{Mode: syscall.S_IFDIR, Ino: dirIno(e.serial)}), 0
 	}
-	out.Mode = syscall.S_IFREG | uint32(mode.Perm())
-	return d.NewInode(ctx, &ctlFile{sim: d.sim, rel: d.rel, name: name, mode: uint32(mode.Perm())}, fs.StableAttr{Mode: syscall.S_IFREG}), 0
+	mode := uint32(e.mode.Perm())
+	out.Mode = syscall.S_IFREG | mode
+	return d.NewInode(ctx, &ctlFile{sim: d.sim, rel: d.rel, name: name, mode: mode}, fs.StableAttr{Mode: syscall.S_IFREG, Ino: fileIno(e.serial, e.index)}), 0
+}
+
+func (d *cgDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return d.child(ctx, name, out)
 }
 
 func (d *cgDir) Readdir(context.Context) (fs.DirStream, syscall.Errno) {
-	files, err := d.sim.Files(d.rel)
+	l, err := d.sim.list(d.rel)
 	if err != nil {
 		return nil, errnoOf(err)
 	}
-	kids, err := d.sim.Children(d.rel)
-	if err != nil {
-		return nil, errnoOf(err)
+	ents := make([]fuse.DirEntry, 0, len(l.files)+len(l.children))
+	for _, f := range l.files {
+		ents = append(ents, fuse.DirEntry{Name: f.name, Mode: syscall.S_IFREG})
 	}
-	ents := make([]fuse.DirEntry, 0, len(files)+len(kids))
-	for _, f := range files {
-		ents = append(ents, fuse.DirEntry{Name: f.Name, Mode: syscall.S_IFREG})
-	}
-	for _, k := range kids {
+	for _, k := range l.children {
 		ents = append(ents, fuse.DirEntry{Name: k, Mode: syscall.S_IFDIR})
 	}
 	return fs.NewListDirStream(ents), 0
 }
 
 func (d *cgDir) Mkdir(ctx context.Context, name string, _ uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	rel := join(d.rel, name)
-	if err := d.sim.Mkdir(rel); err != nil {
+	if err := d.sim.Mkdir(join(d.rel, name)); err != nil {
 		return nil, errnoOf(err)
 	}
-	out.Mode = syscall.S_IFDIR | 0o755
-	return d.NewInode(ctx, &cgDir{sim: d.sim, rel: rel}, fs.StableAttr{Mode: syscall.S_IFDIR}), 0
+	return d.child(ctx, name, out)
 }
 
 func (d *cgDir) Rmdir(_ context.Context, name string) syscall.Errno {
@@ -216,7 +221,7 @@ func (f *ctlFile) Setattr(_ context.Context, _ fs.FileHandle, _ *fuse.SetAttrIn,
 }
 
 func (f *ctlFile) Open(context.Context, uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	if _, err := f.sim.Files(f.rel); err != nil {
+	if _, err := f.sim.entry(f.rel, f.name); err != nil {
 		return nil, 0, errnoOf(err)
 	}
 	return &handle{}, fuse.FOPEN_DIRECT_IO, 0

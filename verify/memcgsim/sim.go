@@ -113,6 +113,7 @@ type Sim struct {
 	live     int          // live cgroups, root included (/proc/cgroups)
 	tasks    map[int]*task
 	nextPid  int
+	serial   uint64 // last cgroup serial number handed out
 	readOnly bool
 	hook     Hook
 }
@@ -122,7 +123,8 @@ type cgroup struct {
 	parent   *cgroup
 	children map[string]*cgroup
 	id       int
-	kmemID   int // -1 while kmem accounting is inactive
+	kmemID   int    // -1 while kmem accounting is inactive
+	serial   uint64 // never reused: gives the directory a stable inode number
 
 	useHierarchy    bool
 	limit, memsw    int64
@@ -167,7 +169,9 @@ func New(p Profile) *Sim {
 }
 
 func (s *Sim) newCgroup(name string, parent *cgroup) *cgroup {
+	s.serial++
 	return &cgroup{
+		serial:    s.serial,
 		name:      name,
 		parent:    parent,
 		children:  map[string]*cgroup{},

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/memcgsim"
@@ -603,5 +604,36 @@ func TestShell(t *testing.T) {
 	out, err = exec.Command("ls", e.h.Path("kubepods/burstable")).CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) == "" || !strings.Contains(string(out), "podA") {
 		t.Errorf("ls: %v %q", err, out)
+	}
+}
+
+// TestInodes: like cgroupfs, a cgroup keeps its directory inode number for
+// its lifetime (also after the lookup cache expired) and a recreated cgroup
+// gets a new one; the migrate step relies on this.
+func TestInodes(t *testing.T) {
+	e := mount(t, memcgsim.RHEL78)
+	ino := func(rel string) uint64 {
+		t.Helper()
+		var st syscall.Stat_t
+		if err := syscall.Stat(e.h.Path(rel), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	e.mkdir("kubepods", "other")
+	first := ino("kubepods")
+	if ino("other") == first {
+		t.Fatalf("two cgroups share inode %d", first)
+	}
+	time.Sleep(1200 * time.Millisecond) // past the 1 s entry cache
+	if again := ino("kubepods"); again != first {
+		t.Errorf("inode changed from %d to %d without a rmdir", first, again)
+	}
+	if err := e.h.Rmdir("kubepods"); err != nil {
+		t.Fatal(err)
+	}
+	e.mkdir("kubepods")
+	if again := ino("kubepods"); again == first {
+		t.Errorf("recreated cgroup kept inode %d", first)
 	}
 }
