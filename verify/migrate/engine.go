@@ -78,6 +78,8 @@ type Report struct {
 	MoveCharge bool `json:"move_charge"`
 	// SettingWrites counts control-file writes made to copy settings.
 	SettingWrites int `json:"setting_writes"`
+	// BusyRetries counts rmdir/force_empty attempts retried after EBUSY.
+	BusyRetries int `json:"busy_retries"`
 	// Refused lists settings the kernel rejected on a destination.
 	Refused  []string      `json:"refused,omitempty"`
 	Checks   []Check       `json:"checks,omitempty"`
@@ -449,6 +451,7 @@ func (e *Engine) removeOne(rel, sweepTo string, forceEmpty bool) error {
 	var last error
 	for attempt := 0; attempt < rmdirAttempts; attempt++ {
 		if attempt > 0 {
+			e.rep.BusyRetries++
 			time.Sleep(time.Duration(1<<attempt) * time.Millisecond)
 		}
 		if err := e.mv.drain(rel, sweepTo, true); err != nil {
