@@ -8,7 +8,9 @@
 // cache's extraction), and every file is made writable so that patches can
 // be applied. The tree is assembled in a temporary directory beside the
 // target and renamed into place, so a failed run leaves no half tree and an
-// earlier tree stays as it was.
+// earlier tree stays as it was. Before the rename the tree is checked
+// against upstream's vendor manifest (Godeps/Godeps.json or vendor.conf, see
+// CheckUpstream).
 //
 // Callers (the build step, mage Inputs:Assemble):
 //
@@ -90,7 +92,7 @@ func Assemble(ctx context.Context, f *modfetch.Fetcher, l *pins.Lock, buildDir s
 	if err := fill(ctx, tmpRoot, l, got); err != nil {
 		return Tree{}, fmt.Errorf("assemble %s %s in %s: %w", l.Project, l.Version, tmp, err)
 	}
-	n, err := CheckGodeps(tmpRoot, l)
+	n, err := CheckUpstream(tmpRoot, l)
 	if err != nil {
 		return Tree{}, fmt.Errorf("assemble %s %s: %w", l.Project, l.Version, err)
 	}
@@ -99,7 +101,7 @@ func Assemble(ctx context.Context, f *modfetch.Fetcher, l *pins.Lock, buildDir s
 		return Tree{}, fmt.Errorf("assemble %s %s: %w", l.Project, l.Version, err)
 	}
 	slog.Info("assembled source tree", "project", l.Project, "version", l.Version, "root", tree.Root,
-		"modules", len(got), "godepsImportPaths", n, "took", time.Since(start).Round(time.Millisecond))
+		"modules", len(got), "upstreamImportPaths", n, "took", time.Since(start).Round(time.Millisecond))
 	return tree, nil
 }
 

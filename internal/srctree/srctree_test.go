@@ -141,7 +141,7 @@ func TestAssembleReplacesOnlyOnSuccess(t *testing.T) {
 		{
 			"Godeps revision differs from the lock",
 			func(t *testing.T, p *modfetchtest.Proxy, l *pins.Lock) { l.Vendor[1].UpstreamRev = "zzz" },
-			[]string{"Godeps.json", "example.com/dep: Godeps.json has revision aaa, the lock's root example.com/dep says zzz"},
+			[]string{"Godeps/Godeps.json of example.com/proj@v1.0.0", "example.com/dep: upstream has revision aaa, the lock's root example.com/dep says zzz"},
 		},
 		{
 			"Godeps import path not vendored",
@@ -204,5 +204,45 @@ func checkNoLeftovers(t *testing.T, buildDir string) {
 		if e.Name() != "gopath" {
 			t.Errorf("leftover in %s: %s", buildDir, e.Name())
 		}
+	}
+}
+
+// A vndr-style project (runc): vendor.conf instead of Godeps.json, no staging.
+func TestAssembleVendorConf(t *testing.T) {
+	const conf = "# comment\nexample.com/dep v0.1.0\n\nold.host/mirror bbb https://example.com/mirror # moved\n"
+	tests := []struct {
+		name    string
+		conf    string
+		edit    func(*pins.Lock)
+		wantErr string
+	}{
+		{"good", conf, func(*pins.Lock) {}, ""},
+		{"revision differs", conf, func(l *pins.Lock) { l.Vendor[1].UpstreamRev = "v0.2.0" }, "example.com/dep: upstream has revision v0.1.0, the lock's root example.com/dep says v0.2.0"},
+		{"root not in the lock", conf + "example.com/other v1\n", func(*pins.Lock) {}, "example.com/other: no vendor root in the lock"},
+		{"malformed line", conf + "example.com/norev\n", func(*pins.Lock) {}, `vendor.conf of example.com/runclike@v1.0.0-rc5: line 5: want "importpath revision [repository]"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := modfetchtest.New(t)
+			src := modfetchtest.Module{Path: "example.com/runclike", Version: "v1.0.0-rc5", Files: map[string]string{
+				"vendor.conf": tc.conf, "main.go": "package main\n",
+			}}
+			l := &pins.Lock{
+				Project: "runclike", Version: "v1.0.0-rc5",
+				Source: pins.Source{Module: p.Add(t, src), ImportPath: "example.com/runclike"},
+				Vendor: []pins.VendorEntry{
+					{Root: "old.host/mirror", Module: p.Add(t, mirror), UpstreamRev: "bbb"},
+					{Root: "example.com/dep", Module: p.Add(t, dep), UpstreamRev: "v0.1.0"},
+				},
+			}
+			tc.edit(l)
+			_, err := srctree.Assemble(context.Background(), &modfetch.Fetcher{Env: p.Env(t)}, l, t.TempDir())
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatal(err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
+			}
+		})
 	}
 }
