@@ -19,6 +19,7 @@ import (
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/acceptance"
 	"github.com/nokmem/nokmem/verify/assert"
+	"github.com/nokmem/nokmem/verify/cgtest"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/memcgsim"
@@ -433,5 +434,62 @@ func TestRunRefuses(t *testing.T) {
 				t.Errorf("service commands ran: %q", log)
 			}
 		})
+	}
+}
+
+// TestRealHierarchyBinary runs the real binary on this machine's memory
+// hierarchy: detect reads it (its only change is a scratch probe cgroup it
+// removes again), and assert on a scratch kubepods tree with a real process
+// gives the verdict that fits this kernel.
+func TestRealHierarchyBinary(t *testing.T) {
+	tr := cgtest.Scratch(t)
+	tr.Kubepods(cgtest.Flat, 2, 1)
+	tr.Sleep("kubepods/pod0/ctr0")
+	s, err := detect.ProbeSlabinfo(tr.H)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.Command(verifyBin, append([]string{"--state-dir", t.TempDir()}, args...)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return stdout.String(), cmd.ProcessState.ExitCode()
+	}
+	out, code := run("detect", "-o", "json", "--search-dirs", t.TempDir())
+	var r detect.Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 0 {
+		t.Fatalf("detect: exit %d, %v\n%s", code, err, out)
+	}
+	if r.Semantics310 != (s == memcg.SlabinfoEIO) || r.ProcCgroups.NumCgroups == 0 || r.Kernel == "" {
+		t.Errorf("detect on the real hierarchy: %+v", r)
+	}
+	kids, err := tr.H.Children("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range kids {
+		if strings.HasPrefix(k, "nokmem-probe-") {
+			t.Errorf("probe cgroup left behind: %s", k)
+		}
+	}
+	out, code = run("assert", "-o", "json", "--kubepods", tr.Rel("kubepods"))
+	var a assert.Result
+	if err := json.Unmarshal([]byte(out), &a); err != nil {
+		t.Fatalf("assert JSON: %v\n%s", err, out)
+	}
+	if s != memcg.SlabinfoEIO && (code != 0 || a.Applicable) {
+		t.Errorf("assert on a kernel whose slabinfo reads %s: exit %d %+v, want not applicable", s, code, a)
+	}
+	if s == memcg.SlabinfoEIO && (code != 0 || !a.Passed) {
+		t.Errorf("assert on a fresh scratch tree with 3.10 semantics: exit %d %+v", code, a)
+	}
+	if _, code := run("assert", "--strict", "--kubepods", tr.Rel("kubepods")); s != memcg.SlabinfoEIO && code != 1 {
+		t.Errorf("assert --strict: exit %d, want 1", code)
 	}
 }
