@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/nokmem/nokmem/internal/pins"
@@ -75,12 +76,22 @@ func newNode(t *testing.T) node {
 	testenv.RequireCommand(t, "sh")
 	n := node{bin: t.TempDir(), state: filepath.Join(t.TempDir(), "state")}
 	for name, v := range map[string]string{"kubelet": "Kubernetes v1.12.4", "runc": "runc version 1.0.0-rc5"} {
-		if err := os.WriteFile(filepath.Join(n.bin, name), script(v), 0o751); err != nil {
+		p := filepath.Join(n.bin, name)
+		if err := os.WriteFile(p, script(v), 0o751); err != nil {
 			t.Fatal(err)
+		}
+		if os.Geteuid() == 0 {
+			// A distinctive owner, so that keeping it is visible.
+			if err := os.Chown(p, testUID, testUID); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	return n
 }
+
+// testUID owns the node's binaries when the tests run as root.
+const testUID = 4321
 
 func (n node) targets() []Target {
 	return []Target{{Name: "kubelet", Path: filepath.Join(n.bin, "kubelet")}, {Name: "runc", Path: filepath.Join(n.bin, "runc")}}
@@ -103,6 +114,9 @@ func (n node) snapshot(t *testing.T) map[string]string {
 				return err
 			}
 			v := fi.Mode().String()
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				v += fmt.Sprintf(" %d:%d", st.Uid, st.Gid)
+			}
 			switch {
 			case fi.Mode().IsRegular():
 				b, err := os.ReadFile(p)
@@ -157,6 +171,9 @@ func TestInstallRollback(t *testing.T) {
 				}
 				if fi.Mode().Perm() != 0o751 {
 					t.Errorf("%s: mode %v, want the old 0751", e.Path, fi.Mode())
+				}
+				if st := fi.Sys().(*syscall.Stat_t); os.Geteuid() == 0 && (st.Uid != testUID || st.Gid != testUID) {
+					t.Errorf("%s: owner %d:%d, want the old %d:%d", e.Path, st.Uid, st.Gid, testUID, testUID)
 				}
 				if e.OldKind != "stock" || !e.Existed || e.Backup == "" {
 					t.Errorf("entry %+v", e)
