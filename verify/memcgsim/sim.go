@@ -108,6 +108,7 @@ type Sim struct {
 	root     *cgroup
 	maxID    int
 	ids      map[int]bool // memcg IDs in use: live and leaked
+	lowFree  int          // no ID below this is free
 	kmemIDs  map[int]bool // kmemcg_id (memcg_cache_id) in use
 	leaked   []*cgroup    // dead kmem-active cgroups pinning their IDs
 	live     int          // live cgroups, root included (/proc/cgroups)
@@ -259,14 +260,21 @@ func (s *Sim) kmemActive(cg *cgroup) bool {
 	return cg.kmemID >= 0
 }
 
+// allocID hands out the lowest free ID, like idr_alloc; 0 when none is left.
 func (s *Sim) allocID() int {
-	for id := 1; id <= s.maxID; id++ {
+	for id := max(s.lowFree, 1); id <= s.maxID; id++ {
 		if !s.ids[id] {
 			s.ids[id] = true
+			s.lowFree = id + 1
 			return id
 		}
 	}
 	return 0
+}
+
+func (s *Sim) freeID(id int) {
+	delete(s.ids, id)
+	s.lowFree = min(s.lowFree, id)
 }
 
 func (s *Sim) allocKmemID() int {
@@ -363,7 +371,7 @@ func (s *Sim) Rmdir(rel string) error {
 		s.leaked = append(s.leaked, cg)
 		return nil
 	}
-	delete(s.ids, cg.id)
+	s.freeID(cg.id)
 	if cg.kmemID >= 0 {
 		delete(s.kmemIDs, cg.kmemID)
 	}

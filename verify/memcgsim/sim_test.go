@@ -637,3 +637,39 @@ func TestInodes(t *testing.T) {
 		t.Errorf("recreated cgroup kept inode %d", first)
 	}
 }
+
+// TestFullIDSpace fills the real-size ID space through the Go API (a FUSE
+// round trip per mkdir would take minutes): §3d "created 65528, then mkdir →
+// ENOMEM; 65528 + 6 live = 65534" on RHEL 7.8, 65535 IDs with css_id.
+func TestFullIDSpace(t *testing.T) {
+	tests := []struct {
+		profile memcgsim.Profile
+		ids     int
+		errno   syscall.Errno
+	}{
+		{memcgsim.RHEL78, 65534, syscall.ENOMEM},
+		{memcgsim.RHELCSSID, 65535, syscall.ENOSPC},
+	}
+	for _, tt := range tests {
+		t.Run(tt.profile.String(), func(t *testing.T) {
+			s := memcgsim.New(tt.profile)
+			n := 0
+			var err error
+			for ; n <= tt.ids; n++ {
+				if err = s.Mkdir(fmt.Sprintf("p%d", n)); err != nil {
+					break
+				}
+			}
+			wantErrno(t, err, tt.errno)
+			if n != tt.ids-1 { // the root holds ID 1
+				t.Errorf("created %d cgroups, want %d", n, tt.ids-1)
+			}
+			// Freeing one ID lets exactly one mkdir through again.
+			if err := s.Rmdir("p100"); err != nil {
+				t.Fatal(err)
+			}
+			wantErrno(t, s.Mkdir("again"), 0)
+			wantErrno(t, s.Mkdir("again2"), tt.errno)
+		})
+	}
+}
