@@ -133,6 +133,13 @@ func TestMigrateRealKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	checksOK(t, rep)
+	f, err := memcg.Hierarchy{Root: n.h.Root}.Detect("probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.MoveCharge != f.MovesCharge(3) {
+		t.Errorf("charges moved: %v, but the kernel accepts move_charge_at_immigrate=3: %v", rep.MoveCharge, f.MovesCharge(3))
+	}
 	if len(rep.Checks) != 5 {
 		t.Errorf("%d invariants, want 5", len(rep.Checks))
 	}

@@ -476,6 +476,7 @@ func TestBadInput(t *testing.T) {
 		setup     func(t *testing.T, n *simNode)
 		hook      func(n *simNode) memcgsim.Hook
 		wantErr   error
+		want      []string // more substrings of the message
 		untouched bool
 	}{
 		{
@@ -524,6 +525,21 @@ func TestBadInput(t *testing.T) {
 			wantErr: syscall.EROFS,
 		},
 		{
+			name: "destination refuses the charge",
+			hook: func(n *simNode) memcgsim.Hook {
+				var once sync.Once
+				return func(op memcgsim.Op) error {
+					var err error
+					if op.Kind == memcgsim.OpMove && strings.HasPrefix(op.Cgroup, migrate.TempName("kubepods")+"/podG") {
+						once.Do(func() { err = syscall.ENOMEM })
+					}
+					return err
+				}
+			},
+			wantErr: syscall.ENOMEM,
+			want:    []string{"cannot take its memory charge", "/kubepods/podG/ctr4 to ", "/nokmem-migrate-kubepods/podG/ctr4"},
+		},
+		{
 			name: "cgroup disappears mid-run",
 			hook: func(n *simNode) memcgsim.Hook {
 				var once sync.Once
@@ -562,6 +578,11 @@ func TestBadInput(t *testing.T) {
 				t.Fatalf("error %T is not a RunError", err)
 			}
 			t.Logf("message: %v", err)
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("message lacks %q", w)
+				}
+			}
 			if tt.untouched {
 				if re.Touched || !strings.Contains(err.Error(), "node untouched") {
 					t.Errorf("want an untouched node and a message saying so: %v", err)

@@ -1,0 +1,163 @@
+package migrate
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestMemswFirst(t *testing.T) {
+	tests := []struct {
+		name             string
+		newLimit, curMsw string
+		want             bool
+	}{
+		{"fresh cgroup, any limit: limit first", "1073741824", unlimited, false},
+		{"fresh cgroup, unlimited: nothing to order", unlimited, unlimited, false},
+		{"raise above the current memsw: memsw first", "2147483648", "1073741824", true},
+		{"lower under the current memsw: limit first", "536870912", "1073741824", false},
+		{"equal: limit first", "1073741824", "1073741824", false},
+		{"unlimited above a finite memsw: memsw first", unlimited, "1073741824", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := memswFirst(tt.newLimit, tt.curMsw); got != tt.want {
+				t.Errorf("memswFirst(%s, %s) = %v, want %v", tt.newLimit, tt.curMsw, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNormalizeLimit(t *testing.T) {
+	tests := map[string]string{
+		"9223372036854771712": unlimited, // page_counter kernels
+		"9223372036854775807": unlimited, // 3.10 res_counter
+		"-1":                  unlimited,
+		"1073741824":          "1073741824",
+		"0":                   "0",
+	}
+	for in, want := range tests {
+		if got := normalizeLimit(in); got != want {
+			t.Errorf("normalizeLimit(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestOOMKillDisable(t *testing.T) {
+	tests := []struct {
+		in, want string
+		err      bool
+	}{
+		{"oom_kill_disable 1\nunder_oom 0", "1", false},
+		{"oom_kill_disable 0\nunder_oom 0\noom_kill 3", "0", false},
+		{"under_oom 0", "", true},
+	}
+	for _, tt := range tests {
+		got, err := oomKillDisable(tt.in)
+		if got != tt.want || (err != nil) != tt.err {
+			t.Errorf("oomKillDisable(%q) = %q, %v", tt.in, got, err)
+		}
+	}
+}
+
+func testJournal() *Journal {
+	return &Journal{Version: journalVersion, Kubepods: "kubepods", Temp: TempName("kubepods"), Phase: PhaseMovedOut,
+		Snapshot: Snapshot{Inode: 7, Nodes: []Node{{Rel: "", Pids: []int{1}}, {Rel: "pod1", Settings: Settings{Limit: "1048576"}}}}}
+}
+
+func TestJournalRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	if j, err := loadJournal(dir); j != nil || err != nil {
+		t.Fatalf("empty state dir: %v, %v", j, err)
+	}
+	want := testJournal()
+	if err := saveJournal(dir, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Phase != want.Phase || got.Snapshot.Nodes[1].Settings.Limit != "1048576" || got.Snapshot.Inode != 7 {
+		t.Errorf("round trip: %+v", got)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 || ents[0].Name() != JournalFile {
+		t.Errorf("state dir holds %v, want only the journal (no temp files)", ents)
+	}
+}
+
+func TestJournalCorrupt(t *testing.T) {
+	tests := map[string]string{
+		"truncated":     `{"version":1,"kubepods":"kubepods","phase":"moved-o`,
+		"unknown phase": `{"version":1,"kubepods":"kubepods","temp":"t","phase":"halfway","snapshot":{"nodes":[{"rel":""}]}}`,
+		"wrong version": `{"version":9,"kubepods":"kubepods","temp":"t","phase":"planned","snapshot":{"nodes":[{"rel":""}]}}`,
+		"no snapshot":   `{"version":1,"kubepods":"kubepods","temp":"t","phase":"planned"}`,
+		"same names":    `{"version":1,"kubepods":"k","temp":"k","phase":"planned","snapshot":{"nodes":[{"rel":""}]}}`,
+	}
+	for name, content := range tests {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, JournalFile), []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := loadJournal(dir)
+			if !errors.Is(err, ErrCorruptJournal) || !strings.Contains(err.Error(), filepath.Join(dir, JournalFile)) {
+				t.Errorf("error %v, want ErrCorruptJournal naming the file", err)
+			}
+		})
+	}
+}
+
+func TestKubeletPIDs(t *testing.T) {
+	proc := t.TempDir()
+	for pid, comm := range map[string]string{"1": "systemd", "200": "kubelet", "201": "kubelet-wrapper", "self": "kubelet"} {
+		if err := os.MkdirAll(filepath.Join(proc, pid), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(proc, pid, "comm"), []byte(comm+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(proc, "300"), 0o755); err != nil { // exited: no comm
+		t.Fatal(err)
+	}
+	pids, err := KubeletPIDs(proc)
+	if err != nil || len(pids) != 1 || pids[0] != 200 {
+		t.Errorf("KubeletPIDs = %v, %v; want [200]", pids, err)
+	}
+	if err := CheckKubeletStopped(proc); !errors.Is(err, ErrKubeletRunning) {
+		t.Errorf("CheckKubeletStopped: %v", err)
+	}
+}
+
+func TestCheckKubeletBuild(t *testing.T) {
+	tests := []struct {
+		name, version string
+		wantErr       bool
+	}{
+		{"nokmem", "Kubernetes v1.12.4+nokmem", false},
+		{"stock", "Kubernetes v1.12.4", true},
+		{"garbage", "hello", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "kubelet")
+			if err := os.WriteFile(p, []byte("#!/bin/sh\necho '"+tt.version+"'\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			err := CheckKubeletBuild(p, nil)
+			if (err != nil) != tt.wantErr || (err != nil && !errors.Is(err, ErrStockKubelet)) {
+				t.Errorf("CheckKubeletBuild(%s) = %v", tt.version, err)
+			}
+		})
+	}
+	if err := CheckKubeletBuild(filepath.Join(t.TempDir(), "missing"), nil); err == nil {
+		t.Error("a missing kubelet passed")
+	}
+}
