@@ -23,6 +23,7 @@ const (
 	DefaultOSRelease   = "/proc/sys/kernel/osrelease"
 	DefaultProcCgroups = "/proc/cgroups"
 	DefaultSlabDir     = "/sys/kernel/slab"
+	DefaultMeminfo     = "/proc/meminfo"
 )
 
 // Cgroup driver names, as the kubelet's --cgroup-driver calls them.
@@ -50,6 +51,8 @@ type Options struct {
 	SlabDir string
 	// ProbeIDs, when positive, runs the ID-headroom probe with this cap.
 	ProbeIDs int
+	// Meminfo is /proc/meminfo, read to keep the probe's memory in bounds.
+	Meminfo string
 	// Binaries to identify (see FindBinaries).
 	Binaries BinaryOptions
 	// Logger receives warnings; nil means slog.Default().
@@ -68,6 +71,9 @@ func (o *Options) defaults() {
 	}
 	if o.SlabDir == "" {
 		o.SlabDir = DefaultSlabDir
+	}
+	if o.Meminfo == "" {
+		o.Meminfo = DefaultMeminfo
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -142,6 +148,9 @@ func Run(o Options) (*Report, error) {
 		return nil, err
 	}
 	if o.ProbeIDs > 0 {
+		if err := CheckProbeMemory(o.Meminfo, min(o.ProbeIDs, MaxProbeIDs)); err != nil {
+			return nil, err
+		}
 		p, err := ProbeIDs(h, o.ProbeIDs, o.Logger)
 		if err != nil {
 			return nil, err

@@ -238,3 +238,27 @@ func TestRealHierarchy(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckProbeMemory(t *testing.T) {
+	tests := []struct {
+		name, meminfo string
+		n             int
+		wantErr       string
+	}{
+		{"fits", "MemTotal: 16000000 kB\nMemAvailable:    8000000 kB\n", 65535, ""},
+		{"too big", "MemAvailable:    2000000 kB\n", 65535, "lower --probe-ids"},
+		{"small probe on a small node", "MemAvailable: 200000 kB\n", 100, ""},
+		{"no line", "MemTotal: 1 kB\n", 1, "no MemAvailable"},
+		{"garbage", "MemAvailable: lots\n", 1, "MemAvailable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "meminfo")
+			writeFile(t, p, tt.meminfo, 0o644)
+			err := detect.CheckProbeMemory(p, tt.n)
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}

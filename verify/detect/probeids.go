@@ -1,9 +1,13 @@
 package detect
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/nokmem/nokmem/verify/memcg"
@@ -13,6 +17,41 @@ import (
 // empty memcg costs about 33 KB of kernel memory on RHEL 7.8, so a full
 // probe briefly takes about 2 GB (kernel-semantics.md §1g).
 const MaxProbeIDs = 65535
+
+// ProbeCostBytes is the kernel memory an empty memcg takes on RHEL 7.8
+// (kernel-semantics.md §3d: about 33 KB each).
+const ProbeCostBytes = 33 << 10
+
+// CheckProbeMemory refuses a probe of n cgroups whose kernel memory would
+// exceed half of MemAvailable in the meminfo file (a full 65k probe takes
+// about 2 GB; a 2 GB guest was OOM-killed by one).
+func CheckProbeMemory(meminfo string, n int) error {
+	f, err := os.Open(meminfo)
+	if err != nil {
+		return fmt.Errorf("ID probe: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "MemAvailable:")
+		if !ok {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		if err != nil {
+			return fmt.Errorf("ID probe: %s: MemAvailable %q: %w", meminfo, rest, err)
+		}
+		need := int64(n) * ProbeCostBytes
+		if avail := kb << 10; need > avail/2 {
+			return fmt.Errorf("ID probe of %d cgroups would take about %d MiB of kernel memory, more than half of MemAvailable (%d MiB in %s): lower --probe-ids", n, need>>20, avail>>20, meminfo)
+		}
+		return nil
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("ID probe: %s: %w", meminfo, err)
+	}
+	return fmt.Errorf("ID probe: %s has no MemAvailable line", meminfo)
+}
 
 // IDProbe is the result of the ID-headroom probe.
 type IDProbe struct {
