@@ -12,7 +12,6 @@ package memcgsim
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -388,22 +387,6 @@ func (s *Sim) reparent(cg *cgroup) {
 			t.charged = cg.parent
 		}
 	}
-}
-
-// Children returns the names of the child cgroups of rel, sorted.
-func (s *Sim) Children(rel string) ([]string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cg, err := s.lookup(rel)
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, 0, len(cg.children))
-	for n := range cg.children {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names, nil
 }
 
 func splitRel(rel string) (parent, name string) {

@@ -56,11 +56,6 @@ func (s *Sim) Usage(rel string) (int64, error) {
 	return cg.usage(), nil
 }
 
-// DropCaches models `echo 2 > /proc/sys/vm/drop_caches`. On RHEL 7.8 it
-// released no leaked ID (§3d), and there is no page cache in the model, so
-// it changes nothing; it exists so that tests can show exactly that.
-func (s *Sim) DropCaches() {}
-
 // rootCaches are the slab caches that get a per-memcg copy in the model;
 // the real kernel has more (§1g: 499 aliases for 300 leaked memcgs).
 var rootCaches = []string{"cred_jar", "dentry"}
