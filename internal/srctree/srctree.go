@@ -226,12 +226,15 @@ func makeWritable(root string) error {
 }
 
 // replaceDir moves the complete tree src to dst. An existing dst is moved
-// aside first and removed once src is in place.
+// aside first (into a fresh temp dir, so concurrent runs do not collide) and
+// removed once src is in place.
 func replaceDir(src, dst string) error {
-	old := dst + ".old"
-	if err := os.RemoveAll(old); err != nil {
+	aside, err := os.MkdirTemp(filepath.Dir(dst), ".old-")
+	if err != nil {
 		return err
 	}
+	defer os.RemoveAll(aside)
+	old := filepath.Join(aside, filepath.Base(dst))
 	hadOld := true
 	if err := os.Rename(dst, old); errors.Is(err, fs.ErrNotExist) {
 		hadOld = false
@@ -244,10 +247,7 @@ func replaceDir(src, dst string) error {
 		}
 		return err
 	}
-	if hadOld {
-		return os.RemoveAll(old)
-	}
-	return nil
+	return os.RemoveAll(aside)
 }
 
 // hasPathPrefix reports whether import path p is root or below it.
