@@ -233,19 +233,20 @@ func replaceDir(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(aside)
 	old := filepath.Join(aside, filepath.Base(dst))
 	hadOld := true
 	if err := os.Rename(dst, old); errors.Is(err, fs.ErrNotExist) {
 		hadOld = false
 	} else if err != nil {
-		return err
+		return errors.Join(err, os.Remove(aside))
 	}
 	if err := os.Rename(src, dst); err != nil {
 		if hadOld {
-			return errors.Join(err, os.Rename(old, dst))
+			if rerr := os.Rename(old, dst); rerr != nil {
+				return fmt.Errorf("%w; the earlier tree is kept in %s: %w", err, old, rerr)
+			}
 		}
-		return err
+		return errors.Join(err, os.Remove(aside))
 	}
 	return os.RemoveAll(aside)
 }
