@@ -41,11 +41,11 @@ func (s *Sim) Mount(dir string) (*Mount, error) {
 	root := &fs.Inode{}
 	opts := &fs.Options{
 		MountOptions: fuse.MountOptions{
-			DirectMount:   true,
-			AllowOther:    true,
-			FsName:        "memcgsim",
-			Name:          "memcgsim",
-			DisableXAttrs: true,
+			DirectMountStrict: true, // mount(2) itself; never fusermount
+			AllowOther:        true,
+			FsName:            "memcgsim",
+			Name:              "memcgsim",
+			DisableXAttrs:     true,
 			// A walk needs names and types only; READDIRPLUS would look up
 			// every control file of every cgroup it lists.
 			DisableReadDirPlus: true,
@@ -83,13 +83,19 @@ func (s *Sim) Mount(dir string) (*Mount, error) {
 	}, nil
 }
 
-// Unmount unmounts the file system and stops serving it.
+// Unmount unmounts the file system and stops serving it. When it stays
+// busy (a file left open), it is detached lazily so that no mount is left
+// behind, and the busy error is returned.
 func (m *Mount) Unmount() error {
-	if err := m.server.Unmount(); err != nil {
-		return fmt.Errorf("unmount simulator at %s: %w", m.Root, err)
+	err := m.server.Unmount()
+	if err == nil {
+		m.server.Wait()
+		return nil
 	}
-	m.server.Wait()
-	return nil
+	if derr := syscall.Unmount(m.Root, syscall.MNT_DETACH); derr != nil {
+		return fmt.Errorf("unmount simulator at %s: %w (lazy unmount: %v)", m.Root, err, derr)
+	}
+	return fmt.Errorf("unmount simulator at %s: %w (detached lazily)", m.Root, err)
 }
 
 // errnoOf turns a simulator or hook error into the errno FUSE returns.

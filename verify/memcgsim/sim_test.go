@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/memcgsim"
 )
@@ -674,5 +675,31 @@ func TestFullIDSpace(t *testing.T) {
 			wantErrno(t, s.Mkdir("again"), 0)
 			wantErrno(t, s.Mkdir("again2"), tt.errno)
 		})
+	}
+}
+
+// TestUnmountBusy: a file left open keeps the mount busy; Unmount says so
+// and still detaches it, so no mount outlives the test.
+func TestUnmountBusy(t *testing.T) {
+	testenv.RequireFUSE(t)
+	dir := t.TempDir()
+	m, err := memcgsim.New(memcgsim.RHEL78).Mount(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(m.Memory + "/" + memcg.Limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := m.Unmount(); !errors.Is(err, syscall.EBUSY) {
+		t.Errorf("Unmount with an open file: %v, want EBUSY", err)
+	}
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(mounts), " "+dir+" ") {
+		t.Errorf("%s is still mounted", dir)
 	}
 }
