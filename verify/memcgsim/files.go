@@ -330,8 +330,8 @@ func writeTCPLimit(_ *Sim, cg *cgroup, v string) error {
 // writeKmemLimit is where kmem accounting gets activated on 3.10 (§1a,
 // §3d): the first write of a value other than unlimited activates, with
 // EBUSY when the cgroup has tasks, or children while use_hierarchy=1; the
-// root never (EINVAL); it is never switched off. On modern kernels the write
-// succeeds and does nothing (§2).
+// root never (EINVAL); it is never switched off. On modern kernels and
+// with cgroup.memory=nokmem the write succeeds and does nothing (§2, §3d).
 func (s *Sim) writeKmemLimit(cg *cgroup, v string) error {
 	n, err := parseBytes(v)
 	if err != nil {
@@ -340,7 +340,7 @@ func (s *Sim) writeKmemLimit(cg *cgroup, v string) error {
 	if cg.isRoot() {
 		return syscall.EINVAL
 	}
-	if s.profile == Modern {
+	if s.profile == Modern || s.profile == RHEL78NoKmem {
 		return nil
 	}
 	if n != Unlimited && cg.kmemID < 0 {

@@ -32,6 +32,10 @@ const (
 	// IDs freed at rmdir, move_charge_at_immigrate≠0 and use_hierarchy=0
 	// rejected, force_empty never EBUSY, swappiness up to 200.
 	Modern
+	// RHEL78NoKmem is RHEL78 booted with cgroup.memory=nokmem (§1a, §3d):
+	// activation writes return 0 and change nothing, even with tasks or
+	// children, so slabinfo reads EIO everywhere and no ID leaks.
+	RHEL78NoKmem
 )
 
 func (p Profile) String() string {
@@ -42,16 +46,18 @@ func (p Profile) String() string {
 		return "rhel7-cssid"
 	case Modern:
 		return "modern"
+	case RHEL78NoKmem:
+		return "rhel7.8-nokmem"
 	}
 	return fmt.Sprintf("Profile(%d)", int(p))
 }
 
 // rhel reports whether p follows the 3.10 rules.
-func (p Profile) rhel() bool { return p == RHEL78 || p == RHELCSSID }
+func (p Profile) rhel() bool { return p != Modern }
 
 // maxID is the highest memcg ID of the profile (§1c).
 func (p Profile) maxID() int {
-	if p == RHEL78 {
+	if p == RHEL78 || p == RHEL78NoKmem {
 		return 65534 // idr_alloc(…, 1, USHRT_MAX)
 	}
 	return 65535
@@ -59,7 +65,7 @@ func (p Profile) maxID() int {
 
 // idExhausted is the errno of mkdir when no ID is left (§1c).
 func (p Profile) idExhausted() syscall.Errno {
-	if p == RHEL78 {
+	if p == RHEL78 || p == RHEL78NoKmem {
 		return syscall.ENOMEM
 	}
 	return syscall.ENOSPC

@@ -174,6 +174,25 @@ func TestRules(t *testing.T) {
 			active("kubepods", true)(e)
 		}},
 
+		// §3d "booted with cgroup.memory=nokmem: the runc sequence returns 0 but
+		// nothing is activated; … with a task or with children also return 0".
+		{name: "nokmem boot flag ignores activation", profile: memcgsim.RHEL78NoKmem, do: func(e *env) error {
+			e.mkdir("kubepods", "kubepods/burstable")
+			e.task("kubepods", 0)
+			e.write("kubepods", memcg.KmemLimit, "1")
+			return e.h.Write("kubepods", memcg.KmemLimit, "-1")
+		}, check: func(e *env) {
+			e.mkdir("kubepods/burstable/podA")
+			for _, rel := range []string{"kubepods", "kubepods/burstable", "kubepods/burstable/podA"} {
+				if _, err := e.h.ReadString(rel, memcg.KmemSlabinfo); !errors.Is(err, syscall.EIO) {
+					e.t.Errorf("nokmem slabinfo of %s: %v, want EIO", rel, err)
+				}
+			}
+			if err := e.h.Rmdir("kubepods/burstable/podA"); err != nil || len(e.sim.LeakedIDs()) != 0 {
+				e.t.Errorf("rmdir: %v, leaked %v; want no leak", err, e.sim.LeakedIDs())
+			}
+		}},
+
 		// §1f rmdir: EBUSY with tasks or children.
 		{name: "rmdir with a task", do: func(e *env) error { e.mkdir("a"); e.task("a", 0); return e.h.Rmdir("a") }, want: syscall.EBUSY},
 		{name: "rmdir with a child", do: func(e *env) error { e.mkdir("a", "a/b"); return e.h.Rmdir("a") }, want: syscall.EBUSY},
