@@ -208,7 +208,9 @@ func (h Hierarchy) Children(rel string) ([]string, error) {
 // (top-down, depth first, siblings sorted by name; iterate backwards for a
 // leaf-first order). It does not care about the layout, so both
 // kubepods/{burstable,besteffort}/pod…/<ctr> and kubepods/pod…/<ctr> are
-// walked alike.
+// walked alike. A cgroup removed while the walk runs (a live kubelet
+// deleting a pod) makes it fail with ENOENT naming that cgroup; callers that
+// race with kubelet retry.
 func (h Hierarchy) Walk(rel string) ([]string, error) {
 	if ok, err := h.Exists(rel); err != nil {
 		return nil, err
