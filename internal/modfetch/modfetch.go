@@ -1,7 +1,8 @@
 // Package modfetch downloads the modules a lock file names through the Go
 // module proxy and checks each zip's h1 hash against the lock.
 //
-// Downloads run `go mod download -json module@version`, so they honour
+// Downloads run `go mod download -json module@version...` (a few modules per
+// command, several commands in parallel), so they honour
 // everything the go command does: GOPROXY (a private or file:// mirror in an
 // air-gapped CI), GOFLAGS, GOPRIVATE, GONOPROXY, GONOSUMDB, GOSUMDB,
 // GOINSECURE and GOMODCACHE. The h1 check is done here, on the zip bytes in
@@ -99,19 +100,21 @@ func (f *Fetcher) Fetch(ctx context.Context, mods []pins.Module) ([]Result, erro
 	done := 0
 	var g errgroup.Group
 	g.SetLimit(jobs)
-	for i, m := range mods {
+	for start := 0; start < len(mods); start += batchSize {
+		end := min(start+batchSize, len(mods))
 		g.Go(func() error {
-			r, err := f.fetchOne(ctx, dir, m)
-			results[i], errs[i] = r, err
+			f.fetchBatch(ctx, dir, mods[start:end], results[start:end], errs[start:end])
 			mu.Lock()
 			defer mu.Unlock()
-			done++
-			if f.Progress != nil {
-				status := "ok"
-				if err != nil {
-					status = "FAILED"
+			for i, m := range mods[start:end] {
+				done++
+				if f.Progress != nil {
+					status := "ok"
+					if errs[start+i] != nil {
+						status = "FAILED"
+					}
+					fmt.Fprintf(f.Progress, "[%d/%d] %s %s\n", done, len(mods), m, status)
 				}
-				fmt.Fprintf(f.Progress, "[%d/%d] %s %s\n", done, len(mods), m, status)
 			}
 			return nil
 		})
@@ -123,31 +126,53 @@ func (f *Fetcher) Fetch(ctx context.Context, mods []pins.Module) ([]Result, erro
 	return results, nil
 }
 
-func (f *Fetcher) fetchOne(ctx context.Context, dir string, m pins.Module) (Result, error) {
+// batchSize is how many modules one go command downloads: fewer go
+// processes (a warm run is mostly their start-up), still frequent progress.
+const batchSize = 8
+
+// fetchBatch downloads mods with one go command and fills results and errs
+// (same length as mods) for each module.
+func (f *Fetcher) fetchBatch(ctx context.Context, dir string, mods []pins.Module, results []Result, errs []error) {
 	goCmd := f.Go
 	if goCmd == "" {
 		goCmd = "go"
 	}
-	cmd := exec.CommandContext(ctx, goCmd, "mod", "download", "-json", m.String())
+	args := []string{"mod", "download", "-json"}
+	for _, m := range mods {
+		args = append(args, m.String())
+	}
+	cmd := exec.CommandContext(ctx, goCmd, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), f.Env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
-	var d download
-	if err := json.Unmarshal(stdout.Bytes(), &d); err != nil {
-		return Result{}, fmt.Errorf("download %s: %v: %s", m, errors.Join(runErr, err), strings.TrimSpace(stderr.String()))
+	// One JSON object per module; with an error, its Error field says why.
+	got := map[string]download{}
+	dec := json.NewDecoder(&stdout)
+	for {
+		var d download
+		if err := dec.Decode(&d); err == io.EOF {
+			break
+		} else if err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("decode go mod download output: %w", err))
+			break
+		}
+		got[d.Path+"@"+d.Version] = d
 	}
-	if d.Error != "" {
-		return Result{}, fmt.Errorf("download %s: %s", m, d.Error)
+	for i, m := range mods {
+		d, ok := got[m.String()]
+		switch {
+		case ok && d.Error != "":
+			errs[i] = fmt.Errorf("download %s: %s", m, d.Error)
+		case ok && d.Zip != "":
+			if errs[i] = CheckZip(m, d.Zip); errs[i] == nil {
+				results[i] = Result{Module: m, Zip: d.Zip, Dir: d.Dir}
+			}
+		default:
+			errs[i] = fmt.Errorf("download %s: %w: %s", m, errors.Join(runErr, errors.New("no result")), strings.TrimSpace(stderr.String()))
+		}
 	}
-	if runErr != nil {
-		return Result{}, fmt.Errorf("download %s: %w: %s", m, runErr, strings.TrimSpace(stderr.String()))
-	}
-	if err := CheckZip(m, d.Zip); err != nil {
-		return Result{}, err
-	}
-	return Result{Module: m, Zip: d.Zip, Dir: d.Dir}, nil
 }
 
 // CheckZip hashes the zip file and compares it with the module's h1.
