@@ -1,0 +1,61 @@
+package runcproof
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nokmem/nokmem/internal/patchset"
+	"github.com/nokmem/nokmem/internal/pins"
+)
+
+// TestLockAndPatches checks the inputs the two binaries are built from: the
+// runc lock file (17 vendor.conf roots, the three non-semver tags as
+// pseudo-versions, upstream's build settings) and the patch series, whose
+// headers the patchset package must accept.
+func TestLockAndPatches(t *testing.T) {
+	l, err := pins.Load("../../vendor-pins", "runc", "v1.0.0-rc5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byRoot := map[string]pins.VendorEntry{}
+	for _, v := range l.Vendor {
+		byRoot[v.Root] = v
+		if v.UpstreamRev == "" || v.Found == "" {
+			t.Errorf("vendor %s: upstreamRev and found are required", v.Root)
+		}
+	}
+	checks := []struct {
+		name string
+		ok   bool
+	}{
+		{"17 vendor.conf roots", len(l.Vendor) == 17},
+		{"source", l.Source.String() == "github.com/opencontainers/runc@v1.0.0-rc5" && l.Source.H1 == "h1:rYjdzMDXVly2Av0RLs3nf/iVkaWh2UrDhuTdTT2KggQ="},
+		{"commit", l.Source.Commit == "4fc53a81fb7c994640722ac585fa9ca548971871"},
+		{"toolchain", l.Toolchain.String() == "golang.org/toolchain@v0.0.1-go1.26.11.linux-amd64"},
+		{"go-systemd v14 as pseudo-version", byRoot["github.com/coreos/go-systemd"].Module.Version == "v0.0.0-20161114122254-48702e0da86b"},
+		{"coreos/pkg v3 as pseudo-version", byRoot["github.com/coreos/pkg"].Module.Version == "v0.0.0-20160727233714-3ac0863d7acf"},
+		{"godbus v3 as pseudo-version", byRoot["github.com/godbus/dbus"].Module.Version == "v0.0.0-20151105175453-c7fdd8b5cd55"},
+		{"tags", slices.Equal(l.Build.Tags, []string{"seccomp", "apparmor", "selinux"})},
+		{"cgo static", l.Build.CGO && l.Build.Static},
+		{"version stamp with marker", slices.Contains(l.Build.LDFlagsX, "main.version=1.0.0-rc5+{{.Marker}}")},
+		{"commit stamp", slices.Contains(l.Build.LDFlagsX, "main.gitCommit={{.Commit}}")},
+		{"one package, runc", len(l.Build.Packages) == 1 && l.Build.Packages[0].Output == "runc"},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("%s: not as expected", c.name)
+		}
+	}
+
+	set, err := patchset.Load("../../patches/runc/v1.0.0-rc5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Patches) != 1 || !strings.Contains(set.Patches[0].Header.Upstream, "11222ee1") {
+		t.Fatalf("patch series: %d patches, want the one kmem patch citing 11222ee1", len(set.Patches))
+	}
+	if f := set.Patches[0].Files; len(f) != 1 || f[0].NewName != "libcontainer/cgroups/fs/memory.go" {
+		t.Errorf("kmem patch must change libcontainer/cgroups/fs/memory.go only")
+	}
+}
