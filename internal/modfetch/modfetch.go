@@ -2,10 +2,10 @@
 // module proxy and checks each zip's h1 hash against the lock.
 //
 // Downloads run `go mod download -json module@version...` (a few modules per
-// command, several commands in parallel), so they honour
-// everything the go command does: GOPROXY (a private or file:// mirror in an
-// air-gapped CI), GOFLAGS, GOPRIVATE, GONOPROXY, GONOSUMDB, GOSUMDB,
-// GOINSECURE and GOMODCACHE. The h1 check is done here, on the zip bytes in
+// command, several commands in parallel), so they honour everything the go
+// command does: GOPROXY (a private or file:// mirror in an air-gapped CI),
+// GOFLAGS, GOPRIVATE, GONOPROXY, GONOSUMDB, GOSUMDB, GOINSECURE and
+// GOMODCACHE. The h1 check is done here, on the zip bytes in
 // the module cache, whether or not the zip was already cached: a zip whose
 // hash differs from the lock stops the run with an error naming the module.
 //
@@ -39,18 +39,19 @@ var ErrHashMismatch = errors.New("h1 hash mismatch")
 // ErrMissingHash is returned when the lock gives no h1 for a module.
 var ErrMissingHash = errors.New("no h1 hash in the lock")
 
-// DefaultJobs is the number of parallel downloads when Fetcher.Jobs is 0.
-const DefaultJobs = 8
+// DefaultJobs is the number of go commands run at once when Fetcher.Jobs is 0.
+const DefaultJobs = 4
 
 // Fetcher downloads modules. The zero value runs "go" from PATH with the
-// process environment, DefaultJobs downloads at a time, and no progress.
+// process environment, DefaultJobs go commands at a time, and no progress.
 type Fetcher struct {
 	// Go is the go command to run; "go" when empty.
 	Go string
 	// Env is added to the process environment (later entries win), e.g.
 	// GOPROXY=file:///mirror or GOMODCACHE=/ci/cache/mod.
 	Env []string
-	// Jobs bounds the parallel downloads; DefaultJobs when 0.
+	// Jobs bounds the go commands running at once, each downloading up to
+	// batchSize modules; DefaultJobs when 0.
 	Jobs int
 	// Progress receives one human line per module; nothing when nil.
 	Progress io.Writer
