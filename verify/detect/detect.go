@@ -7,7 +7,6 @@ package detect
 
 import (
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -165,9 +164,7 @@ func Run(o Options) (*Report, error) {
 
 // ScratchName returns a fresh name for a scratch cgroup.
 func ScratchName(purpose string) string {
-	var b [6]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥1.24)
-	return "nokmem-" + purpose + "-" + hex.EncodeToString(b[:])
+	return "nokmem-" + purpose + "-" + strings.ToLower(rand.Text()[:12])
 }
 
 // ProbeSlabinfo creates a scratch child directly under the memory root (the
