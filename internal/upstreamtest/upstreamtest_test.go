@@ -1,0 +1,117 @@
+package upstreamtest
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nokmem/nokmem/internal/modfetch"
+	"github.com/nokmem/nokmem/internal/pins"
+	"github.com/nokmem/nokmem/internal/srctree"
+	"github.com/nokmem/nokmem/internal/testenv"
+	"github.com/nokmem/nokmem/internal/toolchain"
+)
+
+// writeTree creates a GOPATH project with one package per case.
+func writeTree(t *testing.T, files map[string]string) (gopath, root string) {
+	t.Helper()
+	gopath = t.TempDir()
+	root = filepath.Join(gopath, "src", "example.com", "proj")
+	for name, src := range files {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return gopath, root
+}
+
+// TestRunReportsRed: a failing test, a crash at init (as the ugorji codec
+// panics on Go >= 1.22) and a runtime fatal error (as reflect2's map
+// iteration on Go >= 1.18) each make their package red, and the error names
+// package and test; a good package stays green.
+func TestRunReportsRed(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command on PATH")
+	}
+	gopath, root := writeTree(t, map[string]string{
+		"good/good_test.go":   "package good\n\nimport \"testing\"\n\nfunc TestOK(t *testing.T) {}\n",
+		"bad/bad_test.go":     "package bad\n\nimport \"testing\"\n\nfunc TestOK(t *testing.T) {}\n\nfunc TestBroken(t *testing.T) { t.Fatal(\"broken\") }\n",
+		"initpanic/p.go":      "package initpanic\n\nimport \"encoding/base64\"\n\nvar Enc = base64.NewEncoding(\"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789__\")\n",
+		"initpanic/p_test.go": "package initpanic\n\nimport \"testing\"\n\nfunc TestEnc(t *testing.T) { _ = Enc }\n",
+		"fatal/f_test.go":     "package fatal\n\nimport (\n\t\"sync\"\n\t\"testing\"\n)\n\nfunc TestFatal(t *testing.T) {\n\tvar mu sync.Mutex\n\tmu.Unlock() // fatal error: sync: unlock of unlocked mutex\n}\n",
+		"nobuild/n_test.go":   "package nobuild\n\nimport \"testing\"\n\nfunc TestX(t *testing.T) { undefined() }\n",
+	})
+	tests := []struct {
+		pkg        string
+		wantAction string
+		wantInErr  string
+	}{
+		{"./good", "pass", ""},
+		{"./bad", "fail", "example.com/proj/bad (TestBroken)"},
+		{"./initpanic", "fail", "example.com/proj/initpanic"},
+		{"./fatal", "fail", "example.com/proj/fatal"},
+		{"./nobuild", "fail", "example.com/proj/nobuild"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.pkg, func(t *testing.T) {
+			pkgs, err := Run(context.Background(), Spec{Go: goBin, GOPATH: gopath, Root: root, Packages: []string{tt.pkg},
+				Env: []string{"GOCACHE=" + filepath.Join(gopath, "cache")}})
+			if tt.wantInErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+			} else if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), tt.wantInErr) {
+				t.Fatalf("Run error = %v, want ErrFailed naming %q", err, tt.wantInErr)
+			}
+			if len(pkgs) != 1 || pkgs[0].Action != tt.wantAction {
+				t.Fatalf("packages = %+v, want one with action %s", pkgs, tt.wantAction)
+			}
+		})
+	}
+}
+
+// TestKubeletSubset runs the kubelet subset on the assembled tree with the
+// pinned toolchain. It skips (fails under NOKMEM_STRICT=1) when the tree has
+// not been assembled; NOKMEM_KUBE_GOPATH points it at another tree.
+func TestKubeletSubset(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles a large part of the kubelet")
+	}
+	const repoRoot = "../.."
+	lock, err := pins.Load(filepath.Join(repoRoot, "vendor-pins"), "kubernetes", "v1.12.4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gopath := os.Getenv("NOKMEM_KUBE_GOPATH")
+	if gopath == "" {
+		gopath = srctree.Paths(lock, srctree.DefaultBuildDir(repoRoot, lock)).GOPATH
+	}
+	if gopath, err = filepath.Abs(gopath); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(gopath, "src", filepath.FromSlash(lock.Source.ImportPath))
+	testenv.RequireFile(t, "assembled kubelet tree (go tool mage kubelet:build)", filepath.Join(root, "pkg", "kubelet", "cm"))
+	goBin, err := toolchain.Go(context.Background(), &modfetch.Fetcher{}, lock.Toolchain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkgs, err := Run(context.Background(), Spec{Go: goBin, GOPATH: gopath, Root: root, Packages: KubeletSubset, CGO: lock.Build.CGO, Tags: []string{"netgo", "osusergo"}})
+	for _, p := range pkgs {
+		t.Logf("%-4s %s: %d passed, %d failed, %d skipped", p.Action, p.ImportPath, p.Passed, len(p.Failed), p.Skipped)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pkgs) != len(KubeletSubset) {
+		t.Errorf("ran %d packages, want %d", len(pkgs), len(KubeletSubset))
+	}
+}
