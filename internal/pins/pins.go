@@ -196,6 +196,13 @@ func (l *Lock) Validate() error {
 			errs = append(errs, fmt.Errorf("vendor %s: an override needs fixes and dropWhen", v.Root))
 		}
 	}
+	for _, v := range l.Vendor {
+		for i := strings.LastIndex(v.Root, "/"); i > 0; i = strings.LastIndex(v.Root[:i], "/") {
+			if seen[v.Root[:i]] {
+				errs = append(errs, fmt.Errorf("vendor %s: inside vendor root %s; the modules would mix", v.Root, v.Root[:i]))
+			}
+		}
+	}
 	for _, e := range l.Excluded {
 		if e.Reason == "" {
 			errs = append(errs, fmt.Errorf("excluded %s: a reason is required", e.Root))

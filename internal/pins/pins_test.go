@@ -131,6 +131,16 @@ func TestLoadBadInput(t *testing.T) {
 		{"duplicate root", func(s string) string {
 			return s + "  - root: example.com/dep\n    module: {path: example.com/dep, version: v1.0.0, h1: \"h1:DDDD\"}\n"
 		}, "listed twice"},
+		{"nested vendor root", func(s string) string {
+			return s + "  - root: example.com/dep/sub\n    module: {path: example.com/sub, version: v1.0.0, h1: \"h1:DDDD\"}\n"
+		}, "vendor example.com/dep/sub: inside vendor root example.com/dep"},
+		{"nested below a sibling with a common prefix", func(s string) string {
+			return s + "  - root: example.com/dep-x\n    module: {path: example.com/x, version: v1.0.0, h1: \"h1:DDDD\"}\n" +
+				"  - root: example.com/dep/a/b\n    module: {path: example.com/b, version: v1.0.0, h1: \"h1:DDDD\"}\n"
+		}, "vendor example.com/dep/a/b: inside vendor root example.com/dep;"},
+		{"sibling with a common prefix is fine", func(s string) string {
+			return s + "  - root: example.com/dep2\n    module: {path: example.com/dep2, version: v1.0.0, h1: \"h1:DDDD\"}\n"
+		}, ""},
 		{"override without dropWhen", func(s string) string { return s + "    override: {fixes: a bug}\n" }, "needs fixes and dropWhen"},
 		{"staging without prefix", func(s string) string { return s + "staging: {dir: staging/src}\n" }, "staging: dir and prefix"},
 	}

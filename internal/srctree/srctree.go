@@ -31,7 +31,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
 
@@ -90,7 +89,7 @@ func Assemble(ctx context.Context, f *modfetch.Fetcher, l *pins.Lock, buildDir s
 	// tmp becomes <buildDir>/gopath: the project goes to tmp/src/<importPath>.
 	tmpRoot := filepath.Join(tmp, "src", filepath.FromSlash(l.Source.ImportPath))
 	if err := fill(ctx, tmpRoot, l, got); err != nil {
-		return Tree{}, fmt.Errorf("assemble %s %s in %s: %w", l.Project, l.Version, tmp, err)
+		return Tree{}, fmt.Errorf("assemble %s %s: %w", l.Project, l.Version, err)
 	}
 	n, err := CheckUpstream(tmpRoot, l)
 	if err != nil {
@@ -116,17 +115,11 @@ func fill(ctx context.Context, root string, l *pins.Lock, got []modfetch.Result)
 	if err := noVendoredPackages(filepath.Join(root, "vendor"), l.Source.Module); err != nil {
 		return err
 	}
-	// Parents before children, so that an overlapping root fails clearly
-	// (Unzip refuses a non-empty directory) instead of mixing two modules.
-	idx := make([]int, len(l.Vendor))
-	for i := range idx {
-		idx[i] = i
-	}
-	sort.Slice(idx, func(a, b int) bool { return l.Vendor[idx[a]].Root < l.Vendor[idx[b]].Root })
+	// Roots do not nest (pins.Lock.Validate), so the extractions are independent.
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.NumCPU())
-	for _, i := range idx {
-		v, r := l.Vendor[i], got[i+1]
+	for i, v := range l.Vendor {
+		r := got[i+1]
 		g.Go(func() error {
 			if err := ctx.Err(); err != nil {
 				return err
