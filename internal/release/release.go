@@ -63,28 +63,32 @@ func listFiles(dir string) ([]string, error) {
 	return names, nil
 }
 
-// Write writes the whole release set for the artifacts in dir (every
-// regular file that is not itself part of a release set), replacing an
-// earlier set, and signs SHA256SUMS with the minisign secret key at keyPath.
-// Rewriting the set for the same files and inputs gives the same bytes.
-func Write(dir string, in *inputs.Inputs, keyPath string) error {
+// Write writes the whole release set for dir, replacing an earlier set, and
+// signs SHA256SUMS with the minisign secret key at keyPath. artifacts names
+// the built files: they get checksum files beside them and are the
+// provenance's subjects. Any other file already in dir (such as a build
+// stamp) is listed in the sums too, so the signature covers it. Rewriting
+// the set for the same files and inputs gives the same bytes.
+func Write(dir string, in *inputs.Inputs, artifactNames []string, keyPath string) error {
 	names, err := listFiles(dir)
 	if err != nil {
 		return err
 	}
-	var artifactNames []string
+	if len(artifactNames) == 0 {
+		return fmt.Errorf("release %s: no artifacts named for %s", in.Name, dir)
+	}
+	var others []string
 	for _, n := range names {
-		if isMeta(n) {
+		switch {
+		case isMeta(n):
 			if err := os.Remove(filepath.Join(dir, n)); err != nil {
 				return fmt.Errorf("replace release set: %w", err)
 			}
-			continue
+		case !slices.Contains(artifactNames, n):
+			others = append(others, n)
 		}
-		artifactNames = append(artifactNames, n)
 	}
-	if len(artifactNames) == 0 {
-		return fmt.Errorf("release %s: no artifacts in %s", in.Name, dir)
-	}
+	artifactNames = slices.Sorted(slices.Values(artifactNames))
 	var artifacts []inputs.Artifact
 	for _, n := range artifactNames {
 		d, err := sums.File(sums.SHA256, filepath.Join(dir, n))
@@ -108,7 +112,7 @@ func Write(dir string, in *inputs.Inputs, keyPath string) error {
 	if err := provenance.Write(filepath.Join(dir, provenance.FileName), st); err != nil {
 		return err
 	}
-	listed := append(slices.Clone(artifactNames), sbom.FileName, provenance.FileName)
+	listed := append(slices.Concat(artifactNames, others), sbom.FileName, provenance.FileName)
 	if _, err := sums.Write(dir, listed, artifactNames); err != nil {
 		return err
 	}
@@ -119,7 +123,8 @@ func Write(dir string, in *inputs.Inputs, keyPath string) error {
 // pubKeyPath: the signature over SHA256SUMS; every listed file against
 // SHA256SUMS, SHA512SUMS and the files beside it; that no file escapes the
 // signed list; that the SBOM parses; and that the provenance's subjects are
-// exactly the artifacts with their sha256.
+// exactly the artifacts (the listed files with a .sha256 beside them) with
+// their sha256.
 func Verify(dir, pubKeyPath string) error {
 	if err := sign.Verify(filepath.Join(dir, sums.SHA256.SumsFile), pubKeyPath); err != nil {
 		return err
@@ -173,7 +178,7 @@ func checkSubjects(dir string, listed []string) error {
 	}
 	var artifacts, subjects []string
 	for _, n := range listed {
-		if !isMeta(n) {
+		if _, err := os.Stat(filepath.Join(dir, n+sums.SHA256.Ext)); err == nil {
 			artifacts = append(artifacts, n+" "+want[n])
 		}
 	}

@@ -43,12 +43,12 @@ func setup(t *testing.T) (dir, pub string) {
 		t.Fatal(err)
 	}
 	dir = t.TempDir()
-	for name, content := range map[string]string{"runc": "binary", "runc.tar": "tarball"} {
+	for name, content := range map[string]string{"runc": "binary", "runc.tar": "tarball", "INPUTS": "stamp"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := Write(dir, testInputs(), secret); err != nil {
+	if err := Write(dir, testInputs(), []string{"runc.tar", "runc"}, secret); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
 	return dir, pub
@@ -62,6 +62,18 @@ func TestWriteThenVerify(t *testing.T) {
 	for _, n := range []string{"SHA256SUMS", "SHA512SUMS", "SHA256SUMS.minisig", "runc.sha256", "runc.sha512", "runc.tar.sha256", sbom.FileName, provenance.FileName} {
 		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
 			t.Errorf("release set lacks %s: %v", n, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "INPUTS.sha256")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("INPUTS is not an artifact but got a checksum file beside it (%v)", err)
+	}
+	listed, err := sums.Parse(filepath.Join(dir, "SHA256SUMS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"runc", "runc.tar", "INPUTS", sbom.FileName, provenance.FileName} {
+		if _, ok := listed[n]; !ok {
+			t.Errorf("SHA256SUMS does not list %s", n)
 		}
 	}
 }
@@ -89,7 +101,7 @@ func TestRewriteIsReproducible(t *testing.T) {
 	if err := sign.GenerateKey(secret, filepath.Join(keyDir, "p")); err != nil {
 		t.Fatal(err)
 	}
-	if err := Write(dir, testInputs(), secret); err != nil {
+	if err := Write(dir, testInputs(), []string{"runc", "runc.tar"}, secret); err != nil {
 		t.Fatal(err)
 	}
 	after := read()
@@ -122,6 +134,8 @@ func TestVerifyRejectsTampering(t *testing.T) {
 		{"signature", replaceIn(SignatureFile, "file:SHA256SUMS", "file:SHA256SUMZ"), sign.ErrBadSignature},
 		{"signature removed", remove(SignatureFile), os.ErrNotExist},
 		{"unlisted file", appendTo("evil", "x"), ErrUnlisted},
+		{"other covered file", appendTo("INPUTS", "x"), sums.ErrMismatch},
+		{"beside file removed", remove("runc.tar.sha256"), ErrSubject},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,8 +170,8 @@ func TestWriteNeedsArtifacts(t *testing.T) {
 	if err := sign.GenerateKey(secret, filepath.Join(keys, "p")); err != nil {
 		t.Fatal(err)
 	}
-	if err := Write(t.TempDir(), testInputs(), secret); err == nil {
-		t.Fatal("Write of an empty directory succeeded")
+	if err := Write(t.TempDir(), testInputs(), nil, secret); err == nil {
+		t.Fatal("Write without artifacts succeeded")
 	}
 }
 

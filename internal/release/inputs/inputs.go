@@ -71,11 +71,16 @@ type Patch struct {
 
 // Build holds the build settings recorded in the provenance.
 type Build struct {
-	CGO      bool
-	Static   bool
-	Tags     []string
-	LDFlags  []string
-	GCFlags  []string
+	CGO    bool
+	Static bool
+	// Tags are the build tags passed to the go command.
+	Tags []string
+	// LDFlags are the -ldflags words, -X stamps included.
+	LDFlags []string
+	// Command is the go command line of one package's build, with the output
+	// path relative to the artifact directory.
+	Command []string
+	// Env lists the environment settings that shape the build (GO111MODULE=off, ...).
 	Env      []string
 	Packages []string
 }
@@ -86,10 +91,11 @@ type SystemPackage struct {
 	Version string
 }
 
-// FromLock fills Inputs from a lock file, the patch files in patchDir (every
-// *.patch, sorted; the folder may be missing when a build has no patches) and
-// the final linker flags the build used.
-func FromLock(l *pins.Lock, patchDir string, ldflags []string) (*Inputs, error) {
+// FromLock fills Inputs from a lock file and the patch files in patchDir
+// (every *.patch, sorted; the folder may be missing when a build has no
+// patches). The caller adds what the build derived from them: the final
+// tags, linker flags, command and environment, and the system packages.
+func FromLock(l *pins.Lock, patchDir string) (*Inputs, error) {
 	in := &Inputs{
 		Name:    l.Project,
 		Version: l.Version,
@@ -101,10 +107,9 @@ func FromLock(l *pins.Lock, patchDir string, ldflags []string) (*Inputs, error) 
 		},
 		Toolchain: l.Toolchain,
 		Build: Build{
-			CGO:     l.Build.CGO,
-			Static:  l.Build.Static,
-			Tags:    append([]string(nil), l.Build.Tags...),
-			LDFlags: append([]string(nil), ldflags...),
+			CGO:    l.Build.CGO,
+			Static: l.Build.Static,
+			Tags:   append([]string(nil), l.Build.Tags...),
 		},
 	}
 	for _, v := range l.Vendor {

@@ -43,7 +43,7 @@ func TestFromLock(t *testing.T) {
 		Build:  pins.Build{Packages: []pins.BuildPackage{{Package: ".", Output: "runc"}}, CGO: true, Tags: []string{"seccomp"}},
 		Vendor: []pins.VendorEntry{{Root: "github.com/pkg/errors", Module: pins.Module{Path: "github.com/pkg/errors", Version: "v0.8.0", H1: "h1:y"}}},
 	}
-	in, err := FromLock(l, patchDir, []string{"-s"})
+	in, err := FromLock(l, patchDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestFromLock(t *testing.T) {
 	if in.Patches[0].SHA256 != "fff4fee00094c979c2c3c43ca8b379ee25a500533c537d9c12f5f981af355281" {
 		t.Errorf("sha256 of 0001-a.patch = %s", in.Patches[0].SHA256)
 	}
-	if len(in.Vendor) != 1 || in.Vendor[0].Module.Version != "v0.8.0" || in.Build.Packages[0] != "." || !in.Build.CGO || in.Build.LDFlags[0] != "-s" {
+	if len(in.Vendor) != 1 || in.Vendor[0].Module.Version != "v0.8.0" || in.Build.Packages[0] != "." || !in.Build.CGO || in.Build.Tags[0] != "seccomp" {
 		t.Fatalf("inputs not filled from the lock: %+v", in)
 	}
 	none, err := PatchFiles(filepath.Join(patchDir, "missing"))

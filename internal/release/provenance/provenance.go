@@ -88,7 +88,7 @@ func Statement(in *inputs.Inputs, artifacts []inputs.Artifact) (*intoto.Statemen
 		"packages": anyList(in.Build.Packages),
 		"tags":     anyList(in.Build.Tags),
 		"ldflags":  anyList(in.Build.LDFlags),
-		"gcflags":  anyList(in.Build.GCFlags),
+		"command":  anyList(in.Build.Command),
 		"cgo":      in.Build.CGO,
 		"static":   in.Build.Static,
 		"patches":  patchList(in.Patches),
