@@ -28,7 +28,6 @@ import (
 	"sync"
 
 	"golang.org/x/mod/sumdb/dirhash"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/nokmem/nokmem/internal/pins"
 )
@@ -99,12 +98,14 @@ func (f *Fetcher) Fetch(ctx context.Context, mods []pins.Module) ([]Result, erro
 	errs = make([]error, len(mods))
 	var mu sync.Mutex
 	done := 0
-	var g errgroup.Group
-	g.SetLimit(jobs)
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, jobs)
 	for start := 0; start < len(mods); start += batchSize {
 		end := min(start+batchSize, len(mods))
-		g.Go(func() error {
+		wg.Go(func() {
+			slots <- struct{}{}
 			f.fetchBatch(ctx, dir, mods[start:end], results[start:end], errs[start:end])
+			<-slots
 			mu.Lock()
 			defer mu.Unlock()
 			for i, m := range mods[start:end] {
@@ -117,10 +118,9 @@ func (f *Fetcher) Fetch(ctx context.Context, mods []pins.Module) ([]Result, erro
 					fmt.Fprintf(f.Progress, "[%d/%d] %s %s\n", done, len(mods), m, status)
 				}
 			}
-			return nil
 		})
 	}
-	g.Wait() // the goroutines report through errs
+	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
