@@ -36,7 +36,7 @@ func TestLockAndPatches(t *testing.T) {
 		{"go-systemd v14 as pseudo-version", byRoot["github.com/coreos/go-systemd"].Module.Version == "v0.0.0-20161114122254-48702e0da86b"},
 		{"coreos/pkg v3 as pseudo-version", byRoot["github.com/coreos/pkg"].Module.Version == "v0.0.0-20160727233714-3ac0863d7acf"},
 		{"godbus v3 as pseudo-version", byRoot["github.com/godbus/dbus"].Module.Version == "v0.0.0-20151105175453-c7fdd8b5cd55"},
-		{"tags", slices.Equal(l.Build.Tags, []string{"seccomp", "apparmor", "selinux"})},
+		{"tags", slices.Equal(l.Build.Tags, []string{"seccomp", "apparmor", "selinux", "static_build"})},
 		{"cgo static", l.Build.CGO && l.Build.Static},
 		{"version stamp with marker", slices.Contains(l.Build.LDFlagsX, "main.version=1.0.0-rc5+{{.Marker}}")},
 		{"commit stamp", slices.Contains(l.Build.LDFlagsX, "main.gitCommit={{.Commit}}")},

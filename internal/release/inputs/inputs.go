@@ -16,9 +16,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
+	"github.com/nokmem/nokmem/internal/gobuild"
 	"github.com/nokmem/nokmem/internal/pins"
 )
 
@@ -220,4 +222,36 @@ func DebPURL(p SystemPackage) string {
 type Artifact struct {
 	Name   string
 	SHA256 string
+}
+
+// buildEnvKeys are the environment settings gobuild fixes for every build.
+var buildEnvKeys = []string{"GO111MODULE", "GOFLAGS", "GOTOOLCHAIN", "GOENV", "CGO_ENABLED"}
+
+// FromBuild fills Inputs from the lock, its patch folder and the gobuild
+// spec that built the artifacts: the tags, linker flags, go command line
+// and environment settings exactly as gobuild passes them.
+func FromBuild(l *pins.Lock, patchDir string, s gobuild.Spec) (*Inputs, error) {
+	in, err := FromLock(l, patchDir)
+	if err != nil {
+		return nil, err
+	}
+	if len(l.Build.Packages) == 0 {
+		return nil, fmt.Errorf("%s %s: lock builds no package", l.Project, l.Version)
+	}
+	rel := s
+	rel.OutDir = "." // the artifact's name, not the build machine's path
+	args := rel.Args(l.Build.Packages[0])
+	in.Build.Command = append([]string{"go"}, args...)
+	in.Build.Tags = nil
+	if i := slices.Index(args, "-tags"); i >= 0 && i+1 < len(args) {
+		in.Build.Tags = strings.Split(args[i+1], ",")
+	}
+	in.Build.LDFlags = strings.Fields(s.LDFlags())
+	for _, kv := range gobuild.Env("", s.CGO) {
+		k, _, _ := strings.Cut(kv, "=")
+		if slices.Contains(buildEnvKeys, k) {
+			in.Build.Env = append(in.Build.Env, kv)
+		}
+	}
+	return in, nil
 }

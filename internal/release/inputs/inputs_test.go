@@ -6,8 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
+	"github.com/nokmem/nokmem/internal/gobuild"
 	"github.com/nokmem/nokmem/internal/pins"
 )
 
@@ -75,5 +78,39 @@ func TestDpkgVersions(t *testing.T) {
 		t.Fatal("DpkgVersions accepted a package that is not installed")
 	} else if errors.Is(err, context.Canceled) {
 		t.Fatal(err)
+	}
+}
+
+func TestFromBuild(t *testing.T) {
+	l := &pins.Lock{
+		Project: "runc", Version: "v1.0.0-rc5",
+		Source: pins.Source{Module: pins.Module{Path: "github.com/opencontainers/runc", Version: "v1.0.0-rc5", H1: "h1:x"}, Commit: "c", CommitTime: "t", ImportPath: "github.com/opencontainers/runc"},
+		Build:  pins.Build{Packages: []pins.BuildPackage{{Package: ".", Output: "runc"}}, CGO: true, Static: true, Tags: []string{"seccomp"}},
+	}
+	s := gobuild.Spec{
+		Go: "/somewhere/bin/go", GOPATH: "/build/gopath", ImportPath: l.Source.ImportPath, Packages: l.Build.Packages,
+		OutDir: "/build/out", CGO: true, Static: true, Tags: l.Build.Tags, X: []string{"main.version=1.0.0-rc5+nokmem.abc"},
+	}
+	in, err := FromBuild(l, t.TempDir(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := strings.Join(in.Build.Command, " ")
+	for _, want := range []string{"go build", "-trimpath", "-o runc", "-X main.version=1.0.0-rc5+nokmem.abc", "-extldflags -static"} {
+		if !strings.Contains(cmd, want) {
+			t.Errorf("command %q lacks %q", cmd, want)
+		}
+	}
+	if strings.Contains(cmd, "/build/") {
+		t.Errorf("command %q names the build machine's paths", cmd)
+	}
+	if !slices.Equal(in.Build.Tags, []string{"seccomp", "netgo", "osusergo"}) {
+		t.Errorf("tags %q, want the lock's plus the static ones", in.Build.Tags)
+	}
+	if !slices.Contains(in.Build.LDFlags, "main.version=1.0.0-rc5+nokmem.abc") {
+		t.Errorf("ldflags %q lack the version stamp", in.Build.LDFlags)
+	}
+	if !slices.Contains(in.Build.Env, "CGO_ENABLED=1") || !slices.Contains(in.Build.Env, "GO111MODULE=off") || len(in.Build.Env) != 5 {
+		t.Errorf("env %q, want exactly the GOPATH-mode settings", in.Build.Env)
 	}
 }
