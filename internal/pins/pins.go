@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 
+	"golang.org/x/mod/module"
 	"sigs.k8s.io/yaml"
 )
 
@@ -166,6 +167,10 @@ func (l *Lock) Validate() error {
 	check := func(what string, m Module) {
 		if m.Path == "" || m.Version == "" {
 			errs = append(errs, fmt.Errorf("%s: module path and version are required", what))
+		} else if err := module.Check(m.Path, m.Version); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+		} else if c := module.CanonicalVersion(m.Version); c != m.Version {
+			errs = append(errs, fmt.Errorf("%s %s: version is not canonical (the proxy serves %s)", what, m, c))
 		}
 		if !strings.HasPrefix(m.H1, "h1:") {
 			errs = append(errs, fmt.Errorf("%s %s: missing or malformed h1 hash %q", what, m, m.H1))

@@ -127,6 +127,10 @@ func TestLoadBadInput(t *testing.T) {
 		{"good", func(s string) string { return s }, ""},
 		{"missing vendor h1", func(s string) string { return strings.Replace(s, `      h1: "h1:CCCC"`+"\n", "", 1) }, "vendor example.com/dep example.com/dep@v1.0.0: missing or malformed h1"},
 		{"malformed toolchain h1", func(s string) string { return strings.Replace(s, "h1:BBBB", "sha256:BBBB", 1) }, "toolchain golang.org/toolchain"},
+		{"non-canonical vendor version", func(s string) string {
+			return strings.Replace(s, "      version: v1.0.0\n", "      version: v1.0\n", 1)
+		}, "vendor example.com/dep example.com/dep@v1.0: version is not canonical (the proxy serves v1.0.0)"},
+		{"invalid module path", func(s string) string { return strings.Replace(s, "path: example.com/dep", "path: Example..com/dep", 1) }, "vendor example.com/dep: malformed module path"},
 		{"unknown field", func(s string) string { return s + "extra: 1\n" }, "unknown field"},
 		{"duplicate root", func(s string) string {
 			return s + "  - root: example.com/dep\n    module: {path: example.com/dep, version: v1.0.0, h1: \"h1:DDDD\"}\n"
