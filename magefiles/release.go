@@ -1,0 +1,161 @@
+//go:build mage
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/magefile/mage/mg"
+
+	"github.com/nokmem/nokmem/internal/patchset"
+	"github.com/nokmem/nokmem/internal/pins"
+	"github.com/nokmem/nokmem/internal/release"
+	"github.com/nokmem/nokmem/internal/release/inputs"
+	"github.com/nokmem/nokmem/internal/release/sign"
+	"github.com/nokmem/nokmem/internal/srctree"
+)
+
+// Release writes and checks the release set (checksums, SBOM, provenance,
+// signature) of every artifact directory.
+type Release mg.Namespace
+
+// Signing key settings. Without NOKMEM_SIGNING_KEY a development key pair
+// is made once under _build/release-key and its public key is copied to
+// _output/nokmem-release.pub: good for checking the set's integrity, not
+// for trusting its origin.
+const (
+	signingKeyEnv = "NOKMEM_SIGNING_KEY" // minisign secret key file
+	signingPubEnv = "NOKMEM_SIGNING_PUB" // its public key file (default: <key>.pub)
+)
+
+var (
+	devKey    = filepath.Join("_build", "release-key", "nokmem-dev.key")
+	devPub    = filepath.Join("_build", "release-key", "nokmem-dev.pub")
+	outputPub = filepath.Join("_output", "nokmem-release.pub")
+)
+
+// defaultArtifacts are the project versions whose artifact directories
+// _output/<project>/<version> get a release set.
+var defaultArtifacts = []struct{ project, version string }{
+	{"kubernetes", "v1.12.4"},
+	{"runc", runcVersion},
+}
+
+// All builds the default artifacts (kubelet, then runc; each a no-op when
+// its inputs are unchanged), writes the release set of every artifact
+// directory and checks each set with Verify.
+func (Release) All(ctx context.Context) error {
+	mg.SerialCtxDeps(ctx, Kubelet.Build, Runc.Build)
+	key, pub, err := signingKey()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, a := range defaultArtifacts {
+		if err := writeRelease(ctx, a.project, a.version, key, pub); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return releaseCopyFile(pub, outputPub)
+}
+
+// Write writes the release set of _output/<project>/<version> and checks it.
+func (Release) Write(ctx context.Context, project, version string) error {
+	key, pub, err := signingKey()
+	if err != nil {
+		return err
+	}
+	return writeRelease(ctx, project, version, key, pub)
+}
+
+// Verify checks the release set in dir against the minisign public key at pub.
+func (Release) Verify(dir, pub string) error {
+	if err := release.Verify(dir, pub); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "release %s: signature, checksums, SBOM and provenance check out\n", dir)
+	return nil
+}
+
+// writeRelease fills the release inputs from the lock, the patches and the
+// build settings, writes the set and verifies it.
+func writeRelease(ctx context.Context, project, version, key, pub string) error {
+	start := time.Now()
+	l, err := pins.Load(pinsDir, project, version)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join("_output", project, version)
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("release %s %s: build it first: %w", project, version, err)
+	}
+	patchDir := filepath.Join("patches", project, version)
+	set, err := patchset.Load(patchDir)
+	if err != nil {
+		return err
+	}
+	// The same spec the build uses; paths do not enter the record.
+	spec, err := lockSpec(l, "go", srctree.Tree{}, set.Marker(), ".")
+	if err != nil {
+		return err
+	}
+	in, err := inputs.FromBuild(l, patchDir, spec)
+	if err != nil {
+		return err
+	}
+	if in.SystemPackages, err = inputs.DpkgVersions(ctx, lockSystemPackages(l)...); err != nil {
+		return fmt.Errorf("release %s %s: %w", project, version, err)
+	}
+	var artifacts []string
+	for _, p := range l.Build.Packages {
+		artifacts = append(artifacts, p.Output)
+	}
+	if err := release.Write(dir, in, artifacts, key); err != nil {
+		return err
+	}
+	if err := release.Verify(dir, pub); err != nil {
+		return fmt.Errorf("release %s %s: the set just written does not verify: %w", project, version, err)
+	}
+	slog.Info("release set written", "dir", dir, "artifacts", artifacts, "modules", len(in.Vendor)+2,
+		"patches", len(in.Patches), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// signingKey returns the secret and public key paths, making the
+// development key pair when no key is configured.
+func signingKey() (key, pub string, err error) {
+	if key = os.Getenv(signingKeyEnv); key != "" {
+		if pub = os.Getenv(signingPubEnv); pub == "" {
+			pub = key + ".pub"
+		}
+		return key, pub, nil
+	}
+	if _, err := os.Stat(devKey); errors.Is(err, os.ErrNotExist) {
+		if err := sign.GenerateKey(devKey, devPub); err != nil {
+			return "", "", err
+		}
+	}
+	slog.Warn("signing with the development key; set "+signingKeyEnv+" to sign with a release key", "key", devKey)
+	return devKey, devPub, nil
+}
+
+// releaseCopyFile copies src to dst (mode 0644).
+func releaseCopyFile(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("copy: %w", err)
+	}
+	if err := os.WriteFile(dst, data, 0o644); err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return nil
+}

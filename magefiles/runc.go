@@ -1,0 +1,211 @@
+//go:build mage
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/magefile/mage/mg"
+
+	"github.com/nokmem/nokmem/internal/elfcheck"
+	"github.com/nokmem/nokmem/internal/gobuild"
+	"github.com/nokmem/nokmem/internal/patchset"
+	"github.com/nokmem/nokmem/internal/pins"
+	"github.com/nokmem/nokmem/internal/publish"
+	"github.com/nokmem/nokmem/internal/release/inputs"
+	"github.com/nokmem/nokmem/internal/srctree"
+	"github.com/nokmem/nokmem/internal/toolchain"
+)
+
+// Runc builds runc with kmem activation off, and proves it with the real binary.
+type Runc mg.Namespace
+
+// runcVersion is the default runc version.
+const runcVersion = "v1.0.0-rc5"
+
+// Paths of the runc build, relative to the repository root.
+var (
+	runcOutput    = filepath.Join("_output", "runc", runcVersion)
+	runcUnpatched = filepath.Join("_build", "runc", runcVersion+"-unpatched")
+	runcPatches   = filepath.Join("patches", "runc", runcVersion)
+)
+
+// Build builds runc v1.0.0-rc5 through the kubelet's pipeline (h1-verified
+// inputs, patches/runc/v1.0.0-rc5, static build with the pinned toolchain,
+// ELF check, atomic publish into _output/runc/v1.0.0-rc5), checks that
+// `runc --version` shows rc5, its commit and the patch-set marker, and builds
+// the unpatched runc into _build/runc/v1.0.0-rc5-unpatched/runc for the
+// behavioural test. Unchanged inputs make it a no-op.
+func (Runc) Build(ctx context.Context) error {
+	start := time.Now()
+	l, err := pins.Load(pinsDir, "runc", runcVersion)
+	if err != nil {
+		return err
+	}
+	if _, err := inputs.DpkgVersions(ctx, lockSystemPackages(l)...); err != nil {
+		return fmt.Errorf("runc build needs the C toolchain and libseccomp-dev: %w", err)
+	}
+	set, err := patchset.Load(runcPatches)
+	if err != nil {
+		return err
+	}
+	goBin, err := toolchain.Go(ctx, newFetcher(), l.Toolchain)
+	if err != nil {
+		return err
+	}
+	tv, err := toolchain.ParseVersion(l.Toolchain)
+	if err != nil {
+		return err
+	}
+	// runc prints its version without the leading v, so the pipeline's
+	// version check (v1.0.0-rc5+marker) does not fit; checkRunc does it.
+	if _, err := pipelineBuild(ctx, "runc", runcVersion, nil); err != nil {
+		return err
+	}
+	bin := filepath.Join(runcOutput, "runc")
+	if err := checkRunc(ctx, l, goBin, tv.Go, bin, set.Marker()); err != nil {
+		return err
+	}
+	patchedTook := time.Since(start)
+
+	step := time.Now()
+	built, err := buildUnpatched(ctx, l, goBin, tv.Go)
+	if err != nil {
+		return err
+	}
+	slog.Info("runc ready", "patched", bin, "unpatched", filepath.Join(runcUnpatched, "runc"), "unpatchedRebuilt", built,
+		"patchedStep", patchedTook.Round(time.Millisecond), "unpatchedStep", time.Since(step).Round(time.Millisecond))
+	return nil
+}
+
+// Checksums builds runc (incrementally) and fails unless its sha256 equals
+// the one committed in vendor-pins/runc/v1.0.0-rc5.CHECKSUMS.
+func (Runc) Checksums(ctx context.Context) error {
+	mg.CtxDeps(ctx, Runc.Build)
+	sha, err := publishedSums(runcOutput)
+	if err != nil {
+		return err
+	}
+	file := expectedSumsPath("runc", runcVersion)
+	if err := publish.CheckExpected(file, sha); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "runc: rebuild reproduces %s\n", file)
+	return nil
+}
+
+// buildUnpatched builds runc without the patches, from its own assembled
+// tree in _build/runc/v1.0.0-rc5-unpatched, unless the binary there was
+// built from the same inputs. It reports whether it built.
+func buildUnpatched(ctx context.Context, l *pins.Lock, goBin, goVersion string) (bool, error) {
+	dir, err := filepath.Abs(runcUnpatched)
+	if err != nil {
+		return false, err
+	}
+	tree := srctree.Paths(l, dir)
+	spec, err := lockSpec(l, goBin, tree, "unpatched", dir)
+	if err != nil {
+		return false, err
+	}
+	stamp, err := buildStamp(l, &patchset.Set{}, spec)
+	if err != nil {
+		return false, err
+	}
+	stampPath := filepath.Join(dir, publish.StampFile)
+	bin := filepath.Join(dir, "runc")
+	if sameContent(stampPath, stamp.Text()) {
+		if err := checkRunc(ctx, l, goBin, goVersion, bin, "unpatched"); err == nil {
+			return false, nil
+		}
+	}
+	if _, err := srctree.Assemble(ctx, newFetcher(), l, dir); err != nil {
+		return false, err
+	}
+	if err := gobuild.Build(ctx, spec); err != nil {
+		return false, fmt.Errorf("unpatched runc: %w", err)
+	}
+	if err := checkRunc(ctx, l, goBin, goVersion, bin, "unpatched"); err != nil {
+		return false, err
+	}
+	if err := os.WriteFile(stampPath, []byte(stamp.Text()), 0o644); err != nil {
+		return false, fmt.Errorf("unpatched runc stamp: %w", err)
+	}
+	return true, nil
+}
+
+// TestKmem runs the behavioural proof (internal/runcproof) against the two
+// binaries Build made; it needs root, cgroup v1, strace and busybox-static.
+func (Runc) TestKmem(ctx context.Context) error {
+	mg.CtxDeps(ctx, Runc.Build)
+	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-v", "./internal/runcproof/")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("runc kmem proof: %w", err)
+	}
+	return nil
+}
+
+// lockSystemPackages are the Debian packages whose code or tools go into a cgo
+// build of l: the C toolchain and glibc, and libseccomp for the seccomp tag.
+func lockSystemPackages(l *pins.Lock) []string {
+	if !l.Build.CGO {
+		return nil
+	}
+	pkgs := slices.Clone(inputs.CgoPackages)
+	if slices.Contains(l.Build.Tags, "seccomp") {
+		pkgs = append(pkgs, "libseccomp-dev")
+	}
+	return pkgs
+}
+
+// lockSpec is the gobuild spec of l with the given patch-set marker.
+func lockSpec(l *pins.Lock, goBin string, tree srctree.Tree, marker, outDir string) (gobuild.Spec, error) {
+	x, err := gobuild.ExpandX(l.Build.LDFlagsX, gobuild.Vars{
+		Version: l.Version, Commit: l.Source.Commit, CommitTime: l.Source.CommitTime, Marker: marker,
+	})
+	if err != nil {
+		return gobuild.Spec{}, fmt.Errorf("%s %s: %w", l.Project, l.Version, err)
+	}
+	return gobuild.Spec{
+		Go: goBin, GOPATH: tree.GOPATH, ImportPath: l.Source.ImportPath, Packages: l.Build.Packages,
+		OutDir: outDir, CGO: l.Build.CGO, Static: l.Build.Static, Tags: l.Build.Tags, X: x,
+	}, nil
+}
+
+// checkRunc checks a built runc: pinned Go version, static (runs on CentOS
+// 7), and `runc --version` naming the version, its commit and the marker, as
+// upstream's Makefile stamps them (version without the leading v).
+func checkRunc(ctx context.Context, l *pins.Lock, goBin, goVersion, bin, marker string) error {
+	if err := gobuild.CheckGoVersion(ctx, goBin, bin, goVersion); err != nil {
+		return err
+	}
+	if _, err := elfcheck.Check(bin, elfcheck.CentOS7GLIBC); err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, bin, "--version").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s --version: %w: %s", bin, err, bytes.TrimSpace(out))
+	}
+	version := strings.TrimPrefix(l.Version, "v")
+	for _, want := range []string{"runc version " + version + "+" + marker + "\n", "commit: " + l.Source.Commit + "\n"} {
+		if !strings.Contains(string(out), want) {
+			return fmt.Errorf("%s --version says %q, want a line %q", bin, out, strings.TrimSpace(want))
+		}
+	}
+	return nil
+}
+
+// sameContent reports whether the file at path holds exactly content.
+func sameContent(path, content string) bool {
+	b, err := os.ReadFile(path)
+	return err == nil && string(b) == content
+}
