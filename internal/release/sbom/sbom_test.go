@@ -35,7 +35,31 @@ func testInputs() *inputs.Inputs {
 // TestWrittenSBOMListsEveryInput writes the document, parses it back with
 // the SPDX library and looks up every module, patch and package.
 func TestWrittenSBOMListsEveryInput(t *testing.T) {
-	in := testInputs()
+	checkSBOM(t, testInputs())
+}
+
+// TestRealLocksListed does the same for the committed lock files and patch series.
+func TestRealLocksListed(t *testing.T) {
+	for _, pv := range []struct{ project, version string }{{"runc", "v1.0.0-rc5"}, {"kubernetes", "v1.12.4"}} {
+		t.Run(pv.project, func(t *testing.T) {
+			l, err := pins.Load("../../../vendor-pins", pv.project, pv.version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, err := inputs.FromLock(l, filepath.Join("../../../patches", pv.project, pv.version))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(in.Patches) == 0 {
+				t.Fatalf("no patches found for %s %s", pv.project, pv.version)
+			}
+			checkSBOM(t, in)
+		})
+	}
+}
+
+func checkSBOM(t *testing.T, in *inputs.Inputs) {
+	t.Helper()
 	artifacts := []inputs.Artifact{{Name: "runc", SHA256: "ab00000000000000000000000000000000000000000000000000000000000000"}}
 	doc, err := Document(in, artifacts)
 	if err != nil {
@@ -86,11 +110,15 @@ func TestWrittenSBOMListsEveryInput(t *testing.T) {
 			}
 		})
 	}
-	if p := byName["0001-x.patch"]; p == nil || p.PackageChecksums[0].Value != in.Patches[0].SHA256 {
-		t.Errorf("patch not listed with its sha256: %+v", p)
+	for _, patch := range in.Patches {
+		if p := byName[patch.Name]; p == nil || p.PackageChecksums[0].Value != patch.SHA256 {
+			t.Errorf("patch %s not listed with its sha256: %+v", patch.Name, p)
+		}
 	}
-	if p := byName["libseccomp-dev"]; p == nil || p.PackageVersion != "2.5.4-1+deb12u1" || !hasRef(p, "pkg:deb/debian/libseccomp-dev@2.5.4-1+deb12u1?arch=amd64") {
-		t.Errorf("system package not listed with version and purl: %+v", p)
+	for _, sp := range in.SystemPackages {
+		if p := byName[sp.Name]; p == nil || p.PackageVersion != sp.Version || !hasRef(p, inputs.DebPURL(sp)) {
+			t.Errorf("system package %s not listed with version and purl: %+v", sp.Name, p)
+		}
 	}
 	if p := byName["runc"]; p == nil || p.PackageChecksums[0].Value != artifacts[0].SHA256 {
 		t.Errorf("artifact not listed with its sha256: %+v", p)
