@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/nokmem/nokmem/internal/testenv"
 )
 
 func TestSignVerify(t *testing.T) {
@@ -30,16 +32,39 @@ func TestSignVerify(t *testing.T) {
 	if err := Verify(msg, pub); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
-	if minisign, err := exec.LookPath("minisign"); err == nil {
-		if out, err := exec.Command(minisign, "-Vm", msg, "-p", pub).CombinedOutput(); err != nil {
-			t.Errorf("minisign -V rejects our signature: %v\n%s", err, out)
-		}
-	}
 	if err := os.WriteFile(msg, []byte("cd  runc\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := Verify(msg, pub); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("Verify of a changed file: %v, want %v", err, ErrBadSignature)
+	}
+}
+
+// TestReferenceToolVerifies checks the file format with the minisign tool
+// itself (Debian package minisign): it must accept our signature and
+// reject it over changed bytes.
+func TestReferenceToolVerifies(t *testing.T) {
+	minisign := testenv.RequireCommand(t, "minisign")
+	dir := t.TempDir()
+	secret, pub := filepath.Join(dir, "k.key"), filepath.Join(dir, "k.pub")
+	if err := GenerateKey(secret, pub); err != nil {
+		t.Fatal(err)
+	}
+	msg := filepath.Join(dir, "SHA256SUMS")
+	if err := os.WriteFile(msg, []byte("ab  runc\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := File(msg, secret); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(minisign, "-Vm", msg, "-p", pub).CombinedOutput(); err != nil {
+		t.Fatalf("minisign -V rejects our signature: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(msg, []byte("cd  runc\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(minisign, "-Vm", msg, "-p", pub).CombinedOutput(); err == nil {
+		t.Fatalf("minisign -V accepted a signature over other bytes:\n%s", out)
 	}
 }
 
