@@ -62,7 +62,7 @@ func (Kubelet) TestKmem(ctx context.Context) error {
 // toolchain.
 func (Kubelet) TestUpstream(ctx context.Context) error {
 	mg.CtxDeps(ctx, Kubelet.Tree)
-	return sh.RunV("go", "test", "-count=1", "-v", "-timeout=30m", "-run", "^TestKubeletSubset$", "./internal/upstreamtest")
+	return sh.RunV("go", "test", "-count=1", "-v", "-timeout=30m", "-run", "^TestKubeletSubset", "./internal/upstreamtest")
 }
 
 // Checksums builds (incrementally) and fails unless the kubelet's sha256

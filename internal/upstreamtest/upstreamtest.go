@@ -12,11 +12,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -24,14 +27,38 @@ import (
 )
 
 // KubeletSubset is the kubelet v1.12.4 subset, relative to the tree root:
-// the patched vendored runc cgroups/fs, apimachinery's JSON and YAML
-// serializers (through the vendor/k8s.io links into staging/, as upstream's
-// hack/ scripts test them) and pkg/kubelet/cm.
+// the patched vendored runc cgroups/fs, apimachinery's JSON serializer, the
+// codec factory tests that drive its YAML mode, the YAML serializer (no
+// test files upstream: it is compiled, nothing more), all through the
+// vendor/k8s.io links into staging/ as upstream's hack/ scripts test them,
+// and pkg/kubelet/cm.
 var KubeletSubset = []string{
 	"./vendor/github.com/opencontainers/runc/libcontainer/cgroups/fs",
 	"./vendor/k8s.io/apimachinery/pkg/runtime/serializer/json",
+	"./vendor/k8s.io/apimachinery/pkg/runtime/serializer",
 	"./vendor/k8s.io/apimachinery/pkg/runtime/serializer/yaml",
 	"./pkg/kubelet/cm",
+}
+
+//go:embed testdata/nokmem_compat_test.go
+var compatSource []byte
+
+// KubeletProbes adds testdata/nokmem_compat_test.go to the JSON serializer
+// package: upstream's tests there pass even with the crashing reflect2, the
+// probe encodes maps through the YAML and pretty-JSON paths and loads the
+// ugorji codec.
+var KubeletProbes = []Probe{{
+	Dir:    "vendor/k8s.io/apimachinery/pkg/runtime/serializer/json",
+	Name:   "zz_nokmem_compat_test.go",
+	Source: compatSource,
+}}
+
+// Probe is an extra test file placed into a package of the tree (through
+// -overlay; the tree is not modified).
+type Probe struct {
+	Dir    string // package directory, relative to the tree root
+	Name   string // file name
+	Source []byte
 }
 
 // Spec says what to test where.
@@ -46,6 +73,11 @@ type Spec struct {
 	Tags     []string
 	// Env is appended to the toolchain's environment (GOCACHE=...).
 	Env []string
+	// Probes are extra test files to place into the tree.
+	Probes []Probe
+	// Replace maps more tree files (absolute paths) to replacements ("" deletes),
+	// e.g. to show that an old dependency turns the tests red.
+	Replace map[string]string
 	// Log receives the tests' plain output as it comes; nothing when nil.
 	Log io.Writer
 }
@@ -72,6 +104,18 @@ func Run(ctx context.Context, s Spec) ([]Package, error) {
 	args := []string{"test", "-count=1", "-json", "-vet=off", "-trimpath"}
 	if len(s.Tags) > 0 {
 		args = append(args, "-tags", strings.Join(s.Tags, ","))
+	}
+	if len(s.Probes) > 0 || len(s.Replace) > 0 {
+		work, err := os.MkdirTemp("", "nokmem-upstreamtest-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(work)
+		overlay, err := writeOverlay(s, work)
+		if err != nil {
+			return nil, fmt.Errorf("test overlay for %s: %w", s.Root, err)
+		}
+		args = append(args, "-overlay", overlay)
 	}
 	args = append(args, s.Packages...)
 	cmd := exec.CommandContext(ctx, s.Go, args...)
@@ -108,6 +152,31 @@ func Run(ctx context.Context, s Spec) ([]Package, error) {
 		return nil, fmt.Errorf("%w: %s test ran no package\n%s", ErrFailed, s.Go, plain)
 	}
 	return pkgs, nil
+}
+
+// writeOverlay writes the probes and the -overlay file into work.
+func writeOverlay(s Spec, work string) (string, error) {
+	root, err := filepath.Abs(s.Root)
+	if err != nil {
+		return "", err
+	}
+	replace := map[string]string{}
+	for k, v := range s.Replace {
+		replace[k] = v
+	}
+	for i, p := range s.Probes {
+		src := filepath.Join(work, fmt.Sprintf("%d-%s", i, p.Name))
+		if err := os.WriteFile(src, p.Source, 0o644); err != nil {
+			return "", err
+		}
+		replace[filepath.Join(root, filepath.FromSlash(p.Dir), p.Name)] = src
+	}
+	data, err := json.Marshal(struct{ Replace map[string]string }{replace})
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(work, "overlay.json")
+	return path, os.WriteFile(path, data, 0o644)
 }
 
 // event is one test2json line.

@@ -79,10 +79,11 @@ func TestRunReportsRed(t *testing.T) {
 	}
 }
 
-// TestKubeletSubset runs the kubelet subset on the assembled tree with the
-// pinned toolchain. It skips (fails under NOKMEM_STRICT=1) when the tree has
-// not been assembled; NOKMEM_KUBE_GOPATH points it at another tree.
-func TestKubeletSubset(t *testing.T) {
+// kubeletTree returns the lock, the assembled tree's GOPATH and root and
+// the pinned go, or skips (fails under NOKMEM_STRICT=1) when the tree has not
+// been assembled. NOKMEM_KUBE_GOPATH points the tests at another tree.
+func kubeletTree(t *testing.T) (*pins.Lock, string, string, string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("compiles a large part of the kubelet")
 	}
@@ -99,12 +100,20 @@ func TestKubeletSubset(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := filepath.Join(gopath, "src", filepath.FromSlash(lock.Source.ImportPath))
-	testenv.RequireFile(t, "assembled kubelet tree (go tool mage kubelet:build)", filepath.Join(root, "pkg", "kubelet", "cm"))
+	testenv.RequireFile(t, "assembled kubelet tree (go tool mage kubelet:tree)", filepath.Join(root, "pkg", "kubelet", "cm"))
 	goBin, err := toolchain.Go(context.Background(), &modfetch.Fetcher{}, lock.Toolchain)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pkgs, err := Run(context.Background(), Spec{Go: goBin, GOPATH: gopath, Root: root, Packages: KubeletSubset, CGO: lock.Build.CGO, Tags: []string{"netgo", "osusergo"}})
+	return lock, gopath, root, goBin
+}
+
+// TestKubeletSubset runs the kubelet subset, with the compatibility probe,
+// on the assembled tree with the pinned toolchain: all green.
+func TestKubeletSubset(t *testing.T) {
+	lock, gopath, root, goBin := kubeletTree(t)
+	pkgs, err := Run(context.Background(), Spec{Go: goBin, GOPATH: gopath, Root: root, Packages: KubeletSubset,
+		Probes: KubeletProbes, CGO: lock.Build.CGO, Tags: []string{"netgo", "osusergo"}})
 	for _, p := range pkgs {
 		t.Logf("%-4s %s: %d passed, %d failed, %d skipped", p.Action, p.ImportPath, p.Passed, len(p.Failed), p.Skipped)
 	}
@@ -114,4 +123,48 @@ func TestKubeletSubset(t *testing.T) {
 	if len(pkgs) != len(KubeletSubset) {
 		t.Errorf("ran %d packages, want %d", len(pkgs), len(KubeletSubset))
 	}
+}
+
+// oldReflect2 is the reflect2 revision upstream's Godeps.json pins, which
+// the lock overrides with v1.0.2.
+var oldReflect2 = pins.Module{
+	Path:    "github.com/modern-go/reflect2",
+	Version: "v0.0.0-20180320133207-05fbef0ca5da",
+	H1:      "h1:ZQGIPjr1iTtUPXZFk8WShqb5G+Qg65VHFLtSvmHh+Mw=",
+}
+
+// TestKubeletSubsetCatchesOldReflect2 shows that the subset turns red on a
+// toolchain incompatibility: with upstream's own reflect2 pin put back (by
+// overlay), the probe's map encoding crashes under the pinned Go.
+func TestKubeletSubsetCatchesOldReflect2(t *testing.T) {
+	lock, gopath, root, goBin := kubeletTree(t)
+	got, err := (&modfetch.Fetcher{}).Fetch(context.Background(), []pins.Module{oldReflect2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vendored := filepath.Join(root, "vendor", "github.com", "modern-go", "reflect2")
+	replace := map[string]string{}
+	for dir, use := range map[string]bool{vendored: false, got[0].Dir: true} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if e.IsDir() || !(strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), ".s")) {
+				continue
+			}
+			if use {
+				replace[filepath.Join(vendored, e.Name())] = filepath.Join(dir, e.Name())
+			} else if _, ok := replace[filepath.Join(vendored, e.Name())]; !ok {
+				replace[filepath.Join(vendored, e.Name())] = ""
+			}
+		}
+	}
+	_, err = Run(context.Background(), Spec{Go: goBin, GOPATH: gopath, Root: root,
+		Packages: []string{"./vendor/k8s.io/apimachinery/pkg/runtime/serializer/json"},
+		Probes:   KubeletProbes, Replace: replace, CGO: lock.Build.CGO, Tags: []string{"netgo", "osusergo"}})
+	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "serializer/json") {
+		t.Fatalf("Run with reflect2 %s = %v, want ErrFailed naming the JSON serializer", oldReflect2.Version, err)
+	}
+	t.Logf("red as expected: %v", err)
 }
