@@ -21,6 +21,7 @@ import (
 	"github.com/nokmem/nokmem/internal/patchset"
 	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/publish"
+	"github.com/nokmem/nokmem/internal/release/sums"
 	"github.com/nokmem/nokmem/internal/srctree"
 	"github.com/nokmem/nokmem/internal/toolchain"
 )
@@ -65,19 +66,12 @@ func (Kubelet) TestUpstream(ctx context.Context) error {
 	return sh.RunV("go", "test", "-count=1", "-v", "-timeout=30m", "-run", "^TestKubeletSubset", "./internal/upstreamtest")
 }
 
-// Checksums builds (incrementally) and fails unless the kubelet's sha256
-// equals the one committed in vendor-pins/kubernetes/v1.12.4.CHECKSUMS.
+// Checksums rebuilds the kubelet (ignoring the no-op stamp, into
+// _build/kubernetes/v1.12.4/rebuild; the build cache is used) and fails
+// unless its sha256 equals the one committed in
+// vendor-pins/kubernetes/v1.12.4.CHECKSUMS.
 func (Kubelet) Checksums(ctx context.Context) error {
-	sha, err := pipelineBuild(ctx, kubeProject, kubeVersion, []string{"--version"})
-	if err != nil {
-		return err
-	}
-	file := expectedSumsPath(kubeProject, kubeVersion)
-	if err := publish.CheckExpected(file, sha); err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "kubelet: rebuild reproduces %s\n", file)
-	return nil
+	return pipelineChecksums(ctx, kubeProject, kubeVersion, []string{"--version"})
 }
 
 // expectedSumsPath is the committed checksum file of a project version.
@@ -85,12 +79,18 @@ func expectedSumsPath(project, version string) string {
 	return filepath.Join(pinsDir, project, version+".CHECKSUMS")
 }
 
-// pipelineBuild builds and publishes every binary of project@version and
-// returns their sha256 by file name. versionArgs, when set, are run on each
-// binary, whose output must show <version>+<patch-set marker>. Other
-// projects' magefiles (runc) call it with their own project and version.
-func pipelineBuild(ctx context.Context, project, version string, versionArgs []string) (map[string]string, error) {
-	start := time.Now()
+// buildPlan is everything a build of project@version needs before running.
+type buildPlan struct {
+	lock     *pins.Lock
+	set      *patchset.Set
+	spec     gobuild.Spec // without Go and OutDir
+	stamp    *publish.Stamp
+	buildDir string
+	dest     string // output folder
+}
+
+// planBuild loads the lock and the patches and derives the build spec and its input stamp.
+func planBuild(project, version string) (*buildPlan, error) {
 	lock, err := pins.Load(pinsDir, project, version)
 	if err != nil {
 		return nil, err
@@ -118,57 +118,109 @@ func pipelineBuild(ctx context.Context, project, version string, versionArgs []s
 	if err != nil {
 		return nil, err
 	}
-	dest := filepath.Join("_output", project, version)
-	if ok, err := publish.Current(dest, stamp); err != nil {
-		return nil, err
-	} else if ok {
-		sha, err := publishedSums(dest)
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(os.Stderr, "%s %s: up to date, nothing to do: artifacts in %s (checked in %s)\n", project, version, dest, time.Since(start).Round(time.Millisecond))
-		return sha, printJSON(map[string]any{"project": project, "version": version, "output": dest, "upToDate": true, "sha256": sha})
-	}
+	return &buildPlan{lock: lock, set: set, spec: spec, stamp: stamp, buildDir: buildDir, dest: filepath.Join("_output", project, version)}, nil
+}
 
-	goBin, err := toolchain.Go(ctx, newFetcher(), lock.Toolchain)
+// buildChecked fetches the toolchain, prepares the patched tree, builds every
+// binary into outDir and checks each; it returns the binaries' paths.
+func buildChecked(ctx context.Context, p *buildPlan, outDir string, versionArgs []string) ([]string, error) {
+	project, version := p.lock.Project, p.lock.Version
+	goBin, err := toolchain.Go(ctx, newFetcher(), p.lock.Toolchain)
 	if err != nil {
 		return nil, err
 	}
-	spec.Go = goBin
 	step := time.Now()
 	if _, _, err := pipelineTree(ctx, project, version); err != nil {
 		return nil, err
 	}
 	slog.Info("source tree ready", "project", project, "version", version, "took", time.Since(step).Round(time.Millisecond))
-
+	spec := p.spec
+	spec.Go, spec.OutDir = goBin, outDir
 	step = time.Now()
 	if err := gobuild.Build(ctx, spec); err != nil {
 		return nil, err
 	}
 	slog.Info("built", "project", project, "version", version, "took", time.Since(step).Round(time.Millisecond))
-	tv, err := toolchain.ParseVersion(lock.Toolchain)
+	tv, err := toolchain.ParseVersion(p.lock.Toolchain)
 	if err != nil {
 		return nil, err
 	}
 	var bins []string
-	for _, p := range lock.Build.Packages {
-		bin := filepath.Join(spec.OutDir, p.Output)
-		if err := checkBinary(ctx, goBin, bin, tv.Go, lock, set, versionArgs); err != nil {
+	for _, pkg := range p.lock.Build.Packages {
+		bin := filepath.Join(outDir, pkg.Output)
+		if err := checkBinary(ctx, goBin, bin, tv.Go, p.lock, p.set, versionArgs); err != nil {
 			return nil, err
 		}
 		bins = append(bins, bin)
 	}
-	sha, err := publish.Publish(dest, bins, stamp)
+	return bins, nil
+}
+
+// pipelineBuild builds and publishes every binary of project@version and
+// returns their sha256 by file name. versionArgs, when set, are run on each
+// binary, whose output must show <version>+<patch-set marker>. Other
+// projects' magefiles (runc) call it with their own project and version.
+func pipelineBuild(ctx context.Context, project, version string, versionArgs []string) (map[string]string, error) {
+	start := time.Now()
+	p, err := planBuild(project, version)
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(os.Stderr, "%s %s: published %s in %s\n", project, version, dest, time.Since(start).Round(time.Second))
+	if ok, err := publish.Current(p.dest, p.stamp); err != nil {
+		return nil, err
+	} else if ok {
+		sha, err := publishedSums(p.dest)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(os.Stderr, "%s %s: up to date, nothing to do: artifacts in %s (checked in %s)\n", project, version, p.dest, time.Since(start).Round(time.Millisecond))
+		return sha, printJSON(map[string]any{"project": project, "version": version, "output": p.dest, "upToDate": true, "sha256": sha})
+	}
+	bins, err := buildChecked(ctx, p, p.spec.OutDir, versionArgs)
+	if err != nil {
+		return nil, err
+	}
+	sha, err := publish.Publish(p.dest, bins, p.stamp)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "%s %s: published %s in %s\n", project, version, p.dest, time.Since(start).Round(time.Second))
 	if err := publish.CheckExpected(expectedSumsPath(project, version), sha); err != nil {
 		// Build publishes what it built; the Checksums target turns this into a failure.
 		slog.Warn("rebuild does not match the committed checksums", "err", err)
 	}
-	return sha, printJSON(map[string]any{"project": project, "version": version, "output": dest, "upToDate": false, "sha256": sha,
-		"gitVersion": lock.Version + "+" + set.Marker()})
+	return sha, printJSON(map[string]any{"project": project, "version": version, "output": p.dest, "upToDate": false, "sha256": sha,
+		"gitVersion": p.lock.Version + "+" + p.set.Marker()})
+}
+
+// pipelineChecksums rebuilds project@version into <buildDir>/rebuild
+// (nothing is published) and compares the binaries with the committed
+// vendor-pins/<project>/<version>.CHECKSUMS.
+func pipelineChecksums(ctx context.Context, project, version string, versionArgs []string) error {
+	p, err := planBuild(project, version)
+	if err != nil {
+		return err
+	}
+	out := filepath.Join(p.buildDir, "rebuild")
+	if err := os.RemoveAll(out); err != nil {
+		return err
+	}
+	bins, err := buildChecked(ctx, p, out, versionArgs)
+	if err != nil {
+		return err
+	}
+	sha := map[string]string{}
+	for _, b := range bins {
+		if sha[filepath.Base(b)], err = sums.File(sums.SHA256, b); err != nil {
+			return err
+		}
+	}
+	file := expectedSumsPath(project, version)
+	if err := publish.CheckExpected(file, sha); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "%s %s: rebuild reproduces %s\n", project, version, file)
+	return printJSON(map[string]any{"project": project, "version": version, "reproduced": file, "sha256": sha})
 }
 
 // checkBinary checks one built binary: built by the pinned Go, static or
@@ -218,19 +270,7 @@ func buildStamp(lock *pins.Lock, set *patchset.Set, spec gobuild.Spec) (*publish
 
 // publishedSums reads the sha256 of the artifacts in an output folder.
 func publishedSums(dest string) (map[string]string, error) {
-	data, err := os.ReadFile(filepath.Join(dest, "SHA256SUMS"))
-	if err != nil {
-		return nil, err
-	}
-	sha := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		d, name, ok := strings.Cut(line, "  ")
-		if !ok {
-			return nil, fmt.Errorf("%s: malformed line %q", filepath.Join(dest, "SHA256SUMS"), line)
-		}
-		sha[name] = d
-	}
-	return sha, nil
+	return sums.Parse(filepath.Join(dest, sums.SHA256.SumsFile))
 }
 
 // treeStampFile, in the build dir, records the lock and patch-set digests
