@@ -143,6 +143,13 @@ func BenchmarkBareSim(b *testing.B) {
 			}
 		}
 	})
+	b.Run("read-setting", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := h.ReadString("a", memcg.Limit); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	pid, err := s.AddTask("a", 1<<20)
 	if err != nil {
 		b.Fatal(err)

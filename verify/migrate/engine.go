@@ -193,6 +193,7 @@ func (e *Engine) Migrate() (*Report, error) {
 	if err := e.forward(); err != nil {
 		return nil, e.fail(err, fresh)
 	}
+	e.countMoves()
 	e.rep.Outcome = OutcomeMigrated
 	e.rep.Message = fmt.Sprintf("%s migrated to a fresh tree (%d cgroups, %d processes)", e.h.Path(e.kubepods), e.rep.Cgroups, e.rep.Processes)
 	e.rep.Duration = time.Since(start)
@@ -363,9 +364,13 @@ func (e *Engine) moveAll(src, dst string) error {
 			}
 		}
 	}
+	e.countMoves()
+	return nil
+}
+
+func (e *Engine) countMoves() {
 	e.rep.Moved, e.rep.Exited = e.mv.moved, e.mv.exited
 	e.rep.MoveCharge = e.mv.moveCharge != nil && *e.mv.moveCharge
-	return nil
 }
 
 // moveBack moves every process into the new kubepods tree and restores the
@@ -522,6 +527,7 @@ func (e *Engine) Rollback() (*Report, error) {
 	if err := e.rollback(); err != nil {
 		return nil, e.fail(err, false)
 	}
+	e.countMoves()
 	e.rep.Outcome = OutcomeRolledBack
 	if oldKept {
 		e.rep.Message = fmt.Sprintf("rolled back from phase %s: every process is back in the original %s tree", j.Phase, e.h.Path(e.kubepods))
