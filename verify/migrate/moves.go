@@ -120,3 +120,54 @@ func (m *mover) drain(src, dst string, tolerate bool) error {
 	}
 	return fmt.Errorf("drain %s: still not empty after %d rounds (is something moving processes in?)", m.h.Path(src), maxDrainRounds)
 }
+
+// moveAll moves every process from the src tree to the same relative path
+// in the dst tree, with move_charge_at_immigrate=3 on the destinations where
+// the kernel accepts it, then checks in a second pass that every source
+// stayed empty.
+func (e *Engine) moveAll(src, dst string) error {
+	for _, n := range e.j.Snapshot.Nodes {
+		if err := e.mv.prepareDest(under(dst, n.Rel)); err != nil {
+			return err
+		}
+	}
+	for pass := 0; pass < 2; pass++ {
+		for _, n := range e.j.Snapshot.Nodes {
+			if err := e.mv.drain(under(src, n.Rel), under(dst, n.Rel), e.tolerateMissing || e.j.vanished(n.Rel)); err != nil {
+				return err
+			}
+		}
+	}
+	e.countMoves()
+	return nil
+}
+
+func (e *Engine) countMoves() {
+	e.rep.Moved, e.rep.Exited = e.mv.moved, e.mv.exited
+	e.rep.MoveCharge = e.mv.moveCharge != nil && *e.mv.moveCharge
+}
+
+// moveBack moves every process into the new kubepods tree and restores the
+// original move_charge_at_immigrate values there.
+func (e *Engine) moveBack() error {
+	if err := e.moveAll(e.temp, e.kubepods); err != nil {
+		return err
+	}
+	for _, n := range e.j.Snapshot.Nodes {
+		mc := n.Settings.MoveCharge
+		if mc == "" {
+			continue
+		}
+		rel := under(e.kubepods, n.Rel)
+		cur, err := e.h.ReadString(rel, memcg.MoveCharge)
+		if err != nil {
+			return err
+		}
+		if cur != mc {
+			if err := e.h.Write(rel, memcg.MoveCharge, mc); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
