@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -51,7 +52,7 @@ node was left untouched or is resumable.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.kubepods, "kubepods", "kubepods", "the kubelet's cgroupfs-driver tree, relative to --root")
-	fl.StringVar(&f.kubeletPath, "kubelet-path", "/usr/bin/kubelet", "installed kubelet binary, checked for a nokmem build")
+	fl.StringVar(&f.kubeletPath, "kubelet-path", "", "installed kubelet binary, checked for a nokmem build (default: the first kubelet in "+strings.Join(detect.DefaultSearchDirs, ", ")+")")
 	fl.StringVar(&f.knownSums, "known-sums", "", "SHA256SUMS of a nokmem release: a kubelet with such a checksum counts as nokmem")
 	fl.StringVar(&f.procRoot, "proc", "/proc", "process table scanned for a running kubelet")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan (counts of cgroups, processes and operations) and change nothing")
@@ -115,7 +116,11 @@ func migratePreconditions(f *migrateFlags) error {
 			return err
 		}
 	}
-	return migrate.CheckKubeletBuild(f.kubeletPath, sums)
+	path := f.kubeletPath
+	if path == "" {
+		path = migrate.FindKubelet()
+	}
+	return migrate.CheckKubeletBuild(path, sums)
 }
 
 func printPlan(w io.Writer, p *migrate.Plan) {

@@ -43,8 +43,9 @@ type Config struct {
 
 // Hooks let tests stop a run at a chosen point, as a kill -9 would.
 type Hooks struct {
-	// AfterPhase runs once phase p is durably recorded; a non-nil error
-	// ends the run there with the journal left as a crash would leave it.
+	// AfterPhase runs once phase p is durably recorded. A non-nil error
+	// fails the run there; a hook that panics models kill -9, as nothing of
+	// the engine runs after it.
 	AfterPhase func(p Phase) error
 }
 

@@ -67,13 +67,26 @@ func (m *mover) prepareDest(rel string) error {
 		m.log.Info("kernel refuses move_charge_at_immigrate=3 (removed in 6.13); moving tasks without their charges", "cgroup", m.h.Path(rel))
 		return nil
 	case errors.Is(err, fs.ErrNotExist):
-		if ok, xerr := exists(m.h, rel); xerr == nil && !ok {
-			return vanishedErr(m.h, rel)
+		if verr := m.vanished(rel); verr != nil {
+			return verr
 		}
-		m.moveCharge = ptr(false)
+		m.moveCharge = ptr(false) // the cgroup is there, the file is not
 		return nil
 	}
 	return err
+}
+
+// vanished returns ErrVanished when cgroup rel does not exist (or the error
+// from looking), nil when it does.
+func (m *mover) vanished(rel string) error {
+	ok, err := exists(m.h, rel)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return vanishedErr(m.h, rel)
+	}
+	return nil
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -109,8 +122,8 @@ func (m *mover) drain(src, dst string, tolerate bool) error {
 				return fmt.Errorf("move pid %d from %s to %s: the destination cannot take its memory charge: %w",
 					pid, m.h.Path(src), m.h.Path(dst), err)
 			case errors.Is(err, fs.ErrNotExist):
-				if ok, xerr := exists(m.h, dst); xerr == nil && !ok {
-					return vanishedErr(m.h, dst)
+				if verr := m.vanished(dst); verr != nil {
+					return verr
 				}
 				return err
 			default:

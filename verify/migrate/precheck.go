@@ -63,11 +63,23 @@ func CheckKubeletStopped(procRoot string) error {
 	return nil
 }
 
+// FindKubelet returns the first regular file named kubelet in
+// detect.DefaultSearchDirs, or "".
+func FindKubelet() string {
+	for _, d := range detect.DefaultSearchDirs {
+		p := filepath.Join(d, "kubelet")
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p
+		}
+	}
+	return ""
+}
+
 // CheckKubeletBuild fails unless the kubelet at path is a nokmem build: a
 // stock kubelet would activate kmem again on the fresh tree.
 func CheckKubeletBuild(path string, knownSums map[string]string) error {
 	if path == "" {
-		return fmt.Errorf("%w: no kubelet path given (use --kubelet-path, or --force)", ErrStockKubelet)
+		return fmt.Errorf("%w: no kubelet found in %v (use --kubelet-path, or --force)", ErrStockKubelet, detect.DefaultSearchDirs)
 	}
 	b, err := detect.Identify("kubelet", path, detect.BinaryOptions{KnownSums: knownSums})
 	if err != nil {
