@@ -607,3 +607,45 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestRollbackInterrupted: a rollback that fails half way closes the
+// forward path (migrate refuses and says why) and a second rollback
+// finishes it.
+func TestRollbackInterrupted(t *testing.T) {
+	n := newSimNode(t, memcgsim.RHEL78, "qos", true)
+	before := n.settings(t)
+	if !runUntilKilled(t, n.engine(t, killAt(migrate.PhaseMovedOut)).Migrate) {
+		t.Fatal("hook never fired")
+	}
+	moves := 0
+	n.sim.SetHook(func(op memcgsim.Op) error {
+		if op.Kind == memcgsim.OpMove {
+			moves++
+			if moves == 3 {
+				return syscall.EIO
+			}
+		}
+		return nil
+	})
+	_, err := n.engine(t, migrate.Hooks{}).Rollback()
+	n.sim.SetHook(nil)
+	if !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), "node is resumable") {
+		t.Fatalf("interrupted rollback: %v", err)
+	}
+	if _, err := n.engine(t, migrate.Hooks{}).Migrate(); err == nil || !strings.Contains(err.Error(), "a rollback is in progress") {
+		t.Fatalf("migrate during a rollback: %v, want a refusal", err)
+	}
+	rep, err := n.engine(t, migrate.Hooks{}).Rollback()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Outcome != migrate.OutcomeRolledBack || !strings.Contains(rep.Message, "original") {
+		t.Errorf("rollback: %q %s", rep.Outcome, rep.Message)
+	}
+	n.checkEnd(t, before, false)
+	for _, c := range n.tree {
+		if ok, _ := n.sim.KmemActive(kp(c.rel)); !ok {
+			t.Errorf("%s is not kmem-active after a rollback to the original tree", kp(c.rel))
+		}
+	}
+}
