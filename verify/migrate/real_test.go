@@ -128,6 +128,10 @@ func checksOK(t *testing.T, rep *migrate.Report) {
 
 func TestMigrateRealKernel(t *testing.T) {
 	n := newRealNode(t, 6, 2, 2, 3)
+	// A shell that forks short-lived children all the time: its children
+	// appear in and vanish from cgroup.procs while the tree is drained.
+	forker := n.tr.Start("kubepods/burstable/pod0/ctr0", "sh", "-c", "while :; do /bin/true; done")
+	n.where[forker.Pid] = "burstable/pod0/ctr0"
 	rep, err := n.engine(t, migrate.Hooks{}).Migrate()
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +148,7 @@ func TestMigrateRealKernel(t *testing.T) {
 		t.Errorf("%d invariants, want 5", len(rep.Checks))
 	}
 	n.checkReal(t)
-	t.Logf("%d cgroups, %d processes, charges moved: %v, %s", rep.Cgroups, rep.Processes, rep.MoveCharge, rep.Duration)
+	t.Logf("%d cgroups, %d processes, %d moves, %d exited, charges moved: %v, %s", rep.Cgroups, rep.Processes, rep.Moved, rep.Exited, rep.MoveCharge, rep.Duration)
 
 	again, err := n.engine(t, migrate.Hooks{}).Migrate()
 	if err != nil {
