@@ -81,7 +81,8 @@ type Report struct {
 	SettingWrites int `json:"setting_writes"`
 	// BusyRetries counts rmdir/force_empty attempts retried after EBUSY.
 	BusyRetries int `json:"busy_retries"`
-	// Refused lists settings the kernel rejected on a destination.
+	// Refused lists settings the kernel rejected on a rebuilt cgroup
+	// ("<path>/<file>"); the inherited value was kept there.
 	Refused  []string      `json:"refused,omitempty"`
 	Checks   []Check       `json:"checks,omitempty"`
 	Duration time.Duration `json:"duration_ns"`

@@ -40,6 +40,10 @@ func listed(items []string) string {
 // check that kubepods is a different directory than before.
 func (e *Engine) invariants(newDir bool) []Check {
 	snap := e.j.Snapshot
+	e.rep.Refused = nil
+	for _, r := range e.j.Refused {
+		e.rep.Refused = append(e.rep.Refused, e.h.Path(under(e.kubepods, r)))
+	}
 	var checks []Check
 	add := func(name string, bad []string, ok string, err error) {
 		c := Check{Name: name, OK: err == nil && len(bad) == 0, Detail: ok}
@@ -84,8 +88,11 @@ func (e *Engine) invariants(newDir bool) []Check {
 			settingsErr = errors.Join(settingsErr, err)
 			continue
 		}
-		for _, d := range n.Settings.Diff(got) {
-			bad = append(bad, e.h.Path(rel)+" "+d)
+		for _, f := range n.Settings.Diff(got) {
+			if e.j.refused(n.Rel, f) {
+				continue // reported in Report.Refused
+			}
+			bad = append(bad, fmt.Sprintf("%s: %q, was %q", e.h.Path(rel, f), got.value(f), n.Settings.value(f)))
 		}
 		pids, err := e.h.Procs(rel)
 		if err != nil {
@@ -96,7 +103,11 @@ func (e *Engine) invariants(newDir bool) []Check {
 			where[p] = n.Rel
 		}
 	}
-	add(CheckSettings, bad, "every copied setting reads back as before", settingsErr)
+	ok := "every copied setting reads back as before"
+	if len(e.j.Refused) > 0 {
+		ok = fmt.Sprintf("every copied setting reads back as before, except %d the kernel refused (inherited values kept)", len(e.j.Refused))
+	}
+	add(CheckSettings, bad, ok, settingsErr)
 
 	bad = nil
 	alive, exited := 0, 0
@@ -117,9 +128,9 @@ func (e *Engine) invariants(newDir bool) []Check {
 	}
 	add(CheckPids, bad, fmt.Sprintf("%d processes in the same relative cgroup, %d exited meanwhile", alive, exited), settingsErr)
 
-	ok, err := exists(e.h, e.temp)
+	tempLeft, err := exists(e.h, e.temp)
 	bad = nil
-	if ok {
+	if tempLeft {
 		bad = []string{e.h.Path(e.temp) + " still exists"}
 	}
 	add(CheckNoTemp, bad, e.h.Path(e.temp)+" is gone", err)

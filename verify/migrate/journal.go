@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -40,6 +42,22 @@ type Journal struct {
 	// Vanished lists cgroups (relative to kubepods) that disappeared while
 	// the migration ran; a resumed run treats them as empty sources.
 	Vanished []string `json:"vanished,omitempty"`
+	// Refused lists settings the kernel would not take on a rebuilt cgroup,
+	// as "<rel relative to kubepods>/<file>"; the invariants accept the
+	// inherited value there and the report names them.
+	Refused []string `json:"refused,omitempty"`
+}
+
+// refuse records that the kernel refused file on the cgroup rel (relative to kubepods).
+func (j *Journal) refuse(rel, file string) {
+	key := path.Join(rel, file)
+	if !slices.Contains(j.Refused, key) {
+		j.Refused = append(j.Refused, key)
+	}
+}
+
+func (j *Journal) refused(rel, file string) bool {
+	return slices.Contains(j.Refused, path.Join(rel, file))
 }
 
 func (j *Journal) vanished(rel string) bool {

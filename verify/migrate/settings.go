@@ -48,16 +48,27 @@ func (s *Settings) fields() []struct {
 	}
 }
 
-// Diff lists the files whose values differ between s and o.
+// Diff lists the files whose values differ between s (wanted) and o (got),
+// as file names.
 func (s Settings) Diff(o Settings) []string {
 	var out []string
 	a, b := s.fields(), o.fields()
 	for i := range a {
 		if *a[i].val != *b[i].val {
-			out = append(out, fmt.Sprintf("%s: %q != %q", a[i].file, *a[i].val, *b[i].val))
+			out = append(out, a[i].file)
 		}
 	}
 	return out
+}
+
+// value returns the setting held for file.
+func (s Settings) value(file string) string {
+	for _, f := range s.fields() {
+		if f.file == file {
+			return *f.val
+		}
+	}
+	return ""
 }
 
 // readSettings reads the settings of cgroup rel. A missing cgroup is an
@@ -132,8 +143,9 @@ func memswFirst(newLimit, curMemsw string) bool {
 
 // applyResult tells which settings the kernel refused on a destination.
 type applyResult struct {
-	// Refused lists swappiness/oom_control writes the kernel rejected with
-	// EINVAL (upstream 3.10–3.15 under a hierarchical parent: inherited).
+	// Refused lists the swappiness/oom_control files the kernel rejected
+	// with EINVAL (upstream 3.10–3.15 under a hierarchical parent, where
+	// children inherit them at creation).
 	Refused []string
 	Writes  int
 }
@@ -176,7 +188,7 @@ func applySettings(h memcg.Hierarchy, rel string, want Settings) (applyResult, e
 	for _, f := range [][3]string{{memcg.Swappiness, cur.Swappiness, want.Swappiness}, {memcg.OOMControl, cur.OOMKillDisable, want.OOMKillDisable}} {
 		err := write(f[0], f[1], f[2])
 		if errors.Is(err, syscall.EINVAL) {
-			res.Refused = append(res.Refused, fmt.Sprintf("%s=%s", h.Path(rel, f[0]), f[2]))
+			res.Refused = append(res.Refused, f[0])
 			continue
 		}
 		if err != nil {

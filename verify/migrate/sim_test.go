@@ -649,3 +649,34 @@ func TestRollbackInterrupted(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedSetting: a kernel that refuses swappiness on a child of a
+// hierarchical parent (upstream 3.10–3.15) keeps the inherited value; the
+// run finishes, names the refused files, and the settings check says so.
+func TestRefusedSetting(t *testing.T) {
+	n := newSimNode(t, memcgsim.RHEL78, "qos", true)
+	n.sim.SetHook(func(op memcgsim.Op) error {
+		if op.Kind == memcgsim.OpWrite && op.File == memcg.Swappiness {
+			return syscall.EINVAL
+		}
+		return nil
+	})
+	t.Cleanup(func() { n.sim.SetHook(nil) })
+	rep, err := n.engine(t, migrate.Hooks{}).Migrate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checksOK(t, rep)
+	want := n.h.Path("kubepods/besteffort", memcg.Swappiness)
+	if !slices.Contains(rep.Refused, want) {
+		t.Errorf("refused %q, want it to name %s", rep.Refused, want)
+	}
+	for _, c := range rep.Checks {
+		if c.Name == migrate.CheckSettings && !strings.Contains(c.Detail, "refused") {
+			t.Errorf("settings check does not mention the refusal: %s", c.Detail)
+		}
+	}
+	if got, err := n.h.ReadString("kubepods/besteffort", memcg.Swappiness); err != nil || got != "60" {
+		t.Errorf("besteffort swappiness %q (%v), want the inherited 60", got, err)
+	}
+}

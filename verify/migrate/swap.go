@@ -20,7 +20,9 @@ func (e *Engine) buildTree(prefix string) error {
 		}
 		res, err := applySettings(e.h, rel, n.Settings)
 		e.rep.SettingWrites += res.Writes
-		e.rep.Refused = append(e.rep.Refused, res.Refused...)
+		for _, f := range res.Refused {
+			e.j.refuse(n.Rel, f)
+		}
 		if err != nil {
 			return err
 		}
