@@ -113,3 +113,51 @@ func TestStatementRejectsBadDigest(t *testing.T) {
 		t.Fatal("Statement accepted a toolchain without a usable h1")
 	}
 }
+
+// TestRealLocksNamed builds statements from the committed lock files and
+// patch series and checks that every module and patch is a resolved dependency.
+func TestRealLocksNamed(t *testing.T) {
+	for _, pv := range []struct{ project, version string }{{"runc", "v1.0.0-rc5"}, {"kubernetes", "v1.12.4"}} {
+		t.Run(pv.project, func(t *testing.T) {
+			l, err := pins.Load("../../../vendor-pins", pv.project, pv.version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, err := inputs.FromLock(l, filepath.Join("../../../patches", pv.project, pv.version))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := Statement(in, []inputs.Artifact{{Name: "bin", SHA256: "ab000000000000000000000000000000000000000000000000000000000000cd"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pred, err := Predicate(st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			deps := map[string]string{}
+			for _, d := range pred.GetBuildDefinition().GetResolvedDependencies() {
+				for alg, v := range d.GetDigest() {
+					deps[d.GetName()+" "+alg] = v
+				}
+			}
+			for _, m := range l.Modules() {
+				want, err := inputs.DirHash(m.H1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if deps[m.String()+" dirHash"] != want {
+					t.Errorf("module %s missing or with the wrong dirHash", m)
+				}
+			}
+			if len(in.Patches) == 0 {
+				t.Fatal("no patches found")
+			}
+			for _, p := range in.Patches {
+				if deps["patches/"+pv.project+"/"+pv.version+"/"+p.Name+" sha256"] != p.SHA256 {
+					t.Errorf("patch %s missing or with the wrong sha256", p.Name)
+				}
+			}
+		})
+	}
+}
