@@ -112,7 +112,7 @@ func writeRelease(ctx context.Context, project, version, key, pub string) error 
 	if err != nil {
 		return err
 	}
-	if in.SystemPackages, err = inputs.DpkgVersions(ctx, lockSystemPackages(l)...); err != nil {
+	if in.SystemPackages, err = lockSystemPackages(ctx, l); err != nil {
 		return fmt.Errorf("release %s %s: %w", project, version, err)
 	}
 	var artifacts []string

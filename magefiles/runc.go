@@ -51,7 +51,7 @@ func (Runc) Build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := inputs.DpkgVersions(ctx, lockSystemPackages(l)...); err != nil {
+	if _, err := lockSystemPackages(ctx, l); err != nil {
 		return fmt.Errorf("runc build needs the C toolchain and libseccomp-dev: %w", err)
 	}
 	set, err := patchset.Load(runcPatches)
@@ -154,17 +154,17 @@ func (Runc) TestKmem(ctx context.Context) error {
 	return nil
 }
 
-// lockSystemPackages are the Debian packages whose code or tools go into a cgo
-// build of l: the C toolchain and glibc, and libseccomp for the seccomp tag.
-func lockSystemPackages(l *pins.Lock) []string {
+// lockSystemPackages reads the Debian packages whose code or tools go into a
+// cgo build of l: the C toolchain and glibc, and libseccomp for the seccomp tag.
+func lockSystemPackages(ctx context.Context, l *pins.Lock) ([]inputs.SystemPackage, error) {
 	if !l.Build.CGO {
-		return nil
+		return nil, nil
 	}
-	pkgs := slices.Clone(inputs.CgoPackages)
+	var extra []string
 	if slices.Contains(l.Build.Tags, "seccomp") {
-		pkgs = append(pkgs, "libseccomp-dev")
+		extra = append(extra, "libseccomp-dev")
 	}
-	return pkgs
+	return inputs.CgoToolchain(ctx, extra...)
 }
 
 // lockSpec is the gobuild spec of l with the given patch-set marker.

@@ -149,8 +149,42 @@ func PatchFiles(dir string) ([]Patch, error) {
 }
 
 // CgoPackages are the Debian packages recorded for a cgo build: the C
-// compiler, the linker, glibc's static libraries and headers.
-var CgoPackages = []string{"gcc", "gcc-12", "binutils", "libc6-dev"}
+// compiler (the gcc package, and the gcc-<major> package it depends on,
+// see CgoToolchain), the linker, glibc's static libraries and headers.
+var CgoPackages = []string{"gcc", "binutils", "libc6-dev"}
+
+// CgoToolchain reads the versions of CgoPackages and extra packages (e.g.
+// libseccomp-dev), and adds the versioned compiler package that Debian's
+// gcc package points to (gcc 4:12.2.0-3 → gcc-12), whose exact version is
+// the one the binary's .comment section records.
+func CgoToolchain(ctx context.Context, extra ...string) ([]SystemPackage, error) {
+	pkgs, err := DpkgVersions(ctx, append(slices.Clone(CgoPackages), extra...)...)
+	if err != nil {
+		return nil, err
+	}
+	major, err := gccMajor(pkgs[0].Version)
+	if err != nil {
+		return nil, err
+	}
+	versioned, err := DpkgVersions(ctx, "gcc-"+major)
+	if err != nil {
+		return nil, err
+	}
+	return append(pkgs, versioned...), nil
+}
+
+// gccMajor returns the compiler's major version from the gcc package's
+// version ("4:12.2.0-3" → "12").
+func gccMajor(v string) (string, error) {
+	if _, after, ok := strings.Cut(v, ":"); ok {
+		v = after
+	}
+	major, _, _ := strings.Cut(v, ".")
+	if major == "" || strings.Trim(major, "0123456789") != "" {
+		return "", fmt.Errorf("gcc package version %q names no major version", v)
+	}
+	return major, nil
+}
 
 // DpkgVersions reads the installed versions of the named Debian packages with
 // `dpkg-query -W`. A package that is not installed is an error: the

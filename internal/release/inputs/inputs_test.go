@@ -114,3 +114,39 @@ func TestFromBuild(t *testing.T) {
 		t.Errorf("env %q, want exactly the GOPATH-mode settings", in.Build.Env)
 	}
 }
+
+func TestGCCMajor(t *testing.T) {
+	tests := []struct{ v, want string }{
+		{"4:12.2.0-3", "12"},
+		{"4:14.2.0-1", "14"},
+		{"12.2.0-14+deb12u1", "12"},
+		{"4:", ""},
+		{"x.y", ""},
+	}
+	for _, tt := range tests {
+		got, err := gccMajor(tt.v)
+		if (err == nil) != (tt.want != "") || got != tt.want {
+			t.Errorf("gccMajor(%q) = %q, %v; want %q", tt.v, got, err, tt.want)
+		}
+	}
+}
+
+func TestCgoToolchain(t *testing.T) {
+	if _, err := exec.LookPath("dpkg-query"); err != nil {
+		t.Skip("not a Debian system")
+	}
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("no C compiler")
+	}
+	got, err := CgoToolchain(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range got {
+		names = append(names, p.Name)
+	}
+	if len(got) != 4 || !strings.HasPrefix(names[3], "gcc-") {
+		t.Fatalf("CgoToolchain = %v, want gcc, binutils, libc6-dev and gcc-<major>", names)
+	}
+}
