@@ -297,7 +297,14 @@ func pipelineTree(ctx context.Context, project, version string) (*pins.Lock, src
 	stampPath := filepath.Join(buildDir, treeStampFile)
 	tree := srctree.Paths(lock, buildDir)
 	if got, err := os.ReadFile(stampPath); err == nil && string(got) == want {
-		if st, err := set.Status(tree.Root); err == nil && st == patchset.Patched {
+		// Same inputs: keep the tree if it carries the series (or takes it
+		// cleanly, as after a fresh inputs:assemble); else assemble again.
+		if st, err := set.Status(tree.Root); err == nil {
+			if st == patchset.Unpatched {
+				if _, err := set.Apply(tree.Root); err != nil {
+					return nil, srctree.Tree{}, err
+				}
+			}
 			return lock, tree, nil
 		}
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
