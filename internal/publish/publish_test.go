@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nokmem/nokmem/internal/release/sums"
 )
 
 func artifact(t *testing.T, name, content string) string {
@@ -188,4 +190,33 @@ func keys(m map[string]string) []string {
 		k = append(k, n)
 	}
 	return k
+}
+
+// TestCommittedChecksums: every committed CHECKSUMS file under vendor-pins/
+// parses and names sha256 digests.
+func TestCommittedChecksums(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "vendor-pins", "*", "*.CHECKSUMS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no committed CHECKSUMS file under vendor-pins/")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(filepath.Dir(f))+"/"+filepath.Base(f), func(t *testing.T) {
+			want, err := sums.Parse(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, d := range want {
+				if len(d) != 64 {
+					t.Errorf("%s: %s has a %d-digit digest, want sha256 (64)", f, name, len(d))
+				}
+			}
+			// Matching its own digests passes; anything else fails.
+			if err := CheckExpected(f, want); err != nil {
+				t.Errorf("CheckExpected(%s, its own digests) = %v", f, err)
+			}
+		})
+	}
 }
