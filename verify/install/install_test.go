@@ -50,7 +50,7 @@ func makeRelease(t *testing.T, secretKey string) string {
 		Source:    inputs.Source{Module: pins.Module{Path: "example.com/x", Version: "v1.0.0", H1: "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}, CommitTime: "2018-02-27T01:25:04Z"},
 		Toolchain: pins.Module{Path: "golang.org/toolchain", Version: "v0.0.1-go1.26.11.linux-amd64", H1: "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="},
 	}
-	if err := release.Write(dir, in, secretKey); err != nil {
+	if err := release.Write(dir, in, []string{"kubelet", "runc"}, secretKey); err != nil {
 		t.Fatal(err)
 	}
 	return dir
