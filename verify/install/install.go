@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nokmem/nokmem/internal/atomicfile"
 	"github.com/nokmem/nokmem/internal/release"
 	"github.com/nokmem/nokmem/internal/release/sums"
 	"github.com/nokmem/nokmem/verify/detect"
@@ -279,7 +280,7 @@ var ErrDigest = errors.New("sha256 mismatch")
 // install at its most delicate point.
 var faultAfterCopy func(dst string) error
 
-// copyAtomic copies src over dst (see writeAtomic) and fails unless the
+// copyAtomic copies src over dst (atomicfile.Write) and fails unless the
 // bytes written hash to wantSHA.
 func copyAtomic(src, dst, wantSHA string, mode fs.FileMode, uid, gid int) error {
 	in, err := os.Open(src)
@@ -287,7 +288,7 @@ func copyAtomic(src, dst, wantSHA string, mode fs.FileMode, uid, gid int) error 
 		return err
 	}
 	defer in.Close()
-	return writeAtomic(dst, mode, uid, gid, func(w io.Writer) error {
+	return atomicfile.Write(dst, mode, atomicfile.Owner{UID: uid, GID: gid}, func(w io.Writer) error {
 		h := sha256.New()
 		if _, err := io.Copy(io.MultiWriter(w, h), in); err != nil {
 			return fmt.Errorf("copy %s: %w", src, err)
@@ -304,73 +305,11 @@ func copyAtomic(src, dst, wantSHA string, mode fs.FileMode, uid, gid int) error 
 	})
 }
 
-// writeJSONAtomic writes v as indented JSON to path (see writeAtomic).
+// writeJSONAtomic writes v as indented JSON to path atomically.
 func writeJSONAtomic(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, 0o644, -1, -1, func(w io.Writer) error {
-		_, err := w.Write(append(b, '\n'))
-		return err
-	})
-}
-
-// writeAtomic replaces dst through a temporary file in dst's directory:
-// fill it with write, chmod/chown, fsync, rename, fsync the directory. uid
-// and gid -1 keep the new file's owner. On error the temporary file is
-// removed and dst is untouched.
-func writeAtomic(dst string, mode fs.FileMode, uid, gid int, write func(io.Writer) error) (err error) {
-	dir := filepath.Dir(dst)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dst)+".nokmem-*")
-	if err != nil {
-		return err
-	}
-	closed := false
-	defer func() {
-		if err == nil {
-			return
-		}
-		if !closed {
-			err = errors.Join(err, tmp.Close())
-		}
-		if rerr := os.Remove(tmp.Name()); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-			err = errors.Join(err, rerr)
-		}
-	}()
-	if err := write(tmp); err != nil {
-		return err
-	}
-	if uid >= 0 || gid >= 0 {
-		if err := tmp.Chown(uid, gid); err != nil {
-			return err
-		}
-	}
-	// After chown, which clears setuid/setgid bits.
-	if err := tmp.Chmod(mode); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	closed = true
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.WriteFile(path, append(b, '\n'), 0o644)
 }

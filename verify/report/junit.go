@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jstemmer/go-junit-report/v2/junit"
+
+	"github.com/nokmem/nokmem/internal/atomicfile"
 )
 
 // Step outcomes.
@@ -59,7 +61,7 @@ func WriteJUnit(path, suite string, start time.Time, steps []Step) error {
 	if err := doc.WriteXML(&b); err != nil {
 		return fmt.Errorf("junit %s: %w", path, err)
 	}
-	return WriteFileAtomic(path, b.Bytes(), 0o644)
+	return atomicfile.WriteFile(path, b.Bytes(), 0o644)
 }
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }

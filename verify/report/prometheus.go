@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/nokmem/nokmem/internal/atomicfile"
 )
 
 // Metric is one gauge sample of a Prometheus textfile.
@@ -68,7 +70,7 @@ func WriteTextfile(path string, metrics []Metric) error {
 	if err != nil {
 		return fmt.Errorf("textfile %s: %w", path, err)
 	}
-	return WriteFileAtomic(path, b, 0o644)
+	return atomicfile.WriteFile(path, b, 0o644)
 }
 
 func validName(s string) bool {

@@ -1,0 +1,90 @@
+// Package atomicfile replaces files so that readers, and a crash at any
+// point, see either the old or the new content, never part of it: the data
+// goes to a temporary file in the same directory, which is fsync'ed and
+// renamed over the target, and then the directory is fsync'ed.
+package atomicfile
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Owner is the uid and gid the new file gets; -1 keeps the creating process's.
+type Owner struct{ UID, GID int }
+
+// KeepOwner leaves the new file owned by the creating process.
+var KeepOwner = Owner{UID: -1, GID: -1}
+
+// Write replaces path with what fill writes, with the given mode and owner.
+// On error the temporary file is removed and path is untouched.
+func Write(path string, mode fs.FileMode, owner Owner, fill func(io.Writer) error) (err error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".nokmem-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	closed := false
+	defer func() {
+		if err == nil {
+			return
+		}
+		if !closed {
+			err = errors.Join(err, tmp.Close())
+		}
+		if rerr := os.Remove(tmp.Name()); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+	}()
+	if err := fill(tmp); err != nil {
+		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+	}
+	if owner != KeepOwner {
+		if err := tmp.Chown(owner.UID, owner.GID); err != nil {
+			return err
+		}
+	}
+	// After chown, which clears setuid/setgid bits.
+	if err := tmp.Chmod(mode); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+	}
+	closed = true
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp.Name(), err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return SyncDir(dir)
+}
+
+// WriteFile replaces path with data (see Write), owned by the caller.
+func WriteFile(path string, data []byte, mode fs.FileMode) error {
+	return Write(path, mode, KeepOwner, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// SyncDir fsyncs a directory, so that renames and removals in it are durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	serr := d.Sync()
+	cerr := d.Close()
+	if serr != nil {
+		return fmt.Errorf("fsync %s: %w", dir, serr)
+	}
+	if cerr != nil {
+		return fmt.Errorf("close %s: %w", dir, cerr)
+	}
+	return nil
+}
