@@ -32,9 +32,13 @@ var StaticTags = []string{"netgo", "osusergo"}
 // Env returns the environment for running the pinned toolchain in GOPATH
 // mode on gopath: the process environment without the variables that could
 // redirect or reconfigure the go command, plus GOPATH-mode settings. extra
-// entries are appended last (e.g. GOCACHE=...).
+// entries (e.g. GOCACHE=...) replace inherited ones with the same name.
 func Env(gopath string, cgo bool, extra ...string) []string {
 	drop := []string{"GOROOT", "GOPATH", "GOFLAGS", "GO111MODULE", "GOTOOLCHAIN", "CGO_ENABLED", "GOOS", "GOARCH", "GOENV", "GOWORK"}
+	for _, kv := range extra {
+		k, _, _ := strings.Cut(kv, "=")
+		drop = append(drop, k)
+	}
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")

@@ -77,6 +77,7 @@ func TestEnv(t *testing.T) {
 	t.Setenv("GOFLAGS", "-mod=mod")
 	t.Setenv("GOROOT", "/somewhere/else")
 	t.Setenv("GO111MODULE", "on")
+	t.Setenv("GOCACHE", "/inherited") // as under CI, which points GOCACHE at its reused cache
 	env := Env("/gp", true, "GOCACHE=/c")
 	got := map[string][]string{}
 	for _, kv := range env {
