@@ -19,7 +19,6 @@
 package kmemproof
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	_ "embed"
@@ -35,6 +34,7 @@ import (
 
 	"github.com/nokmem/nokmem/internal/gobuild"
 	"github.com/nokmem/nokmem/internal/patchset"
+	"github.com/nokmem/nokmem/internal/testrun"
 )
 
 // FSPackage is the vendored runc package the proof runs in, relative to the project root.
@@ -186,34 +186,17 @@ func sortedKeys(m map[string][]byte) []string {
 	return keys
 }
 
-// event is one line of `go test -json` (test2json) output.
-type event struct {
-	Action string
-	Test   string
-	Output string
-}
-
 // parse reads test2json events: subtest results and the plain output.
 func parse(r io.Reader) (*Result, error) {
 	res := &Result{Subtests: map[string]string{}}
 	var plain strings.Builder
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		var e event
-		if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &e) != nil {
-			// Build errors and the like are not JSON.
-			plain.Write(line)
-			plain.WriteByte('\n')
-			continue
-		}
+	err := testrun.Scan(r, func(e testrun.Event) {
 		plain.WriteString(e.Output)
 		sub, ok := strings.CutPrefix(e.Test, TestName+"/")
 		if ok && (e.Action == "pass" || e.Action == "fail" || e.Action == "skip") {
 			res.Subtests[sub] = e.Action
 		}
-	}
+	})
 	res.Output = plain.String()
-	return res, sc.Err()
+	return res, err
 }

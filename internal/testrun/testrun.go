@@ -1,6 +1,7 @@
-// Package testrun runs `go test -json`, relays the tests' own output as it
-// comes, and ends with one plain tally line ("test: N passed, N failed, N
-// skipped") so that a reader of CI logs sees at once what ran.
+// Package testrun reads `go test -json` streams (Scan), and runs `go test
+// -json`, relaying the tests' own output as it comes and ending with one
+// plain tally line ("test: N passed, N failed, N skipped") so that a reader
+// of CI logs sees at once what ran.
 package testrun
 
 import (
@@ -13,12 +14,30 @@ import (
 	"sort"
 )
 
-// event is one line of `go test -json` (cmd/test2json).
-type event struct {
-	Action  string
-	Package string
-	Test    string
-	Output  string
+// Event is one line of `go test -json` (cmd/test2json). A line that is not
+// JSON (a build error printed by the go command itself) is an Event with no
+// Action and the line, newline-terminated, as Output.
+type Event struct {
+	Action     string
+	Package    string
+	ImportPath string // build-output and build-fail events: "path [path.test]"
+	Test       string
+	Output     string
+}
+
+// Scan calls fn for every event of a `go test -json` stream.
+func Scan(r io.Reader, fn func(Event)) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1024*1024), 16*1024*1024)
+	for sc.Scan() {
+		line := sc.Bytes()
+		var e Event
+		if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &e) != nil {
+			e = Event{Output: string(line) + "\n"}
+		}
+		fn(e)
+	}
+	return sc.Err()
 }
 
 // Tally counts test results.
@@ -39,17 +58,9 @@ func (t Tally) String() string {
 func Read(r io.Reader, out io.Writer) (Tally, error) {
 	var t Tally
 	failedTests := map[string]bool{} // packages with at least one failed test
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1024*1024), 16*1024*1024)
-	for sc.Scan() {
-		var e event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			// Not JSON: a build error printed by the go command itself.
-			fmt.Fprintln(out, sc.Text())
-			continue
-		}
+	err := Scan(r, func(e Event) {
 		switch e.Action {
-		case "output":
+		case "", "output":
 			fmt.Fprint(out, e.Output)
 		case "pass":
 			if e.Test != "" {
@@ -69,9 +80,9 @@ func Read(r io.Reader, out io.Writer) (Tally, error) {
 				t.FailedNames = append(t.FailedNames, e.Package+" (package)")
 			}
 		}
-	}
+	})
 	sort.Strings(t.FailedNames)
-	return t, sc.Err()
+	return t, err
 }
 
 // Run runs `go test -json args...` in dir with the current environment, relays

@@ -9,7 +9,6 @@
 package upstreamtest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	_ "embed"
@@ -24,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/nokmem/nokmem/internal/gobuild"
+	"github.com/nokmem/nokmem/internal/testrun"
 )
 
 // KubeletSubset is the kubelet v1.12.4 subset, relative to the tree root:
@@ -179,15 +179,6 @@ func writeOverlay(s Spec, work string) (string, error) {
 	return path, os.WriteFile(path, data, 0o644)
 }
 
-// event is one test2json line.
-type event struct {
-	Action     string
-	Package    string
-	ImportPath string // build-output events
-	Test       string
-	Output     string
-}
-
 // parse folds test2json events into per-package outcomes.
 func parse(r io.Reader, log io.Writer) ([]Package, string, error) {
 	byPkg := map[string]*Package{}
@@ -209,15 +200,7 @@ func parse(r io.Reader, log io.Writer) ([]Package, string, error) {
 			io.WriteString(log, s)
 		}
 	}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 4<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		var e event
-		if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &e) != nil {
-			out(nil, string(line)+"\n")
-			continue
-		}
+	err := testrun.Scan(r, func(e testrun.Event) {
 		pkg := e.Package
 		if pkg == "" {
 			// Build events name "path [path.test]".
@@ -225,7 +208,7 @@ func parse(r io.Reader, log io.Writer) ([]Package, string, error) {
 		}
 		if pkg == "" {
 			out(nil, e.Output)
-			continue
+			return
 		}
 		p := get(pkg)
 		switch {
@@ -247,7 +230,7 @@ func parse(r io.Reader, log io.Writer) ([]Package, string, error) {
 				p.Skipped++
 			}
 		}
-	}
+	})
 	pkgs := make([]Package, 0, len(byPkg))
 	for _, p := range byPkg {
 		if p.Action != "" { // build output of a dependency is in plain only
@@ -255,5 +238,5 @@ func parse(r io.Reader, log io.Writer) ([]Package, string, error) {
 		}
 	}
 	sort.Slice(pkgs, func(i, j int) bool { return pkgs[i].ImportPath < pkgs[j].ImportPath })
-	return pkgs, plain.String(), sc.Err()
+	return pkgs, plain.String(), err
 }
