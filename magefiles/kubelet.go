@@ -21,6 +21,7 @@ import (
 	"github.com/nokmem/nokmem/internal/patchset"
 	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/publish"
+	"github.com/nokmem/nokmem/internal/release/inputs"
 	"github.com/nokmem/nokmem/internal/release/sums"
 	"github.com/nokmem/nokmem/internal/srctree"
 	"github.com/nokmem/nokmem/internal/toolchain"
@@ -79,6 +80,41 @@ func expectedSumsPath(project, version string) string {
 	return filepath.Join(pinsDir, project, version+".CHECKSUMS")
 }
 
+// buildEnvPath is the committed record of the Debian packages (C toolchain,
+// glibc, libseccomp) that the committed checksums were built with.
+func buildEnvPath(project, version string) string {
+	return filepath.Join(pinsDir, project, version+".BUILDENV")
+}
+
+// checkReproduced compares built sha256s with the committed CHECKSUMS. On a
+// mismatch it says whether this machine's Debian packages differ from the
+// ones recorded in .BUILDENV, since a static cgo binary links their code in.
+func checkReproduced(ctx context.Context, lock *pins.Lock, sha map[string]string) error {
+	err := publish.CheckExpected(expectedSumsPath(lock.Project, lock.Version), sha)
+	if !errors.Is(err, publish.ErrNotReproduced) {
+		return err
+	}
+	envFile := buildEnvPath(lock.Project, lock.Version)
+	data, rerr := os.ReadFile(envFile)
+	if rerr != nil {
+		return fmt.Errorf("%w\n(no record of the build environment: %v)", err, rerr)
+	}
+	recorded, perr := inputs.ParsePackages(data)
+	if perr != nil {
+		return fmt.Errorf("%w\n(%s: %v)", err, envFile, perr)
+	}
+	current, cerr := lockSystemPackages(ctx, lock)
+	if cerr != nil {
+		return errors.Join(err, cerr)
+	}
+	changes := inputs.PackageChanges(recorded, current)
+	if len(changes) == 0 {
+		return fmt.Errorf("%w\nthe Debian packages match %s, so a Go-side input or the build itself changed", err, envFile)
+	}
+	return fmt.Errorf("%w\nthis machine's Debian packages differ from %s, which the committed checksum was built with:\n  %s\nif that update is wanted, commit the new sha256 and these versions:\n%s",
+		err, envFile, strings.Join(changes, "\n  "), inputs.FormatPackages(current))
+}
+
 // buildPlan is everything a build of project@version needs before running.
 type buildPlan struct {
 	lock     *pins.Lock
@@ -90,7 +126,7 @@ type buildPlan struct {
 }
 
 // planBuild loads the lock and the patches and derives the build spec and its input stamp.
-func planBuild(project, version string) (*buildPlan, error) {
+func planBuild(ctx context.Context, project, version string) (*buildPlan, error) {
 	lock, err := pins.Load(pinsDir, project, version)
 	if err != nil {
 		return nil, err
@@ -114,7 +150,11 @@ func planBuild(project, version string) (*buildPlan, error) {
 		GOPATH: tree.GOPATH, ImportPath: lock.Source.ImportPath, Packages: lock.Build.Packages,
 		OutDir: filepath.Join(buildDir, "bin"), CGO: lock.Build.CGO, Static: lock.Build.Static, Tags: lock.Build.Tags, X: x,
 	}
-	stamp, err := buildStamp(lock, set, spec)
+	debs, err := lockSystemPackages(ctx, lock)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", project, version, err)
+	}
+	stamp, err := buildStamp(lock, set, spec, debs)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +202,7 @@ func buildChecked(ctx context.Context, p *buildPlan, outDir string, versionArgs 
 // projects' magefiles (runc) call it with their own project and version.
 func pipelineBuild(ctx context.Context, project, version string, versionArgs []string) (map[string]string, error) {
 	start := time.Now()
-	p, err := planBuild(project, version)
+	p, err := planBuild(ctx, project, version)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +237,7 @@ func pipelineBuild(ctx context.Context, project, version string, versionArgs []s
 // (nothing is published) and compares the binaries with the committed
 // vendor-pins/<project>/<version>.CHECKSUMS.
 func pipelineChecksums(ctx context.Context, project, version string, versionArgs []string) error {
-	p, err := planBuild(project, version)
+	p, err := planBuild(ctx, project, version)
 	if err != nil {
 		return err
 	}
@@ -216,7 +256,7 @@ func pipelineChecksums(ctx context.Context, project, version string, versionArgs
 		}
 	}
 	file := expectedSumsPath(project, version)
-	if err := publish.CheckExpected(file, sha); err != nil {
+	if err := checkReproduced(ctx, p.lock, sha); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "%s %s: rebuild reproduces %s\n", project, version, file)
@@ -252,8 +292,9 @@ func checkBinary(ctx context.Context, goBin, bin, goVersion string, lock *pins.L
 }
 
 // buildStamp names every input of a build: the lock file, each patch, the
-// toolchain and the build command line.
-func buildStamp(lock *pins.Lock, set *patchset.Set, spec gobuild.Spec) (*publish.Stamp, error) {
+// toolchain, the build command line and, for cgo builds, the Debian packages
+// whose code is linked in (a glibc update changes a static binary).
+func buildStamp(lock *pins.Lock, set *patchset.Set, spec gobuild.Spec, debs []inputs.SystemPackage) (*publish.Stamp, error) {
 	s := &publish.Stamp{}
 	if err := s.AddFile("lock", pins.Path(pinsDir, lock.Project, lock.Version)); err != nil {
 		return nil, err
@@ -264,6 +305,9 @@ func buildStamp(lock *pins.Lock, set *patchset.Set, spec gobuild.Spec) (*publish
 	s.Add("toolchain", []byte(lock.Toolchain.String()+" "+lock.Toolchain.H1))
 	for _, p := range lock.Build.Packages {
 		s.Add("go "+p.Package, []byte(fmt.Sprintf("CGO_ENABLED=%v %s", spec.CGO, strings.Join(spec.Args(p), " "))))
+	}
+	for _, d := range debs {
+		s.Add("deb "+d.Name, []byte(d.Version))
 	}
 	return s, nil
 }

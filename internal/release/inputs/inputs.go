@@ -289,3 +289,59 @@ func FromBuild(l *pins.Lock, patchDir string, s gobuild.Spec) (*Inputs, error) {
 	}
 	return in, nil
 }
+
+// ParsePackages reads "name version" lines, as in the .BUILDENV file that
+// records the Debian packages a committed checksum was built with.
+func ParsePackages(data []byte) ([]SystemPackage, error) {
+	var pkgs []SystemPackage
+	for i, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0:
+			continue
+		case len(f) != 2:
+			return nil, fmt.Errorf("line %d: want \"package version\", got %q", i+1, line)
+		}
+		pkgs = append(pkgs, SystemPackage{Name: f[0], Version: f[1]})
+	}
+	return pkgs, nil
+}
+
+// FormatPackages writes packages as "name version" lines (see ParsePackages).
+func FormatPackages(pkgs []SystemPackage) string {
+	var b strings.Builder
+	for _, p := range pkgs {
+		fmt.Fprintf(&b, "%s %s\n", p.Name, p.Version)
+	}
+	return b.String()
+}
+
+// PackageChanges lists how current differs from recorded, one line per
+// package ("libc6-dev 2.36-9+deb12u14 -> 2.36-9+deb12u15", "+ name version",
+// "- name version"), sorted by name; nil when they are the same.
+func PackageChanges(recorded, current []SystemPackage) []string {
+	was := map[string]string{}
+	for _, p := range recorded {
+		was[p.Name] = p.Version
+	}
+	now := map[string]string{}
+	for _, p := range current {
+		now[p.Name] = p.Version
+	}
+	var changes []string
+	for n, v := range now {
+		switch old, ok := was[n]; {
+		case !ok:
+			changes = append(changes, fmt.Sprintf("+ %s %s", n, v))
+		case old != v:
+			changes = append(changes, fmt.Sprintf("%s %s -> %s", n, old, v))
+		}
+	}
+	for n, v := range was {
+		if _, ok := now[n]; !ok {
+			changes = append(changes, fmt.Sprintf("- %s %s", n, v))
+		}
+	}
+	sort.Slice(changes, func(i, j int) bool { return strings.TrimLeft(changes[i], "+- ") < strings.TrimLeft(changes[j], "+- ") })
+	return changes
+}

@@ -150,3 +150,24 @@ func TestCgoToolchain(t *testing.T) {
 		t.Fatalf("CgoToolchain = %v, want gcc, binutils, libc6-dev and gcc-<major>", names)
 	}
 }
+
+func TestPackageChanges(t *testing.T) {
+	recorded, err := ParsePackages([]byte("gcc 4:12.2.0-3\nlibc6-dev 2.36-9+deb12u14\n\nbinutils 2.40-2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := FormatPackages(recorded); got != "gcc 4:12.2.0-3\nlibc6-dev 2.36-9+deb12u14\nbinutils 2.40-2\n" {
+		t.Errorf("FormatPackages round trip: %q", got)
+	}
+	if c := PackageChanges(recorded, recorded); c != nil {
+		t.Errorf("same packages: changes %q", c)
+	}
+	current := []SystemPackage{{"gcc", "4:12.2.0-3"}, {"libc6-dev", "2.36-9+deb12u15"}, {"libseccomp-dev", "2.5.4-1+deb12u1"}}
+	want := []string{"- binutils 2.40-2", "libc6-dev 2.36-9+deb12u14 -> 2.36-9+deb12u15", "+ libseccomp-dev 2.5.4-1+deb12u1"}
+	if got := PackageChanges(recorded, current); !slices.Equal(got, want) {
+		t.Errorf("changes = %q, want %q", got, want)
+	}
+	if _, err := ParsePackages([]byte("gcc\n")); err == nil {
+		t.Error("a line without a version was accepted")
+	}
+}
