@@ -7,32 +7,12 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/nokmem/nokmem/internal/pins"
-	"github.com/nokmem/nokmem/internal/release/inputs"
+	"github.com/nokmem/nokmem/internal/release/inputs/inputstest"
 	"github.com/nokmem/nokmem/internal/release/provenance"
 	"github.com/nokmem/nokmem/internal/release/sbom"
 	"github.com/nokmem/nokmem/internal/release/sign"
 	"github.com/nokmem/nokmem/internal/release/sums"
 )
-
-func testInputs() *inputs.Inputs {
-	return &inputs.Inputs{
-		Name:    "runc",
-		Version: "v1.0.0-rc5",
-		Source: inputs.Source{
-			Module:     pins.Module{Path: "github.com/opencontainers/runc", Version: "v1.0.0-rc5", H1: "h1:rYjdzMDXVly2Av0RLs3nf/iVkaWh2UrDhuTdTT2KggQ="},
-			Commit:     "4fc53a81fb7c994640722ac585fa9ca548971871",
-			CommitTime: "2018-02-27T01:25:04Z",
-			ImportPath: "github.com/opencontainers/runc",
-		},
-		Toolchain: pins.Module{Path: "golang.org/toolchain", Version: "v0.0.1-go1.26.11.linux-amd64", H1: "h1:O6L965K88AilqnxeYPks/75HLpp4IG+FjeSCI3cVdRg="},
-		Vendor: []inputs.Vendored{
-			{Root: "github.com/pkg/errors", Module: pins.Module{Path: "github.com/pkg/errors", Version: "v0.8.0", H1: "h1:WdK/asTD0HN+q6hsWO3/vpuAkAr+tw6aNJNDFFf0+qw="}},
-		},
-		Patches: []inputs.Patch{{Name: "0001-x.patch", SHA256: "0000000000000000000000000000000000000000000000000000000000000001"}},
-		Build:   inputs.Build{CGO: true, Static: true, Tags: []string{"seccomp"}, LDFlags: []string{"-s"}},
-	}
-}
 
 // setup writes two artifacts and their release set, and returns the directory and the public key.
 func setup(t *testing.T) (dir, pub string) {
@@ -48,7 +28,7 @@ func setup(t *testing.T) (dir, pub string) {
 			t.Fatal(err)
 		}
 	}
-	if err := Write(dir, testInputs(), []string{"runc.tar", "runc"}, secret); err != nil {
+	if err := Write(dir, inputstest.Runc(), []string{"runc.tar", "runc"}, secret); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
 	return dir, pub
@@ -101,7 +81,7 @@ func TestRewriteIsReproducible(t *testing.T) {
 	if err := sign.GenerateKey(secret, filepath.Join(keyDir, "p")); err != nil {
 		t.Fatal(err)
 	}
-	if err := Write(dir, testInputs(), []string{"runc", "runc.tar"}, secret); err != nil {
+	if err := Write(dir, inputstest.Runc(), []string{"runc", "runc.tar"}, secret); err != nil {
 		t.Fatal(err)
 	}
 	after := read()
@@ -170,7 +150,7 @@ func TestWriteNeedsArtifacts(t *testing.T) {
 	if err := sign.GenerateKey(secret, filepath.Join(keys, "p")); err != nil {
 		t.Fatal(err)
 	}
-	if err := Write(t.TempDir(), testInputs(), nil, secret); err == nil {
+	if err := Write(t.TempDir(), inputstest.Runc(), nil, secret); err == nil {
 		t.Fatal("Write without artifacts succeeded")
 	}
 }

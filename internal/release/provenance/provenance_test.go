@@ -7,33 +7,14 @@ import (
 
 	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/release/inputs"
+	"github.com/nokmem/nokmem/internal/release/inputs/inputstest"
 )
-
-func testInputs() *inputs.Inputs {
-	return &inputs.Inputs{
-		Name:    "runc",
-		Version: "v1.0.0-rc5",
-		Source: inputs.Source{
-			Module:     pins.Module{Path: "github.com/opencontainers/runc", Version: "v1.0.0-rc5", H1: "h1:rYjdzMDXVly2Av0RLs3nf/iVkaWh2UrDhuTdTT2KggQ="},
-			Commit:     "4fc53a81fb7c994640722ac585fa9ca548971871",
-			CommitTime: "2018-02-27T01:25:04Z",
-			ImportPath: "github.com/opencontainers/runc",
-		},
-		Toolchain: pins.Module{Path: "golang.org/toolchain", Version: "v0.0.1-go1.26.11.linux-amd64", H1: "h1:O6L965K88AilqnxeYPks/75HLpp4IG+FjeSCI3cVdRg="},
-		Vendor: []inputs.Vendored{
-			{Root: "github.com/pkg/errors", Module: pins.Module{Path: "github.com/pkg/errors", Version: "v0.8.0", H1: "h1:WdK/asTD0HN+q6hsWO3/vpuAkAr+tw6aNJNDFFf0+qw="}},
-		},
-		Patches:        []inputs.Patch{{Name: "0001-x.patch", SHA256: "00000000000000000000000000000000000000000000000000000000000000ff"}},
-		Build:          inputs.Build{CGO: true, Static: true, Tags: []string{"seccomp", "apparmor"}, LDFlags: []string{"-X main.version=1.0.0-rc5+nokmem.1", "-extldflags -static"}},
-		SystemPackages: []inputs.SystemPackage{{Name: "gcc-12", Version: "12.2.0-14+deb12u1"}, {Name: "libseccomp-dev", Version: "2.5.4-1+deb12u1"}},
-	}
-}
 
 // TestStatementNamesEveryInput writes and reads back a statement and checks
 // that every module (dirHash of its h1), patch, system package and build
 // flag is named, and that the subjects are the artifacts.
 func TestStatementNamesEveryInput(t *testing.T) {
-	in := testInputs()
+	in := inputstest.Runc()
 	artifacts := []inputs.Artifact{{Name: "runc", SHA256: "ab000000000000000000000000000000000000000000000000000000000000cd"}}
 	st, err := Statement(in, artifacts)
 	if err != nil {
@@ -104,7 +85,7 @@ func TestStatementNamesEveryInput(t *testing.T) {
 }
 
 func TestStatementRejectsBadDigest(t *testing.T) {
-	in := testInputs()
+	in := inputstest.Runc()
 	if _, err := Statement(in, []inputs.Artifact{{Name: "runc", SHA256: "not-hex"}}); err == nil {
 		t.Fatal("Statement accepted a subject digest that is not hex")
 	}
