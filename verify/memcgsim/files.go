@@ -178,26 +178,16 @@ func (s *Sim) WriteFile(rel, name string, data []byte) error {
 		op.Kind = OpMove
 		op.Pid, _ = strconv.Atoi(strings.TrimSpace(string(data)))
 	}
-	if err := s.callHook(op); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.readOnly {
-		return syscall.EROFS
-	}
-	cg, err := s.lookup(rel)
-	if err != nil {
-		return err
-	}
-	f, ok := findFile(name, cg.isRoot())
-	if !ok {
-		return syscall.ENOENT
-	}
-	if f.write == nil {
-		return syscall.EINVAL
-	}
-	return f.write(s, cg, strings.TrimSpace(string(data)))
+	return s.change(op, rel, func(cg *cgroup) error {
+		f, ok := findFile(name, cg.isRoot())
+		if !ok {
+			return syscall.ENOENT
+		}
+		if f.write == nil {
+			return syscall.EINVAL
+		}
+		return f.write(s, cg, strings.TrimSpace(string(data)))
+	})
 }
 
 func readInt(get func(*cgroup) int64) func(*Sim, *cgroup) (string, error) {

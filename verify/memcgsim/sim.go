@@ -303,12 +303,11 @@ func (cg *cgroup) usage() int64 {
 	return u
 }
 
-// Mkdir creates cgroup rel. A child copies use_hierarchy, swappiness,
-// oom_kill_disable and kmem activation from its parent (§1a
-// memcg_propagate_kmem, §1f). It fails with ENOMEM (RHEL78) or ENOSPC
-// when the ID space is exhausted (§1c).
-func (s *Sim) Mkdir(rel string) error {
-	if err := s.callHook(Op{Kind: OpMkdir, Cgroup: rel}); err != nil {
+// change runs op's hook outside the lock (a hook may add tasks), then fn on
+// the cgroup at rel under the lock. A read-only simulator refuses every
+// change with EROFS, as a read-only cgroupfs mount does.
+func (s *Sim) change(op Op, rel string, fn func(cg *cgroup) error) error {
+	if err := s.callHook(op); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -316,13 +315,28 @@ func (s *Sim) Mkdir(rel string) error {
 	if s.readOnly {
 		return syscall.EROFS
 	}
-	parentRel, name := splitRel(rel)
-	if name == "" {
-		return syscall.EEXIST
-	}
-	parent, err := s.lookup(parentRel)
+	cg, err := s.lookup(rel)
 	if err != nil {
 		return err
+	}
+	return fn(cg)
+}
+
+// Mkdir creates cgroup rel. A child copies use_hierarchy, swappiness,
+// oom_kill_disable and kmem activation from its parent (§1a
+// memcg_propagate_kmem, §1f). It fails with ENOMEM (RHEL78) or ENOSPC
+// when the ID space is exhausted (§1c).
+func (s *Sim) Mkdir(rel string) error {
+	parentRel, name := splitRel(rel)
+	return s.change(Op{Kind: OpMkdir, Cgroup: rel}, parentRel, func(parent *cgroup) error {
+		return s.mkdirLocked(parent, name)
+	})
+}
+
+// mkdirLocked creates child name of parent; s.mu is held.
+func (s *Sim) mkdirLocked(parent *cgroup, name string) error {
+	if name == "" {
+		return syscall.EEXIST
 	}
 	if _, ok := parent.children[name]; ok {
 		return syscall.EEXIST
@@ -351,18 +365,11 @@ func (s *Sim) Mkdir(rel string) error {
 // left in it go to the parent. On the RHEL profiles a kmem-active cgroup
 // keeps its memcg ID and kmemcg ID after rmdir: the leak (§1c, §3d).
 func (s *Sim) Rmdir(rel string) error {
-	if err := s.callHook(Op{Kind: OpRmdir, Cgroup: rel}); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.readOnly {
-		return syscall.EROFS
-	}
-	cg, err := s.lookup(rel)
-	if err != nil {
-		return err
-	}
+	return s.change(Op{Kind: OpRmdir, Cgroup: rel}, rel, s.rmdirLocked)
+}
+
+// rmdirLocked removes cg; s.mu is held.
+func (s *Sim) rmdirLocked(cg *cgroup) error {
 	if cg.isRoot() {
 		return syscall.EBUSY
 	}
