@@ -100,7 +100,7 @@ func (Runc) Checksums(ctx context.Context) error {
 	if err := checkReproduced(ctx, l, sha); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "runc: rebuild reproduces %s\n", file)
+	fmt.Fprintf(os.Stderr, "runc: built binary matches %s\n", file)
 	return nil
 }
 
