@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nokmem/nokmem/internal/testenv"
 )
 
 // TestList keeps the committed list from rotting: every entry is complete
@@ -55,6 +57,7 @@ func TestValidate(t *testing.T) {
 // copied.
 func fakeRepo(t *testing.T) string {
 	t.Helper()
+	git := testenv.RequireCommand(t, "git")
 	repo := t.TempDir()
 	files := map[string]string{
 		"go.mod":         "module example.com/m\n\ngo 1.22\n",
@@ -95,7 +98,7 @@ func TestSkips(t *testing.T) { t.Skip("not here") }
 			t.Fatal(err)
 		}
 	}
-	if out, err := exec.Command("git", "-C", repo, "init", "-q").CombinedOutput(); err != nil {
+	if out, err := exec.Command(git, "-C", repo, "init", "-q").CombinedOutput(); err != nil {
 		t.Fatalf("git init: %v\n%s", err, out)
 	}
 	return repo
