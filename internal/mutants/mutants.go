@@ -64,6 +64,25 @@ type Result struct {
 	Duration time.Duration
 }
 
+// Killers returns the top-level tests (or packages) that failed, without
+// the package path and subtests, e.g. "TestRules" or "verify/install (package)".
+func (r Result) Killers() []string {
+	var names []string
+	for _, f := range r.Failed {
+		name := f
+		for _, kind := range []string{".Test", ".Example", ".Fuzz"} {
+			if i := strings.Index(f, kind); i >= 0 {
+				name, _, _ = strings.Cut(f[i+1:], "/")
+				break
+			}
+		}
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
 // Config says where the repository is and how to run the tests.
 type Config struct {
 	// Repo is the repository root. Its git-tracked files and untracked
@@ -157,7 +176,7 @@ func Run(ctx context.Context, cfg Config, list []Mutation) ([]Result, error) {
 			errs = append(errs, err)
 			continue
 		}
-		fmt.Fprintf(cfg.Log, "mutants: [%d/%d] %s: %s by %v (%s)\n", i+1, len(list), m.Name, r.Verdict, r.Failed, r.Duration.Round(time.Second/10))
+		fmt.Fprintf(cfg.Log, "mutants: [%d/%d] %s: %s by %s (%s)\n", i+1, len(list), m.Name, r.Verdict, strings.Join(r.Killers(), ", "), r.Duration.Round(time.Second/10))
 		if r.Verdict == Survived {
 			errs = append(errs, fmt.Errorf("mutation %s survived: %s %s -run %q all pass with %q replaced by %q in %s",
 				m.Name, m.Package, "tests", m.Run, m.Old, m.New, m.File))

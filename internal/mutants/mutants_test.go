@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -19,6 +20,19 @@ func TestList(t *testing.T) {
 	}
 	if err := Locate(filepath.Join("..", ".."), List); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestKillers(t *testing.T) {
+	r := Result{Failed: []string{
+		"github.com/x/y.TestRules/root_slabinfo_EIO_on_3.10",
+		"github.com/x/y.TestRules",
+		"github.com/x/y.TestOther",
+		"github.com/x/v1.2/z (package)",
+	}}
+	want := []string{"TestRules", "TestOther", "github.com/x/v1.2/z (package)"}
+	if got := r.Killers(); !slices.Equal(got, want) {
+		t.Errorf("Killers = %q, want %q", got, want)
 	}
 }
 
@@ -119,8 +133,8 @@ func TestRun(t *testing.T) {
 	if len(results) != 2 || results[0].Verdict != Killed || results[1].Verdict != Survived {
 		t.Fatalf("results = %+v, want killed then survived", results)
 	}
-	if len(results[0].Failed) != 1 || !strings.HasSuffix(results[0].Failed[0], ".TestAdd") {
-		t.Errorf("killed by %v, want TestAdd", results[0].Failed)
+	if k := results[0].Killers(); len(k) != 1 || k[0] != "TestAdd" {
+		t.Errorf("killed by %v, want TestAdd", k)
 	}
 	if b, err := os.ReadFile(filepath.Join(repo, "m.go")); err != nil || !strings.Contains(string(b), "return a + b") {
 		t.Errorf("the repository itself was changed: %q, %v", b, err)
