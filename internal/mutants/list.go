@@ -16,6 +16,14 @@ var List = []Mutation{
 		Run:     "^(TestReadersSeeOldOrNewFolder|TestKilledPublishLeavesAWholeFolder)$",
 	},
 	{
+		Name:    "publish-keeps-killed-staging",
+		File:    "internal/publish/publish.go",
+		Old:     "if err != nil || pid <= 0 || !errors.Is(unix.Kill(pid, 0), unix.ESRCH) {",
+		New:     "if err != nil || pid <= 0 || pid > 0 {",
+		Package: "./internal/publish",
+		Run:     "^TestKilledPublishLeavesAWholeFolder$",
+	},
+	{
 		// Every digest stays 64 hex digits and the sums files agree with
 		// each other; only the real sha256 of the bytes tells.
 		Name:    "sha256-of-first-byte-only",

@@ -24,31 +24,33 @@ import (
 // The killed-publish test re-executes this test binary as a child that
 // publishes in a loop until it is killed (see TestMain).
 const (
-	loopDestEnv = "NOKMEM_PUBLISH_LOOP_DEST"
-	loopSrcEnv  = "NOKMEM_PUBLISH_LOOP_SRC"
+	loopDestEnv  = "NOKMEM_PUBLISH_LOOP_DEST"
+	loopSrcEnv   = "NOKMEM_PUBLISH_LOOP_SRC"
+	loopFirstEnv = "NOKMEM_PUBLISH_LOOP_FIRST"
 )
 
 func TestMain(m *testing.M) {
 	if dest := os.Getenv(loopDestEnv); dest != "" {
-		publishLoop(dest, os.Getenv(loopSrcEnv))
+		first, _ := strconv.Atoi(os.Getenv(loopFirstEnv))
+		publishLoop(dest, os.Getenv(loopSrcEnv), first)
 		return // not reached: publishLoop runs until killed
 	}
 	os.Exit(m.Run())
 }
 
-// publishLoop publishes the generations under src (gen-1, gen-2, ...) into
-// dest, round and round, and says "publishing" on stdout once it has started.
-func publishLoop(dest, src string) {
+// publishLoop publishes the generations under src (gen-0, gen-1, ...) into
+// dest, round and round from generation first, and says "publishing" on
+// stdout once it has started.
+func publishLoop(dest, src string, first int) {
 	gens, err := filepath.Glob(filepath.Join(src, "gen-*"))
 	if err != nil || len(gens) == 0 {
 		fmt.Fprintf(os.Stderr, "publish loop: no generations in %s (%v)\n", src, err)
 		os.Exit(2)
 	}
 	fmt.Println("publishing")
-	for i := 0; ; i++ {
-		g := gens[i%len(gens)]
-		n, _ := strconv.Atoi(strings.TrimPrefix(filepath.Base(g), "gen-"))
-		if _, err := Publish(dest, genFiles(g), genStamp(n)); err != nil {
+	for i := first; ; i++ {
+		n := i % len(gens)
+		if _, err := Publish(dest, genFiles(filepath.Join(src, fmt.Sprintf("gen-%d", n))), genStamp(n)); err != nil {
 			fmt.Fprintf(os.Stderr, "publish loop: %v\n", err)
 			os.Exit(2)
 		}
@@ -264,7 +266,7 @@ func TestReadersSeeOldOrNewFolder(t *testing.T) {
 // and is SIGKILLed at a random moment, again and again, while a reader
 // watches dest. Every reading, and the folder after each kill, is one
 // complete generation. The staging folders the kills leave behind are
-// hidden siblings of dest, and the next publish still works.
+// hidden siblings of dest, and the next publish works and removes them.
 func TestKilledPublishLeavesAWholeFolder(t *testing.T) {
 	const n, kills = 8, 25
 	src := t.TempDir()
@@ -275,48 +277,76 @@ func TestKilledPublishLeavesAWholeFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := watch(dest, golden)
+	midPublish := 0 // kills that left a staging folder: they landed inside a publish
 	for i := range kills {
-		killMidPublish(t, dest, src, time.Duration(rand.IntN(20_000))*time.Microsecond)
-		if gen, err := observe(dest, golden); err != nil {
+		killMidPublish(t, dest, src, i+1, time.Duration(rand.IntN(20_000))*time.Microsecond)
+		gen, err := observe(dest, golden)
+		if err != nil {
 			t.Fatalf("after kill %d: %v", i, err)
-		} else {
-			t.Logf("kill %d: folder holds generation %d", i, gen)
 		}
+		entries, err := os.ReadDir(parent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		staging := 0
+		for _, e := range entries {
+			switch {
+			case e.Name() == filepath.Base(dest):
+			case strings.HasPrefix(e.Name(), stagingPrefix(dest)):
+				staging++
+			default:
+				t.Errorf("a killed publish left %s beside the output folder", e.Name())
+			}
+		}
+		if staging > 0 {
+			midPublish++
+		}
+		t.Logf("kill %d: folder holds generation %d; %d staging folders beside it", i, gen, staging)
 	}
 	w.finish(t, 2)
-
-	entries, err := os.ReadDir(parent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leftovers := 0
-	for _, e := range entries {
-		if e.Name() == filepath.Base(dest) {
-			continue
-		}
-		if !strings.HasPrefix(e.Name(), "."+filepath.Base(dest)+".staging-") {
-			t.Errorf("a killed publish left %s beside the output folder", e.Name())
-		}
-		leftovers++
-	}
-	if leftovers == 0 {
+	if midPublish == 0 {
 		t.Errorf("no kill landed inside a publish (no staging folder left behind): the test proved nothing")
 	}
-	t.Logf("%d of %d kills left a staging folder behind", leftovers, kills)
+	t.Logf("%d of %d kills landed inside a publish", midPublish, kills)
 	if _, err := Publish(dest, genFiles(filepath.Join(src, "gen-1")), genStamp(1)); err != nil {
 		t.Fatalf("publish after killed runs: %v", err)
 	}
 	if gen, err := observe(dest, golden); err != nil || gen != 1 {
 		t.Errorf("after a publish that follows killed runs: generation %d, %v; want 1", gen, err)
 	}
+	if entries, err := os.ReadDir(parent); err != nil || len(entries) != 1 {
+		t.Errorf("after the next publish the killed runs' staging folders are still there: %v, %v", entries, err)
+	}
 }
 
-// killMidPublish starts the publish loop in a child, lets it run for d after
-// it said it started, then SIGKILLs it and reaps it.
-func killMidPublish(t *testing.T, dest, src string, d time.Duration) {
+// TestStaleStagingOfALiveRunIsKept: a staging folder whose process still
+// runs (here: this test's own) may be a publish under way and is left alone.
+func TestStaleStagingOfALiveRunIsKept(t *testing.T) {
+	dest := filepath.Join(t.TempDir(), "v1.12.4")
+	live := filepath.Join(filepath.Dir(dest), fmt.Sprintf(".v1.12.4.staging-%d-123", os.Getpid()))
+	other := filepath.Join(filepath.Dir(dest), ".v1.12.4-other")
+	for _, d := range []string{live, other} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Publish(dest, []string{artifact(t, "kubelet", "x")}, stamp("x")); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{live, other} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s was removed: %v", d, err)
+		}
+	}
+}
+
+// killMidPublish starts the publish loop in a child (beginning with
+// generation first, so that successive children publish different ones),
+// lets it run for d after it said it started, then SIGKILLs it and reaps it.
+func killMidPublish(t *testing.T, dest, src string, first int, d time.Duration) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), loopDestEnv+"="+dest, loopSrcEnv+"="+src)
+	cmd.Env = append(os.Environ(), loopDestEnv+"="+dest, loopSrcEnv+"="+src, loopFirstEnv+"="+strconv.Itoa(first))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
