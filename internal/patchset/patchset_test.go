@@ -5,8 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nokmem/nokmem/internal/patchset/guard"
 )
 
 const header = `Subject: test change
@@ -239,7 +242,9 @@ func TestMarker(t *testing.T) {
 }
 
 // TestKubernetesSeries loads the committed kubelet patch series: every patch
-// must parse and carry a complete header.
+// must parse and carry a complete header, and the kmem patch must take the
+// vendored runc's unconditional EnableKernelMemoryAccounting call and put it
+// under `KernelMemory != 0` (read from the hunks, no build needed).
 func TestKubernetesSeries(t *testing.T) {
 	s, err := Load(filepath.Join("..", "..", "patches", "kubernetes", "v1.12.4"))
 	if err != nil {
@@ -251,5 +256,17 @@ func TestKubernetesSeries(t *testing.T) {
 	kmem := s.Patches[0]
 	if len(kmem.Files) != 1 || kmem.Files[0].NewName != "vendor/github.com/opencontainers/runc/libcontainer/cgroups/fs/memory.go" {
 		t.Errorf("first patch should change the vendored runc memory.go only")
+	}
+	calls, err := guard.Calls(kmem.Files, "EnableKernelMemoryAccounting")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const file = "vendor/github.com/opencontainers/runc/libcontainer/cgroups/fs/memory.go"
+	want := []guard.Call{
+		{File: file, Hunk: 1, New: false, Cond: ""},
+		{File: file, Hunk: 1, New: true, Cond: "d.config.Resources.KernelMemory != 0"},
+	}
+	if !slices.Equal(calls, want) {
+		t.Errorf("%s: EnableKernelMemoryAccounting calls %v, want %v (unguarded before, guarded by a kernel memory limit after)", kmem.Name, calls, want)
 	}
 }

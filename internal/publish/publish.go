@@ -5,7 +5,8 @@
 // Publish stages the folder beside its destination and swaps the two with
 // one renameat2(RENAME_EXCHANGE), so readers see either the old or the new
 // set, and a run that fails before the swap leaves the earlier artifacts as
-// they were. The folder records a stamp of every build input (lock file,
+// they were. A run that is killed leaves its staging folder behind; the next
+// run removes it. The folder records a stamp of every build input (lock file,
 // patches, toolchain, flags); Current compares it, and the artifacts'
 // checksums, so an unchanged rerun does no work.
 package publish
@@ -19,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -102,7 +104,10 @@ func Publish(dest string, files []string, s *Stamp) (map[string]string, error) {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, fmt.Errorf("publish %s: %w", dest, err)
 	}
-	staging, err := os.MkdirTemp(parent, "."+filepath.Base(dest)+".staging-")
+	if err := removeStale(dest); err != nil {
+		return nil, fmt.Errorf("publish %s: %w", dest, err)
+	}
+	staging, err := os.MkdirTemp(parent, fmt.Sprintf("%s%d-", stagingPrefix(dest), os.Getpid()))
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", dest, err)
 	}
@@ -131,6 +136,36 @@ func Publish(dest string, files []string, s *Stamp) (map[string]string, error) {
 		return nil, fmt.Errorf("publish %s: %w", dest, err)
 	}
 	return sha, nil
+}
+
+// stagingPrefix starts the names of dest's staging folders (hidden siblings
+// of dest). The publishing process's pid follows, so that a later run can
+// tell a killed run's leftover from a publish still under way.
+func stagingPrefix(dest string) string { return "." + filepath.Base(dest) + ".staging-" }
+
+// removeStale removes the staging folders of dest whose publishing process
+// no longer exists: a run killed before it could clean up.
+func removeStale(dest string) error {
+	parent := filepath.Dir(dest)
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), stagingPrefix(dest))
+		if !ok || !e.IsDir() {
+			continue
+		}
+		pidText, _, _ := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid <= 0 || !errors.Is(unix.Kill(pid, 0), unix.ESRCH) {
+			continue // not ours, or its process is still there
+		}
+		if err := os.RemoveAll(filepath.Join(parent, e.Name())); err != nil {
+			return fmt.Errorf("remove the staging folder of a killed run: %w", err)
+		}
+	}
+	return nil
 }
 
 // swap puts staging at dest: an atomic exchange when dest exists (the old

@@ -54,9 +54,9 @@ func TestPublishAndCurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// sha256 of "binary one"
-	if len(sha["kubelet"]) != 64 {
-		t.Fatalf("sha = %v", sha)
+	// sha256 of "binary one": `printf "binary one" | sha256sum`
+	if want := "d4e217a0cce0ef65ed50283685edd58725a17c1c6520c7a815b42583497814b2"; sha["kubelet"] != want {
+		t.Fatalf("sha[kubelet] = %q, want %q", sha["kubelet"], want)
 	}
 	got := snapshot(t, dest)
 	for _, name := range []string{"kubelet", "SHA256SUMS", "SHA512SUMS", "kubelet.sha256", "kubelet.sha512", StampFile} {
@@ -140,7 +140,10 @@ func TestRepublishReplaces(t *testing.T) {
 			t.Fatalf("kubelet = %q after publish %d, want %q", got, i, content)
 		}
 	}
-	entries, _ := os.ReadDir(filepath.Dir(dest))
+	entries, err := os.ReadDir(filepath.Dir(dest))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(entries) != 1 {
 		t.Errorf("old folder left behind: %v", entries)
 	}

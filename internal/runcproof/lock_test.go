@@ -6,13 +6,15 @@ import (
 	"testing"
 
 	"github.com/nokmem/nokmem/internal/patchset"
+	"github.com/nokmem/nokmem/internal/patchset/guard"
 	"github.com/nokmem/nokmem/internal/pins"
 )
 
 // TestLockAndPatches checks the inputs the two binaries are built from: the
 // runc lock file (17 vendor.conf roots, the three non-semver tags as
 // pseudo-versions, upstream's build settings) and the patch series, whose
-// headers the patchset package must accept.
+// headers the patchset package must accept and whose hunk must guard the
+// kmem activation with the kernel memory limit.
 func TestLockAndPatches(t *testing.T) {
 	l, err := pins.Load("../../vendor-pins", "runc", "v1.0.0-rc5")
 	if err != nil {
@@ -57,5 +59,19 @@ func TestLockAndPatches(t *testing.T) {
 	}
 	if f := set.Patches[0].Files; len(f) != 1 || f[0].NewName != "libcontainer/cgroups/fs/memory.go" {
 		t.Errorf("kmem patch must change libcontainer/cgroups/fs/memory.go only")
+	}
+	// The patch's point, read from its hunks: the unconditional activation
+	// becomes one guarded by a kernel memory limit.
+	calls, err := guard.Calls(set.Patches[0].Files, "EnableKernelMemoryAccounting")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const file = "libcontainer/cgroups/fs/memory.go"
+	want := []guard.Call{
+		{File: file, Hunk: 1, New: false, Cond: ""},
+		{File: file, Hunk: 1, New: true, Cond: "d.config.Resources.KernelMemory != 0"},
+	}
+	if !slices.Equal(calls, want) {
+		t.Errorf("%s: EnableKernelMemoryAccounting calls %v, want %v (unguarded before, guarded by a kernel memory limit after)", set.Patches[0].Name, calls, want)
 	}
 }

@@ -1,0 +1,113 @@
+package mutants
+
+// List is the mutation check's fixed list (`go tool mage mutants`): one
+// deliberate bug per entry and the tests that must catch it. Keep every Old
+// text exactly once in its file: TestList (an ordinary unit test) fails when
+// a code change makes an entry stale, so fix the entry together with the code.
+var List = []Mutation{
+	// internal/publish: readers of the output folder must never see a half
+	// or missing folder, also when a publish is killed.
+	{
+		Name:    "publish-not-atomic",
+		File:    "internal/publish/publish.go",
+		Old:     "err := unix.Renameat2(unix.AT_FDCWD, staging, unix.AT_FDCWD, dest, unix.RENAME_EXCHANGE)",
+		New:     "err := errors.Join(os.RemoveAll(dest), os.Rename(staging, dest))",
+		Package: "./internal/publish",
+		Run:     "^(TestReadersSeeOldOrNewFolder|TestKilledPublishLeavesAWholeFolder)$",
+	},
+	{
+		Name:    "publish-keeps-killed-staging",
+		File:    "internal/publish/publish.go",
+		Old:     "if err != nil || pid <= 0 || !errors.Is(unix.Kill(pid, 0), unix.ESRCH) {",
+		New:     "if err != nil || pid <= 0 || pid > 0 {",
+		Package: "./internal/publish",
+		Run:     "^TestKilledPublishLeavesAWholeFolder$",
+	},
+	{
+		// Every digest stays 64 hex digits and the sums files agree with
+		// each other; only the real sha256 of the bytes tells.
+		Name:    "sha256-of-first-byte-only",
+		File:    "internal/release/sums/sums.go",
+		Old:     "if _, err := io.Copy(h, f); err != nil {",
+		New:     "if _, err := io.Copy(h, io.LimitReader(f, 1)); err != nil {",
+		Package: "./internal/publish",
+		Run:     "^TestPublishAndCurrent$",
+	},
+	// The kmem patches, read from their hunks without a build.
+	{
+		Name:    "kubelet-kmem-guard-always-true",
+		File:    "patches/kubernetes/v1.12.4/0001-runc-no-kmem-on-apply.patch",
+		Old:     "+\t\t\tif d.config.Resources.KernelMemory != 0 {",
+		New:     "+\t\t\tif d.config.Resources.KernelMemory >= 0 {",
+		Package: "./internal/patchset",
+		Run:     "^TestKubernetesSeries$",
+	},
+	{
+		Name:    "runc-kmem-guard-always-true",
+		File:    "patches/runc/v1.0.0-rc5/0001-kmem-only-when-limit-set.patch",
+		Old:     "+\t\t\tif d.config.Resources.KernelMemory != 0 {",
+		New:     "+\t\t\tif d.config.Resources.KernelMemory >= 0 {",
+		Package: "./internal/runcproof",
+		Run:     "^TestLockAndPatches$",
+	},
+	// The systemd unit, checked by systemd's own parser.
+	{
+		Name:    "unit-bad-service-type",
+		File:    "scripts/nokmem-acceptance.service",
+		Old:     "Type=oneshot",
+		New:     "Type=oneshoot",
+		Package: "./verify",
+		Run:     "^TestSystemdUnit$",
+	},
+	// The built release sets must be refused with a foreign key.
+	{
+		Name:    "signature-check-accepts-any-key",
+		File:    "internal/release/sign/sign.go",
+		Old:     "if !minisign.Verify(pub, msg, sig) {",
+		New:     "if !minisign.Verify(pub, msg, sig) && false {",
+		Package: "./internal/release",
+		Run:     "^TestBuiltReleaseSets$",
+	},
+	// The four the first mutation review found caught already.
+	{
+		Name:    "migrate-drops-soft-limit",
+		File:    "verify/migrate/settings.go",
+		Old:     "if err := write(memcg.SoftLimit, cur.SoftLimit, want.SoftLimit); err != nil {",
+		New:     "if err := write(memcg.SoftLimit, cur.SoftLimit, cur.SoftLimit); err != nil {",
+		Package: "./verify/migrate",
+		Run:     "^TestMigrateSim$",
+	},
+	{
+		Name:    "install-skips-signature-check",
+		File:    "verify/install/install.go",
+		Old:     "if pubKey != \"\" {",
+		New:     "if pubKey == \"never\" {",
+		Package: "./verify/install",
+		Run:     "^TestInstallRefuses$",
+	},
+	{
+		Name:    "sim-slabinfo-empty-not-eio",
+		File:    "verify/memcgsim/files.go",
+		Old:     "if cg.isRoot() || cg.kmemID < 0 {\n\t\treturn \"\", syscall.EIO",
+		New:     "if cg.isRoot() || cg.kmemID < 0 {\n\t\treturn \"\", nil",
+		Package: "./verify/memcgsim",
+		Run:     "^TestRules$",
+	},
+	{
+		Name:    "detect-counts-live-cgroups-as-leaked",
+		File:    "verify/detect/leaked.go",
+		Old:     "if !names[m[2]] {",
+		New:     "if true {",
+		Package: "./verify/detect",
+		Run:     "^TestEstimateLeaked$",
+	},
+	// The check itself: a survivor must fail the run.
+	{
+		Name:    "mutants-ignores-survivors",
+		File:    "internal/mutants/mutants.go",
+		Old:     "if r.Verdict == Survived {",
+		New:     "if r.Verdict == Survived && false {",
+		Package: "./internal/mutants",
+		Run:     "^TestRun$",
+	},
+}
