@@ -191,7 +191,9 @@ func TestPackReproducibleAndUnpack(t *testing.T) {
 // TestUnpackRejects: unsafe or broken tarballs fail and leave nothing behind.
 func TestUnpackRejects(t *testing.T) {
 	top := name + "/"
-	reg := func(n, body string) tarEntry { return tarEntry{tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))}, body} }
+	reg := func(n, body string) tarEntry {
+		return tarEntry{tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))}, body}
+	}
 	tests := []struct {
 		name    string
 		entries []tarEntry

@@ -47,7 +47,7 @@ func Make(t testing.TB, name string, kubelet, runc string) *Fixture {
 	var parts []bundle.Part
 	for _, b := range []struct {
 		name, content, project string
-		replaces              []string
+		replaces               []string
 	}{
 		{"kubelet", kubelet, "kubernetes", []string{"kubelet"}},
 		{"runc", runc, "runc", []string{"runc", "docker-runc"}},
