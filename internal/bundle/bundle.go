@@ -54,6 +54,24 @@ type Manifest struct {
 	// nokmem-<kubelet version>-<runc version>+<marker>.
 	Name     string   `json:"name"`
 	Binaries []Binary `json:"binaries"`
+	// SigningKey is the key the bundle was signed with.
+	SigningKey SigningKey `json:"signing_key"`
+}
+
+// SigningKey names the key that signed a bundle. The manifest is covered by
+// the signature, so a bundle signed with the development key says so in a
+// way that cannot be edited away.
+type SigningKey struct {
+	ID string `json:"id"`
+	// Development is true for the key the build makes when no release key
+	// is configured: such a bundle is for tests, never for a fleet.
+	Development bool `json:"development,omitempty"`
+}
+
+// DevKeyWarning is the red-flag line printed by the build and by install
+// for a bundle signed with the development key.
+func DevKeyWarning(id string) string {
+	return "!!! SIGNED WITH THE DEVELOPMENT KEY " + id + ": NOT A RELEASE, DO NOT SHIP TO A NODE YOU CARE ABOUT !!!"
 }
 
 // Binary returns the entry for file name, or nil.
@@ -85,11 +103,16 @@ func Name(kubeletVersion, runcVersion, marker string) string {
 // exist): each part's release set is checked with the public key pub, its
 // binary, SBOM and provenance are copied, the manifest is written, then the
 // sums over every file and the signature with the secret key key.
-func Assemble(dir, name string, parts []Part, key, pub string) (*Manifest, error) {
+// devKey marks the bundle as signed with the development key.
+func Assemble(dir, name string, parts []Part, key, pub string, devKey bool) (*Manifest, error) {
+	id, err := sign.KeyID(pub)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", name, err)
+	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("bundle: %w", err)
 	}
-	m := &Manifest{Name: name}
+	m := &Manifest{Name: name, SigningKey: SigningKey{ID: id, Development: devKey}}
 	var names []string
 	for _, p := range parts {
 		if err := release.Verify(p.Dir, pub); err != nil {
@@ -106,7 +129,6 @@ func Assemble(dir, name string, parts []Part, key, pub string) (*Manifest, error
 				return nil, fmt.Errorf("bundle %s: %w", name, err)
 			}
 		}
-		var err error
 		if b.SHA256, err = sums.File(sums.SHA256, filepath.Join(dir, b.Name)); err != nil {
 			return nil, err
 		}
@@ -174,6 +196,9 @@ func Verify(dir, pub string) (*Manifest, error) {
 	m, err := ReadManifest(dir)
 	if err != nil {
 		return nil, err
+	}
+	if id, err := sign.KeyID(pub); err != nil || id != m.SigningKey.ID {
+		return nil, fmt.Errorf("bundle %s: manifest names signing key %q, the key %s is %q: %w", dir, m.SigningKey.ID, pub, id, ErrManifest)
 	}
 	sha, err := sums.Parse(sumsPath)
 	if err != nil {

@@ -40,7 +40,7 @@ func Pack(dir, out string, mtime time.Time) error {
 	top := filepath.Base(dir)
 	mtime = mtime.UTC().Truncate(time.Second)
 	return atomicfile.Write(out, 0o644, atomicfile.KeepOwner, func(w io.Writer) error {
-		gz, err := gzip.NewWriterLevel(w, gzip.BestCompression)
+		gz, err := gzip.NewWriterLevel(w, gzip.DefaultCompression)
 		if err != nil {
 			return err
 		}

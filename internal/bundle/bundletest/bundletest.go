@@ -67,7 +67,7 @@ func Make(t testing.TB, name string, kubelet, runc string) *Fixture {
 		}
 		parts = append(parts, bundle.Part{Dir: dir, Binary: bundle.Binary{Name: b.name, Project: b.project, Version: "v0+test", Replaces: b.replaces}})
 	}
-	m, err := bundle.Assemble(f.Dir, name, parts, f.Key, f.Pub)
+	m, err := bundle.Assemble(f.Dir, name, parts, f.Key, f.Pub, false)
 	if err != nil {
 		t.Fatal(err)
 	}
