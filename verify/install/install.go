@@ -118,10 +118,10 @@ type Record struct {
 	History []Bundle `json:"history,omitempty"`
 	// Signed is true when the bundle's signature was checked, with key KeyID;
 	// SignatureSkipped when --insecure-skip-signature was given.
-	Signed           bool   `json:"signed"`
-	SignatureSkipped bool   `json:"signature_skipped"`
-	KeyID            string `json:"key_id,omitempty"`
-	DevelopmentKey   bool   `json:"development_key,omitempty"`
+	Signed           bool    `json:"signed"`
+	SignatureSkipped bool    `json:"signature_skipped"`
+	KeyID            string  `json:"key_id,omitempty"`
+	DevelopmentKey   bool    `json:"development_key,omitempty"`
 	Entries          []Entry `json:"entries"`
 }
 
