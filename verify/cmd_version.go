@@ -12,9 +12,9 @@ import (
 // Set by the build (internal/verifybuild) with -X; a plain `go build`
 // leaves the defaults.
 var (
-	version = "devel"
-	commit  = "unknown"
-	bundle  = "none"
+	version    = "devel"
+	commit     = "unknown"
+	fromBundle = "none"
 )
 
 func init() { subcommands = append(subcommands, newVersionCmd) }
@@ -28,7 +28,7 @@ type VersionInfo struct {
 }
 
 func versionInfo() VersionInfo {
-	return VersionInfo{Version: version, Commit: commit, Go: runtime.Version(), Bundle: bundle}
+	return VersionInfo{Version: version, Commit: commit, Go: runtime.Version(), Bundle: fromBundle}
 }
 
 // versionText is the one line `verify version` and `verify --version` print.

@@ -73,9 +73,9 @@ type Stamp struct {
 	Bundle string
 }
 
-// X returns the -X linker flags that stamp main.version, main.commit and main.bundle.
+// X returns the -X linker flags that stamp main.version, main.commit and main.fromBundle.
 func (s Stamp) X() []string {
-	return []string{"main.version=" + s.Version, "main.commit=" + s.Commit, "main.bundle=" + s.Bundle}
+	return []string{"main.version=" + s.Version, "main.commit=" + s.Commit, "main.fromBundle=" + s.Bundle}
 }
 
 // Spec is one verify build.

@@ -615,6 +615,9 @@ type RollbackResult struct {
 // names the file and both digests, unless force. Without a record it
 // reports that there is nothing to roll back.
 func Rollback(stateDir string, force bool) (*RollbackResult, error) {
+	if err := CheckPrivileges(stateDir, nil); err != nil {
+		return nil, err
+	}
 	rec, err := ReadRecord(stateDir)
 	if err != nil {
 		return nil, err
