@@ -44,13 +44,15 @@ func bundleName() (string, error) {
 	return bundle.Name(kubeVersion, runcVersion, patchset.MarkerPrefix+hex.EncodeToString(h[:])[:12]), nil
 }
 
-// Build assembles _output/bundle/<name>/ from the kubelet, runc and verify
+// Build (after release:all and verify:build, which are no-ops when up to
+// date) assembles _output/bundle/<name>/ from the kubelet, runc and verify
 // release sets (each checked with the public key first): the three
 // binaries, their SBOMs and provenance, manifest.json, SHA256SUMS,
 // SHA512SUMS and one signature over SHA256SUMS; then packs it as the
 // reproducible _output/bundle/<name>.tar.gz (mtime: HEAD's commit time, or
 // SOURCE_DATE_EPOCH), publishes both atomically and prints the release notes.
 func (Bundle) Build(ctx context.Context) error {
+	mg.SerialCtxDeps(ctx, Release.All, Verify.Build)
 	start := time.Now()
 	name, err := bundleName()
 	if err != nil {

@@ -1,8 +1,11 @@
-// Package acceptance is the staging acceptance flow of verify run: detect
-// the node state, install the nokmem artifacts, stop the kubelet, migrate
-// the kubepods tree, start the kubelet and assert that kmem accounting is
-// off. Every step is recorded; when one fails the flow stops there, starts
-// the kubelet again when that is safe, and says what to run next.
+// Package acceptance is the flow of verify run: detect the node state,
+// install the signed bundle, stop the kubelet, migrate the kubepods tree,
+// start the kubelet and wait until it runs the new binary (and answers
+// healthz), run the cleanup that may happen with the kubelet up, and assert
+// that kmem accounting is off. Every step is recorded, and the kubelet
+// downtime (stop issued → kubelet process back) and the cleanup time are
+// reported apart; when a step fails the flow stops there, starts the
+// kubelet again when that is safe, and says what to run next.
 package acceptance
 
 import (
