@@ -15,10 +15,12 @@ import (
 
 // Build builds the default artifacts, kubelet v1.12.4 and runc v1.0.0-rc5,
 // into _output/<project>/<version> with their release sets (checksums, SBOM,
-// provenance, signature), and the verify node program into _output/verify.
+// provenance, signature), the verify node program into _output/verify (with
+// its own release set), and the signed node bundle of all three into
+// _output/bundle/<name>/ and <name>.tar.gz, ending with release notes.
 // With unchanged inputs the kubelet and runc builds do no work.
 func Build(ctx context.Context) error {
-	mg.SerialCtxDeps(ctx, Release.All, Verify.Build)
+	mg.SerialCtxDeps(ctx, Release.All, Verify.Build, Bundle.Build)
 	return nil
 }
 
@@ -28,7 +30,7 @@ func Build(ctx context.Context) error {
 // patched trees, the upstream test subset, the simulator, the real-kernel
 // and runc tests. It ends with one "N passed, N failed" line.
 func Test(ctx context.Context) error {
-	mg.SerialCtxDeps(ctx, Build, Kubelet.Tree, Kubelet.Checksums, Runc.Checksums)
+	mg.SerialCtxDeps(ctx, Build, Kubelet.Tree, Kubelet.Checksums, Runc.Checksums, Verify.Checksums)
 	tally, err := testrun.Run(".", "-count=1", "-timeout=60m", "./...")
 	fmt.Printf("test: %s\n", tally)
 	return err

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,7 +14,11 @@ import (
 	"github.com/magefile/mage/mg"
 
 	"github.com/nokmem/nokmem/internal/elfcheck"
+	"github.com/nokmem/nokmem/internal/gobuild"
 	"github.com/nokmem/nokmem/internal/publish"
+	"github.com/nokmem/nokmem/internal/release"
+	"github.com/nokmem/nokmem/internal/toolchain"
+	"github.com/nokmem/nokmem/internal/verifybuild"
 )
 
 // Verify builds the node program.
@@ -22,44 +27,150 @@ type Verify mg.Namespace
 // verifyOutput is where the node program is published.
 var verifyOutput = filepath.Join("_output", "verify")
 
-// Build builds the verify node program as a static binary (CGO_ENABLED=0,
-// -trimpath, empty build id, so rebuilds are byte-identical), checks that it
-// runs on CentOS 7 (ELF check) and publishes it atomically into
-// _output/verify with SHA256SUMS and SHA512SUMS.
+// Build builds the verify node program with the toolchain pinned in
+// vendor-pins/verify/lock.yaml as a static binary (CGO_ENABLED=0, -trimpath,
+// empty build id, stamped with its source commit and bundle name, so
+// rebuilds are byte-identical), checks it (pinned Go, static ELF that runs
+// on CentOS 7) and publishes it atomically into _output/verify with its
+// release set: SHA256SUMS, SHA512SUMS, SBOM (module graph from go.sum),
+// provenance and signature. A sha256 that differs from
+// vendor-pins/verify/verify.CHECKSUMS is a warning here and an error in
+// verify:checksums.
 func (Verify) Build(ctx context.Context) error {
-	if err := os.MkdirAll("_build", 0o755); err != nil {
+	_, err := buildVerify(ctx, verifyOutput)
+	return err
+}
+
+// Checksums builds verify and fails unless its sha256 equals the one
+// committed in vendor-pins/verify/verify.CHECKSUMS. verify's sources change
+// often: after committing a change to them, run verify:updateChecksums and
+// commit vendor-pins/verify/verify.CHECKSUMS (the stamped commit is the
+// last one that touched verify's sources, so that second commit does not
+// change the binary).
+func (Verify) Checksums(ctx context.Context) error {
+	sha, err := buildVerify(ctx, verifyOutput)
+	if err != nil {
 		return err
+	}
+	if err := publish.CheckExpected(verifybuild.ChecksumsFile, sha); err != nil {
+		return fmt.Errorf("%w\nif verify's sources changed on purpose, commit them, then run `go tool mage verify:updateChecksums` and commit %s", err, verifybuild.ChecksumsFile)
+	}
+	fmt.Fprintf(os.Stderr, "verify: built binary matches %s\n", verifybuild.ChecksumsFile)
+	return nil
+}
+
+// UpdateChecksums builds verify from committed sources and writes its
+// sha256 to vendor-pins/verify/verify.CHECKSUMS. It refuses a dirty tree,
+// whose binary no clean checkout can reproduce.
+func (Verify) UpdateChecksums(ctx context.Context) error {
+	sha, err := buildVerify(ctx, verifyOutput)
+	if err != nil {
+		return err
+	}
+	if v, err := publishedVersion(); err != nil {
+		return err
+	} else if strings.HasSuffix(v, "-dirty") {
+		return fmt.Errorf("verify %s: commit verify's sources first; a dirty build cannot be reproduced", v)
+	}
+	line := fmt.Sprintf("%s  verify\n", sha["verify"])
+	if err := os.WriteFile(verifybuild.ChecksumsFile, []byte(line), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "verify: wrote %s: %s", verifybuild.ChecksumsFile, line)
+	return nil
+}
+
+// buildVerify builds, checks and publishes verify with its release set
+// into dest and returns its sha256 by file name.
+func buildVerify(ctx context.Context, dest string) (map[string]string, error) {
+	l, err := verifybuild.LoadLock(verifybuild.LockFile)
+	if err != nil {
+		return nil, err
+	}
+	goBin, err := toolchain.Go(ctx, newFetcher(), l.Toolchain)
+	if err != nil {
+		return nil, err
+	}
+	tv, err := toolchain.ParseVersion(l.Toolchain)
+	if err != nil {
+		return nil, err
+	}
+	name, err := bundleName()
+	if err != nil {
+		return nil, err
+	}
+	files, err := verifybuild.SourceFiles(ctx, goBin, ".")
+	if err != nil {
+		return nil, err
+	}
+	stamp, err := verifybuild.SourceStamp(ctx, ".", files, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll("_build", 0o755); err != nil {
+		return nil, err
 	}
 	tmp, err := os.MkdirTemp("_build", "verify-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "verify")
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-buildid=", "-o", bin, "./verify")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build verify: %w", err)
-	}
-	if _, err := elfcheck.Check(bin, "2.17"); err != nil {
-		return err
-	}
-	version, err := exec.CommandContext(ctx, "go", "version").Output()
+	bin, err := filepath.Abs(filepath.Join(tmp, "verify"))
 	if err != nil {
-		return fmt.Errorf("go version: %w", err)
+		return nil, err
 	}
-	stamp := &publish.Stamp{}
-	stamp.Add("go version", version)
-	for _, f := range []string{"go.mod", "go.sum"} {
-		if err := stamp.AddFile(f, f); err != nil {
-			return err
-		}
+	spec := verifybuild.Spec{Go: goBin, Root: ".", Out: bin, Stamp: stamp, GoVers: tv.Go}
+	if err := verifybuild.Build(ctx, spec); err != nil {
+		return nil, err
 	}
-	sha, err := publish.Publish(verifyOutput, []string{bin}, stamp)
+	if err := gobuild.CheckGoVersion(ctx, goBin, bin, tv.Go); err != nil {
+		return nil, err
+	}
+	r, err := elfcheck.Check(bin, elfcheck.CentOS7GLIBC)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	fmt.Printf("verify: published %s (sha256 %s, %s)\n", verifyOutput, sha["verify"], strings.TrimSpace(string(version)))
-	return nil
+	if !r.Static() {
+		return nil, fmt.Errorf("%s: want a static binary, it has interpreter %q and needs %v", bin, r.Interp, r.Needed)
+	}
+	in, err := verifybuild.Inputs(ctx, spec, l, files)
+	if err != nil {
+		return nil, err
+	}
+	ps := &publish.Stamp{}
+	ps.Add("verify", []byte(strings.Join(spec.Args(), " ")))
+	sha, err := publish.Publish(dest, []string{bin}, ps)
+	if err != nil {
+		return nil, err
+	}
+	key, pub, err := signingKey()
+	if err != nil {
+		return nil, err
+	}
+	if err := release.Write(dest, in, []string{"verify"}, key); err != nil {
+		return nil, err
+	}
+	if err := release.Verify(dest, pub); err != nil {
+		return nil, fmt.Errorf("verify release set: %w", err)
+	}
+	if err := publish.CheckExpected(verifybuild.ChecksumsFile, sha); err != nil {
+		// Build publishes what it built; verify:checksums turns this into a failure.
+		fmt.Fprintf(os.Stderr, "WARNING: verify: %v\n  (expected while verify's sources change; the gate is `go tool mage verify:checksums`)\n", err)
+	}
+	fmt.Fprintf(os.Stderr, "verify: published %s (sha256 %s, %s, %s, %d modules in its SBOM)\n", dest, sha["verify"], stamp.Version, tv.Go, len(in.Vendor))
+	return sha, nil
+}
+
+// publishedVersion asks the published verify for its version.
+func publishedVersion() (string, error) {
+	bin := filepath.Join(verifyOutput, "verify")
+	out, err := exec.Command(bin, "version", "-o", "json").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s version: %w", bin, err)
+	}
+	var v struct{ Version string }
+	if err := json.Unmarshal(out, &v); err != nil || v.Version == "" {
+		return "", fmt.Errorf("%s version printed %q: %v", bin, out, err)
+	}
+	return v.Version, nil
 }

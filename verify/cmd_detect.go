@@ -24,7 +24,7 @@ type binaryFlags struct {
 func (b *binaryFlags) register(fs *pflag.FlagSet) {
 	b.paths = map[string]*string{}
 	for _, n := range detect.BinaryNames {
-		b.paths[n] = fs.String(n, "", "path of the "+n+" binary (default: search --search-dirs)")
+		b.paths[n] = fs.String(n+"-path", "", "path of the "+n+" binary (default: search --search-dirs)")
 	}
 	fs.StringSliceVar(&b.searchDirs, "search-dirs", detect.DefaultSearchDirs, "directories searched for kubelet, runc and docker-runc")
 	fs.StringVar(&b.knownSums, "known-sums", "", "SHA256SUMS of a nokmem release: binaries with these checksums count as nokmem builds")

@@ -3,7 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -17,123 +17,146 @@ import (
 
 func init() { subcommands = append(subcommands, newInstallCmd, newRollbackCmd) }
 
+// mutatesNode marks a command that changes the node (TEAM convention 1:
+// the root command takes the node lock and checks privileges for it).
+var mutatesNode = map[string]string{"nokmem.mutates": "node"}
+
 // installFlags are the inputs of install (install and run).
 type installFlags struct {
-	artifacts, pubKey          string
+	bundle, pubKey, tmpDir     string
+	skipSignature              bool
+	create                     []string
 	allowSymlink, allowUnknown bool
+	force                      bool
 }
 
 func (f *installFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.artifacts, "artifacts", "", "release directory with kubelet and/or runc, SHA256SUMS, SHA512SUMS (and SHA256SUMS.minisig)")
-	fs.StringVar(&f.pubKey, "pubkey", "", "minisign public key: verify the release signature, SBOM and provenance too")
+	fs.StringVar(&f.bundle, "bundle", "", "the signed node bundle: its folder or its .tar.gz")
+	fs.StringVar(&f.pubKey, "pubkey", install.DefaultPubKey, "minisign public key the bundle must be signed with")
+	fs.BoolVar(&f.skipSignature, "insecure-skip-signature", false, "install without checking the signature (warned, and recorded in install.json as signature_skipped)")
+	fs.StringSliceVar(&f.create, "create", nil, "create this binary when the node has none (e.g. /usr/bin/docker-runc); repeatable")
+	fs.StringVar(&f.tmpDir, "tmp-dir", os.TempDir(), "where a bundle tarball is unpacked (needs room for about 200 MB)")
 	fs.BoolVar(&f.allowSymlink, "allow-symlink", false, "install through a symlinked target (replaces the file it points at)")
 	fs.BoolVar(&f.allowUnknown, "allow-unknown", false, "replace a binary whose version output is not recognised")
+	fs.BoolVar(&f.force, "force", false, "replace (or, with --rollback, restore over) a binary someone changed since verify installed it")
 }
 
-// options maps the release's artifacts to the node's binaries: kubelet →
-// the kubelet found (or /usr/bin/kubelet); runc → runc and, when present,
-// docker-runc.
-func (f *installFlags) options(g *globalOptions, bo detect.BinaryOptions) (install.Options, error) {
-	o := install.Options{Artifacts: f.artifacts, PubKey: f.pubKey, StateDir: g.StateDir, AllowSymlink: f.allowSymlink, AllowUnknown: f.allowUnknown, Binaries: bo, Logger: g.Logger}
-	if f.artifacts == "" {
-		return o, errors.New("--artifacts is required")
+// installer opens and checks the bundle and returns the install to run.
+// It refuses a non-root user before unpacking anything.
+func (f *installFlags) installer(g *globalOptions, bo detect.BinaryOptions, warn io.Writer) (func() (*install.Record, error), error) {
+	if f.bundle == "" {
+		return nil, errors.New("--bundle is required")
 	}
-	dirs := bo.SearchDirs
-	if dirs == nil {
-		dirs = detect.DefaultSearchDirs
-	}
-	for _, m := range []struct {
-		artifact, node string
-		required       bool
-	}{{"kubelet", "kubelet", true}, {"runc", "runc", true}, {"runc", "docker-runc", false}} {
-		if _, err := os.Stat(filepath.Join(f.artifacts, m.artifact)); errors.Is(err, fs.ErrNotExist) {
-			continue
-		} else if err != nil {
-			return o, fmt.Errorf("artifacts: %w", err)
+	return func() (*install.Record, error) {
+		if err := install.CheckPrivileges(g.StateDir, nil); err != nil {
+			return nil, err
 		}
-		p := bo.Paths[m.node]
-		if p == "" {
-			p = detect.Search(m.node, dirs)
+		b, err := install.Open(f.bundle, f.pubKey, f.skipSignature, f.tmpDir)
+		if err != nil {
+			return nil, err
 		}
-		if p == "" && m.required {
-			p = filepath.Join("/usr/bin", m.node)
+		defer b.Close()
+		for _, w := range b.Warnings {
+			fmt.Fprintln(warn, w)
 		}
-		if p != "" {
-			o.Targets = append(o.Targets, install.Target{Name: m.artifact, Path: p})
+		o := b.Options()
+		o.StateDir, o.AllowSymlink, o.AllowUnknown, o.Force, o.Binaries, o.Logger = g.StateDir, f.allowSymlink, f.allowUnknown, f.force, bo, g.Logger
+		if o.Targets, err = b.Targets(bo.Paths, bo.SearchDirs, f.create); err != nil {
+			return nil, err
 		}
-	}
-	if len(o.Targets) == 0 {
-		return o, fmt.Errorf("artifacts %s hold neither kubelet nor runc", f.artifacts)
-	}
-	return o, nil
+		return install.Install(o)
+	}, nil
 }
 
 func newInstallCmd(g *globalOptions) *cobra.Command {
 	var (
-		bf binaryFlags
-		f  installFlags
+		bf       binaryFlags
+		f        installFlags
+		rollback bool
 	)
 	cmd := &cobra.Command{
-		Use:   "install --artifacts DIR [--pubkey KEY]",
-		Short: "Install the nokmem kubelet and runc from a verified release directory",
-		Long: `install checks the release (SHA256SUMS and SHA512SUMS; with --pubkey also the
-minisign signature, SBOM and provenance) before touching anything, backs up the
-current binaries with their sha256 into --state-dir, and replaces each one
-atomically (temp file in the same directory, fsync, rename; mode and owner kept).
-It refuses symlinked or non-regular targets and binaries it cannot identify
-unless told otherwise. "verify rollback" undoes it byte for byte.`,
-		Args: cobra.NoArgs,
+		Use:   "install --bundle DIR|TARBALL [--pubkey KEY] | install --rollback",
+		Short: "Install the kubelet and runc of a signed nokmem bundle in one transaction (or roll back)",
+		Long: `install checks the bundle's signature (--pubkey, default ` + install.DefaultPubKey + `),
+checksums, manifest, SBOMs and provenance before touching anything; refuses a
+non-root user, an unwritable directory or a full disk before writing; copies
+every binary it replaces into --state-dir; then replaces each one atomically as
+0755 root:root. Either every binary the node has (kubelet, runc, docker-runc)
+is replaced, or none is. A binary the node lacks is created only with --create.
+Installing over an earlier install is an upgrade; the first install's backups
+stay the rollback target.
+
+install --rollback (alias: verify rollback) restores the original binaries
+byte for byte with their mode and owner, unless one was changed by someone
+else since (then it names the file and both digests, and --force overrides).`,
+		Args:        cobra.NoArgs,
+		Annotations: mutatesNode,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if rollback {
+				return runRollback(g, f.force)
+			}
 			bo, err := bf.options()
 			if err != nil {
 				return err
 			}
-			o, err := f.options(g, bo)
+			do, err := f.installer(g, bo, g.Stderr)
 			if err != nil {
 				return err
 			}
-			rec, err := install.Install(o)
+			rec, err := do()
 			if err != nil {
 				return err
 			}
 			if g.JSON() {
 				return report.WriteJSON(g.Stdout, rec)
 			}
-			for _, e := range rec.Entries {
-				fmt.Fprintf(g.Stderr, "installed %s → %s (sha256 %s, was %s, backup %s)\n", e.Name, e.Installed, e.NewSHA256, orNone(e.OldSHA256), orNone(e.Backup))
-			}
-			fmt.Fprintf(g.Stderr, "record: %s; undo with: verify rollback --state-dir %s\n", filepath.Join(g.StateDir, install.RecordFile), g.StateDir)
+			printInstall(g.Stderr, g.StateDir, rec)
 			return nil
 		},
 	}
 	bf.register(cmd.Flags())
 	f.register(cmd.Flags())
+	cmd.Flags().BoolVar(&rollback, "rollback", false, "restore the binaries from before the first install")
 	return cmd
 }
 
-func newRollbackCmd(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "rollback",
-		Short: "Restore the binaries the last install replaced, byte for byte",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			rec, err := install.Rollback(g.StateDir)
-			if err != nil {
-				return err
-			}
-			if g.JSON() {
-				return report.WriteJSON(g.Stdout, rec)
-			}
-			for _, e := range rec.Entries {
-				if e.Existed {
-					fmt.Fprintf(g.Stderr, "restored %s (sha256 %s)\n", e.Installed, e.OldSHA256)
-				} else {
-					fmt.Fprintf(g.Stderr, "removed %s (there was none before)\n", e.Installed)
-				}
-			}
-			return nil
-		},
+func printInstall(w io.Writer, stateDir string, rec *install.Record) {
+	for _, e := range rec.Entries {
+		fmt.Fprintf(w, "installed %s → %s (sha256 %s; original %s, backup %s)\n", e.Name, e.Installed, e.NewSHA256, orNone(e.Original.SHA256), orNone(e.Backup))
+		for _, n := range e.Notes {
+			fmt.Fprintf(w, "  note: %s: %s\n", e.Installed, n)
+		}
 	}
+	fmt.Fprintf(w, "bundle %s (signature checked: %v); record %s; undo with: verify install --rollback --state-dir %s\n",
+		rec.Bundle.Name, rec.Signed, filepath.Join(stateDir, install.RecordFile), stateDir)
+}
+
+func newRollbackCmd(g *globalOptions) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:         "rollback",
+		Short:       "Alias of install --rollback: restore the binaries from before the first install",
+		Args:        cobra.NoArgs,
+		Annotations: mutatesNode,
+		RunE:        func(cmd *cobra.Command, _ []string) error { return runRollback(g, force) },
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "restore even over a binary someone changed since verify installed it")
+	return cmd
+}
+
+func runRollback(g *globalOptions, force bool) error {
+	res, err := install.Rollback(g.StateDir, force)
+	if err != nil {
+		return err
+	}
+	if g.JSON() {
+		return report.WriteJSON(g.Stdout, res)
+	}
+	for _, a := range res.Actions {
+		fmt.Fprintln(g.Stderr, a)
+	}
+	fmt.Fprintln(g.Stderr, res.Message)
+	return nil
 }
 
 func orNone(s string) string {

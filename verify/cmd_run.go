@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/nokmem/nokmem/internal/atomicfile"
 	"github.com/nokmem/nokmem/verify/acceptance"
 	"github.com/nokmem/nokmem/verify/install"
 	"github.com/nokmem/nokmem/verify/memcg"
@@ -22,21 +25,28 @@ func newRunCmd(g *globalOptions) *cobra.Command {
 		stopCmd, startCmd string
 		junitPath, jsonTo string
 		strict            bool
+		kc                acceptance.KubeletCheck
 	)
 	cmd := &cobra.Command{
-		Use:   "run",
-		Short: "Staging acceptance: detect, install, stop kubelet, migrate, start kubelet, assert",
-		Long: `run is the staging acceptance flow. It detects the node state; installs the
-release given by --artifacts (optional); checks that kubelet and runc are nokmem
-builds; stops the kubelet (--stop-cmd); migrates kubepods to a fresh non-kmem
-tree; starts the kubelet (--start-cmd); and asserts slabinfo EIO. On a kernel
+		Use:   "run --bundle BUNDLE.tar.gz [--pubkey KEY]",
+		Short: "Put nokmem on a node: detect, install the bundle, stop kubelet, migrate, start kubelet, assert",
+		Long: `run is the one command that puts nokmem on a node. It detects the node state;
+installs the signed bundle given by --bundle (see "verify install"); checks that
+kubelet and runc are nokmem builds; stops the kubelet (--stop-cmd); migrates
+kubepods to a fresh non-kmem tree; starts the kubelet (--start-cmd) and waits
+until a process runs the new kubelet binary (scanning --proc) and, with
+--healthz, until that URL answers 200; runs the cleanup step when there is one;
+and asserts slabinfo EIO. The report gives the kubelet downtime (stop command
+issued → kubelet process running again) and the cleanup time apart. On a kernel
 without 3.10 semantics it changes nothing and reports "not applicable".
 
 When a step fails the run stops there, starts the kubelet again when that is
 safe (not on a half-migrated tree), and the report's "next" says what to run.
 Exit codes: 0 passed or not applicable; 10 detect, 11 install, 12 binaries,
-13 stop-kubelet, 14 migrate, 15 start-kubelet, 16 assert.`,
-		Args: cobra.NoArgs,
+13 stop-kubelet, 14 migrate, 15 start-kubelet (or the kubelet did not come
+back), 16 assert, 17 cleanup.`,
+		Args:        cobra.NoArgs,
+		Annotations: mutatesNode,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			do, err := df.options(g)
 			if err != nil {
@@ -48,19 +58,18 @@ Exit codes: 0 passed or not applicable; 10 detect, 11 install, 12 binaries,
 				Detect:    do,
 				Service:   acceptance.CommandService{StopCmd: stopCmd, StartCmd: startCmd},
 				Migrate:   migrator(g, h),
+				Kubelet:   &kc,
 				Strict:    strict,
 				Logger:    g.Logger,
 			}
-			if inf.artifacts != "" {
-				io, err := inf.options(g, do.Binaries)
-				if err != nil {
+			if inf.bundle != "" {
+				if cfg.Install, err = inf.installer(g, do.Binaries, g.Stderr); err != nil {
 					return err
 				}
-				cfg.Install = &io
 			}
 			res := acceptance.Run(cmd.Context(), cfg)
 			if junitPath != "" {
-				if err := report.WriteJUnit(junitPath, "nokmem-acceptance", res.Start, res.Steps); err != nil {
+				if err := writeRunJUnit(junitPath, res); err != nil {
 					return err
 				}
 			}
@@ -90,7 +99,23 @@ Exit codes: 0 passed or not applicable; 10 detect, 11 install, 12 binaries,
 	f.StringVar(&junitPath, "junit", "", "write a JUnit XML report to this file")
 	f.StringVar(&jsonTo, "report", "", "write the JSON report to this file")
 	f.BoolVar(&strict, "strict", false, "fail (exit 16) when the kernel has no 3.10 semantics")
+	f.StringVar(&kc.Proc, "proc", "/proc", "process table scanned for the restarted kubelet")
+	f.StringVar(&kc.Healthz, "healthz", "", "kubelet healthz URL that must answer 200 after the start (e.g. http://127.0.0.1:10248/healthz)")
+	f.DurationVar(&kc.Timeout, "kubelet-timeout", 2*time.Minute, "how long to wait for the kubelet to come back")
 	return cmd
+}
+
+// writeRunJUnit writes the run's JUnit report, with the kubelet downtime
+// and the cleanup time as suite properties.
+func writeRunJUnit(path string, res *acceptance.Result) error {
+	doc := report.JUnit("nokmem-acceptance", res.Start, res.Steps)
+	doc.Suites[0].AddProperty("kubelet_downtime_seconds", fmt.Sprintf("%.3f", res.DowntimeSeconds))
+	doc.Suites[0].AddProperty("cleanup_seconds", fmt.Sprintf("%.3f", res.CleanupSeconds))
+	var b bytes.Buffer
+	if err := doc.WriteXML(&b); err != nil {
+		return fmt.Errorf("junit %s: %w", path, err)
+	}
+	return atomicfile.WriteFile(path, b.Bytes(), 0o644)
 }
 
 // migrator runs the verify/migrate engine with the journal in the state dir,
@@ -121,11 +146,13 @@ func printRun(g *globalOptions, res *acceptance.Result) {
 		fmt.Fprintf(w, " (stopped at %s, exit %d)", res.StoppedAt, res.ExitCode)
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "kubelet downtime: %s (stop command issued → kubelet running again); cleanup: %s\n",
+		res.Downtime.Round(time.Millisecond), res.Cleanup.Round(time.Millisecond))
 	if res.Next != "" {
 		fmt.Fprintf(w, "next: %s\n", res.Next)
 	}
 	if res.Install != nil {
-		fmt.Fprintf(w, "binaries replaced; undo with: verify rollback --state-dir %s (record %s)\n", g.StateDir, install.RecordFile)
+		fmt.Fprintf(w, "binaries replaced; undo with: verify install --rollback --state-dir %s (record %s)\n", g.StateDir, install.RecordFile)
 	}
 }
 

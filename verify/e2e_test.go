@@ -6,15 +6,22 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jstemmer/go-junit-report/v2/junit"
 
+	"github.com/nokmem/nokmem/internal/bundle"
+	"github.com/nokmem/nokmem/internal/bundle/bundletest"
 	"github.com/nokmem/nokmem/internal/release/sums"
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/acceptance"
@@ -25,8 +32,9 @@ import (
 	"github.com/nokmem/nokmem/verify/memcgsim"
 )
 
-// verifyBin is the real verify program, built once by TestMain.
-var verifyBin string
+// verifyBin is verify built from this tree by TestMain (for the tests of
+// this tree's behaviour); the bundle tests run the verify of the bundle.
+var verifyBin, tmpRoot string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "verify-e2e-")
@@ -34,6 +42,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	// Readable by the unprivileged user of TestInstallRefusesNonRoot.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	tmpRoot = dir
 	verifyBin = filepath.Join(dir, "verify")
 	out, err := exec.Command("go", "build", "-o", verifyBin, ".").CombinedOutput()
 	if err != nil {
@@ -46,15 +60,69 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// pipelineBundle is the node bundle that `go tool mage build` published,
+// unpacked once per test binary (the kubelet in it is about 140 MB).
+type pipelineBundle struct {
+	Tarball, Pub, Dir string
+	Manifest          *bundle.Manifest
+}
+
+var (
+	realBundleOnce sync.Once
+	realBundle     *pipelineBundle
+	realBundleErr  error
+)
+
+// builtBundle returns the bundle under ../_output/bundle (fails without it
+// under NOKMEM_STRICT: run `go tool mage build` first).
+func builtBundle(t *testing.T) *pipelineBundle {
+	t.Helper()
+	tgzs, _ := filepath.Glob(filepath.Join("..", "_output", "bundle", bundle.NamePrefix+"*"+bundle.TarExt))
+	if len(tgzs) == 0 {
+		testenv.RequireFile(t, "the node bundle of `go tool mage build`", filepath.Join("..", "_output", "bundle", bundle.NamePrefix+"*"+bundle.TarExt))
+	}
+	realBundleOnce.Do(func() {
+		// The newest, when earlier builds left others.
+		slices.SortFunc(tgzs, func(a, b string) int {
+			fa, _ := os.Stat(a)
+			fb, _ := os.Stat(b)
+			return fb.ModTime().Compare(fa.ModTime())
+		})
+		b := &pipelineBundle{Tarball: tgzs[0], Pub: filepath.Join("..", "_output", "nokmem-release.pub")}
+		parent, err := os.MkdirTemp(tmpRoot, "bundle-")
+		if err != nil {
+			realBundleErr = err
+			return
+		}
+		if b.Dir, realBundleErr = bundle.Unpack(b.Tarball, parent); realBundleErr != nil {
+			return
+		}
+		b.Manifest, realBundleErr = bundle.Verify(b.Dir, b.Pub)
+		realBundle = b
+	})
+	if realBundleErr != nil {
+		t.Fatalf("the bundle of `go tool mage build`: %v", realBundleErr)
+	}
+	return realBundle
+}
+
+// Stock binaries of the simulated node.
+const (
+	stockKubelet = "#!/bin/sh\necho 'Kubernetes v1.12.4'\n"
+	stockRunc    = "#!/bin/sh\necho 'runc version 1.0.0-rc5'\n"
+)
+
 // node is a simulated node: the simulator mounted over FUSE, a kernel
-// release file, stock kubelet and runc scripts, a release of nokmem builds
-// and a fake service command that logs what it is asked to do.
+// release file, stock kubelet and runc scripts, a small signed bundle of
+// nokmem builds (internal/bundle/bundletest) and a fake service command
+// that logs what it is asked to do.
 type node struct {
 	t        *testing.T
 	sim      *memcgsim.Sim
 	m        *memcgsim.Mount
 	h        memcg.Hierarchy
-	dir      string // holds osrelease, bin/, release/, state/, service.log
+	dir      string // holds osrelease, bin/, state/, service.log
+	bundle   *bundletest.Fixture
 	podPid   int
 	podGroup string
 }
@@ -69,13 +137,9 @@ func newNode(t *testing.T, p memcgsim.Profile) *node {
 		kernel = "6.18.44"
 	}
 	n.write("osrelease", kernel+"\n", 0o644)
-	n.write("bin/kubelet", "#!/bin/sh\necho 'Kubernetes v1.12.4'\n", 0o755)
-	n.write("bin/runc", "#!/bin/sh\necho 'runc version 1.0.0-rc5'\n", 0o755)
-	n.write("release/kubelet", "#!/bin/sh\necho 'Kubernetes v1.12.4+nokmem'\n", 0o755)
-	n.write("release/runc", "#!/bin/sh\necho 'runc version 1.0.0-rc5+nokmem'\n", 0o755)
-	if _, err := sums.Write(n.path("release"), []string{"kubelet", "runc"}, nil); err != nil {
-		t.Fatal(err)
-	}
+	n.write("bin/kubelet", stockKubelet, 0o755)
+	n.write("bin/runc", stockRunc, 0o755)
+	n.bundle = bundletest.Make(t, "nokmem-v1.12.4-v1.0.0-rc5+nokmem.test", "", "")
 	return n
 }
 
@@ -125,7 +189,13 @@ func (n *node) kubelet(top string, churn int) {
 // stderr and the exit code.
 func (n *node) verify(args ...string) (string, string, int) {
 	n.t.Helper()
-	cmd := exec.Command(verifyBin, append([]string{"--root", n.m.Memory, "--state-dir", n.path("state")}, args...)...)
+	return n.verifyWith(verifyBin, args...)
+}
+
+// verifyWith runs the verify program bin (the bundle's, for example).
+func (n *node) verifyWith(bin string, args ...string) (string, string, int) {
+	n.t.Helper()
+	cmd := exec.Command(bin, append([]string{"--root", n.m.Memory, "--state-dir", n.path("state")}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -149,7 +219,7 @@ func (n *node) detectArgs() []string {
 
 func (n *node) runArgs(extra ...string) []string {
 	args := append([]string{"run"}, n.detectArgs()...)
-	args = append(args, "--artifacts", n.path("release"),
+	args = append(args, "--bundle", n.bundle.Dir, "--pubkey", n.bundle.Pub,
 		"--stop-cmd", "echo stop >> "+n.path("service.log"),
 		"--start-cmd", "echo start >> "+n.path("service.log"),
 		"--junit", n.path("junit.xml"), "--report", n.path("report.json"), "-o", "json")
@@ -266,18 +336,49 @@ func TestDetectOnSimulator(t *testing.T) {
 	}
 }
 
-// TestRunRepairsSimulatedNode is the acceptance run end to end: the real
-// verify binary against the 3.10 simulator, with a fake service command.
+// TestRunRepairsSimulatedNode is the acceptance run end to end on what the
+// pipeline ships: the bundle tarball that `go tool mage build` published
+// (real kubelet, runc and verify, real signature), installed and run by the
+// bundle's own verify against the 3.10 simulator, with fake service
+// commands, a fake process table and a loopback healthz endpoint.
 func TestRunRepairsSimulatedNode(t *testing.T) {
+	b := builtBundle(t)
+	bundled := filepath.Join(b.Dir, "verify")
 	n := newNode(t, memcgsim.RHEL78)
 	n.kubelet("kubepods", 3)
-	if _, _, code := n.verify("assert"); code != 1 {
+	if _, _, code := n.verifyWith(bundled, "assert"); code != 1 {
 		t.Fatalf("assert before the repair: exit %d, want 1", code)
 	}
-	out, stderr, code := n.verify(n.runArgs()...)
+	if out, _, code := n.verifyWith(bundled, "version"); code != 0 || !strings.Contains(out, b.Manifest.Name) || !strings.Contains(out, b.Manifest.Binary("verify").Version) {
+		t.Errorf("bundled verify version: exit %d %q, want its version and bundle %s", code, out, b.Manifest.Name)
+	}
+	// The kubelet "runs" while <proc>/4242/exe points at the node's kubelet.
+	proc := n.path("proc")
+	kubelet := n.path("bin/kubelet")
+	n.write("proc/4242/comm", "kubelet\n", 0o644)
+	if err := os.Symlink(kubelet, n.path("proc/4242/exe")); err != nil {
+		t.Fatal(err)
+	}
+	healthz := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := os.Lstat(n.path("proc/4242/exe")); err != nil {
+			http.Error(w, "kubelet down", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	}))
+	t.Cleanup(healthz.Close)
+	args := append([]string{"run"}, n.detectArgs()...)
+	args = append(args, "--bundle", b.Tarball, "--pubkey", b.Pub, "--tmp-dir", t.TempDir(),
+		"--proc", proc, "--healthz", healthz.URL+"/healthz", "--kubelet-timeout", "20s",
+		"--stop-cmd", fmt.Sprintf("rm -rf %s/4242 && echo stop >> %s", proc, n.path("service.log")),
+		"--start-cmd", fmt.Sprintf("sleep 0.2 && mkdir -p %[1]s/4242 && ln -s %[2]s %[1]s/4242/exe && echo start >> %[3]s", proc, kubelet, n.path("service.log")),
+		"--junit", n.path("junit.xml"), "--report", n.path("report.json"), "-o", "json")
+	start := time.Now()
+	out, stderr, code := n.verifyWith(bundled, args...)
 	if code != 0 {
 		t.Fatalf("run exit %d\nstdout %s\nstderr %s", code, out, stderr)
 	}
+	t.Logf("verify run --bundle took %s", time.Since(start).Round(time.Millisecond))
 	var res acceptance.Result
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("run JSON: %v\n%s", err, out)
@@ -285,10 +386,38 @@ func TestRunRepairsSimulatedNode(t *testing.T) {
 	if res.Outcome != acceptance.OutcomePassed || res.Assert == nil || !res.Assert.Passed || res.Install == nil {
 		t.Fatalf("run result %+v", res)
 	}
+	if !res.Install.Signed || res.Install.SignatureSkipped || res.Install.Bundle.Name != b.Manifest.Name {
+		t.Errorf("install record: signed %v skipped %v bundle %q", res.Install.Signed, res.Install.SignatureSkipped, res.Install.Bundle.Name)
+	}
+	if b.Manifest.SigningKey.Development && !strings.Contains(stderr, "DEVELOPMENT KEY "+b.Manifest.SigningKey.ID) {
+		t.Errorf("a bundle signed with the development key installed without the red flag:\n%s", stderr)
+	}
 	if got := n.serviceLog(); got != "stop\nstart\n" {
 		t.Errorf("service log %q, want stop then start", got)
 	}
-	for _, rel := range []string{"kubepods", "kubepods/burstable", "kubepods/burstable/podA"} {
+	// The downtime runs from the stop command to the kubelet process being
+	// back (the start command sleeps 0.2 s), and is in all three reports.
+	if res.Downtime < 200*time.Millisecond || res.Downtime > 20*time.Second || res.DowntimeSeconds != res.Downtime.Seconds() {
+		t.Errorf("kubelet downtime %s (%v s)", res.Downtime, res.DowntimeSeconds)
+	}
+	var startStep string
+	for _, s := range res.Steps {
+		if s.Name == acceptance.StepStart {
+			startStep = s.Details
+		}
+	}
+	if !strings.Contains(startStep, "pid 4242") || !strings.Contains(startStep, "answered 200") {
+		t.Errorf("start step details %q: want the kubelet process and healthz", startStep)
+	}
+	// kmem off everywhere, the pod where it was, its limit kept.
+	all, err := n.h.Walk("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rel := range all {
+		if rel == "" {
+			continue
+		}
 		if active, err := n.sim.KmemActive(rel); err != nil || active {
 			t.Errorf("%s kmem-active after run: %v, %v", rel, active, err)
 		}
@@ -299,50 +428,104 @@ func TestRunRepairsSimulatedNode(t *testing.T) {
 	if lim, err := n.h.ReadInt("kubepods/burstable/podA", memcg.Limit); err != nil || lim != 300<<20 {
 		t.Errorf("podA limit %d (%v), want 300 MiB", lim, err)
 	}
-	k, _ := os.ReadFile(n.path("bin/kubelet"))
-	if !strings.Contains(string(k), "+nokmem") {
-		t.Errorf("kubelet not installed: %q", k)
+	// Both binaries are the bundle's, byte for byte.
+	for _, name := range []string{"kubelet", "runc"} {
+		if !sameFile(t, n.path("bin/"+name), filepath.Join(b.Dir, name)) {
+			t.Errorf("bin/%s is not the bundle's %s", name, name)
+		}
 	}
-	// Both reports are written and parse.
+	// Both reports are written and parse, with the downtime.
 	var fromFile acceptance.Result
-	b, err := os.ReadFile(n.path("report.json"))
+	data, err := os.ReadFile(n.path("report.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(b, &fromFile); err != nil || fromFile.Outcome != acceptance.OutcomePassed {
-		t.Errorf("report.json: %v, outcome %q", err, fromFile.Outcome)
+	if err := json.Unmarshal(data, &fromFile); err != nil || fromFile.Outcome != acceptance.OutcomePassed || fromFile.Downtime != res.Downtime {
+		t.Errorf("report.json: %v, outcome %q downtime %s", err, fromFile.Outcome, fromFile.Downtime)
 	}
-	b, err = os.ReadFile(n.path("junit.xml"))
+	data, err = os.ReadFile(n.path("junit.xml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var doc junit.Testsuites
-	if err := xml.Unmarshal(b, &doc); err != nil {
-		t.Fatalf("junit.xml does not parse: %v\n%s", err, b)
+	if err := xml.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("junit.xml does not parse: %v\n%s", err, data)
 	}
 	if len(doc.Suites) != 1 || doc.Suites[0].Tests != len(acceptance.Steps) || doc.Suites[0].Failures != 0 {
 		t.Errorf("junit suites %+v", doc.Suites)
 	}
-	// The node now passes assert and the NPD check; a second run is a no-op migration.
-	if out, stderr, code := n.verify("assert", "-o", "json"); code != 0 {
+	if !strings.Contains(string(data), `name="kubelet_downtime_seconds" value="`+fmt.Sprintf("%.3f", res.DowntimeSeconds)+`"`) {
+		t.Errorf("junit.xml lacks the kubelet downtime property:\n%s", data)
+	}
+	// The node now passes assert and the NPD check.
+	if out, stderr, code := n.verifyWith(bundled, "assert", "-o", "json"); code != 0 {
 		t.Errorf("assert after run: exit %d\n%s%s", code, out, stderr)
 	}
-	if out, _, code := n.verify(append([]string{"detect", "--npd"}, n.detectArgs()...)...); code != 0 {
+	if out, _, code := n.verifyWith(bundled, append([]string{"detect", "--npd"}, n.detectArgs()...)...); code != 0 {
 		t.Errorf("npd after run: exit %d %q", code, out)
 	}
-	// A pod created by the (nokmem) kubelet after the repair is not active.
+	// A cgroup made under the migrated tree the way the kubelet makes pod
+	// cgroups (mkdir; the patched runc then writes no kmem limit, which
+	// internal/runcproof proves on the real binary) inherits no kmem
+	// accounting, unlike one made under the old tree.
 	if err := n.h.Mkdir("kubepods/burstable/podB"); err != nil {
 		t.Fatal(err)
 	}
-	if active, _ := n.sim.KmemActive("kubepods/burstable/podB"); active {
-		t.Error("new pod cgroup kmem-active after the repair")
+	if active, err := n.sim.KmemActive("kubepods/burstable/podB"); err != nil || active {
+		t.Errorf("new pod cgroup under the migrated tree: kmem-active %v, %v", active, err)
 	}
-	// Rollback restores the stock binaries byte for byte.
-	if _, stderr, code := n.verify("rollback"); code != 0 {
-		t.Fatalf("rollback exit %d: %s", code, stderr)
+	// Rollback restores both stock binaries byte for byte.
+	start = time.Now()
+	if _, stderr, code := n.verifyWith(bundled, "install", "--rollback"); code != 0 {
+		t.Fatalf("install --rollback exit %d: %s", code, stderr)
 	}
-	if k, _ := os.ReadFile(n.path("bin/kubelet")); string(k) != "#!/bin/sh\necho 'Kubernetes v1.12.4'\n" {
-		t.Errorf("kubelet after rollback: %q", k)
+	t.Logf("install --rollback took %s", time.Since(start).Round(time.Millisecond))
+	for name, want := range map[string]string{"kubelet": stockKubelet, "runc": stockRunc} {
+		if got, _ := os.ReadFile(n.path("bin/" + name)); string(got) != want {
+			t.Errorf("%s after rollback: %.60q, want the stock script", name, got)
+		}
+	}
+	if _, stderr, code := n.verifyWith(bundled, "rollback"); code != 0 || !strings.Contains(stderr, "nothing to roll back") {
+		t.Errorf("second rollback: exit %d %q, want exit 0 and nothing to roll back", code, stderr)
+	}
+}
+
+func sameFile(t *testing.T, a, b string) bool {
+	t.Helper()
+	sa, err := sums.File(sums.SHA256, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := sums.File(sums.SHA256, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa == sb
+}
+
+// TestInstallRefusesNonRoot runs verify as nobody (uid 65534): install and
+// rollback refuse before writing anything.
+func TestInstallRefusesNonRoot(t *testing.T) {
+	testenv.RequireRoot(t)
+	n := newNode(t, memcgsim.RHEL78)
+	before := n.state()
+	for _, args := range [][]string{
+		{"install", "--bundle", n.bundle.Dir, "--pubkey", n.bundle.Pub, "--search-dirs", n.path("bin")},
+		{"install", "--rollback"},
+	} {
+		cmd := exec.Command(verifyBin, append([]string{"--state-dir", n.path("state")}, args...)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || !strings.Contains(string(out), "must run as root") {
+			t.Errorf("%v as uid 65534: %v\n%s\nwant a refusal naming root", args, err, out)
+		}
+	}
+	if after := n.state(); after != before {
+		t.Errorf("node changed:\nbefore\n%s\nafter\n%s", before, after)
+	}
+	if _, err := os.Stat(n.path("state")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state dir written by an unprivileged install: %v", err)
 	}
 }
 
@@ -380,6 +563,11 @@ func TestRunModernKernelNotApplicable(t *testing.T) {
 	}
 }
 
+// bundletestPub is the public key of another bundle: a wrong key.
+func bundletestPub(t *testing.T) string {
+	return bundletest.Make(t, "nokmem-v0-v0+other", "", "").Pub
+}
+
 // TestRunRefuses covers nodes run must not touch: each fails at detect (or
 // binaries) with a clear message, and nothing changes.
 func TestRunRefuses(t *testing.T) {
@@ -392,15 +580,36 @@ func TestRunRefuses(t *testing.T) {
 	}{
 		{"no kubepods", func(n *node) {}, nil, acceptance.StepDetect, "no kubepods cgroup"},
 		{"systemd driver", func(n *node) { n.kubelet("kubepods.slice", 1) }, nil, acceptance.StepDetect, "systemd cgroup driver"},
-		{"tampered artifact", func(n *node) {
+		{"tampered binary, re-summed", func(n *node) {
 			n.kubelet("kubepods", 1)
-			n.write("release/runc", "#!/bin/sh\necho evil\n", 0o755)
-		}, nil, acceptance.StepInstall, "checksum mismatch"},
+			if err := os.WriteFile(filepath.Join(n.bundle.Dir, "runc"), []byte("#!/bin/sh\necho evil\n"), 0o755); err != nil {
+				n.t.Fatal(err)
+			}
+			var names []string
+			listed, _ := sums.Parse(filepath.Join(n.bundle.Dir, "SHA256SUMS"))
+			for name := range listed {
+				names = append(names, name)
+			}
+			if _, err := sums.Write(n.bundle.Dir, names, nil); err != nil {
+				n.t.Fatal(err)
+			}
+		}, nil, acceptance.StepInstall, "signature does not verify"},
+		{"wrong key", func(n *node) { n.kubelet("kubepods", 1) }, []string{"--pubkey", bundletestPub(t)}, acceptance.StepInstall, "signature does not verify"},
+		{"missing key", func(n *node) { n.kubelet("kubepods", 1) }, []string{"--pubkey", "/nonexistent/release.pub"}, acceptance.StepInstall, "no release public key at /nonexistent/release.pub"},
+		{"symlink target", func(n *node) {
+			n.kubelet("kubepods", 1)
+			if err := os.Rename(n.path("bin/runc"), n.path("bin/runc.real")); err != nil {
+				n.t.Fatal(err)
+			}
+			if err := os.Symlink("runc.real", n.path("bin/runc")); err != nil {
+				n.t.Fatal(err)
+			}
+		}, nil, acceptance.StepInstall, "is a symlink"},
 		{"unknown kubelet", func(n *node) {
 			n.kubelet("kubepods", 1)
 			n.write("bin/kubelet", "#!/bin/sh\necho 'my kubelet'\n", 0o755)
 		}, nil, acceptance.StepInstall, "unknown kubelet"},
-		{"stock runtime without artifacts", func(n *node) { n.kubelet("kubepods", 1) }, []string{"--artifacts="}, acceptance.StepBinaries, "runc at"},
+		{"stock runtime without a bundle", func(n *node) { n.kubelet("kubepods", 1) }, []string{"--bundle="}, acceptance.StepBinaries, "runc at"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -94,6 +94,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.Version = version
+	root.SetVersionTemplate(versionText())
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.Root, "root", DefaultMemoryRoot, "cgroup v1 memory hierarchy mount point")
 	pf.StringVar(&g.StateDir, "state-dir", DefaultStateDir, "directory for backups and records of changes")

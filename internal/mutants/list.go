@@ -79,11 +79,29 @@ var List = []Mutation{
 	},
 	{
 		Name:    "install-skips-signature-check",
-		File:    "verify/install/install.go",
-		Old:     "if pubKey != \"\" {",
-		New:     "if pubKey == \"never\" {",
+		File:    "verify/install/open.go",
+		Old:     "b.Manifest, err = bundle.Verify(b.Dir, pubKey)",
+		New:     "b.Manifest, err = bundle.VerifyUnsigned(b.Dir)",
 		Package: "./verify/install",
-		Run:     "^TestInstallRefuses$",
+		Run:     "^TestOpenRefuses$",
+	},
+	{
+		// The end-to-end run takes the pipeline's signed bundle; a tampered,
+		// re-summed bundle must be refused through the real binary.
+		Name:    "e2e-run-installs-unsigned-bundle",
+		File:    "verify/install/open.go",
+		Old:     "b.Manifest, err = bundle.Verify(b.Dir, pubKey)",
+		New:     "b.Manifest, err = bundle.VerifyUnsigned(b.Dir)",
+		Package: "./verify",
+		Run:     "^TestRunRefuses$",
+	},
+	{
+		Name:    "install-record-never-signed",
+		File:    "verify/install/install.go",
+		Old:     "Signed: o.Signed,",
+		New:     "Signed: false,",
+		Package: "./verify/install",
+		Run:     "^TestInstallRollback$",
 	},
 	{
 		Name:    "sim-slabinfo-empty-not-eio",

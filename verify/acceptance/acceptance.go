@@ -1,8 +1,11 @@
-// Package acceptance is the staging acceptance flow of verify run: detect
-// the node state, install the nokmem artifacts, stop the kubelet, migrate
-// the kubepods tree, start the kubelet and assert that kmem accounting is
-// off. Every step is recorded; when one fails the flow stops there, starts
-// the kubelet again when that is safe, and says what to run next.
+// Package acceptance is the flow of verify run: detect the node state,
+// install the signed bundle, stop the kubelet, migrate the kubepods tree,
+// start the kubelet and wait until it runs the new binary (and answers
+// healthz), run the cleanup that may happen with the kubelet up, and assert
+// that kmem accounting is off. Every step is recorded, and the kubelet
+// downtime (stop issued → kubelet process back) and the cleanup time are
+// reported apart; when a step fails the flow stops there, starts the
+// kubelet again when that is safe, and says what to run next.
 package acceptance
 
 import (
@@ -29,21 +32,19 @@ const (
 	StepStop     = "stop-kubelet"
 	StepMigrate  = "migrate"
 	StepStart    = "start-kubelet"
+	StepCleanup  = "cleanup"
 	StepAssert   = "assert"
 )
 
 // Steps lists the steps in the order they run.
-var Steps = []string{StepDetect, StepInstall, StepBinaries, StepStop, StepMigrate, StepStart, StepAssert}
+var Steps = []string{StepDetect, StepInstall, StepBinaries, StepStop, StepMigrate, StepStart, StepCleanup, StepAssert}
 
-// ExitCodes: 0 passed (or not applicable without --strict); 10+i when step
-// Steps[i] failed.
-var ExitCodes = func() map[string]int {
-	m := map[string]int{}
-	for i, s := range Steps {
-		m[s] = 10 + i
-	}
-	return m
-}()
+// ExitCodes: 0 passed (or not applicable without --strict); otherwise the
+// code of the step that failed. cleanup came last, so it has the last code.
+var ExitCodes = map[string]int{
+	StepDetect: 10, StepInstall: 11, StepBinaries: 12, StepStop: 13,
+	StepMigrate: 14, StepStart: 15, StepAssert: 16, StepCleanup: 17,
+}
 
 // Outcomes of a run.
 const (
@@ -57,14 +58,26 @@ const (
 // not be started on the half-migrated tree).
 type MigrateFunc func(kubepods string) (summary string, touched bool, err error)
 
+// InstallFunc checks and installs the bundle (see verify/install).
+type InstallFunc func() (*install.Record, error)
+
+// CleanupFunc does the part of the migration that may run with the kubelet
+// up (removing the old tree) and summarises it.
+type CleanupFunc func(ctx context.Context) (summary string, err error)
+
 // Config of a run.
 type Config struct {
 	Hierarchy memcg.Hierarchy
 	Detect    detect.Options
-	// Install, when not nil, installs artifacts before the kubelet is stopped.
-	Install *install.Options
+	// Install, when not nil, installs the bundle before the kubelet is stopped.
+	Install InstallFunc
 	Service Service
 	Migrate MigrateFunc
+	// Kubelet, when not nil, is how the start step checks that the kubelet
+	// came back (its process runs the expected binary; healthz answers).
+	Kubelet *KubeletCheck
+	// Cleanup, when not nil, runs after the kubelet is back.
+	Cleanup CleanupFunc
 	// Strict makes "not applicable" a failure.
 	Strict bool
 	Logger *slog.Logger
@@ -86,14 +99,24 @@ type Result struct {
 	Install          *install.Record `json:"install,omitempty"`
 	Migrate          string          `json:"migrate,omitempty"`
 	Assert           *assert.Result  `json:"assert,omitempty"`
+	// Downtime is from the stop command being issued to the kubelet
+	// process running again (0 when the kubelet was not stopped or not seen
+	// back); Cleanup is how long the cleanup step took, with the kubelet up.
+	Downtime        time.Duration `json:"kubelet_downtime_ns"`
+	DowntimeSeconds float64       `json:"kubelet_downtime_seconds"`
+	Cleanup         time.Duration `json:"cleanup_ns"`
+	CleanupSeconds  float64       `json:"cleanup_seconds"`
+	CleanupSummary  string        `json:"cleanup_summary,omitempty"`
 }
 
 type runner struct {
-	cfg     Config
-	ctx     context.Context
-	res     *Result
-	stopped bool // the kubelet was stopped by this run
-	log     *slog.Logger
+	cfg       Config
+	ctx       context.Context
+	res       *Result
+	stopped   bool          // the kubelet was stopped by this run
+	stoppedAt time.Time     // when the stop command was issued
+	kubelet   detect.Binary // the kubelet found by the binaries step
+	log       *slog.Logger
 }
 
 // Run runs the flow. It never returns an error: failures are in the Result.
@@ -186,16 +209,16 @@ func (r *runner) run() {
 	}
 
 	if r.cfg.Install == nil {
-		r.skip([]string{StepInstall}, "no --artifacts given")
+		r.skip([]string{StepInstall}, "no --bundle given")
 	} else if !r.step(StepInstall, func(s *report.Step) error {
-		rec, err := install.Install(*r.cfg.Install)
+		rec, err := r.cfg.Install()
 		if err != nil {
 			return err
 		}
 		r.res.Install = rec
 		var parts []string
 		for _, e := range rec.Entries {
-			parts = append(parts, fmt.Sprintf("%s %s → %s", e.Installed, short(e.OldSHA256), short(e.NewSHA256)))
+			parts = append(parts, fmt.Sprintf("%s %s → %s", e.Installed, short(e.Original.SHA256), short(e.NewSHA256)))
 		}
 		s.Details = strings.Join(parts, "; ")
 		return nil
@@ -211,6 +234,9 @@ func (r *runner) run() {
 		}
 		var bad, found []string
 		for _, b := range bins {
+			if b.Name == "kubelet" && r.kubelet.Path == "" {
+				r.kubelet = b
+			}
 			found = append(found, fmt.Sprintf("%s %s (%s)", b.Name, b.Path, b.Kind))
 			if !b.Nokmem() {
 				bad = append(bad, fmt.Sprintf("%s at %s is %s: %s", b.Name, b.Path, b.Kind, b.Reason))
@@ -225,12 +251,13 @@ func (r *runner) run() {
 		}
 		return nil
 	}) {
-		r.fail(StepBinaries, "install nokmem builds (`verify install --artifacts DIR`) and rerun `verify run`; no cgroup was changed")
+		r.fail(StepBinaries, "install the nokmem bundle (`verify run --bundle BUNDLE.tar.gz`, or `verify install --bundle`) and rerun; no cgroup was changed")
 		return
 	}
 
 	if !r.step(StepStop, func(*report.Step) error {
 		r.stopped = true // a failed stop may have half-stopped it
+		r.stoppedAt = time.Now()
 		return r.cfg.Service.Stop(r.ctx)
 	}) {
 		r.fail(StepStop, "the kubelet could not be stopped; check the service command, then rerun `verify run`; no cgroup was changed")
@@ -255,18 +282,55 @@ func (r *runner) run() {
 		return
 	}
 
-	if !r.step(StepStart, func(*report.Step) error {
+	if !r.step(StepStart, func(s *report.Step) error {
 		if err := r.cfg.Service.Start(r.ctx); err != nil {
 			return err
 		}
 		r.stopped = false
+		if r.cfg.Kubelet == nil {
+			// Nothing to watch: count until the start command returned.
+			r.setDowntime(time.Since(r.stoppedAt))
+			return nil
+		}
+		k := *r.cfg.Kubelet
+		if k.Path == "" {
+			// The kubelet the binaries step found: after an install, the new one.
+			k.Path, k.SHA256 = r.kubelet.Path, r.kubelet.SHA256
+		}
+		if k.Path == "" {
+			return errors.New("no kubelet binary to watch for")
+		}
+		back, detail, err := k.Wait(r.ctx)
+		s.Details = detail
+		if err != nil {
+			return err
+		}
+		r.setDowntime(back.Sub(r.stoppedAt))
+		s.Details += fmt.Sprintf("; kubelet downtime %s", r.res.Downtime.Round(time.Millisecond))
 		return nil
 	}) {
-		r.fail(StepStart, "the migration is done but the kubelet did not start: start it by hand, then run `verify assert`")
+		r.fail(StepStart, "the migration is done but the kubelet did not come back: check the kubelet service (journalctl -u kubelet), start it by hand, then run `verify assert`")
+		return
+	}
+
+	if r.cfg.Cleanup == nil {
+		r.skip([]string{StepCleanup}, "no cleanup step configured")
+	} else if !r.step(StepCleanup, func(s *report.Step) error {
+		start := time.Now()
+		sum, err := r.cfg.Cleanup(r.ctx)
+		r.res.Cleanup, r.res.CleanupSeconds = time.Since(start), time.Since(start).Seconds()
+		r.res.CleanupSummary, s.Details = sum, sum
+		return err
+	}) {
+		r.fail(StepCleanup, "the kubelet is up on the migrated tree, but removing the old tree failed: rerun `verify migrate` to finish the cleanup, then `verify assert`")
 		return
 	}
 
 	r.assert(h)
+}
+
+func (r *runner) setDowntime(d time.Duration) {
+	r.res.Downtime, r.res.DowntimeSeconds = d, d.Seconds()
 }
 
 func (r *runner) assert(h memcg.Hierarchy) {
@@ -294,7 +358,7 @@ func (r *runner) assert(h memcg.Hierarchy) {
 // changed; assert reports the reason.
 func (r *runner) notApplicable(h memcg.Hierarchy) {
 	why := "not applicable: kernel without 3.10 semantics, nothing changed"
-	r.skip([]string{StepInstall, StepBinaries, StepStop, StepMigrate, StepStart}, why)
+	r.skip([]string{StepInstall, StepBinaries, StepStop, StepMigrate, StepStart, StepCleanup}, why)
 	a, err := assert.Check(h, assert.Options{Strict: r.cfg.Strict})
 	if err != nil {
 		r.res.Steps = append(r.res.Steps, report.Step{Name: StepAssert, Status: report.Failed, Message: err.Error()})

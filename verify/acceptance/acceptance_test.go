@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/acceptance"
@@ -18,6 +19,7 @@ import (
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/memcgsim"
 	"github.com/nokmem/nokmem/verify/migrate"
+	"github.com/nokmem/nokmem/verify/report"
 )
 
 // fakeService records the calls and fails the ones told to.
@@ -78,21 +80,29 @@ func TestRunFailures(t *testing.T) {
 		wantCalls []string
 		restarted bool
 		wantNext  string
+		cleanup   acceptance.CleanupFunc
 	}{
-		{"passes", fakeService{}, realMigrate, "", []string{"stop", "start"}, false, ""},
-		{"stop fails", fakeService{failStop: true}, realMigrate, acceptance.StepStop, []string{"stop", "start"}, true, "could not be stopped"},
+		{"passes", fakeService{}, realMigrate, "", []string{"stop", "start"}, false, "", nil},
+		{"passes with cleanup", fakeService{}, realMigrate, "", []string{"stop", "start"}, false, "", func(context.Context) (string, error) {
+			time.Sleep(20 * time.Millisecond)
+			return "old tree removed", nil
+		}},
+		{"cleanup fails", fakeService{}, realMigrate, acceptance.StepCleanup, []string{"stop", "start"}, false, "finish the cleanup", func(context.Context) (string, error) {
+			return "", errors.New("rmdir nokmem-migrate-old: device or resource busy")
+		}},
+		{"stop fails", fakeService{failStop: true}, realMigrate, acceptance.StepStop, []string{"stop", "start"}, true, "could not be stopped", nil},
 		{"migrate fails untouched", fakeService{}, func(memcg.Hierarchy, string) acceptance.MigrateFunc {
 			return func(string) (string, bool, error) { return "", false, errors.New("kubelet still running") }
-		}, acceptance.StepMigrate, []string{"stop", "start"}, true, "no cgroup was changed"},
+		}, acceptance.StepMigrate, []string{"stop", "start"}, true, "no cgroup was changed", nil},
 		{"migrate fails half-way", fakeService{}, func(memcg.Hierarchy, string) acceptance.MigrateFunc {
 			return func(string) (string, bool, error) {
 				return "", true, errors.New("rmdir kubepods: device or resource busy")
 			}
-		}, acceptance.StepMigrate, []string{"stop"}, false, "verify migrate"},
-		{"start fails", fakeService{failSta: true}, realMigrate, acceptance.StepStart, []string{"stop", "start"}, false, "start it by hand"},
+		}, acceptance.StepMigrate, []string{"stop"}, false, "verify migrate", nil},
+		{"start fails", fakeService{failSta: true}, realMigrate, acceptance.StepStart, []string{"stop", "start"}, false, "start it by hand", nil},
 		{"migration skipped, assert fails", fakeService{}, func(memcg.Hierarchy, string) acceptance.MigrateFunc {
 			return func(string) (string, bool, error) { return "pretended", false, nil }
-		}, acceptance.StepAssert, []string{"stop", "start"}, false, "activated kmem"},
+		}, acceptance.StepAssert, []string{"stop", "start"}, false, "activated kmem", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -120,6 +130,7 @@ func TestRunFailures(t *testing.T) {
 				Detect:    detect.Options{Root: m.Memory, OSRelease: osr, ProcCgroups: m.ProcCgroups, SlabDir: m.Slab, Binaries: nokmemBinaries(t)},
 				Service:   &svc,
 				Migrate:   tt.migrate(h, t.TempDir()),
+				Cleanup:   tt.cleanup,
 			})
 			wantCode := 0
 			if tt.wantStep != "" {
@@ -136,6 +147,14 @@ func TestRunFailures(t *testing.T) {
 			}
 			if len(res.Steps) != len(acceptance.Steps) {
 				t.Errorf("%d steps recorded, want all %d (skipped ones included)", len(res.Steps), len(acceptance.Steps))
+			}
+			// The downtime covers stop → start whenever the start step passed.
+			startPassed := slices.ContainsFunc(res.Steps, func(s report.Step) bool { return s.Name == acceptance.StepStart && s.Status == report.Passed })
+			if startPassed != (res.Downtime > 0) || res.DowntimeSeconds != res.Downtime.Seconds() {
+				t.Errorf("downtime %s (%v s) with start passed %v", res.Downtime, res.DowntimeSeconds, startPassed)
+			}
+			if tt.cleanup != nil && tt.wantStep == "" && (res.Cleanup < 20*time.Millisecond || res.CleanupSummary != "old tree removed") {
+				t.Errorf("cleanup %s %q, want ≥20ms and its summary", res.Cleanup, res.CleanupSummary)
 			}
 		})
 	}
@@ -163,8 +182,21 @@ func TestRealHierarchy(t *testing.T) {
 	if len(all) != 1+2+3+3 {
 		t.Fatalf("walk %v", all)
 	}
-	if _, err := detect.KmemActive(h, all); err != nil {
+	// Oracle independent of detect: a cgroup counts as kmem-active when its
+	// memory.kmem.slabinfo can be read (3.10 answers EIO until kmem
+	// accounting is activated; modern cgroup v1 answers for every cgroup).
+	active, err := detect.KmemActive(h, all)
+	if err != nil {
 		t.Fatal(err)
+	}
+	var want []string
+	for _, rel := range all {
+		if _, err := os.ReadFile(filepath.Join(h.Root, rel, "memory.kmem.slabinfo")); err == nil {
+			want = append(want, rel)
+		}
+	}
+	if !slices.Equal(active, want) && !(len(active) == 0 && len(want) == 0) {
+		t.Errorf("KmemActive = %v, want the cgroups whose slabinfo reads: %v", active, want)
 	}
 
 	e, err := migrate.New(migrate.Config{Hierarchy: h, Kubepods: kp, StateDir: t.TempDir()})

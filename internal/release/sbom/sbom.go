@@ -113,6 +113,9 @@ func Document(in *inputs.Inputs, artifacts []inputs.Artifact) (*spdx.Document, e
 			return nil, err
 		}
 		p.PackageComment = "vendored at vendor/" + v.Root
+		if v.Root == "" {
+			p.PackageComment = "module in the build graph (go.sum)"
+		}
 		doc.Packages = append(doc.Packages, p)
 		rel(SourceID, common.TypeRelationshipDependsOn, id)
 	}

@@ -121,3 +121,13 @@ func Verify(path, pubKeyPath string) error {
 	}
 	return nil
 }
+
+// KeyID returns the minisign key id of the public key at pubKeyPath, as
+// minisign prints it (16 upper-case hex digits).
+func KeyID(pubKeyPath string) (string, error) {
+	pub, err := minisign.PublicKeyFromFile(pubKeyPath)
+	if err != nil {
+		return "", fmt.Errorf("read public key %s: %w", pubKeyPath, err)
+	}
+	return fmt.Sprintf("%016X", pub.ID()), nil
+}

@@ -1,0 +1,166 @@
+//go:build mage
+
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/magefile/mage/mg"
+
+	"github.com/nokmem/nokmem/internal/bundle"
+	"github.com/nokmem/nokmem/internal/patchset"
+	"github.com/nokmem/nokmem/internal/release/sums"
+)
+
+// Bundle assembles the signed node bundle.
+type Bundle mg.Namespace
+
+// bundleOutput is the folder that receives the bundle and its tarball.
+var bundleOutput = filepath.Join("_output", "bundle")
+
+// bundleName is nokmem-<kubelet version>-<runc version>+<marker>, the
+// marker being nokmem. and 12 hex digits of the sha256 of both patch sets'
+// markers, so it changes whenever either patch set does.
+func bundleName() (string, error) {
+	var markers []string
+	for _, p := range []struct{ project, version string }{{kubeProject, kubeVersion}, {"runc", runcVersion}} {
+		set, err := patchset.Load(filepath.Join("patches", p.project, p.version))
+		if err != nil {
+			return "", err
+		}
+		markers = append(markers, set.Marker())
+	}
+	h := sha256.Sum256([]byte(strings.Join(markers, "\n")))
+	return bundle.Name(kubeVersion, runcVersion, patchset.MarkerPrefix+hex.EncodeToString(h[:])[:12]), nil
+}
+
+// Build (after release:all and verify:build, which are no-ops when up to
+// date) assembles _output/bundle/<name>/ from the kubelet, runc and verify
+// release sets (each checked with the public key first): the three
+// binaries, their SBOMs and provenance, manifest.json, SHA256SUMS,
+// SHA512SUMS and one signature over SHA256SUMS; then packs it as the
+// reproducible _output/bundle/<name>.tar.gz (mtime: HEAD's commit time, or
+// SOURCE_DATE_EPOCH), publishes both atomically and prints the release notes.
+func (Bundle) Build(ctx context.Context) error {
+	mg.SerialCtxDeps(ctx, Release.All, Verify.Build)
+	start := time.Now()
+	name, err := bundleName()
+	if err != nil {
+		return err
+	}
+	key, pub, err := signingKey()
+	if err != nil {
+		return err
+	}
+	verifyVersion, err := publishedVersion()
+	if err != nil {
+		return fmt.Errorf("bundle: build verify first: %w", err)
+	}
+	kubeSet, err := patchset.Load(filepath.Join("patches", kubeProject, kubeVersion))
+	if err != nil {
+		return err
+	}
+	runcSet, err := patchset.Load(runcPatches)
+	if err != nil {
+		return err
+	}
+	parts := []bundle.Part{
+		{Dir: filepath.Join("_output", kubeProject, kubeVersion), Binary: bundle.Binary{Name: "kubelet", Project: kubeProject, Version: kubeVersion + "+" + kubeSet.Marker(), Replaces: []string{"kubelet"}}},
+		{Dir: runcOutput, Binary: bundle.Binary{Name: "runc", Project: "runc", Version: runcVersion + "+" + runcSet.Marker(), Replaces: []string{"runc", "docker-runc"}}},
+		{Dir: verifyOutput, Binary: bundle.Binary{Name: "verify", Project: "nokmem", Version: verifyVersion}},
+	}
+	mtime, err := sourceDate(ctx)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(bundleOutput, 0o755); err != nil {
+		return err
+	}
+	staging, err := os.MkdirTemp(bundleOutput, ".staging-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(staging)
+	dir := filepath.Join(staging, name)
+	m, err := bundle.Assemble(dir, name, parts, key, pub, key == devKey)
+	if err != nil {
+		return err
+	}
+	if _, err := bundle.Verify(dir, pub); err != nil {
+		return fmt.Errorf("the bundle just written does not verify: %w", err)
+	}
+	tgz := dir + bundle.TarExt
+	if err := bundle.Pack(dir, tgz, mtime); err != nil {
+		return err
+	}
+	// Publish: the tarball by rename; the folder by moving the old one aside first.
+	destDir, destTgz := filepath.Join(bundleOutput, name), filepath.Join(bundleOutput, name+bundle.TarExt)
+	if err := os.Rename(destDir, filepath.Join(staging, "old")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.Rename(dir, destDir); err != nil {
+		return err
+	}
+	if err := os.Rename(tgz, destTgz); err != nil {
+		return err
+	}
+	return bundleNotes(m, destDir, destTgz, pub, key == devKey, time.Since(start))
+}
+
+// bundleNotes prints the release notes of a published bundle.
+func bundleNotes(m *bundle.Manifest, dir, tgz, pub string, dev bool, took time.Duration) error {
+	tgzSHA, err := sums.File(sums.SHA256, tgz)
+	if err != nil {
+		return err
+	}
+	sumsSHA, err := sums.File(sums.SHA256, filepath.Join(dir, sums.SHA256.SumsFile))
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(tgz)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n=== release notes: %s ===\n", m.Name)
+	fmt.Fprintf(&b, "bundle tarball  %s\n  sha256 %s (%.1f MB)\n", tgz, tgzSHA, float64(fi.Size())/1e6)
+	fmt.Fprintf(&b, "bundle folder   %s\n  SHA256SUMS sha256 %s\n", dir, sumsSHA)
+	for _, bin := range m.Binaries {
+		fmt.Fprintf(&b, "  %-8s %-40s sha256 %s replaces %v\n", bin.Name, bin.Version, bin.SHA256, bin.Replaces)
+	}
+	fmt.Fprintf(&b, "signed with key %s (public key %s)\n", m.SigningKey.ID, pub)
+	if dev {
+		fmt.Fprintf(&b, "%s\n", bundle.DevKeyWarning(m.SigningKey.ID))
+	}
+	fmt.Fprintf(&b, "install on a node: verify run --bundle %s --pubkey /etc/nokmem/release.pub (see README, Put it on a node)\n", filepath.Base(tgz))
+	fmt.Fprintf(&b, "bundle step took %s\n", took.Round(time.Millisecond))
+	_, err = fmt.Fprint(os.Stdout, b.String())
+	return err
+}
+
+// sourceDate is SOURCE_DATE_EPOCH when set, else HEAD's commit time.
+func sourceDate(ctx context.Context) (time.Time, error) {
+	s := os.Getenv("SOURCE_DATE_EPOCH")
+	if s == "" {
+		out, err := exec.CommandContext(ctx, "git", "log", "-1", "--format=%ct", "HEAD").Output()
+		if err != nil {
+			return time.Time{}, fmt.Errorf("bundle: commit time of HEAD: %w", err)
+		}
+		s = strings.TrimSpace(string(out))
+	}
+	sec, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("bundle: source date %q: %w", s, err)
+	}
+	return time.Unix(sec, 0).UTC(), nil
+}

@@ -1,0 +1,136 @@
+package install
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/nokmem/nokmem/internal/bundle"
+	"github.com/nokmem/nokmem/internal/release/sign"
+	"github.com/nokmem/nokmem/verify/detect"
+)
+
+// Opened is a checked bundle ready to install.
+type Opened struct {
+	Dir      string
+	Source   string
+	Manifest *bundle.Manifest
+	// Signed, KeyID and SignatureSkipped say how it was checked.
+	Signed           bool
+	KeyID            string
+	SignatureSkipped bool
+	// Warnings are lines the operator must see (skipped signature, development key).
+	Warnings []string
+	cleanup  string
+}
+
+// Close removes the folder a tarball was unpacked into.
+func (b *Opened) Close() error {
+	if b.cleanup == "" {
+		return nil
+	}
+	return os.RemoveAll(b.cleanup)
+}
+
+// ErrNoKey means no public key was found and the signature was not waived.
+var ErrNoKey = errors.New("no release public key")
+
+// Open checks the bundle at source (a bundle folder or its .tar.gz, which
+// is unpacked under tmpParent first) with the minisign public key pubKey
+// (DefaultPubKey when ""). skipSignature checks everything but the
+// signature and says so in Warnings.
+func Open(source, pubKey string, skipSignature bool, tmpParent string) (*Opened, error) {
+	fi, err := os.Stat(source)
+	if err != nil {
+		return nil, fmt.Errorf("bundle: %w", err)
+	}
+	b := &Opened{Dir: source, Source: source}
+	if !fi.IsDir() {
+		tmp, err := os.MkdirTemp(tmpParent, "nokmem-bundle-")
+		if err != nil {
+			return nil, fmt.Errorf("bundle: %w", err)
+		}
+		b.cleanup = tmp
+		if b.Dir, err = bundle.Unpack(source, tmp); err != nil {
+			b.Close()
+			return nil, err
+		}
+	}
+	if skipSignature {
+		b.SignatureSkipped = true
+		b.Warnings = append(b.Warnings, "WARNING: --insecure-skip-signature: the bundle's signature was NOT checked; anyone who could write "+source+" chose these binaries. This is recorded in "+RecordFile+" and reported by every detect.")
+		b.Manifest, err = bundle.VerifyUnsigned(b.Dir)
+	} else {
+		if pubKey == "" {
+			pubKey = DefaultPubKey
+		}
+		if _, serr := os.Stat(pubKey); errors.Is(serr, fs.ErrNotExist) {
+			b.Close()
+			return nil, fmt.Errorf("%w at %s: copy the release public key there or pass --pubkey KEY (--insecure-skip-signature installs without checking, and is recorded)", ErrNoKey, pubKey)
+		}
+		b.Manifest, err = bundle.Verify(b.Dir, pubKey)
+		if err == nil {
+			b.Signed = true
+			b.KeyID, err = sign.KeyID(pubKey)
+		}
+	}
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	if b.Manifest.SigningKey.Development {
+		b.Warnings = append(b.Warnings, bundle.DevKeyWarning(b.Manifest.SigningKey.ID))
+	}
+	return b, nil
+}
+
+// Targets maps the bundle's binaries to the node: each name a binary
+// replaces (kubelet; runc and docker-runc) is looked up in paths, then in
+// dirs; a name not found is left out unless create names a path with that
+// base name, which is then created.
+func (b *Opened) Targets(paths map[string]string, dirs []string, create []string) ([]Target, error) {
+	if dirs == nil {
+		dirs = detect.DefaultSearchDirs
+	}
+	var ts []Target
+	used := map[string]bool{}
+	for _, bin := range b.Manifest.Binaries {
+		for _, node := range bin.Replaces {
+			p := paths[node]
+			if p == "" {
+				p = detect.Search(node, dirs)
+			}
+			t := Target{Name: bin.Name, Path: p}
+			if p == "" {
+				for _, c := range create {
+					if filepath.Base(c) == node {
+						t.Path, t.Create = c, true
+						used[c] = true
+					}
+				}
+			}
+			if t.Path != "" {
+				ts = append(ts, t)
+			}
+		}
+	}
+	for _, c := range create {
+		if !used[c] {
+			found := false
+			for _, t := range ts {
+				found = found || t.Path == c
+			}
+			if !found {
+				return nil, fmt.Errorf("--create %s: no binary of the bundle replaces a %q (or one is already installed)", c, filepath.Base(c))
+			}
+		}
+	}
+	return ts, nil
+}
+
+// Options returns install options for this bundle.
+func (b *Opened) Options() Options {
+	return Options{Dir: b.Dir, Manifest: b.Manifest, Source: b.Source, Signed: b.Signed, SignatureSkipped: b.SignatureSkipped, KeyID: b.KeyID}
+}
