@@ -169,11 +169,11 @@ type task struct {
 // it has no children to get the kernel default.
 func New(p Profile) *Sim {
 	s := &Sim{
-		profile: p,
-		maxID:   p.maxID(),
-		ids:     map[int]bool{},
-		kmemIDs: map[int]bool{},
-		tasks:   map[int]*task{},
+		profile:  p,
+		maxID:    p.maxID(),
+		ids:      map[int]bool{},
+		kmemIDs:  map[int]bool{},
+		tasks:    map[int]*task{},
 		nextPid:  FirstPid,
 		bySerial: map[uint64]*cgroup{},
 	}

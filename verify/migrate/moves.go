@@ -23,7 +23,9 @@ func (e *VanishedError) Error() string { return fmt.Sprintf("%v: %s", ErrVanishe
 // Is makes errors.Is(err, ErrVanished) true.
 func (e *VanishedError) Is(target error) bool { return target == ErrVanished }
 
-func vanishedErr(h interface{ Path(string, ...string) string }, rel string) error {
+func vanishedErr(h interface {
+	Path(string, ...string) string
+}, rel string) error {
 	return &VanishedError{Rel: rel, Path: h.Path(rel)}
 }
 
