@@ -161,9 +161,13 @@ func (e *Engine) setAside() error {
 }
 
 // repairFresh recreates planned cgroups that someone removed from the
-// fresh tree before it is put in place (read, then write what differs).
-func (e *Engine) repairFresh() error {
-	all, err := e.fs.Walk(e.temp)
+// fresh tree before it is put in place.
+func (e *Engine) repairFresh() error { return e.repair(e.temp) }
+
+// repair recreates, below prefix, planned cgroups that someone removed
+// (read, then write what differs), so no planned setting is lost.
+func (e *Engine) repair(prefix string) error {
+	all, err := e.fs.Walk(prefix)
 	if err != nil {
 		return err
 	}
@@ -172,7 +176,7 @@ func (e *Engine) repairFresh() error {
 		have[a] = true
 	}
 	for _, n := range e.j.Snapshot.Nodes {
-		rel := under(e.temp, n.Rel)
+		rel := under(prefix, n.Rel)
 		if have[rel] {
 			continue
 		}
@@ -186,7 +190,7 @@ func (e *Engine) repairFresh() error {
 		if _, _, err := applySettings(e.fs, rel, n.Settings, cur); err != nil {
 			return err
 		}
-		e.cfg.Logger.Info("recreated a planned cgroup removed from the fresh tree", "cgroup", e.h.Path(rel))
+		e.cfg.Logger.Info("recreated a planned cgroup someone removed", "cgroup", e.h.Path(rel))
 	}
 	return nil
 }

@@ -79,7 +79,15 @@ const progressEvery = 50
 // if needed) and its new children removed first; it is retried a bounded
 // number of times, and a failure names what keeps it busy.
 func (e *Engine) removeSweep(top, sweepTo string) error {
-	all, err := e.fs.Walk(top)
+	return e.removeBelow(top, sweepTo, top)
+}
+
+// removeBelow removes the subtree at sub (inside top) leaf first.
+func (e *Engine) removeBelow(top, sweepTo, sub string) error {
+	all, err := e.fs.Walk(sub)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -93,7 +101,7 @@ func (e *Engine) removeSweep(top, sweepTo string) error {
 			e.cfg.Hooks.Removed(all[i], done, len(all))
 		}
 		if done%progressEvery == 0 || done == len(all) {
-			e.cfg.Logger.Info("removing", "tree", e.h.Path(top), "removed", done, "of", len(all))
+			e.cfg.Logger.Info("removing", "tree", e.h.Path(sub), "removed", done, "of", len(all))
 		}
 	}
 	return nil
@@ -126,7 +134,7 @@ func (e *Engine) removeOne(top, sweepTo, rel string) error {
 		}
 		for _, k := range kids {
 			e.cfg.Logger.Info("a cgroup appeared in the tree being removed; removing it too", "cgroup", e.h.Path(k))
-			if err := e.removeSweep(k, sweepTo+"/"+strings.TrimPrefix(k, top+"/")); err != nil {
+			if err := e.removeBelow(top, sweepTo, k); err != nil {
 				return err
 			}
 		}

@@ -90,6 +90,9 @@ func (e *Engine) rollback() error {
 	default:
 		return fmt.Errorf("the old tree is neither at %s nor at %s (inodes %d and %d, planned %d): nothing to roll back into", e.h.Path(e.kubepods), e.h.Path(e.aside), kp, as, old)
 	}
+	if err := e.repair(e.kubepods); err != nil {
+		return err
+	}
 	tmp, err := inodeOrZero(e.h, e.temp)
 	if err != nil {
 		return err
