@@ -377,7 +377,9 @@ func TestReproPodCreatedDuringOldTreeRemoval(t *testing.T) {
 		if got, _ := n.sim.TaskCgroup(pod); got != "kubepods/burstable/podNEW" {
 			t.Errorf("the pod's process is in %q, want kubepods/burstable/podNEW", got)
 		}
-		if !slices.ContainsFunc(rep.Swept, func(s string) bool { return strings.Contains(s, fmt.Sprintf("pid %d from ", pod)) && strings.Contains(s, "podNEW") }) {
+		if !slices.ContainsFunc(rep.Swept, func(s string) bool {
+			return strings.Contains(s, fmt.Sprintf("pid %d from ", pod)) && strings.Contains(s, "podNEW")
+		}) {
 			t.Errorf("swept %q does not name pid %d and podNEW", rep.Swept, pod)
 		}
 	})
