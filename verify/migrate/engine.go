@@ -58,6 +58,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path"
 	"strings"
 	"time"
 
@@ -96,14 +97,17 @@ type Hooks struct {
 	Removed func(rel string, done, total int)
 }
 
-// TempName is the fresh tree's temporary name, directly under the root.
-func TempName(kubepods string) string {
-	return "nokmem-migrate-" + strings.ReplaceAll(kubepods, "/", "-")
-}
+// TempName is the fresh tree's temporary name: a sibling of kubepods (a
+// cgroup can only be renamed within its parent), so directly under the
+// memory root for the kubelet's top-level kubepods.
+func TempName(kubepods string) string { return sibling(kubepods, "nokmem-migrate-") }
 
-// AsideName is where the old tree is set aside, directly under the root.
-func AsideName(kubepods string) string {
-	return "nokmem-migrate-old-" + strings.ReplaceAll(kubepods, "/", "-")
+// AsideName is where the old tree is set aside: a sibling of kubepods.
+func AsideName(kubepods string) string { return sibling(kubepods, "nokmem-migrate-old-") }
+
+func sibling(kubepods, prefix string) string {
+	parent, base := path.Split(kubepods)
+	return parent + prefix + base
 }
 
 // Outcomes of a run.
@@ -350,6 +354,14 @@ func (e *Engine) preflight() error {
 func (e *Engine) plan() error {
 	if err := CheckLayout(e.h, e.kubepods); err != nil {
 		return err
+	}
+	if parent := path.Dir(e.kubepods); parent != "." {
+		// The fresh tree inherits kmem accounting from its parent.
+		if st, err := e.fs.Slabinfo(parent); err != nil {
+			return err
+		} else if st == memcg.SlabinfoHeader {
+			return fmt.Errorf("%s is kmem-active: a fresh tree built beside kubepods under it would be kmem-active too", e.h.Path(parent))
+		}
 	}
 	snap, err := takeSnapshot(e.fs, e.kubepods, e.pt)
 	if err != nil {
