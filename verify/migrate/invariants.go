@@ -76,7 +76,7 @@ func (e *Engine) invariants(stage checkStage) []Check {
 
 	all, walkErr := e.fs.Walk(e.kubepods)
 	have := map[string]bool{}
-	where := map[int]string{}
+	where := map[int][]string{} // a split process shows in several cgroups
 	var readErr error
 	for _, abs := range all {
 		rel := strings.TrimPrefix(strings.TrimPrefix(abs, e.kubepods), "/")
@@ -87,7 +87,7 @@ func (e *Engine) invariants(stage checkStage) []Check {
 			continue
 		}
 		for _, p := range pids {
-			where[p] = rel
+			where[p] = append(where[p], rel)
 		}
 	}
 	var bad []string
@@ -159,10 +159,10 @@ func (e *Engine) invariants(stage checkStage) []Check {
 			}
 			got, found := where[p]
 			switch {
-			case found && got == n.Rel:
+			case slices.Contains(got, n.Rel):
 				alive++
 			case found && e.alive(p, start):
-				bad = append(bad, fmt.Sprintf("pid %d is in %s, was in %s", p, e.h.Path(under(e.kubepods, got)), e.h.Path(under(e.kubepods, n.Rel))))
+				bad = append(bad, fmt.Sprintf("pid %d is in %s, was in %s", p, e.h.Path(under(e.kubepods, got[0])), e.h.Path(under(e.kubepods, n.Rel))))
 			case !found && e.alive(p, start):
 				bad = append(bad, fmt.Sprintf("pid %d is alive but no longer under %s (was in %s)", p, e.h.Path(e.kubepods), e.h.Path(under(e.kubepods, n.Rel))))
 			default:
