@@ -78,8 +78,26 @@ const progressEvery = 50
 // has its processes moved to the same relative path under sweepTo (created
 // if needed) and its new children removed first; it is retried a bounded
 // number of times, and a failure names what keeps it busy.
+//
+// The planned cgroups are removed in reverse plan order without a walk
+// (top is a planned tree); anything else found in them is walked then.
 func (e *Engine) removeSweep(top, sweepTo string) error {
-	return e.removeBelow(top, sweepTo, top)
+	nodes := e.j.Snapshot.Nodes
+	for i := len(nodes) - 1; i >= 0; i-- {
+		rel := under(top, nodes[i].Rel)
+		if err := e.removeOne(top, sweepTo, rel); err != nil {
+			return err
+		}
+		e.rep.Removed++
+		done := len(nodes) - i
+		if e.cfg.Hooks.Removed != nil {
+			e.cfg.Hooks.Removed(rel, done, len(nodes))
+		}
+		if done%progressEvery == 0 || done == len(nodes) {
+			e.cfg.Logger.Info("removing", "tree", e.h.Path(top), "removed", done, "of", len(nodes))
+		}
+	}
+	return nil
 }
 
 // removeBelow removes the subtree at sub (inside top) leaf first.

@@ -209,6 +209,9 @@ type Engine struct {
 	mv                    *mover
 	rep                   Report
 	pt                    procTable
+	// deferChecks leaves the invariants of the critical part to the
+	// cleanup's final walk (a full migration checks once, at the end).
+	deferChecks bool
 }
 
 // New checks cfg and returns an engine.
@@ -245,6 +248,7 @@ func (e *Engine) alive(pid int, start uint64) bool {
 // old tree's removal.
 func (e *Engine) Migrate() (*Report, error) {
 	start := time.Now()
+	e.deferChecks = true // one final walk, at the end of the cleanup
 	rep, err := e.Critical()
 	if err != nil || rep.Phase != PhaseSwapped {
 		return rep, err

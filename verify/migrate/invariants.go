@@ -120,7 +120,7 @@ func (e *Engine) invariants(stage checkStage) []Check {
 	}
 	add(CheckPaths, bad, ok, walkErr)
 
-	if stage != checkCleanup {
+	{
 		bad = nil
 		var serr error
 		n := 0
@@ -181,7 +181,7 @@ func (e *Engine) invariants(stage checkStage) []Check {
 	}
 	add(CheckPids, bad, ok, errors.Join(readErr, terr))
 
-	if stage != checkCleanup {
+	{
 		tempLeft, err := exists(e.h, e.temp)
 		bad = nil
 		if tempLeft {

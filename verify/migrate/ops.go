@@ -47,7 +47,7 @@ func (c cgfs) Path(rel string, file ...string) string { return c.h.Path(rel, fil
 
 func (c cgfs) ReadString(rel, file string) (string, error) {
 	c.n.Read++
-	return c.h.ReadString(rel, file)
+	return readFile(c.h.Path(rel, file))
 }
 
 func (c cgfs) Write(rel, file, v string) error {
@@ -60,12 +60,12 @@ func (c cgfs) Write(rel, file, v string) error {
 
 func (c cgfs) Procs(rel string) ([]int, error) {
 	c.n.ReadPids++
-	return c.h.Procs(rel)
+	return readPids(c.h.Path(rel, memcg.Procs))
 }
 
 func (c cgfs) Tasks(rel string) ([]int, error) {
 	c.n.ReadPids++
-	return c.h.Tasks(rel)
+	return readPids(c.h.Path(rel, memcg.Tasks))
 }
 
 func (c cgfs) Move(rel string, pid int) error {

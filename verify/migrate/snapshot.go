@@ -220,6 +220,9 @@ func kmemInactive(c cgfs, kubepods string) (cgroups int, clean bool, err error) 
 	if ok, err := c.Exists(kubepods); err != nil || !ok {
 		return 0, false, err
 	}
+	if st, err := c.Slabinfo(kubepods); err != nil || st != memcg.SlabinfoEIO {
+		return 0, false, err // kubepods itself is kmem-active: no walk needed
+	}
 	all, err := c.Walk(kubepods)
 	if err != nil {
 		return 0, false, err
