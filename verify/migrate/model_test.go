@@ -604,3 +604,27 @@ func TestPidReuseIsNotLost(t *testing.T) {
 		}
 	}
 }
+
+// TestAbandonStuckRollback: a rollback that cannot finish can be abandoned
+// with the documented command: the journal is set aside, no cgroup
+// changes, and the message lists what is where, processes included.
+func TestAbandonStuckRollback(t *testing.T) {
+	n := newSimNode(t, memcgsim.RHEL78, "qos", true)
+	n.reach(t, stateRollingBack)
+	costs := n.sim.Costs()
+	rep, err := n.engine(t, migrate.Hooks{}).Abandon()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"phase moved", "migrate-journal.abandoned-", "no cgroup was changed", "nokmem-migrate-kubepods is the fresh tree (12 cgroups, "} {
+		if !strings.Contains(rep.Message, w) {
+			t.Errorf("abandon message lacks %q: %s", w, rep.Message)
+		}
+	}
+	if c := n.sim.Costs().Sub(costs); c.Mkdir+c.Rmdir+c.Rename+c.Move+c.Write != 0 {
+		t.Errorf("abandon changed cgroups: %v", c)
+	}
+	if ph := n.phaseOnDisk(t); ph != "" {
+		t.Errorf("journal still in place (phase %s)", ph)
+	}
+}
