@@ -30,8 +30,8 @@
 //	(none)       original tree at kubepods                     plan → planned                 nothing to roll back
 //	planned      original tree; a temp tree may be part-built  build → built                  remove temp → rolled-back
 //	built        fresh tree under the temp name, no processes  move → moved                   remove temp → rolled-back
-//	moved        every process in the fresh (temp) tree        adopt intruders, rename old     move back, remove temp →
-//	                                                           aside → set-aside              rolled-back (kmem-active, said so)
+//	moved        every process in the fresh (temp) tree        rename old aside (a rerun      move back, remove temp →
+//	                                                           adopts intruders) → set-aside  rolled-back (kmem-active, said so)
 //	set-aside    old tree under the set-aside name,            rename temp → kubepods,        rename old back, move back,
 //	             fresh tree under the temp name                check → swapped                remove temp → rolled-back
 //	swapped      fresh tree at kubepods; kubelet may run       remove old tree → done         refused: would move processes
@@ -42,9 +42,11 @@
 //	rolling back (any phase before swapped, flag set)          refused: finish the rollback   resumes the rollback
 //
 // Someone else's changes: a cgroup created in the old tree before it is set
-// aside is adopted into the plan (created in the fresh tree, processes
-// moved); one created under the fresh kubepods is reported and accepted; a
-// planned cgroup that vanished is kept in the fresh tree and reported;
+// aside is adopted into the plan on a rerun (created in the fresh tree,
+// processes moved; an uninterrupted run leaves it to the cleanup's sweep);
+// one created under the fresh kubepods is reported and accepted; a planned
+// cgroup that someone removed is recreated with its settings before the
+// swap or the rollback, and after the swap reported and accepted;
 // processes that exited are counted, a pid reused by a new process (another
 // start time under --proc) counts as exited, never as lost; processes found
 // in the old tree by the cleanup are moved to the same path under kubepods
