@@ -84,8 +84,11 @@ func (e *Engine) noteFresh(rel string) error {
 	}
 	switch e.j.FreshInode {
 	case 0:
+		// Recorded with phase built; a rerun before that accepts the
+		// temporary tree it finds (it can only be this plan's: a fresh run
+		// removes or refuses a leftover before planning).
 		e.j.FreshInode = ino
-		return saveJournal(e.cfg.StateDir, e.j)
+		return nil
 	case ino:
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Check is one invariant verified at the end of a run.
@@ -77,16 +78,11 @@ func (e *Engine) invariants(stage checkStage) []Check {
 	all, walkErr := e.fs.Walk(e.kubepods)
 	have := map[string]bool{}
 	where := map[int][]string{} // a split process shows in several cgroups
-	var readErr error
-	for _, abs := range all {
+	lists, readErr := e.procsOf(all)
+	for i, abs := range all {
 		rel := strings.TrimPrefix(strings.TrimPrefix(abs, e.kubepods), "/")
 		have[rel] = true
-		pids, err := e.fs.Procs(abs)
-		if err != nil {
-			readErr = errors.Join(readErr, err)
-			continue
-		}
-		for _, p := range pids {
+		for _, p := range lists[i] {
 			where[p] = append(where[p], rel)
 		}
 	}
@@ -274,4 +270,28 @@ func checksError(checks []Check) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %s", ErrInvariant, strings.Join(msgs, "; "))
+}
+
+// procsOf reads cgroup.procs of every cgroup in rels, in parallel (the
+// reads are independent; this is the final walk's cost).
+func (e *Engine) procsOf(rels []string) ([][]int, error) {
+	lists := make([][]int, len(rels))
+	errs := make([]error, len(rels))
+	counts := make([]OpCounts, snapshotWorkers)
+	var wg sync.WaitGroup
+	for w := range snapshotWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := cgfs{h: e.h, n: &counts[w]}
+			for i := w; i < len(rels); i += snapshotWorkers {
+				lists[i], errs[i] = c.Procs(rels[i])
+			}
+		}()
+	}
+	wg.Wait()
+	for _, n := range counts {
+		*e.fs.n = e.fs.n.Add(n)
+	}
+	return lists, errors.Join(errs...)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"sync"
 	"syscall"
 
 	"github.com/nokmem/nokmem/verify/memcg"
@@ -62,12 +63,17 @@ func under(prefix, rel string) string {
 	return path.Join(prefix, rel)
 }
 
+// snapshotWorkers read the cgroups of a snapshot in parallel: the reads
+// are independent and a snapshot is most of the kubelet-down time.
+const snapshotWorkers = 4
+
 // takeSnapshot reads every directory, setting and pid of the tree at
-// kubepods, each file once. use_hierarchy is read only where the parent's
-// is 0: under a hierarchical parent a cgroup's is 1 and cannot change
-// (3.10 mem_cgroup_hierarchy_write: EINVAL under a hierarchical parent;
-// ≥5.11: always 1). A process whose threads sit in several cgroups shows in
-// cgroup.procs of each; only there are the tasks files read.
+// kubepods, each file once. use_hierarchy is read on kubepods, and below
+// it only when kubepods' is 0: under a hierarchical parent a cgroup's is 1
+// and cannot change (3.10 mem_cgroup_hierarchy_write: EINVAL under a
+// hierarchical parent; ≥5.11: always 1). A process whose threads sit in
+// several cgroups shows in cgroup.procs of each; only there are the tasks
+// files read.
 func takeSnapshot(c cgfs, kubepods string, pt procTable) (Snapshot, error) {
 	ino, err := inode(c.h, kubepods)
 	if err != nil {
@@ -77,46 +83,72 @@ func takeSnapshot(c cgfs, kubepods string, pt procTable) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot: %w", err)
 	}
-	s := Snapshot{Inode: ino}
+	s := Snapshot{Inode: ino, Nodes: make([]Node, len(all))}
 	if s.Root, err = readRootSettings(c); err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot: %w", err)
 	}
-	hier := map[string]string{}
-	seenIn := map[int][]int{} // pid → node indexes
-	for _, abs := range all {
-		rel := ""
-		if abs != kubepods {
-			rel = abs[len(kubepods)+1:]
-		}
-		parentUH := s.Root.UseHierarchy
-		if rel != "" {
-			parentUH = hier[parentRel(rel)]
-		}
-		st, err := readSettings(c, abs, parentUH != "1")
-		if err != nil {
-			return Snapshot{}, fmt.Errorf("snapshot: %w", err)
-		}
-		if st.UseHierarchy == "" {
-			st.UseHierarchy = parentUH
-		}
-		hier[rel] = st.UseHierarchy
-		pids, err := c.Procs(abs)
-		if err != nil {
-			return Snapshot{}, fmt.Errorf("snapshot: %w", err)
-		}
-		n := Node{Rel: rel, Settings: st, Pids: pids}
-		if pt.enabled() {
-			for _, p := range pids {
-				start, _ := pt.start(p)
-				n.Starts = append(n.Starts, start)
+	if s.Nodes[0], err = readNode(c, kubepods, kubepods, true, pt); err != nil {
+		return Snapshot{}, err
+	}
+	if s.Nodes[0].Settings.UseHierarchy == "" {
+		s.Nodes[0].Settings.UseHierarchy = s.Root.UseHierarchy
+	}
+	flat := s.Nodes[0].Settings.UseHierarchy != "1"
+	errs := make([]error, len(all))
+	counts := make([]OpCounts, snapshotWorkers)
+	var wg sync.WaitGroup
+	for w := range snapshotWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cw := cgfs{h: c.h, n: &counts[w]}
+			for i := 1 + w; i < len(all); i += snapshotWorkers {
+				s.Nodes[i], errs[i] = readNode(cw, kubepods, all[i], flat, pt)
 			}
+		}()
+	}
+	wg.Wait()
+	for _, n := range counts {
+		*c.n = c.n.Add(n)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Snapshot{}, err
+	}
+	seenIn := map[int][]int{} // pid → node indexes
+	for i := range s.Nodes {
+		n := &s.Nodes[i]
+		if n.Settings.UseHierarchy == "" && i > 0 {
+			n.Settings.UseHierarchy = s.Nodes[s.index(parentRel(n.Rel))].Settings.UseHierarchy
 		}
-		for _, p := range pids {
-			seenIn[p] = append(seenIn[p], len(s.Nodes))
+		for _, p := range n.Pids {
+			seenIn[p] = append(seenIn[p], i)
 		}
-		s.Nodes = append(s.Nodes, n)
 	}
 	return s, splitThreads(c, kubepods, &s, seenIn, pt)
+}
+
+// readNode reads one cgroup (abs, below kubepods) for the snapshot.
+func readNode(c cgfs, kubepods, abs string, withHierarchy bool, pt procTable) (Node, error) {
+	rel := ""
+	if abs != kubepods {
+		rel = abs[len(kubepods)+1:]
+	}
+	st, err := readSettings(c, abs, withHierarchy)
+	if err != nil {
+		return Node{}, fmt.Errorf("snapshot: %w", err)
+	}
+	pids, err := c.Procs(abs)
+	if err != nil {
+		return Node{}, fmt.Errorf("snapshot: %w", err)
+	}
+	n := Node{Rel: rel, Settings: st, Pids: pids}
+	if pt.enabled() {
+		for _, p := range pids {
+			start, _ := pt.start(p)
+			n.Starts = append(n.Starts, start)
+		}
+	}
+	return n, nil
 }
 
 // splitThreads keeps per-thread placement: a process whose threads sit in
