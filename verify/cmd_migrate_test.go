@@ -182,3 +182,23 @@ func TestMigrateCommandWrongKernel(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrateCommandCleanupWithKubeletRunning: after --no-cleanup the
+// kubelet may start; a plain rerun then only removes the old tree, with
+// the kubelet running, and says so.
+func TestMigrateCommandCleanupWithKubeletRunning(t *testing.T) {
+	n := newMigrateNode(t, "Kubernetes v1.12.4+nokmem", false)
+	if code, _, stderr := n.run("--no-cleanup"); code != 0 || !strings.Contains(stderr, "swapped:") {
+		t.Fatalf("critical part: exit %d: %s", code, stderr)
+	}
+	if err := os.WriteFile(filepath.Join(n.procs, "1", "comm"), []byte("kubelet\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := n.run()
+	if code != 0 || !strings.Contains(stderr, "the old tree is removed") || !strings.Contains(stderr, "resumed from phase swapped") {
+		t.Errorf("cleanup with the kubelet running: exit %d: %s", code, stderr)
+	}
+	if ok, _ := (memcg.Hierarchy{Root: n.root}).Exists(migrate.AsideName("kubepods")); ok {
+		t.Error("the old tree is still there")
+	}
+}
