@@ -93,9 +93,20 @@ func (c cgfs) Rename(from, to string) error {
 	return c.h.Rename(from, to)
 }
 
-func (c cgfs) Walk(rel string) ([]string, error)     { return c.h.Walk(rel) }
-func (c cgfs) Children(rel string) ([]string, error) { return c.h.Children(rel) }
-func (c cgfs) Exists(rel string) (bool, error)       { return exists(c.h, rel) }
+// Walk is memcg.Hierarchy.Walk with fewer system calls (see walk).
+func (c cgfs) Walk(rel string) ([]string, error) { return walk(c.h.Root, rel) }
+
+// Children is memcg.Hierarchy.Children with fewer system calls.
+func (c cgfs) Children(rel string) ([]string, error) {
+	names, err := subdirs(c.h.Path(rel))
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = joinRel(rel, n)
+	}
+	return out, err
+}
+
+func (c cgfs) Exists(rel string) (bool, error) { return exists(c.h, rel) }
 func (c cgfs) Slabinfo(rel string) (memcg.Slabinfo, error) {
 	c.n.Read++
 	return c.h.SlabinfoState(rel)

@@ -48,29 +48,6 @@ func (s *Settings) fields() []struct {
 	}
 }
 
-// Diff lists the files whose values differ between s (wanted) and o (got),
-// as file names.
-func (s Settings) Diff(o Settings) []string {
-	var out []string
-	a, b := s.fields(), o.fields()
-	for i := range a {
-		if *a[i].val != *b[i].val {
-			out = append(out, a[i].file)
-		}
-	}
-	return out
-}
-
-// value returns the setting held for file.
-func (s Settings) value(file string) string {
-	for _, f := range s.fields() {
-		if f.file == file {
-			return *f.val
-		}
-	}
-	return ""
-}
-
 // readSettings reads the settings of cgroup rel, each file once;
 // use_hierarchy only when withHierarchy. A missing cgroup is an error; a
 // missing file means the kernel does not have it.
