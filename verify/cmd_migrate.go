@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -18,61 +19,94 @@ func init() { subcommands = append(subcommands, newMigrateCmd) }
 
 // migrateFlags are the inputs of verify migrate.
 type migrateFlags struct {
-	kubepods    string
-	kubeletPath string
-	knownSums   string
-	procRoot    string
-	dryRun      bool
-	force       bool
-	rollback    bool
+	kubepods     string
+	kubeletPath  string
+	knownSums    string
+	procRoot     string
+	dryRun       bool
+	force        bool
+	allowKubelet bool
+	noCleanup    bool
+	rollback     bool
+	abandon      bool
 }
+
+// exitPointless is the exit status of a migration refused on a kernel
+// without 3.10 semantics.
+const exitPointless = 3
 
 func newMigrateCmd(g *globalOptions) *cobra.Command {
 	var f migrateFlags
 	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "Replace the kmem-active kubepods memory cgroup tree with a fresh one, keeping every process and setting",
-		Long: `migrate moves every cgroup, setting and process of kubepods into a temporary
-sibling tree directly under the memory root, removes the old (kmem-active)
-tree, creates kubepods anew, moves everything back and removes the temporary
-tree. memory.kmem.limit_in_bytes is never written.
+		Long: `migrate replaces kubepods with a fresh tree that has the same cgroups,
+settings and processes but no kernel-memory accounting. The critical part,
+while the kubelet must be stopped: build the fresh tree under a temporary name
+directly under the memory root, move every process into it once, rename the old
+kubepods aside (nokmem-migrate-old-<kubepods>) and rename the fresh tree to
+kubepods. Then the kubelet may start again, and the old tree is removed
+(rmdir only, leaf first; no memory.force_empty, which on 3.10 only sleeps
+0.5 s per cgroup that holds kernel memory). memory.kmem.limit_in_bytes is
+never written.
 
-Each phase is recorded in a journal in --state-dir (fsync'ed). After a crash,
-rerun migrate to finish, or run migrate --rollback to put every process back
-into the original layout. On a migrated node migrate is a no-op that says so.
+Each phase is recorded in a checksummed journal in --state-dir (fsync'ed).
+After a crash, rerun migrate to finish, or run migrate --rollback (before the
+fresh tree is at kubepods) to put every process back into the original,
+kmem-active tree. migrate --abandon sets a journal aside without touching any
+cgroup. Once the fresh tree is at kubepods a rerun only removes the old tree,
+and may run with the kubelet running. On a migrated node migrate is a no-op
+that says so. The state table is in docs/migration-states.md.
 
-Preconditions: the kubelet is stopped, the installed kubelet is a nokmem build
-(unless --force), the memory hierarchy is cgroup v1 with the cgroupfs driver's
-kubepods (a systemd-driver node, kubepods.slice, is refused).
+Preconditions: no kubelet process in the --proc table (unless
+--allow-running-kubelet), the installed kubelet is a nokmem build (unless
+--force), the kernel has 3.10 semantics (memory.kmem.slabinfo of the memory
+root reads EIO; elsewhere memcg IDs are freed at rmdir and migrating is
+pointless: refused unless --force, and --dry-run says so), the memory
+hierarchy is cgroup v1 with the cgroupfs driver's kubepods (a systemd-driver
+node, kubepods.slice, is refused).
 
-Exit status: 0 done (or nothing to do), 1 failed; the message says whether the
-node was left untouched or is resumable.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runMigrate(g, &f) },
+Exit status: 0 done (or nothing to do), 1 failed (the message says whether the
+node was left untouched or is resumable, what exists, and what to run),
+3 refused: a kernel without 3.10 semantics.`,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{"nokmem.mutates": "node"},
+		RunE:        func(cmd *cobra.Command, _ []string) error { return runMigrate(g, &f) },
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.kubepods, "kubepods", "kubepods", "the kubelet's cgroupfs-driver tree, relative to --root")
 	fl.StringVar(&f.kubeletPath, "kubelet-path", "", "installed kubelet binary, checked for a nokmem build (default: the first kubelet in "+strings.Join(detect.DefaultSearchDirs, ", ")+")")
 	fl.StringVar(&f.knownSums, "known-sums", "", "SHA256SUMS of a nokmem release: a kubelet with such a checksum counts as nokmem")
-	fl.StringVar(&f.procRoot, "proc", "/proc", "process table scanned for a running kubelet")
+	fl.StringVar(&f.procRoot, "proc", "/proc", "process table: scanned for a running kubelet, and for every liveness check")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan (counts of cgroups, processes and operations) and change nothing")
-	fl.BoolVar(&f.force, "force", false, "migrate even when the installed kubelet is not a nokmem build")
-	fl.BoolVar(&f.rollback, "rollback", false, "return an unfinished migration to the original layout")
+	fl.BoolVar(&f.force, "force", false, "migrate even when the installed kubelet is not a nokmem build, or the kernel has no 3.10 semantics")
+	fl.BoolVar(&f.allowKubelet, "allow-running-kubelet", false, "migrate even while a kubelet process runs (it may create or remove pod cgroups meanwhile)")
+	fl.BoolVar(&f.noCleanup, "no-cleanup", false, "stop once the fresh tree is at kubepods; a later `verify migrate` removes the old tree")
+	fl.BoolVar(&f.rollback, "rollback", false, "return an unfinished migration (before the fresh tree is at kubepods) to the original layout")
+	fl.BoolVar(&f.abandon, "abandon", false, "set the migration journal aside without touching any cgroup, and say what exists on the node")
+	cmd.MarkFlagsMutuallyExclusive("rollback", "abandon", "dry-run")
 	return cmd
 }
 
 func runMigrate(g *globalOptions, f *migrateFlags) error {
+	h := memcg.Hierarchy{Root: g.Root}
 	e, err := migrate.New(migrate.Config{
-		Hierarchy: memcg.Hierarchy{Root: g.Root},
+		Hierarchy: h,
 		Kubepods:  f.kubepods,
 		StateDir:  g.StateDir,
 		Logger:    g.Logger,
-		Preflight: func() error { return migratePreconditions(f) },
+		Proc:      f.procRoot,
+		Preflight: func() error { return migratePreconditions(h, f) },
 	})
 	if err != nil {
 		return err
 	}
 	if f.dryRun {
+		if !f.force {
+			if err := migrate.CheckSemantics(h); err != nil {
+				return withExitCode(exitPointless, fmt.Errorf("dry run: a migration would be refused: %w", err))
+			}
+		}
 		p, err := e.DryRun()
 		if err != nil {
 			return err
@@ -84,10 +118,18 @@ func runMigrate(g *globalOptions, f *migrateFlags) error {
 		return nil
 	}
 	var rep *migrate.Report
-	if f.rollback {
+	switch {
+	case f.abandon:
+		rep, err = e.Abandon()
+	case f.rollback:
 		rep, err = e.Rollback()
-	} else {
+	case f.noCleanup:
+		rep, err = e.Critical()
+	default:
 		rep, err = e.Migrate()
+	}
+	if errors.Is(err, migrate.ErrNoIDLeak) {
+		return withExitCode(exitPointless, err)
 	}
 	if err != nil {
 		return err
@@ -100,14 +142,20 @@ func runMigrate(g *globalOptions, f *migrateFlags) error {
 }
 
 // migratePreconditions: no running kubelet (it would create and delete pod
-// cgroups under the tree being replaced) and, unless --force, a nokmem
-// kubelet (a stock one re-activates kmem on every cgroup it creates).
-func migratePreconditions(f *migrateFlags) error {
-	if err := migrate.CheckKubeletStopped(f.procRoot); err != nil {
-		return err
+// cgroups under the tree being replaced), unless allowed; unless --force, a
+// kernel with 3.10 semantics and a nokmem kubelet (a stock one
+// re-activates kmem on every cgroup it creates).
+func migratePreconditions(h memcg.Hierarchy, f *migrateFlags) error {
+	if !f.allowKubelet {
+		if err := migrate.CheckKubeletStopped(f.procRoot); err != nil {
+			return err
+		}
 	}
 	if f.force || f.rollback {
 		return nil
+	}
+	if err := migrate.CheckSemantics(h); err != nil {
+		return err
 	}
 	var sums map[string]string
 	if f.knownSums != "" {
@@ -124,14 +172,14 @@ func migratePreconditions(f *migrateFlags) error {
 }
 
 func printPlan(w io.Writer, p *migrate.Plan) {
-	fmt.Fprintf(w, "plan for %s (temporary tree %s)\n", p.Kubepods, p.Temp)
+	fmt.Fprintf(w, "plan for %s (fresh tree built as %s, old tree set aside as %s)\n", p.Kubepods, p.Temp, p.Aside)
 	if p.Resume != "" {
 		fmt.Fprintf(w, "  an unfinished migration is recorded at phase %s: a run resumes it\n", p.Resume)
 	}
 	fmt.Fprintf(w, "  cgroups:   %d\n  processes: %d\n", p.Cgroups, p.Processes)
 	o := p.Ops
-	fmt.Fprintf(w, "  operations: mkdir %d, setting copies ≤%d, move_charge_at_immigrate writes %d, pid moves %d, force_empty %d, rmdir %d, kmem.limit_in_bytes writes %d\n",
-		o.Mkdir, o.SettingCopies, o.MoveChargeWrite, o.PidMoves, o.ForceEmpty, o.Rmdir, o.KmemLimitWrites)
+	fmt.Fprintf(w, "  kubelet stopped: mkdir %d, setting writes %d, move_charge_at_immigrate writes %d, pid moves %d, renames %d\n", o.Mkdir, o.SettingCopies, o.MoveChargeWrite, o.PidMoves, o.Renames)
+	fmt.Fprintf(w, "  afterwards: rmdir %d, force_empty %d; kmem.limit_in_bytes writes %d\n", o.Rmdir, o.ForceEmpty, o.KmemLimitWrites)
 	fmt.Fprintln(w, "dry run: nothing was changed")
 }
 
@@ -140,12 +188,28 @@ func printMigrate(w io.Writer, r *migrate.Report) {
 	if r.ResumedFrom != "" {
 		fmt.Fprintf(w, "  resumed from phase %s\n", r.ResumedFrom)
 	}
-	if r.Outcome == migrate.OutcomeMigrated || r.Outcome == migrate.OutcomeRolledBack {
-		fmt.Fprintf(w, "  %d cgroups, %d processes, %d pid moves (%d exited meanwhile), charges moved: %v, %d setting writes, %s\n",
-			r.Cgroups, r.Processes, r.Moved, r.Exited, r.MoveCharge, r.SettingWrites, r.Duration.Round(time.Millisecond))
+	switch r.Outcome {
+	case migrate.OutcomeMigrated, migrate.OutcomeSwapped, migrate.OutcomeCleaned, migrate.OutcomeRolledBack:
+		fmt.Fprintf(w, "  %d cgroups, %d processes, %d pid moves (%d exited meanwhile), charges moved: %v, %d setting writes, %d old cgroups removed\n",
+			r.Cgroups, r.Processes, r.Moved, r.Exited, r.MoveCharge, r.SettingWrites, r.Removed)
+		fmt.Fprintf(w, "  time: critical part (kubelet stopped) %s, cleanup %s; operations: %v\n",
+			r.Critical.Round(time.Millisecond), r.Cleanup.Round(time.Millisecond), r.Ops)
 	}
-	for _, s := range r.Refused {
-		fmt.Fprintf(w, "  kernel refused (inherited value kept): %s\n", s)
+	for _, l := range []struct {
+		what  string
+		items []string
+	}{
+		{"kernel refused (inherited value kept)", r.Refused},
+		{"created since the swap in the fresh tree (accepted)", r.NewCgroups},
+		{"removed since the swap (accepted)", r.Gone},
+		{"adopted from the old tree", r.Adopted},
+		{"vanished from the old tree (kept in the fresh one)", r.Vanished},
+		{"found in the old tree and moved", r.Swept},
+		{"threads regrouped", r.Regrouped},
+	} {
+		for _, s := range l.items {
+			fmt.Fprintf(w, "  %s: %s\n", l.what, s)
+		}
 	}
 	for _, c := range r.Checks {
 		mark := "ok  "

@@ -25,7 +25,12 @@ type migrateNode struct {
 
 func newMigrateNode(t *testing.T, kubeletVersion string, kubeletRunning bool) *migrateNode {
 	t.Helper()
-	s, m := memcgsim.MountForTest(t, memcgsim.RHEL78)
+	return newMigrateNodeOn(t, memcgsim.RHEL78, kubeletVersion, kubeletRunning)
+}
+
+func newMigrateNodeOn(t *testing.T, p memcgsim.Profile, kubeletVersion string, kubeletRunning bool) *migrateNode {
+	t.Helper()
+	s, m := memcgsim.MountForTest(t, p)
 	h := memcg.Hierarchy{Root: m.Memory}
 	mkdir := func(rel string) error {
 		if err := h.Mkdir(rel); err != nil {
@@ -87,8 +92,10 @@ func TestMigrateCommand(t *testing.T) {
 		{"stock kubelet", stock, false, nil, 1, []string{"not a nokmem build", "--force", "node untouched"}, false},
 		{"stock kubelet forced", stock, false, []string{"--force"}, 0, []string{"migrated:", "[ok  ] same-paths", "[ok  ] new-kubepods"}, true},
 		{"json", nokmem, false, []string{"-o", "json"}, 0, []string{`"outcome": "migrated"`}, true},
-		{"dry run", nokmem, true, []string{"--dry-run"}, 0, []string{"cgroups:   12", "processes: 6", "pid moves 12", "kmem.limit_in_bytes writes 0", "nothing was changed"}, false},
+		{"dry run", nokmem, true, []string{"--dry-run"}, 0, []string{"cgroups:   12", "processes: 6", "pid moves 6", "renames 2", "force_empty 0", "kmem.limit_in_bytes writes 0", "nothing was changed"}, false},
 		{"rollback without journal", nokmem, false, []string{"--rollback"}, 0, []string{"nothing-to-roll-back"}, false},
+		{"kubelet running, allowed", nokmem, true, []string{"--allow-running-kubelet"}, 0, []string{"migrated:", "[ok  ] old-tree: the old tree is removed"}, true},
+		{"no cleanup", nokmem, false, []string{"--no-cleanup"}, 0, []string{"swapped:", "the kubelet may start", "[ok  ] old-tree: the old tree is set aside"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,5 +146,59 @@ func TestMigrateCommandRerunIsNoop(t *testing.T) {
 	code, _, stderr := n.run()
 	if code != 0 || !strings.Contains(stderr, "already-migrated") || !strings.Contains(stderr, "nothing to do") {
 		t.Errorf("rerun: exit %d, %s", code, stderr)
+	}
+}
+
+// TestMigrateCommandWrongKernel: on a kernel without 3.10 semantics (IDs
+// are freed at rmdir) migrate refuses with exit 3 and says why, before
+// anything changed; --dry-run says the same; --force migrates anyway.
+func TestMigrateCommandWrongKernel(t *testing.T) {
+	const nokmem = "Kubernetes v1.12.4+nokmem"
+	for _, tt := range []struct {
+		args []string
+		code int
+	}{{nil, 3}, {[]string{"--dry-run"}, 3}, {[]string{"--force"}, 0}} {
+		t.Run(strings.Join(append([]string{"migrate"}, tt.args...), " "), func(t *testing.T) {
+			n := newMigrateNodeOn(t, memcgsim.Modern, nokmem, false)
+			before := n.sim.Costs()
+			code, _, stderr := n.run(tt.args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d: %s", code, tt.code, stderr)
+			}
+			if tt.code == 0 {
+				return
+			}
+			for _, w := range []string{"frees memcg IDs at rmdir", "migrating is pointless", "--force"} {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("message lacks %q: %s", w, stderr)
+				}
+			}
+			if c := n.sim.Costs().Sub(before); c.Mkdir+c.Rmdir+c.Rename+c.Move+c.Write != 0 {
+				t.Errorf("a refused run changed the node: %v", c)
+			}
+			if _, err := os.Stat(filepath.Join(n.state, migrate.JournalFile)); err == nil {
+				t.Error("a refused run left a journal")
+			}
+		})
+	}
+}
+
+// TestMigrateCommandCleanupWithKubeletRunning: after --no-cleanup the
+// kubelet may start; a plain rerun then only removes the old tree, with
+// the kubelet running, and says so.
+func TestMigrateCommandCleanupWithKubeletRunning(t *testing.T) {
+	n := newMigrateNode(t, "Kubernetes v1.12.4+nokmem", false)
+	if code, _, stderr := n.run("--no-cleanup"); code != 0 || !strings.Contains(stderr, "swapped:") {
+		t.Fatalf("critical part: exit %d: %s", code, stderr)
+	}
+	if err := os.WriteFile(filepath.Join(n.procs, "1", "comm"), []byte("kubelet\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := n.run()
+	if code != 0 || !strings.Contains(stderr, "the old tree is removed") || !strings.Contains(stderr, "resumed from phase swapped") {
+		t.Errorf("cleanup with the kubelet running: exit %d: %s", code, stderr)
+	}
+	if ok, _ := (memcg.Hierarchy{Root: n.root}).Exists(migrate.AsideName("kubepods")); ok {
+		t.Error("the old tree is still there")
 	}
 }

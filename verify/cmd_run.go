@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -57,7 +58,8 @@ back), 16 assert, 17 cleanup.`,
 				Hierarchy: h,
 				Detect:    do,
 				Service:   acceptance.CommandService{StopCmd: stopCmd, StartCmd: startCmd},
-				Migrate:   migrator(g, h),
+				Migrate:   migrator(g, h, kc.Proc),
+				Cleanup:   cleaner(g, h, kc.Proc),
 				Kubelet:   &kc,
 				Strict:    strict,
 				Logger:    g.Logger,
@@ -118,21 +120,44 @@ func writeRunJUnit(path string, res *acceptance.Result) error {
 	return atomicfile.WriteFile(path, b.Bytes(), 0o644)
 }
 
-// migrator runs the verify/migrate engine with the journal in the state dir,
-// so that `verify migrate` resumes or rolls back what run left.
-func migrator(g *globalOptions, h memcg.Hierarchy) acceptance.MigrateFunc {
+// migrator runs the critical part of the verify/migrate engine (the
+// kubelet is stopped: build the fresh tree, move every process, put it at
+// kubepods) with the journal in the state dir, so that `verify migrate`
+// resumes or rolls back what run left. The old tree is left for cleaner.
+func migrator(g *globalOptions, h memcg.Hierarchy, proc string) acceptance.MigrateFunc {
 	return func(kubepods string) (string, bool, error) {
-		e, err := migrate.New(migrate.Config{Hierarchy: h, Kubepods: kubepods, StateDir: g.StateDir, Logger: g.Logger})
+		e, err := migrate.New(migrate.Config{Hierarchy: h, Kubepods: kubepods, StateDir: g.StateDir, Proc: proc, Logger: g.Logger})
 		if err != nil {
 			return "", false, err
 		}
-		rep, err := e.Migrate()
+		rep, err := e.Critical()
 		if err != nil {
 			var re *migrate.RunError
 			touched := errors.As(err, &re) && re.Touched
 			return "", touched, err
 		}
 		return rep.Message, false, nil
+	}
+}
+
+// cleaner removes the set-aside old tree of the migration recorded in the
+// state dir; the kubelet may run meanwhile. It does nothing when no
+// migration waits for its cleanup.
+func cleaner(g *globalOptions, h memcg.Hierarchy, proc string) func(ctx context.Context) (string, error) {
+	return func(context.Context) (string, error) {
+		kp, err := migrate.JournalKubepods(g.StateDir)
+		if err != nil || kp == "" {
+			return "no migration waits for its cleanup", err
+		}
+		e, err := migrate.New(migrate.Config{Hierarchy: h, Kubepods: kp, StateDir: g.StateDir, Proc: proc, Logger: g.Logger})
+		if err != nil {
+			return "", err
+		}
+		rep, err := e.Cleanup()
+		if err != nil {
+			return "", err
+		}
+		return rep.Message, nil
 	}
 }
 

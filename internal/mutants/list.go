@@ -72,8 +72,8 @@ var List = []Mutation{
 	{
 		Name:    "migrate-drops-soft-limit",
 		File:    "verify/migrate/settings.go",
-		Old:     "if err := write(memcg.SoftLimit, cur.SoftLimit, want.SoftLimit); err != nil {",
-		New:     "if err := write(memcg.SoftLimit, cur.SoftLimit, cur.SoftLimit); err != nil {",
+		Old:     "if err := write(memcg.SoftLimit, cur.SoftLimit, want.SoftLimit, &eff.SoftLimit); err != nil {",
+		New:     "if err := write(memcg.SoftLimit, cur.SoftLimit, cur.SoftLimit, &eff.SoftLimit); err != nil {",
 		Package: "./verify/migrate",
 		Run:     "^TestMigrateSim$",
 	},
@@ -102,6 +102,25 @@ var List = []Mutation{
 		New:     "Signed: false,",
 		Package: "./verify/install",
 		Run:     "^TestInstallRollback$",
+	},
+	{
+		// An injected failure that never fires must fail the test, not skip it.
+		Name:    "sim-hook-never-fires",
+		File:    "verify/memcgsim/sim.go",
+		Old:     "\tif err := s.callHook(op); err != nil {",
+		New:     "\tif err := s.callHook(op); false && err != nil {",
+		Package: "./verify/migrate",
+		Run:     "^TestFailAnyOperationThenRerun$",
+	},
+	{
+		// A cgroup removed through the Go API must be gone for the mount at
+		// once (entry cache invalidated), not after a sleep.
+		Name:    "sim-keeps-stale-entry",
+		File:    "verify/memcgsim/sim.go",
+		Old:     "\ts.invalidate(parentRel, name)",
+		New:     "\t_, _ = parentRel, name",
+		Package: "./verify/memcgsim",
+		Run:     "^TestInodes$",
 	},
 	{
 		Name:    "sim-slabinfo-empty-not-eio",

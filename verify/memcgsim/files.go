@@ -117,6 +117,18 @@ func (s *Sim) list(rel string) (listing, error) {
 	return l, nil
 }
 
+// relOf returns the current path of the live cgroup with serial number
+// serial, ENOENT once it was removed.
+func (s *Sim) relOf(serial uint64) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cg, ok := s.bySerial[serial]
+	if !ok {
+		return "", syscall.ENOENT
+	}
+	return cg.path(), nil
+}
+
 // entry is one name inside a cgroup directory.
 type entry struct {
 	dir    bool
@@ -445,7 +457,10 @@ func writeNotify(_ *Sim, cg *cgroup, v string) error {
 
 // forceEmpty (§1e): root EINVAL; 3.10: EBUSY with tasks or children, else
 // the charges go to the parent; modern: reclaim only (nothing to reclaim in
-// the model), never EBUSY.
+// the model), never EBUSY. On 3.10 a kmem-active cgroup holds kernel memory
+// (its tasks allocated slab objects) that reclaim cannot free, so
+// mem_cgroup_force_empty runs all its reclaim rounds, each ending in
+// congestion_wait: the virtual time of costs.go.
 func (s *Sim) forceEmpty(cg *cgroup, _ string) error {
 	if cg.isRoot() {
 		return syscall.EINVAL
@@ -455,6 +470,10 @@ func (s *Sim) forceEmpty(cg *cgroup, _ string) error {
 	}
 	if len(cg.tasks) > 0 || len(cg.children) > 0 {
 		return syscall.EBUSY
+	}
+	if cg.kmemID >= 0 {
+		s.costs.ForceEmptyStalls++
+		s.costs.Virtual += ForceEmptyRounds * ForceEmptyWait
 	}
 	s.reparent(cg)
 	return nil

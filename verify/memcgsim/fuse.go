@@ -26,6 +26,11 @@ type Mount struct {
 	Slab        string
 	ProcCgroups string
 	server      *fuse.Server
+
+	mu sync.Mutex
+	// dirs are the kernel-known directory inodes by cgroup serial, for
+	// invalidating entries changed through the Go API.
+	dirs map[uint64]*fs.Inode
 }
 
 // Mount serves s on the existing empty directory dir. It needs root (it
@@ -34,11 +39,13 @@ type Mount struct {
 // File contents are never cached (direct I/O) and failed lookups are not
 // cached either, so new cgroups, tasks and settings show at once. Found
 // names are cached for a second, which makes path walks about three times
-// faster: a cgroup removed through the Go API (Sim.Rmdir) rather than
-// through the mount may still stat as present for up to a second.
+// faster. A cgroup removed or renamed through the Go API (Sim.Rmdir,
+// Sim.Rename) rather than through the mount is invalidated in the kernel's
+// cache at once (FUSE_NOTIFY_INVAL_ENTRY).
 func (s *Sim) Mount(dir string) (*Mount, error) {
 	zero, cached := time.Duration(0), time.Second
 	root := &fs.Inode{}
+	mnt := &Mount{dirs: map[uint64]*fs.Inode{}}
 	opts := &fs.Options{
 		MountOptions: fuse.MountOptions{
 			DirectMountStrict: true, // mount(2) itself; never fusermount
@@ -63,7 +70,9 @@ func (s *Sim) Mount(dir string) (*Mount, error) {
 				return parent
 			}
 			cgroup := dirs(root, "sys", "fs", "cgroup")
-			cgroup.AddChild("memory", cgroup.NewPersistentInode(ctx, &cgDir{sim: s}, fs.StableAttr{Mode: syscall.S_IFDIR}), false)
+			memRoot := cgroup.NewPersistentInode(ctx, &cgDir{sim: s, mnt: mnt, serial: s.root.serial}, fs.StableAttr{Mode: syscall.S_IFDIR})
+			mnt.register(s.root.serial, memRoot)
+			cgroup.AddChild("memory", memRoot, false)
 			kernel := dirs(root.GetChild("sys"), "kernel")
 			kernel.AddChild("slab", kernel.NewPersistentInode(ctx, &slabDir{sim: s}, fs.StableAttr{Mode: syscall.S_IFDIR}), false)
 			proc := dirs(root, "proc")
@@ -74,13 +83,60 @@ func (s *Sim) Mount(dir string) (*Mount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount simulator on %s: %w", dir, err)
 	}
-	return &Mount{
-		Root:        dir,
-		Memory:      filepath.Join(dir, "sys/fs/cgroup/memory"),
-		Slab:        filepath.Join(dir, "sys/kernel/slab"),
-		ProcCgroups: filepath.Join(dir, "proc/cgroups"),
-		server:      server,
-	}, nil
+	mnt.Root, mnt.server = dir, server
+	mnt.Memory = filepath.Join(dir, "sys/fs/cgroup/memory")
+	mnt.Slab = filepath.Join(dir, "sys/kernel/slab")
+	mnt.ProcCgroups = filepath.Join(dir, "proc/cgroups")
+	s.mu.Lock()
+	s.inval = mnt.invalidate
+	s.mu.Unlock()
+	return mnt, nil
+}
+
+func (m *Mount) register(serial uint64, ino *fs.Inode) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dirs[serial] = ino
+}
+
+// invalidate drops name under the directory of cgroup parent from the
+// kernel's entry cache, if the kernel knows that directory.
+func (m *Mount) invalidate(parent uint64, name string) {
+	m.mu.Lock()
+	ino := m.dirs[parent]
+	m.mu.Unlock()
+	if ino != nil {
+		ino.NotifyEntry(name)
+	}
+}
+
+// invalidateWait bounds how long a Go API change waits for the kernel to
+// take an invalidation. A change made by a hook inside a FUSE request on
+// the same directory cannot complete before that request returns (the
+// kernel holds the directory's lock); it then completes in the background.
+const invalidateWait = 200 * time.Millisecond
+
+// invalidate tells the mount, if any, that names under cgroup parentRel
+// changed through the Go API.
+func (s *Sim) invalidate(parentRel string, names ...string) {
+	s.mu.Lock()
+	inval := s.inval
+	parent, err := s.lookup(parentRel)
+	s.mu.Unlock()
+	if inval == nil || err != nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, n := range names {
+			inval(parent.serial, n)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(invalidateWait):
+	}
 }
 
 // Unmount unmounts the file system and stops serving it. When it stays
@@ -117,11 +173,19 @@ func join(parent, name string) string {
 	return parent + "/" + name
 }
 
-// cgDir is a cgroup directory.
+// cgDir is a cgroup directory. It names its cgroup by serial number, so a
+// rename (which keeps the inode, as on cgroupfs) keeps it valid.
 type cgDir struct {
 	fs.Inode
-	sim *Sim
-	rel string
+	sim    *Sim
+	mnt    *Mount
+	serial uint64
+}
+
+// rel returns the cgroup's current path, or ENOENT once it was removed.
+func (d *cgDir) rel() (string, syscall.Errno) {
+	rel, err := d.sim.relOf(d.serial)
+	return rel, errnoOf(err)
 }
 
 var (
@@ -129,6 +193,7 @@ var (
 	_ fs.NodeReaddirer = (*cgDir)(nil)
 	_ fs.NodeMkdirer   = (*cgDir)(nil)
 	_ fs.NodeRmdirer   = (*cgDir)(nil)
+	_ fs.NodeRenamer   = (*cgDir)(nil)
 	_ fs.NodeGetattrer = (*cgDir)(nil)
 )
 
@@ -139,25 +204,31 @@ func dirIno(serial uint64) uint64             { return serial << 6 }
 func fileIno(serial uint64, index int) uint64 { return serial<<6 | uint64(index+1) }
 
 func (d *cgDir) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	if _, err := d.sim.entry(d.rel, ""); err != nil {
-		return errnoOf(err)
+	if _, errno := d.rel(); errno != 0 {
+		return errno
 	}
 	out.Mode = syscall.S_IFDIR | 0o755
 	return 0
 }
 
 func (d *cgDir) child(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	e, err := d.sim.entry(d.rel, name)
+	rel, errno := d.rel()
+	if errno != 0 {
+		return nil, errno
+	}
+	e, err := d.sim.entry(rel, name)
 	if err != nil {
 		return nil, errnoOf(err)
 	}
 	if e.dir {
 		out.Mode = syscall.S_IFDIR | 0o755
-		return d.NewInode(ctx, &cgDir{sim: d.sim, rel: join(d.rel, name)}, fs.StableAttr{Mode: syscall.S_IFDIR, Ino: dirIno(e.serial)}), 0
+		ino := d.NewInode(ctx, &cgDir{sim: d.sim, mnt: d.mnt, serial: e.serial}, fs.StableAttr{Mode: syscall.S_IFDIR, Ino: dirIno(e.serial)})
+		d.mnt.register(e.serial, ino)
+		return ino, 0
 	}
 	mode := uint32(e.mode.Perm())
 	out.Mode = syscall.S_IFREG | mode
-	return d.NewInode(ctx, &ctlFile{sim: d.sim, rel: d.rel, name: name, mode: mode}, fs.StableAttr{Mode: syscall.S_IFREG, Ino: fileIno(e.serial, e.index)}), 0
+	return d.NewInode(ctx, &ctlFile{sim: d.sim, serial: d.serial, name: name, mode: mode}, fs.StableAttr{Mode: syscall.S_IFREG, Ino: fileIno(e.serial, e.index)}), 0
 }
 
 func (d *cgDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
@@ -165,7 +236,11 @@ func (d *cgDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*f
 }
 
 func (d *cgDir) Readdir(context.Context) (fs.DirStream, syscall.Errno) {
-	l, err := d.sim.list(d.rel)
+	rel, errno := d.rel()
+	if errno != 0 {
+		return nil, errno
+	}
+	l, err := d.sim.list(rel)
 	if err != nil {
 		return nil, errnoOf(err)
 	}
@@ -180,14 +255,45 @@ func (d *cgDir) Readdir(context.Context) (fs.DirStream, syscall.Errno) {
 }
 
 func (d *cgDir) Mkdir(ctx context.Context, name string, _ uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	if err := d.sim.Mkdir(join(d.rel, name)); err != nil {
+	rel, errno := d.rel()
+	if errno != 0 {
+		return nil, errno
+	}
+	if err := d.sim.Mkdir(join(rel, name)); err != nil {
 		return nil, errnoOf(err)
 	}
 	return d.child(ctx, name, out)
 }
 
 func (d *cgDir) Rmdir(_ context.Context, name string) syscall.Errno {
-	return errnoOf(d.sim.Rmdir(join(d.rel, name)))
+	rel, errno := d.rel()
+	if errno != 0 {
+		return errno
+	}
+	return errnoOf(d.sim.rmdir(join(rel, name)))
+}
+
+// Rename is rename(2) of a cgroup directory; the rules are in Sim.Rename.
+// RENAME_EXCHANGE and RENAME_WHITEOUT are refused (EINVAL): cgroupfs has
+// no such support on either kernel.
+func (d *cgDir) Rename(_ context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	const renameNoReplace = 1
+	if flags&^renameNoReplace != 0 {
+		return syscall.EINVAL
+	}
+	rel, errno := d.rel()
+	if errno != 0 {
+		return errno
+	}
+	np, ok := newParent.(*cgDir)
+	if !ok {
+		return syscall.EIO
+	}
+	newRel, errno := np.rel()
+	if errno != 0 {
+		return errno
+	}
+	return errnoOf(d.sim.rename(join(rel, name), join(newRel, newName)))
 }
 
 // ctlFile is a control file. Reads are generated at the first read of an
@@ -195,9 +301,10 @@ func (d *cgDir) Rmdir(_ context.Context, name string) syscall.Errno {
 // read(2), not open(2); every write(2) is one simulator write.
 type ctlFile struct {
 	fs.Inode
-	sim       *Sim
-	rel, name string
-	mode      uint32
+	sim    *Sim
+	serial uint64 // of the cgroup the file belongs to
+	name   string
+	mode   uint32
 }
 
 var (
@@ -227,7 +334,11 @@ func (f *ctlFile) Setattr(_ context.Context, _ fs.FileHandle, _ *fuse.SetAttrIn,
 }
 
 func (f *ctlFile) Open(context.Context, uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	if _, err := f.sim.entry(f.rel, f.name); err != nil {
+	rel, err := f.sim.relOf(f.serial)
+	if err == nil {
+		_, err = f.sim.entry(rel, f.name)
+	}
+	if err != nil {
 		return nil, 0, errnoOf(err)
 	}
 	return &handle{}, fuse.FOPEN_DIRECT_IO, 0
@@ -241,7 +352,11 @@ func (f *ctlFile) Read(_ context.Context, fh fs.FileHandle, dest []byte, off int
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.read || off == 0 {
-		data, err := f.sim.ReadFile(f.rel, f.name)
+		rel, err := f.sim.relOf(f.serial)
+		if err != nil {
+			return nil, errnoOf(err)
+		}
+		data, err := f.sim.ReadFile(rel, f.name)
 		if err != nil {
 			return nil, errnoOf(err)
 		}
@@ -255,7 +370,11 @@ func (f *ctlFile) Read(_ context.Context, fh fs.FileHandle, dest []byte, off int
 }
 
 func (f *ctlFile) Write(_ context.Context, _ fs.FileHandle, data []byte, _ int64) (uint32, syscall.Errno) {
-	if err := f.sim.WriteFile(f.rel, f.name, data); err != nil {
+	rel, err := f.sim.relOf(f.serial)
+	if err == nil {
+		err = f.sim.WriteFile(rel, f.name, data)
+	}
+	if err != nil {
 		return 0, errnoOf(err)
 	}
 	return uint32(len(data)), 0

@@ -631,8 +631,10 @@ func TestShell(t *testing.T) {
 }
 
 // TestInodes: like cgroupfs, a cgroup keeps its directory inode number for
-// its lifetime (also after the lookup cache expired) and a recreated cgroup
-// gets a new one; the migrate step relies on this.
+// its lifetime, also across a rename and on a fresh lookup, and a recreated
+// cgroup gets a new one; the migrate step relies on this. Changes made
+// through the Go API show through the mount at once: the mount invalidates
+// the kernel's entry cache instead of letting it expire.
 func TestInodes(t *testing.T) {
 	e := mount(t, memcgsim.RHEL78)
 	ino := func(rel string) uint64 {
@@ -643,21 +645,129 @@ func TestInodes(t *testing.T) {
 		}
 		return st.Ino
 	}
+	gone := func(rel string) {
+		t.Helper()
+		var st syscall.Stat_t
+		if err := syscall.Stat(e.h.Path(rel), &st); !errors.Is(err, syscall.ENOENT) {
+			t.Errorf("stat %s right after it went away through the Go API: %v, want ENOENT", rel, err)
+		}
+	}
 	e.mkdir("kubepods", "other")
 	first := ino("kubepods")
 	if ino("other") == first {
 		t.Fatalf("two cgroups share inode %d", first)
 	}
-	time.Sleep(1200 * time.Millisecond) // past the 1 s entry cache
-	if again := ino("kubepods"); again != first {
-		t.Errorf("inode changed from %d to %d without a rmdir", first, again)
+	// A name never looked up before: a fresh lookup, not the cache.
+	if err := e.sim.Rename("kubepods", "renamed"); err != nil {
+		t.Fatal(err)
 	}
+	gone("kubepods")
+	if again := ino("renamed"); again != first {
+		t.Errorf("inode changed from %d to %d across a rename", first, again)
+	}
+	if err := e.h.Rename("renamed", "kubepods"); err != nil {
+		t.Fatal(err)
+	}
+	if again := ino("kubepods"); again != first {
+		t.Errorf("inode changed from %d to %d across a rename through the mount", first, again)
+	}
+	ino("other")
+	if err := e.sim.Rmdir("other"); err != nil {
+		t.Fatal(err)
+	}
+	gone("other")
 	if err := e.h.Rmdir("kubepods"); err != nil {
 		t.Fatal(err)
 	}
 	e.mkdir("kubepods")
 	if again := ino("kubepods"); again == first {
 		t.Errorf("recreated cgroup kept inode %d", first)
+	}
+}
+
+// TestRename: the rename rules of 3.10 cgroup_rename and 6.18
+// cgroup1_rename, through the mount, and what a renamed cgroup keeps.
+func TestRename(t *testing.T) {
+	tests := []struct {
+		name    string
+		profile memcgsim.Profile
+		from    string
+		to      string
+		want    syscall.Errno
+	}{
+		{"in place", memcgsim.RHEL78, "a", "b", 0},
+		{"target exists", memcgsim.RHEL78, "a", "c", syscall.EEXIST},
+		{"target is a control file (VFS: a directory cannot replace a file)", memcgsim.RHEL78, "a", "tasks", syscall.ENOTDIR},
+		{"other parent", memcgsim.RHEL78, "a/x", "c/x", syscall.EIO},
+		{"up a level", memcgsim.RHEL78, "a/x", "x", syscall.EIO},
+		{"control file", memcgsim.RHEL78, "a/" + memcg.Limit, "a/lim", syscall.ENOTDIR},
+		{"missing", memcgsim.RHEL78, "nope", "b", syscall.ENOENT},
+		{"newline, 3.10", memcgsim.RHEL78, "a", "b\nc", 0},
+		{"newline, 6.18", memcgsim.Modern, "a", "b\nc", syscall.EINVAL},
+		{"in place, 6.18", memcgsim.Modern, "a", "b", 0},
+		{"other parent, 6.18", memcgsim.Modern, "a/x", "c/x", syscall.EIO},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := mount(t, tt.profile)
+			e.mkdir("a", "a/x", "c")
+			pid := e.task("a/x", 1<<20)
+			if err := e.h.Write("a/x", memcg.SoftLimit, "4096"); err != nil {
+				t.Fatal(err)
+			}
+			to := tt.to
+			wantErrno(t, e.h.Rename(tt.from, to), tt.want)
+			if tt.want != 0 {
+				return
+			}
+			x := to + "/x"
+			if got, err := e.sim.TaskCgroup(pid); err != nil || got != x {
+				t.Errorf("task in %q (%v), want %q", got, err, x)
+			}
+			if v, err := e.h.ReadString(x, memcg.SoftLimit); err != nil || v != "4096" {
+				t.Errorf("soft limit after the rename %q (%v)", v, err)
+			}
+			if u, err := e.sim.Usage(to); err != nil || u != 1<<20 {
+				t.Errorf("usage after the rename %d (%v)", u, err)
+			}
+			if ok, _ := e.h.Exists(tt.from); ok {
+				t.Errorf("%s still exists", tt.from)
+			}
+		})
+	}
+}
+
+// TestCosts: 3.10's force_empty on a kmem-active cgroup runs all its
+// reclaim rounds (5 × congestion_wait(HZ/10) = 0.5 s of virtual time), on a
+// cgroup without kmem it costs nothing; rmdir reparents by itself; every
+// operation is counted by kind.
+func TestCosts(t *testing.T) {
+	e := mount(t, memcgsim.RHEL78)
+	e.mkdir("kmem", "plain")
+	if err := e.h.Write("kmem", memcg.KmemLimit, "-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.h.Write("kmem", memcg.KmemLimit, "1"); err != nil {
+		t.Fatal(err)
+	}
+	before := e.sim.Costs()
+	for _, rel := range []string{"kmem", "plain"} {
+		if err := e.h.Write(rel, memcg.ForceEmpty, "0"); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.h.Rmdir(rel); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := e.sim.Costs().Sub(before)
+	if c.Virtual != 500*time.Millisecond || c.ForceEmpty != 2 || c.ForceEmptyStalls != 1 || c.Rmdir != 2 || c.Reparents != 2 || c.Write != 2 {
+		t.Errorf("costs %v, want 0.5 s for the one kmem-active force_empty, 2 rmdirs that reparent", c)
+	}
+	if _, err := e.h.Procs(""); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.sim.Costs().Sub(before); got.ReadPids != 1 || got.Read != 0 {
+		t.Errorf("a cgroup.procs read counted as %v", got)
 	}
 }
 

@@ -41,8 +41,8 @@ func TestDrainCatchesForks(t *testing.T) {
 		return err
 	})
 	t.Cleanup(func() { s.SetHook(nil) })
-	mv := &mover{h: h, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	if err := mv.drain("src", "dst", false); err != nil {
+	mv := &mover{fs: cgfs{h: h, n: &OpCounts{}}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if _, err := mv.drain("src", "dst", false); err != nil {
 		t.Fatal(err)
 	}
 	left, err := h.Procs("src")

@@ -1,23 +1,66 @@
 // Package migrate replaces a kmem-active kubepods memory cgroup tree (cgroup
 // v1) with a fresh tree that has the same directories, settings and
-// processes but no kernel-memory accounting, without a reboot.
+// processes but no kernel-memory accounting, without a reboot, and keeps
+// the kubelet's downtime to what must happen while it is stopped.
 //
-// The recipe (kernel-semantics.md §3d, §4a): mirror kubepods into a
-// temporary sibling tree directly under the memory root (the root is never
-// kmem-active, so its new children are not either), move every process
-// there, remove the old tree leaf first, create kubepods anew, mirror back,
-// remove the temporary tree. Every phase is recorded in a journal in the
-// state directory; a rerun after a crash finishes the job and a rollback
-// returns every process to the original layout.
+// The flow: build the fresh tree under a temporary name directly under the
+// memory root (the root is never kmem-active, so its new children are not
+// either), move every process into it once, rename the old kubepods aside,
+// rename the fresh tree to kubepods. That is the critical part (Engine.Critical):
+// only mkdir, setting writes, moves and two renames, so the kubelet can start
+// again right after. cgroup v1 allows exactly this rename in place (3.10
+// kernel/cgroup.c cgroup_rename, 6.18 kernel/cgroup/cgroup-v1.c
+// cgroup1_rename: same parent, new name must not exist). The set-aside old
+// tree is removed afterwards (Engine.Cleanup), leaf first, with rmdir only:
+// on 3.10 rmdir reparents the page charges by itself
+// (mem_cgroup_css_offline → mem_cgroup_reparent_charges), and
+// memory.force_empty on a cgroup that holds kernel memory only sleeps
+// through its 5 reclaim rounds (5 × congestion_wait(HZ/10) ≈ 0.5 s) without
+// reaching 0, so it is never written.
+//
+// Every phase is recorded in a journal (<state-dir>/migrate-journal.json,
+// checksummed, every path checked when read back). A rerun resumes, a
+// rollback returns to the original tree, and --abandon sets a journal aside.
+//
+// States and transitions ("finish" is a rerun of verify migrate, "rollback"
+// is verify migrate --rollback; every step is idempotent, so a kill -9 at
+// any point leaves a state of this table):
+//
+//	phase        on the node                                   finish →                       rollback →
+//	(none)       original tree at kubepods                     plan → planned                 nothing to roll back
+//	planned      original tree; a temp tree may be part-built  build → built                  remove temp → rolled-back
+//	built        fresh tree under the temp name, no processes  move → moved                   remove temp → rolled-back
+//	moved        every process in the fresh (temp) tree        rename old aside (a rerun      move back, remove temp →
+//	                                                           adopts intruders) → set-aside  rolled-back (kmem-active, said so)
+//	set-aside    old tree under the set-aside name,            rename temp → kubepods,        rename old back, move back,
+//	             fresh tree under the temp name                check → swapped                remove temp → rolled-back
+//	swapped      fresh tree at kubepods; kubelet may run       remove old tree → done         refused: would move processes
+//	                                                                                          into the kmem-active tree; the
+//	                                                                                          message says to finish instead
+//	done         fresh tree at kubepods, old tree gone         already migrated               nothing to roll back
+//	rolled-back  original tree at kubepods                     new migration → planned        nothing to roll back
+//	rolling back (any phase before swapped, flag set)          refused: finish the rollback   resumes the rollback
+//
+// Someone else's changes: a cgroup created in the old tree before it is set
+// aside is adopted into the plan on a rerun (created in the fresh tree,
+// processes moved; an uninterrupted run leaves it to the cleanup's sweep);
+// one created under the fresh kubepods is reported and accepted; a planned
+// cgroup that someone removed is recreated with its settings before the
+// swap or the rollback, and after the swap reported and accepted;
+// processes that exited are counted, a pid reused by a new process (another
+// start time under --proc) counts as exited, never as lost; processes found
+// in the old tree by the cleanup are moved to the same path under kubepods
+// and named. A stuck rollback can always be finished (rerun --rollback) or
+// abandoned (--abandon: the journal is set aside, nothing else changes, and
+// the message lists what exists on the node). docs/migration-states.md has
+// the same table with the messages.
 package migrate
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strconv"
+	"path"
 	"strings"
 	"time"
 
@@ -32,11 +75,15 @@ type Config struct {
 	// StateDir holds the journal.
 	StateDir string
 	Logger   *slog.Logger
-	// PidAlive tells whether a process still exists, to tell an exited
-	// process from a lost one; nil checks /proc/<pid>.
+	// Proc is the process table for liveness checks and start times
+	// ("" means /proc).
+	Proc string
+	// PidAlive, when set, replaces the process table's liveness check
+	// (the simulator's pids are not in /proc).
 	PidAlive func(pid int) bool
-	// Preflight runs once it is clear that cgroups will change (not for a
-	// no-op or a dry run); an error stops the run before any change.
+	// Preflight runs once it is clear that the critical part will change
+	// cgroups (not for a no-op, a dry run or a cleanup); an error stops
+	// the run before any change.
 	Preflight func() error
 	Hooks     Hooks
 }
@@ -47,19 +94,34 @@ type Hooks struct {
 	// fails the run there; a hook that panics models kill -9, as nothing of
 	// the engine runs after it.
 	AfterPhase func(p Phase) error
+	// Removed runs after each cgroup of the old tree is removed (progress,
+	// and a point to kill the cleanup in tests).
+	Removed func(rel string, done, total int)
 }
 
-// TempName is the temporary sibling of kubepods, directly under the root.
-func TempName(kubepods string) string {
-	return "nokmem-migrate-" + strings.ReplaceAll(kubepods, "/", "-")
+// TempName is the fresh tree's temporary name: a sibling of kubepods (a
+// cgroup can only be renamed within its parent), so directly under the
+// memory root for the kubelet's top-level kubepods.
+func TempName(kubepods string) string { return sibling(kubepods, "nokmem-migrate-") }
+
+// AsideName is where the old tree is set aside: a sibling of kubepods.
+func AsideName(kubepods string) string { return sibling(kubepods, "nokmem-migrate-old-") }
+
+func sibling(kubepods, prefix string) string {
+	parent, base := path.Split(kubepods)
+	return parent + prefix + base
 }
 
 // Outcomes of a run.
 const (
 	OutcomeMigrated          = "migrated"
+	OutcomeSwapped           = "swapped"
+	OutcomeCleaned           = "cleaned"
 	OutcomeAlreadyMigrated   = "already-migrated"
 	OutcomeRolledBack        = "rolled-back"
 	OutcomeNothingToRollBack = "nothing-to-roll-back"
+	OutcomeNothingToClean    = "nothing-to-clean"
+	OutcomeAbandoned         = "abandoned"
 )
 
 // Report says what a run did.
@@ -68,10 +130,13 @@ type Report struct {
 	Message  string `json:"message"`
 	Kubepods string `json:"kubepods"`
 	Temp     string `json:"temp"`
-	// ResumedFrom is the journal phase a rerun started from.
+	Aside    string `json:"aside"`
+	// ResumedFrom is the journal phase a rerun or rollback started from.
 	ResumedFrom Phase `json:"resumed_from,omitempty"`
-	Cgroups     int   `json:"cgroups"`
-	Processes   int   `json:"processes"`
+	// Phase is where the journal stands when the run ends.
+	Phase     Phase `json:"phase,omitempty"`
+	Cgroups   int   `json:"cgroups"`
+	Processes int   `json:"processes"`
 	// Moved counts pid moves, Exited the processes that were gone (ESRCH).
 	Moved  int `json:"moved"`
 	Exited int `json:"exited"`
@@ -79,46 +144,76 @@ type Report struct {
 	MoveCharge bool `json:"move_charge"`
 	// SettingWrites counts control-file writes made to copy settings.
 	SettingWrites int `json:"setting_writes"`
-	// BusyRetries counts rmdir/force_empty attempts retried after EBUSY.
-	BusyRetries int `json:"busy_retries"`
-	// Refused lists settings the kernel rejected on a rebuilt cgroup
+	// Removed counts old-tree cgroups the cleanup removed.
+	Removed int `json:"removed"`
+	// Swept names processes the cleanup found in the old tree and moved.
+	Swept []string `json:"swept,omitempty"`
+	// NewCgroups are cgroups under kubepods that the plan does not have
+	// (created in the fresh tree after the swap): accepted, non-kmem.
+	NewCgroups []string `json:"new_cgroups,omitempty"`
+	// Gone are planned cgroups no longer under kubepods after the swap
+	// (removed by the kubelet): accepted.
+	Gone      []string `json:"gone,omitempty"`
+	Adopted   []string `json:"adopted,omitempty"`
+	Vanished  []string `json:"vanished,omitempty"`
+	Regrouped []string `json:"regrouped,omitempty"`
+	// Refused lists settings the kernel rejected on a fresh cgroup
 	// ("<path>/<file>"); the inherited value was kept there.
-	Refused  []string      `json:"refused,omitempty"`
-	Checks   []Check       `json:"checks,omitempty"`
+	Refused []string `json:"refused,omitempty"`
+	Checks  []Check  `json:"checks,omitempty"`
+	// Ops counts the cgroupfs operations of this run by kind.
+	Ops OpCounts `json:"operations"`
+	// Critical is the time of the critical part (kubelet stopped),
+	// Cleanup that of the old tree's removal.
+	Critical time.Duration `json:"critical_ns"`
+	Cleanup  time.Duration `json:"cleanup_ns"`
 	Duration time.Duration `json:"duration_ns"`
 }
 
 // RunError is a failed run. It says whether the node was left untouched or
-// is resumable, and how to go on.
+// is resumable, what exists on the node, and how to go on.
 type RunError struct {
 	Err error
 	// Phase is the last phase the journal recorded ("" when there is none).
 	Phase   Phase
 	Touched bool
 	Journal string
+	// State says what exists on the node now; Next what to run.
+	State, Next string
 }
 
 func (e *RunError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Err.Error())
 	if !e.Touched {
-		return fmt.Sprintf("%v; node untouched (this run changed no cgroup)", e.Err)
+		b.WriteString("; node untouched (this run changed no cgroup)")
+	} else {
+		fmt.Fprintf(&b, "; node is resumable: the journal %s records phase %q", e.Journal, e.Phase)
 	}
-	return fmt.Sprintf("%v; node is resumable: the journal %s records phase %q — rerun `verify migrate` to finish, or `verify migrate --rollback` to return to the original layout",
-		e.Err, e.Journal, e.Phase)
+	if e.State != "" {
+		b.WriteString("; on the node: " + e.State)
+	}
+	if e.Next != "" {
+		b.WriteString("; next: " + e.Next)
+	}
+	return b.String()
 }
 
 func (e *RunError) Unwrap() error { return e.Err }
 
-// Engine runs one migration or rollback.
+// Engine runs one migration, cleanup, rollback or abandon.
 type Engine struct {
-	cfg      Config
-	h        memcg.Hierarchy
-	kubepods string
-	temp     string
-	j        *Journal
-	mv       *mover
-	rep      Report
-	// tolerateMissing lets a rollback skip temp cgroups never created.
-	tolerateMissing bool
+	cfg                   Config
+	h                     memcg.Hierarchy
+	fs                    cgfs
+	kubepods, temp, aside string
+	j                     *Journal
+	mv                    *mover
+	rep                   Report
+	pt                    procTable
+	// deferChecks leaves the invariants of the critical part to the
+	// cleanup's final walk (a full migration checks once, at the end).
+	deferChecks bool
 }
 
 // New checks cfg and returns an engine.
@@ -126,80 +221,132 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Hierarchy.Root == "" || cfg.Kubepods == "" || cfg.StateDir == "" {
 		return nil, errors.New("migrate: memory root, kubepods and state dir must be set")
 	}
+	kp := strings.Trim(cfg.Kubepods, "/")
+	if err := cleanRel(kp); err != nil {
+		return nil, fmt.Errorf("migrate: --kubepods: %w", err)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.PidAlive == nil {
-		cfg.PidAlive = procAlive
+	if cfg.Proc == "" {
+		cfg.Proc = "/proc"
 	}
-	kp := strings.Trim(filepath.ToSlash(cfg.Kubepods), "/")
-	e := &Engine{cfg: cfg, h: cfg.Hierarchy, kubepods: kp, temp: TempName(kp)}
-	e.mv = &mover{h: e.h, log: cfg.Logger}
-	e.rep = Report{Kubepods: e.h.Path(kp), Temp: e.h.Path(e.temp)}
+	e := &Engine{cfg: cfg, h: cfg.Hierarchy, kubepods: kp, temp: TempName(kp), aside: AsideName(kp), pt: procTable{root: cfg.Proc}}
+	e.fs = cgfs{h: e.h, n: &e.rep.Ops}
+	e.mv = &mover{fs: e.fs, log: cfg.Logger}
+	e.rep = Report{Kubepods: e.h.Path(kp), Temp: e.h.Path(e.temp), Aside: e.h.Path(e.aside)}
 	return e, nil
 }
 
-func procAlive(pid int) bool {
-	_, err := os.Stat("/proc/" + strconv.Itoa(pid))
-	return err == nil
+// alive tells whether the planned process (pid, start) still runs.
+func (e *Engine) alive(pid int, start uint64) bool {
+	if e.cfg.PidAlive != nil {
+		return e.cfg.PidAlive(pid)
+	}
+	return e.pt.alive(pid, start)
 }
 
-// Migrate runs or resumes the migration.
+// Migrate runs or resumes the whole migration: the critical part, then the
+// old tree's removal.
 func (e *Engine) Migrate() (*Report, error) {
 	start := time.Now()
-	j, err := loadJournal(e.cfg.StateDir)
+	e.deferChecks = true // one final walk, at the end of the cleanup
+	rep, err := e.Critical()
+	if err != nil || rep.Phase != PhaseSwapped {
+		return rep, err
+	}
+	crit := *rep
+	rep, err = e.Cleanup()
+	if err != nil {
+		return nil, err
+	}
+	rep.Outcome = OutcomeMigrated
+	rep.Message = fmt.Sprintf("%s migrated to a fresh tree (%d cgroups, %d processes); the old tree is removed", e.h.Path(e.kubepods), rep.Cgroups, rep.Processes)
+	rep.Critical, rep.ResumedFrom = crit.Critical, crit.ResumedFrom
+	rep.Checks = append(crit.Checks, rep.Checks...)
+	rep.Duration = time.Since(start)
+	return rep, nil
+}
+
+// Critical runs or resumes the part of the migration that needs the
+// kubelet stopped, up to the fresh tree at the kubepods path (phase
+// swapped). The old tree is left under the set-aside name for Cleanup.
+func (e *Engine) Critical() (*Report, error) {
+	start := time.Now()
+	j, err := loadJournal(e.cfg.StateDir, e.kubepods)
 	if err != nil {
 		return nil, &RunError{Err: err}
 	}
-	if j != nil && (j.Kubepods != e.kubepods || j.Temp != e.temp) {
-		return nil, &RunError{Err: fmt.Errorf("journal %s is for %s, not %s", journalPath(e.cfg.StateDir), j.Kubepods, e.kubepods), Phase: j.Phase, Touched: !j.Phase.terminal(), Journal: journalPath(e.cfg.StateDir)}
-	}
 	if j != nil && j.RollingBack && !j.Phase.terminal() {
-		return nil, &RunError{Err: errors.New("a rollback is in progress"), Phase: j.Phase, Touched: true, Journal: journalPath(e.cfg.StateDir)}
+		e.j = j
+		return nil, e.runErr(fmt.Errorf("a rollback is in progress (started from phase %s)", j.Phase))
 	}
-	if j != nil && j.Phase == PhaseDone {
-		if ino, err := inode(e.h, e.kubepods); err == nil && ino == j.NewInode {
-			e.rep.Outcome = OutcomeAlreadyMigrated
-			e.rep.Message = fmt.Sprintf("%s was already migrated on %s (journal %s, same directory inode %d); nothing to do",
-				e.h.Path(e.kubepods), j.Updated.Format(time.RFC3339), journalPath(e.cfg.StateDir), ino)
-			e.rep.Cgroups, e.rep.Processes = j.Snapshot.Counts()
-			return &e.rep, nil
-		}
+	if j != nil && j.Phase == PhaseSwapped {
+		e.j = j
+		e.rep.Outcome, e.rep.Phase, e.rep.ResumedFrom = OutcomeSwapped, j.Phase, j.Phase
+		e.rep.Cgroups, e.rep.Processes = j.Snapshot.Counts()
+		e.rep.Message = fmt.Sprintf("the fresh tree is already at %s (journal phase swapped); only the old tree's removal is left", e.h.Path(e.kubepods))
+		return &e.rep, nil
 	}
 	fresh := j == nil || j.Phase.terminal()
 	if fresh {
-		n, clean, err := kmemInactive(e.h, e.kubepods)
-		if err != nil {
-			return nil, &RunError{Err: err}
+		if rep, done := e.alreadyMigrated(j); done {
+			return rep, nil
 		}
-		if clean {
-			e.rep.Outcome = OutcomeAlreadyMigrated
-			e.rep.Message = fmt.Sprintf("kmem accounting is off in all %d cgroups of %s (memory.kmem.slabinfo reads EIO): already migrated, nothing to do",
-				n, e.h.Path(e.kubepods))
-			e.rep.Cgroups = n
-			return &e.rep, nil
-		}
+	} else if rep, err := e.checkResume(j); rep != nil || err != nil {
+		return rep, err
 	}
 	if err := e.preflight(); err != nil {
-		return nil, e.failPreflight(err, j, fresh)
+		if fresh {
+			return nil, &RunError{Err: err}
+		}
+		e.j = j
+		return nil, e.runErr(err)
 	}
 	if fresh {
-		if j, err = e.plan(); err != nil {
-			return nil, e.fail(err, fresh)
+		if err := e.leftovers(); err != nil {
+			return nil, &RunError{Err: err, State: e.describe()}
+		}
+		if err := e.plan(); err != nil {
+			return nil, e.fail(err, true)
 		}
 	} else {
+		e.j = j
 		e.rep.ResumedFrom = j.Phase
 		e.cfg.Logger.Info("resuming migration", "journal", journalPath(e.cfg.StateDir), "phase", j.Phase)
 	}
-	e.j = j
 	if err := e.forward(); err != nil {
 		return nil, e.fail(err, fresh)
 	}
-	e.countMoves()
-	e.rep.Outcome = OutcomeMigrated
-	e.rep.Message = fmt.Sprintf("%s migrated to a fresh tree (%d cgroups, %d processes)", e.h.Path(e.kubepods), e.rep.Cgroups, e.rep.Processes)
-	e.rep.Duration = time.Since(start)
+	e.rep.Outcome = OutcomeSwapped
+	e.rep.Phase = e.j.Phase
+	e.rep.Message = fmt.Sprintf("the fresh tree is at %s (%d cgroups, %d processes); the kubelet may start; the old tree waits at %s for the cleanup",
+		e.h.Path(e.kubepods), e.rep.Cgroups, e.rep.Processes, e.h.Path(e.aside))
+	e.rep.Critical = time.Since(start)
+	e.rep.Duration = e.rep.Critical
 	return &e.rep, nil
+}
+
+// alreadyMigrated answers a fresh run on a node that needs nothing.
+func (e *Engine) alreadyMigrated(j *Journal) (*Report, bool) {
+	if j != nil && j.Phase == PhaseDone {
+		if ino, err := inode(e.h, e.kubepods); err == nil && ino == j.FreshInode {
+			e.rep.Outcome, e.rep.Phase = OutcomeAlreadyMigrated, j.Phase
+			e.rep.Message = fmt.Sprintf("%s was already migrated on %s (journal %s, same directory inode %d); nothing to do",
+				e.h.Path(e.kubepods), j.Updated.Format(time.RFC3339), journalPath(e.cfg.StateDir), ino)
+			e.rep.Cgroups, e.rep.Processes = j.Snapshot.Counts()
+			return &e.rep, true
+		}
+	}
+	n, clean, err := kmemInactive(e.fs, e.kubepods)
+	if err != nil || !clean {
+		return nil, false
+	}
+	e.rep.Outcome = OutcomeAlreadyMigrated
+	e.rep.Message = fmt.Sprintf("kmem accounting is off in all %d cgroups of %s (memory.kmem.slabinfo reads EIO): already migrated, nothing to do",
+		n, e.h.Path(e.kubepods))
+	e.rep.Cgroups = n
+	return &e.rep, true
 }
 
 func (e *Engine) preflight() error {
@@ -209,56 +356,49 @@ func (e *Engine) preflight() error {
 	return e.cfg.Preflight()
 }
 
-// failPreflight reports a refused precondition: nothing changed in this
-// run, but an unfinished journal means an earlier run left work to resume.
-func (e *Engine) failPreflight(err error, j *Journal, fresh bool) error {
-	if fresh {
-		return &RunError{Err: err}
-	}
-	return &RunError{Err: err, Phase: j.Phase, Touched: true, Journal: journalPath(e.cfg.StateDir)}
-}
-
 // plan snapshots the tree and records it; nothing in cgroupfs changes.
-func (e *Engine) plan() (*Journal, error) {
-	if ok, err := exists(e.h, e.temp); err != nil {
-		return nil, err
-	} else if ok {
-		return nil, fmt.Errorf("temporary tree %s exists but no unfinished journal is in %s: remove it by hand after checking it holds no processes",
-			e.h.Path(e.temp), e.cfg.StateDir)
-	}
+func (e *Engine) plan() error {
 	if err := CheckLayout(e.h, e.kubepods); err != nil {
-		return nil, err
+		return err
 	}
-	snap, err := takeSnapshot(e.h, e.kubepods)
+	if parent := path.Dir(e.kubepods); parent != "." {
+		// The fresh tree inherits kmem accounting from its parent.
+		if st, err := e.fs.Slabinfo(parent); err != nil {
+			return err
+		} else if st == memcg.SlabinfoHeader {
+			return fmt.Errorf("%s is kmem-active: a fresh tree built beside kubepods under it would be kmem-active too", e.h.Path(parent))
+		}
+	}
+	snap, err := takeSnapshot(e.fs, e.kubepods, e.pt)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	now := time.Now().UTC()
-	j := &Journal{Version: journalVersion, Kubepods: e.kubepods, Temp: e.temp, Phase: PhasePlanned, Started: now, Snapshot: snap}
-	if err := saveJournal(e.cfg.StateDir, j); err != nil {
-		return nil, err
+	e.j = &Journal{Version: journalVersion, Kubepods: e.kubepods, Temp: e.temp, Aside: e.aside, Phase: PhasePlanned, Started: now, Snapshot: snap}
+	if err := saveJournal(e.cfg.StateDir, e.j); err != nil {
+		return err
 	}
-	e.j = j
-	return j, e.afterPhase(PhasePlanned)
+	return e.afterPhase(PhasePlanned)
 }
 
-// fail turns err into a RunError that tells whether the node was touched.
-// A run that created the journal and changed no cgroup removes the journal.
+// fail turns err into a RunError that tells whether the node was touched
+// and what exists. A run that created the journal and changed no cgroup
+// removes the journal.
 func (e *Engine) fail(err error, fresh bool) error {
-	re := &RunError{Err: err, Journal: journalPath(e.cfg.StateDir)}
 	if e.j == nil {
-		return re
+		return &RunError{Err: err, State: e.describe()}
 	}
-	re.Phase = e.j.Phase
 	var rerr error
-	if rel, ok := e.vanishedRel(err); ok && !e.j.vanished(rel) {
+	if rel, ok := e.vanishedRel(err); ok && !contains(e.j.Vanished, rel) && e.j.Snapshot.index(rel) >= 0 {
 		e.j.Vanished = append(e.j.Vanished, rel)
 		rerr = saveJournal(e.cfg.StateDir, e.j)
 	}
+	re := e.runErr(err)
 	tempExists, xerr := exists(e.h, e.temp)
 	re.Touched = e.j.RollingBack || e.j.Phase != PhasePlanned || tempExists || xerr != nil
 	if !re.Touched && fresh {
 		rerr = errors.Join(rerr, removeJournal(e.cfg.StateDir))
+		re.Next = ""
 	}
 	if rerr != nil {
 		re.Err = errors.Join(err, fmt.Errorf("also failed to update the journal: %w", rerr))
@@ -266,14 +406,32 @@ func (e *Engine) fail(err error, fresh bool) error {
 	return re
 }
 
+// runErr describes a stop with an unfinished journal.
+func (e *Engine) runErr(err error) *RunError {
+	return &RunError{Err: err, Phase: e.j.Phase, Touched: true, Journal: journalPath(e.cfg.StateDir), State: e.describe(), Next: e.next()}
+}
+
+// next says what to run for the journal's state.
+func (e *Engine) next() string {
+	switch {
+	case e.j == nil || e.j.Phase.terminal():
+		return ""
+	case e.j.RollingBack:
+		return "run `verify migrate --rollback` to finish the rollback, or `verify migrate --abandon` to set the journal aside and leave the node as it is"
+	case e.j.Phase == PhaseSwapped:
+		return "rerun `verify migrate` to remove the old tree (the kubelet may run meanwhile)"
+	}
+	return "rerun `verify migrate` to finish (keep the kubelet stopped), or `verify migrate --rollback` to put every process back into the original (kmem-active) tree"
+}
+
 // vanishedRel returns the kubepods-relative path of the cgroup a
-// VanishedError names, when it is one of the planned cgroups.
+// VanishedError names.
 func (e *Engine) vanishedRel(err error) (string, bool) {
 	var ve *VanishedError
 	if !errors.As(err, &ve) {
 		return "", false
 	}
-	for _, prefix := range []string{e.kubepods, e.temp} {
+	for _, prefix := range []string{e.kubepods, e.temp, e.aside} {
 		if ve.Rel == prefix {
 			return "", true
 		}
@@ -290,6 +448,7 @@ func (e *Engine) record(p Phase) error {
 	if err := saveJournal(e.cfg.StateDir, e.j); err != nil {
 		return err
 	}
+	e.rep.Phase = p
 	e.cfg.Logger.Info("phase done", "phase", p)
 	return e.afterPhase(p)
 }
@@ -301,19 +460,17 @@ func (e *Engine) afterPhase(p Phase) error {
 	return e.cfg.Hooks.AfterPhase(p)
 }
 
-// forward runs the phases after the journal's one.
+// forward runs the phases of the critical part after the journal's one.
 func (e *Engine) forward() error {
 	steps := []struct {
 		done Phase
 		what string
 		run  func() error
 	}{
-		{PhaseTempBuilt, "build the temporary tree", func() error { return e.buildTree(e.temp) }},
-		{PhaseMovedOut, "move processes to the temporary tree", func() error { return e.moveAll(e.kubepods, e.temp) }},
-		{PhaseOldRemoved, "remove the old tree", func() error { return e.removeTree(e.kubepods, e.temp, true) }},
-		{PhaseNewBuilt, "build the new kubepods tree", func() error { return e.buildTree(e.kubepods) }},
-		{PhaseMovedBack, "move processes back", func() error { return e.moveBack() }},
-		{PhaseDone, "remove the temporary tree and check invariants", func() error { return e.finish() }},
+		{PhaseBuilt, "build the fresh tree", e.build},
+		{PhaseMoved, "move processes into the fresh tree", e.moveIn},
+		{PhaseSetAside, "set the old tree aside", e.setAside},
+		{PhaseSwapped, "put the fresh tree at kubepods", e.swap},
 	}
 	e.rep.Cgroups, e.rep.Processes = e.j.Snapshot.Counts()
 	for _, s := range steps {
@@ -330,19 +487,11 @@ func (e *Engine) forward() error {
 	return nil
 }
 
-// finish removes the temporary tree and checks the invariants.
-func (e *Engine) finish() error {
-	if err := e.removeTree(e.temp, e.kubepods, false); err != nil {
-		return err
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
 	}
-	e.rep.Checks = e.invariants(true)
-	if err := checksError(e.rep.Checks); err != nil {
-		return err
-	}
-	ino, err := inode(e.h, e.kubepods)
-	if err != nil {
-		return err
-	}
-	e.j.NewInode = ino
-	return nil
+	return false
 }

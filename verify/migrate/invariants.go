@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Check is one invariant verified at the end of a run.
@@ -21,6 +22,7 @@ const (
 	CheckPids     = "pids-in-place"
 	CheckNoTemp   = "no-temp-tree"
 	CheckNewDir   = "new-kubepods"
+	CheckOldTree  = "old-tree"
 )
 
 // ErrInvariant is returned when an invariant does not hold at the end.
@@ -36,14 +38,31 @@ func listed(items []string) string {
 	return strings.Join(items, "; ")
 }
 
-// invariants compares the tree with the snapshot. newDir asks for the
-// check that kubepods is a different directory than before.
-func (e *Engine) invariants(newDir bool) []Check {
+// checkStage says when the invariants are checked.
+type checkStage int
+
+const (
+	// checkSwap: the fresh tree was just put at kubepods; the kubelet is
+	// still stopped, so the tree must match the plan.
+	checkSwap checkStage = iota
+	// checkCleanup: the old tree is gone; the kubelet may have created and
+	// removed pods since the swap, which is accepted and reported.
+	checkCleanup
+	// checkRollback: every process is back in the original tree.
+	checkRollback
+)
+
+// invariants compares kubepods with the plan from one walk and one
+// pid-list read per cgroup. Settings are read back only where the plan
+// wrote one (the rest is what mkdir gives, checked on the first cgroups
+// the build created).
+func (e *Engine) invariants(stage checkStage) []Check {
 	snap := e.j.Snapshot
 	e.rep.Refused = nil
 	for _, r := range e.j.Refused {
 		e.rep.Refused = append(e.rep.Refused, e.h.Path(under(e.kubepods, r)))
 	}
+	e.rep.Adopted, e.rep.Vanished, e.rep.Regrouped = e.j.Adopted, e.j.Vanished, snap.Regrouped
 	var checks []Check
 	add := func(name string, bad []string, ok string, err error) {
 		c := Check{Name: name, OK: err == nil && len(bad) == 0, Detail: ok}
@@ -56,94 +75,187 @@ func (e *Engine) invariants(newDir bool) []Check {
 		checks = append(checks, c)
 	}
 
-	all, walkErr := e.h.Walk(e.kubepods)
-	var paths []string
-	for _, abs := range all {
-		paths = append(paths, strings.TrimPrefix(strings.TrimPrefix(abs, e.kubepods), "/"))
-	}
-	var want []string
-	for _, n := range snap.Nodes {
-		want = append(want, n.Rel)
+	all, walkErr := e.fs.Walk(e.kubepods)
+	have := map[string]bool{}
+	where := map[int][]string{} // a split process shows in several cgroups
+	lists, readErr := e.procsOf(all)
+	for i, abs := range all {
+		rel := strings.TrimPrefix(strings.TrimPrefix(abs, e.kubepods), "/")
+		have[rel] = true
+		for _, p := range lists[i] {
+			where[p] = append(where[p], rel)
+		}
 	}
 	var bad []string
-	for _, p := range want {
-		if !slices.Contains(paths, p) {
-			bad = append(bad, "missing "+e.h.Path(under(e.kubepods, p)))
-		}
-	}
-	for _, p := range paths {
-		if !slices.Contains(want, p) {
-			bad = append(bad, "unexpected "+e.h.Path(under(e.kubepods, p)))
-		}
-	}
-	add(CheckPaths, bad, fmt.Sprintf("%d cgroups, the same relative paths as before", len(want)), walkErr)
-
-	bad = nil
-	var settingsErr error
-	where := map[int]string{}
+	e.rep.NewCgroups, e.rep.Gone = nil, nil
 	for _, n := range snap.Nodes {
-		rel := under(e.kubepods, n.Rel)
-		got, err := readSettings(e.h, rel)
-		if err != nil {
-			settingsErr = errors.Join(settingsErr, err)
+		if have[n.Rel] {
 			continue
 		}
-		for _, f := range n.Settings.Diff(got) {
-			if e.j.refused(n.Rel, f) {
-				continue // reported in Report.Refused
+		if stage == checkCleanup {
+			e.rep.Gone = append(e.rep.Gone, e.h.Path(under(e.kubepods, n.Rel)))
+		} else {
+			bad = append(bad, "missing "+e.h.Path(under(e.kubepods, n.Rel)))
+		}
+	}
+	for _, abs := range all {
+		rel := strings.TrimPrefix(strings.TrimPrefix(abs, e.kubepods), "/")
+		if snap.index(rel) < 0 {
+			e.rep.NewCgroups = append(e.rep.NewCgroups, e.h.Path(abs))
+		}
+	}
+	ok := fmt.Sprintf("%d cgroups at the planned paths", len(snap.Nodes)-len(e.rep.Gone))
+	if len(e.rep.NewCgroups) > 0 {
+		ok += fmt.Sprintf("; %d created since in the fresh (non-kmem) tree, accepted: %s", len(e.rep.NewCgroups), listed(e.rep.NewCgroups))
+	}
+	if len(e.rep.Gone) > 0 {
+		ok += fmt.Sprintf("; %d removed since the swap (by the kubelet), accepted: %s", len(e.rep.Gone), listed(e.rep.Gone))
+	}
+	if len(e.j.Adopted) > 0 {
+		ok += fmt.Sprintf("; %d adopted from the old tree", len(e.j.Adopted))
+	}
+	add(CheckPaths, bad, ok, walkErr)
+
+	{
+		bad = nil
+		var serr error
+		n := 0
+		for _, c := range e.written() {
+			if !have[c.rel] {
+				continue
 			}
-			bad = append(bad, fmt.Sprintf("%s: %q, was %q", e.h.Path(rel, f), got.value(f), n.Settings.value(f)))
+			got, err := e.fs.ReadString(under(e.kubepods, c.rel), c.file)
+			if err != nil {
+				serr = errors.Join(serr, err)
+				continue
+			}
+			n++
+			if v, _ := normalize(c.file, got); v != c.want {
+				bad = append(bad, fmt.Sprintf("%s: %q, was %q", e.h.Path(under(e.kubepods, c.rel), c.file), v, c.want))
+			}
 		}
-		pids, err := e.h.Procs(rel)
-		if err != nil {
-			settingsErr = errors.Join(settingsErr, err)
-			continue
+		ok := fmt.Sprintf("%d set values read back as planned, every other setting is what mkdir inherits", n)
+		if len(e.j.Refused) > 0 {
+			ok += fmt.Sprintf("; %d the kernel refused (inherited values kept): %s", len(e.j.Refused), listed(e.rep.Refused))
 		}
-		for _, p := range pids {
-			where[p] = n.Rel
+		if stage == checkRollback {
+			ok = "the original cgroups kept their settings (never written)"
+			bad, serr = nil, nil
 		}
+		add(CheckSettings, bad, ok, serr)
 	}
-	ok := "every copied setting reads back as before"
-	if len(e.j.Refused) > 0 {
-		ok = fmt.Sprintf("every copied setting reads back as before, except %d the kernel refused (inherited values kept)", len(e.j.Refused))
-	}
-	add(CheckSettings, bad, ok, settingsErr)
 
 	bad = nil
 	alive, exited := 0, 0
 	for _, n := range snap.Nodes {
-		for _, p := range n.Pids {
+		for i, p := range n.Pids {
+			var start uint64
+			if i < len(n.Starts) {
+				start = n.Starts[i]
+			}
 			got, found := where[p]
 			switch {
-			case found && got == n.Rel:
+			case slices.Contains(got, n.Rel):
 				alive++
-			case found:
-				bad = append(bad, fmt.Sprintf("pid %d is in %s, was in %s", p, e.h.Path(under(e.kubepods, got)), e.h.Path(under(e.kubepods, n.Rel))))
-			case e.cfg.PidAlive(p):
+			case found && e.alive(p, start):
+				bad = append(bad, fmt.Sprintf("pid %d is in %s, was in %s", p, e.h.Path(under(e.kubepods, got[0])), e.h.Path(under(e.kubepods, n.Rel))))
+			case !found && e.alive(p, start):
 				bad = append(bad, fmt.Sprintf("pid %d is alive but no longer under %s (was in %s)", p, e.h.Path(e.kubepods), e.h.Path(under(e.kubepods, n.Rel))))
 			default:
-				exited++
+				exited++ // gone, or its pid now names another process
 			}
 		}
 	}
-	add(CheckPids, bad, fmt.Sprintf("%d processes in the same relative cgroup, %d exited meanwhile", alive, exited), settingsErr)
-
-	tempLeft, err := exists(e.h, e.temp)
-	bad = nil
-	if tempLeft {
-		bad = []string{e.h.Path(e.temp) + " still exists"}
+	threads, tbad, terr := e.threadsInPlace(have)
+	bad = append(bad, tbad...)
+	ok = fmt.Sprintf("%d processes in the same relative cgroup, %d exited meanwhile", alive, exited)
+	if threads > 0 {
+		ok += fmt.Sprintf("; %d threads apart from their process kept their cgroup", threads)
 	}
-	add(CheckNoTemp, bad, e.h.Path(e.temp)+" is gone", err)
+	if len(snap.Regrouped) > 0 {
+		ok += "; regrouped: " + listed(snap.Regrouped)
+	}
+	add(CheckPids, bad, ok, errors.Join(readErr, terr))
 
-	if newDir {
+	{
+		tempLeft, err := exists(e.h, e.temp)
+		bad = nil
+		if tempLeft {
+			bad = []string{e.h.Path(e.temp) + " still exists"}
+		}
+		add(CheckNoTemp, bad, e.h.Path(e.temp)+" is gone", err)
+	}
+	if stage != checkRollback {
 		ino, err := inode(e.h, e.kubepods)
 		bad = nil
-		if err == nil && ino == snap.Inode {
-			bad = []string{fmt.Sprintf("%s still has inode %d: it is the old directory", e.h.Path(e.kubepods), ino)}
+		if err == nil && (ino == snap.Inode || ino != e.j.FreshInode) {
+			bad = []string{fmt.Sprintf("%s has inode %d: not the fresh tree (%d)", e.h.Path(e.kubepods), ino, e.j.FreshInode)}
 		}
-		add(CheckNewDir, bad, fmt.Sprintf("%s is a new directory (inode %d, was %d)", e.h.Path(e.kubepods), ino, snap.Inode), err)
+		add(CheckNewDir, bad, fmt.Sprintf("%s is the fresh tree (inode %d, the old one was %d)", e.h.Path(e.kubepods), ino, snap.Inode), err)
+		as, err := inodeOrZero(e.h, e.aside)
+		bad = nil
+		ok := "the old tree is set aside at " + e.h.Path(e.aside)
+		switch {
+		case stage == checkSwap && as != snap.Inode:
+			bad = []string{fmt.Sprintf("%s is not the old tree (inode %d, planned %d)", e.h.Path(e.aside), as, snap.Inode)}
+		case stage == checkCleanup && as != 0:
+			bad = []string{e.h.Path(e.aside) + " still exists"}
+		case stage == checkCleanup:
+			ok = "the old tree is removed"
+		}
+		add(CheckOldTree, bad, ok, err)
 	}
 	return checks
+}
+
+// setting is one value the plan wrote on a fresh cgroup.
+type setting struct{ rel, file, want string }
+
+// written lists the settings the build wrote: those that differ from what
+// the cgroup inherits at mkdir, minus the ones the kernel refused.
+func (e *Engine) written() []setting {
+	var out []setting
+	snap := e.j.Snapshot
+	for _, n := range snap.Nodes {
+		parent := snap.Root
+		if n.Rel != "" {
+			parent = snap.Nodes[snap.index(parentRel(n.Rel))].Settings
+		}
+		inh := inherited(parent, n.Settings)
+		a, b := n.Settings.fields(), inh.fields()
+		for i := range a {
+			if *a[i].val == "" || *a[i].val == *b[i].val || contains(e.j.Refused, under(n.Rel, a[i].file)) {
+				continue
+			}
+			out = append(out, setting{n.Rel, a[i].file, *a[i].val})
+		}
+	}
+	return out
+}
+
+// threadsInPlace checks the threads that sat apart from their process.
+func (e *Engine) threadsInPlace(have map[string]bool) (int, []string, error) {
+	n, bad := 0, []string(nil)
+	var errs error
+	for _, node := range e.j.Snapshot.Nodes {
+		if len(node.Threads) == 0 || !have[node.Rel] {
+			continue
+		}
+		tids, err := e.fs.Tasks(under(e.kubepods, node.Rel))
+		if err != nil {
+			errs = errors.Join(errs, err)
+			continue
+		}
+		for _, t := range node.Threads {
+			switch {
+			case slices.Contains(tids, t):
+				n++
+			case e.alive(t, 0):
+				bad = append(bad, fmt.Sprintf("thread %d is not in %s", t, e.h.Path(under(e.kubepods, node.Rel))))
+			}
+		}
+	}
+	return n, bad, errs
 }
 
 // checksError joins the failed checks into one ErrInvariant error.
@@ -158,4 +270,28 @@ func checksError(checks []Check) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %s", ErrInvariant, strings.Join(msgs, "; "))
+}
+
+// procsOf reads cgroup.procs of every cgroup in rels, in parallel (the
+// reads are independent; this is the final walk's cost).
+func (e *Engine) procsOf(rels []string) ([][]int, error) {
+	lists := make([][]int, len(rels))
+	errs := make([]error, len(rels))
+	counts := make([]OpCounts, snapshotWorkers)
+	var wg sync.WaitGroup
+	for w := range snapshotWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := cgfs{h: e.h, n: &counts[w]}
+			for i := w; i < len(rels); i += snapshotWorkers {
+				lists[i], errs[i] = c.Procs(rels[i])
+			}
+		}()
+	}
+	wg.Wait()
+	for _, n := range counts {
+		*e.fs.n = e.fs.n.Add(n)
+	}
+	return lists, errors.Join(errs...)
 }

@@ -6,8 +6,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"syscall"
-
-	"github.com/nokmem/nokmem/verify/memcg"
 )
 
 // ErrVanished marks a cgroup that disappeared while the migration ran:
@@ -25,12 +23,11 @@ func (e *VanishedError) Error() string { return fmt.Sprintf("%v: %s", ErrVanishe
 // Is makes errors.Is(err, ErrVanished) true.
 func (e *VanishedError) Is(target error) bool { return target == ErrVanished }
 
-func vanishedErr(h memcg.Hierarchy, rel string) error {
+func vanishedErr(h interface {
+	Path(string, ...string) string
+}, rel string) error {
 	return &VanishedError{Rel: rel, Path: h.Path(rel)}
 }
-
-// errBusy is what rmdir and force_empty return while tasks or children remain.
-var errBusy = syscall.EBUSY
 
 // maxDrainRounds bounds the re-reads of a source's cgroup.procs. A process
 // forks into its own cgroup, so once it is moved its children follow it; a
@@ -40,7 +37,7 @@ const maxDrainRounds = 1000
 
 // mover moves processes between cgroups and counts what it did.
 type mover struct {
-	h   memcg.Hierarchy
+	fs  cgfs
 	log *slog.Logger
 	// moveCharge is nil until the first destination told whether the kernel
 	// accepts move_charge_at_immigrate=3 (removed in 6.13).
@@ -49,104 +46,127 @@ type mover struct {
 	exited     int
 }
 
-// prepareDest asks the kernel to move charges along with the tasks that
-// immigrate into rel, where the kernel still supports it.
-func (m *mover) prepareDest(rel string) error {
+// arm asks the kernel to move charges along with the tasks that immigrate
+// into rel, where it still supports it. It reports whether rel is armed.
+func (m *mover) arm(rel string) (bool, error) {
 	if m.moveCharge != nil && !*m.moveCharge {
-		return nil
+		return false, nil
 	}
-	err := m.h.Write(rel, memcg.MoveCharge, "3")
+	err := m.fs.Write(rel, "memory.move_charge_at_immigrate", "3")
 	switch {
 	case err == nil:
-		if m.moveCharge == nil {
-			m.moveCharge = ptr(true)
-		}
-		return nil
+		m.moveCharge = ptr(true)
+		return true, nil
 	case errors.Is(err, syscall.EINVAL) && m.moveCharge == nil:
 		m.moveCharge = ptr(false)
-		m.log.Info("kernel refuses move_charge_at_immigrate=3 (removed in 6.13); moving tasks without their charges", "cgroup", m.h.Path(rel))
-		return nil
+		m.log.Info("kernel refuses move_charge_at_immigrate=3 (removed in 6.13); moving tasks without their charges", "cgroup", m.fs.Path(rel))
+		return false, nil
 	case errors.Is(err, fs.ErrNotExist):
 		if verr := m.vanished(rel); verr != nil {
-			return verr
+			return false, verr
 		}
 		m.moveCharge = ptr(false) // the cgroup is there, the file is not
-		return nil
+		return false, nil
 	}
-	return err
+	return false, err
 }
 
 // vanished returns ErrVanished when cgroup rel does not exist (or the error
 // from looking), nil when it does.
 func (m *mover) vanished(rel string) error {
-	ok, err := exists(m.h, rel)
+	ok, err := m.fs.Exists(rel)
 	switch {
 	case err != nil:
 		return err
 	case !ok:
-		return vanishedErr(m.h, rel)
+		return vanishedErr(m.fs, rel)
 	}
 	return nil
 }
 
 func ptr[T any](v T) *T { return &v }
 
+// move moves one process (or, with thread, one thread) into dst; a process
+// that is gone (ESRCH) is counted as exited.
+func (m *mover) move(src, dst string, pid int, thread bool) error {
+	var err error
+	if thread {
+		err = m.fs.MoveThread(dst, pid)
+	} else {
+		err = m.fs.Move(dst, pid)
+	}
+	switch {
+	case err == nil:
+		m.moved++
+	case errors.Is(err, syscall.ESRCH):
+		m.exited++
+	case errors.Is(err, syscall.ENOMEM):
+		return fmt.Errorf("move pid %d from %s to %s: the destination cannot take its memory charge: %w",
+			pid, m.fs.Path(src), m.fs.Path(dst), err)
+	case errors.Is(err, fs.ErrNotExist):
+		if verr := m.vanished(dst); verr != nil {
+			return verr
+		}
+		return err
+	default:
+		return fmt.Errorf("move pid %d from %s: %w", pid, m.fs.Path(src), err)
+	}
+	return nil
+}
+
 // drain moves every process of src into dst and re-reads src until it is
-// empty, so tasks forked meanwhile are caught. A process that exits in
-// between (ESRCH) is fine. ENOMEM means dst cannot take the charge and is
-// reported with both cgroups and the pid. A missing src is ErrVanished
-// unless tolerate is set (a resumed run after such an error).
-func (m *mover) drain(src, dst string, tolerate bool) error {
+// empty, so tasks forked meanwhile are caught. A missing src is ErrVanished
+// unless tolerate is set. It returns the pids it found.
+func (m *mover) drain(src, dst string, tolerate bool) ([]int, error) {
+	found, _, err := m.drainGone(src, dst, tolerate)
+	return found, err
+}
+
+// drainGone is drain that also tells whether src was missing.
+func (m *mover) drainGone(src, dst string, tolerate bool) ([]int, bool, error) {
+	var found []int
 	for round := 0; round < maxDrainRounds; round++ {
-		pids, err := m.h.Procs(src)
+		pids, err := m.fs.Procs(src)
 		if errors.Is(err, fs.ErrNotExist) {
 			if tolerate {
-				return nil
+				return found, true, nil
 			}
-			return vanishedErr(m.h, src)
+			return found, true, vanishedErr(m.fs, src)
 		}
+		if err != nil {
+			return found, false, err
+		}
+		if len(pids) == 0 {
+			return found, false, nil
+		}
+		found = append(found, pids...)
+		for _, pid := range pids {
+			if err := m.move(src, dst, pid, false); err != nil {
+				return found, false, err
+			}
+		}
+	}
+	return found, false, fmt.Errorf("drain %s: still not empty after %d rounds (is something moving processes in?)", m.fs.Path(src), maxDrainRounds)
+}
+
+// moveTree moves the processes of the tree at src to the same relative
+// paths under dst: every source is drained (only pids listed in the source
+// are written, so a pid reused by an unrelated process is never moved),
+// then threads that sat apart from their process are put back through
+// tasks. A source cgroup that is gone held nothing to move.
+func (e *Engine) moveTree(src, dst string) error {
+	for _, n := range e.j.Snapshot.Nodes {
+		_, gone, err := e.mv.drainGone(under(src, n.Rel), under(dst, n.Rel), true)
 		if err != nil {
 			return err
 		}
-		if len(pids) == 0 {
-			return nil
-		}
-		for _, pid := range pids {
-			err := m.h.Move(dst, pid)
-			switch {
-			case err == nil:
-				m.moved++
-			case errors.Is(err, syscall.ESRCH):
-				m.exited++
-			case errors.Is(err, syscall.ENOMEM):
-				return fmt.Errorf("move pid %d from %s to %s: the destination cannot take its memory charge: %w",
-					pid, m.h.Path(src), m.h.Path(dst), err)
-			case errors.Is(err, fs.ErrNotExist):
-				if verr := m.vanished(dst); verr != nil {
-					return verr
-				}
-				return err
-			default:
-				return fmt.Errorf("move pid %d from %s: %w", pid, m.h.Path(src), err)
-			}
+		if gone && src == e.kubepods && !contains(e.j.Vanished, n.Rel) {
+			e.j.Vanished = append(e.j.Vanished, n.Rel) // kept in the fresh tree
 		}
 	}
-	return fmt.Errorf("drain %s: still not empty after %d rounds (is something moving processes in?)", m.h.Path(src), maxDrainRounds)
-}
-
-// moveAll moves every process from the src tree to the same relative path
-// in the dst tree, with move_charge_at_immigrate=3 on the destinations where
-// the kernel accepts it, then checks in a second pass that every source
-// stayed empty.
-func (e *Engine) moveAll(src, dst string) error {
 	for _, n := range e.j.Snapshot.Nodes {
-		if err := e.mv.prepareDest(under(dst, n.Rel)); err != nil {
-			return err
-		}
-	}
-	for pass := 0; pass < 2; pass++ {
-		for _, n := range e.j.Snapshot.Nodes {
-			if err := e.mv.drain(under(src, n.Rel), under(dst, n.Rel), e.tolerateMissing || e.j.vanished(n.Rel)); err != nil {
+		for _, tid := range n.Threads {
+			if err := e.mv.move(under(src, n.Rel), under(dst, n.Rel), tid, true); err != nil {
 				return err
 			}
 		}
@@ -158,29 +178,4 @@ func (e *Engine) moveAll(src, dst string) error {
 func (e *Engine) countMoves() {
 	e.rep.Moved, e.rep.Exited = e.mv.moved, e.mv.exited
 	e.rep.MoveCharge = e.mv.moveCharge != nil && *e.mv.moveCharge
-}
-
-// moveBack moves every process into the new kubepods tree and restores the
-// original move_charge_at_immigrate values there.
-func (e *Engine) moveBack() error {
-	if err := e.moveAll(e.temp, e.kubepods); err != nil {
-		return err
-	}
-	for _, n := range e.j.Snapshot.Nodes {
-		mc := n.Settings.MoveCharge
-		if mc == "" {
-			continue
-		}
-		rel := under(e.kubepods, n.Rel)
-		cur, err := e.h.ReadString(rel, memcg.MoveCharge)
-		if err != nil {
-			return err
-		}
-		if cur != mc {
-			if err := e.h.Write(rel, memcg.MoveCharge, mc); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }

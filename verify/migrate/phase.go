@@ -1,31 +1,35 @@
 package migrate
 
 // Phase names the last step of a migration that completed and was recorded
-// in the journal. The forward order is Planned, TempBuilt, MovedOut,
-// OldRemoved, NewBuilt, MovedBack, Done; a rollback ends in RolledBack.
+// in the journal. The forward order is Planned, Built, Moved, SetAside,
+// Swapped (the critical part ends here: the kubelet may start), Done (the
+// old tree is removed); a rollback ends in RolledBack. The full state table
+// with every transition is in the package documentation.
 type Phase string
 
 const (
-	// PhasePlanned: the snapshot is in the journal; no cgroup was touched.
+	// PhasePlanned: the snapshot is in the journal; no cgroup was touched
+	// (a temporary tree may be partly built if the run died building it).
 	PhasePlanned Phase = "planned"
-	// PhaseTempBuilt: the temporary tree mirrors kubepods, settings included.
-	PhaseTempBuilt Phase = "temp-built"
-	// PhaseMovedOut: every process of kubepods is in the temporary tree.
-	PhaseMovedOut Phase = "moved-out"
-	// PhaseOldRemoved: the old (kmem-active) kubepods tree is gone.
-	PhaseOldRemoved Phase = "old-removed"
-	// PhaseNewBuilt: a fresh kubepods tree with every setting exists.
-	PhaseNewBuilt Phase = "new-built"
-	// PhaseMovedBack: every process is back in the new kubepods tree.
-	PhaseMovedBack Phase = "moved-back"
-	// PhaseDone: the temporary tree is gone and the invariants held.
+	// PhaseBuilt: the fresh tree exists under the temporary name with every
+	// setting, move_charge_at_immigrate armed where processes will arrive.
+	PhaseBuilt Phase = "built"
+	// PhaseMoved: every process is in the fresh tree; move_charge restored.
+	PhaseMoved Phase = "moved"
+	// PhaseSetAside: the old kubepods was renamed to the set-aside name;
+	// intruder cgroups found in it were adopted into the fresh tree first.
+	PhaseSetAside Phase = "set-aside"
+	// PhaseSwapped: the fresh tree was renamed to kubepods and checked. The
+	// kubelet may run from here on.
+	PhaseSwapped Phase = "swapped"
+	// PhaseDone: the set-aside old tree is removed.
 	PhaseDone Phase = "done"
 	// PhaseRolledBack: a rollback finished; the journal is only a record.
 	PhaseRolledBack Phase = "rolled-back"
 )
 
 // forward lists the phases of a migration in order.
-var forward = []Phase{PhasePlanned, PhaseTempBuilt, PhaseMovedOut, PhaseOldRemoved, PhaseNewBuilt, PhaseMovedBack, PhaseDone}
+var forward = []Phase{PhasePlanned, PhaseBuilt, PhaseMoved, PhaseSetAside, PhaseSwapped, PhaseDone}
 
 // Phases returns the forward phases in order (for tests that stop at each).
 func Phases() []Phase { return append([]Phase(nil), forward...) }

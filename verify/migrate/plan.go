@@ -1,11 +1,10 @@
 package migrate
 
-import "github.com/nokmem/nokmem/verify/memcg"
-
 // Plan is what a migration would do, for --dry-run.
 type Plan struct {
 	Kubepods string `json:"kubepods"`
 	Temp     string `json:"temp"`
+	Aside    string `json:"aside"`
 	// Resume is the journal phase a run would continue from ("" for a new run).
 	Resume    Phase `json:"resume,omitempty"`
 	Cgroups   int   `json:"cgroups"`
@@ -13,13 +12,14 @@ type Plan struct {
 	Ops       Ops   `json:"operations"`
 }
 
-// Ops counts the operations of a full migration by class. Settings are
-// upper bounds: a value equal to the inherited one is not written.
+// Ops counts the operations of a full migration by class. Critical ones
+// happen while the kubelet is stopped; the rmdirs of the old tree after.
 type Ops struct {
 	Mkdir           int `json:"mkdir"`
 	SettingCopies   int `json:"setting_copies"`
 	MoveChargeWrite int `json:"move_charge_writes"`
 	PidMoves        int `json:"pid_moves"`
+	Renames         int `json:"renames"`
 	ForceEmpty      int `json:"force_empty"`
 	Rmdir           int `json:"rmdir"`
 	KmemLimitWrites int `json:"kmem_limit_writes"`
@@ -28,39 +28,39 @@ type Ops struct {
 // DryRun reads the tree (or the unfinished journal) and returns the plan.
 // It writes nothing: no journal, no cgroup.
 func (e *Engine) DryRun() (*Plan, error) {
-	j, err := loadJournal(e.cfg.StateDir)
+	j, err := loadJournal(e.cfg.StateDir, e.kubepods)
 	if err != nil {
 		return nil, &RunError{Err: err}
 	}
-	p := &Plan{Kubepods: e.h.Path(e.kubepods), Temp: e.h.Path(e.temp)}
-	var snap Snapshot
+	p := &Plan{Kubepods: e.h.Path(e.kubepods), Temp: e.h.Path(e.temp), Aside: e.h.Path(e.aside)}
 	if j != nil && !j.Phase.terminal() {
-		p.Resume, snap = j.Phase, j.Snapshot
+		e.j = j
+		p.Resume = j.Phase
 	} else {
 		if err := CheckLayout(e.h, e.kubepods); err != nil {
 			return nil, &RunError{Err: err}
 		}
-		if snap, err = takeSnapshot(e.h, e.kubepods); err != nil {
+		snap, err := takeSnapshot(e.fs, e.kubepods, e.pt)
+		if err != nil {
 			return nil, &RunError{Err: err}
 		}
+		e.j = &Journal{Snapshot: snap}
 	}
-	p.Cgroups, p.Processes = snap.Counts()
-	p.Ops = countOps(snap)
+	p.Cgroups, p.Processes = e.j.Snapshot.Counts()
+	p.Ops = e.countOps()
 	return p, nil
 }
 
-func countOps(s Snapshot) Ops {
-	n, procs := s.Counts()
-	o := Ops{Mkdir: 2 * n, PidMoves: 2 * procs, ForceEmpty: n, Rmdir: 2 * n, MoveChargeWrite: 2 * n}
-	for _, node := range s.Nodes {
-		st := node.Settings
-		for _, f := range st.fields() {
-			if *f.val != "" && f.file != memcg.MoveCharge {
-				o.SettingCopies += 2
+func (e *Engine) countOps() Ops {
+	n, procs := e.j.Snapshot.Counts()
+	o := Ops{Mkdir: n, PidMoves: procs, Rmdir: n, Renames: 2, SettingCopies: len(e.written())}
+	for _, node := range e.j.Snapshot.Nodes {
+		if len(node.Pids) > 0 || len(node.Threads) > 0 {
+			o.PidMoves += len(node.Threads)
+			o.MoveChargeWrite++
+			if node.Settings.MoveCharge != "3" {
+				o.MoveChargeWrite++ // restored after the moves
 			}
-		}
-		if st.MoveCharge != "" {
-			o.MoveChargeWrite++ // restored at the end
 		}
 	}
 	return o

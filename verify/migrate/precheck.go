@@ -124,3 +124,33 @@ func CheckLayout(h memcg.Hierarchy, kubepods string) error {
 	}
 	return nil
 }
+
+// ErrNoIDLeak refuses a migration on a kernel without 3.10 memcg
+// semantics: there memcg IDs are freed at rmdir, so a migration gives
+// nothing back and only moves processes (their charges stay behind where
+// move_charge_at_immigrate is gone, ≥6.13).
+var ErrNoIDLeak = errors.New("this kernel frees memcg IDs at rmdir (no 3.10 semantics): migrating is pointless here")
+
+// Semantics tells, read-only, whether the hierarchy at h has the 3.10
+// semantics that make a migration useful: on 3.10 (RHEL 7)
+// memory.kmem.slabinfo of a cgroup without kmem accounting, and the root
+// never has it, reads EIO (mm/memcontrol.c mem_cgroup_slabinfo_read); from
+// 3.19 on it reads a header or nothing. It returns how the root's slabinfo
+// reads.
+func Semantics(h memcg.Hierarchy) (memcg.Slabinfo, bool, error) {
+	st, err := h.SlabinfoState("")
+	if err != nil {
+		return "", false, fmt.Errorf("kernel semantics: %w", err)
+	}
+	return st, st == memcg.SlabinfoEIO, nil
+}
+
+// CheckSemantics returns ErrNoIDLeak, with what was read, unless the
+// kernel has 3.10 semantics.
+func CheckSemantics(h memcg.Hierarchy) error {
+	st, ok, err := Semantics(h)
+	if err != nil || ok {
+		return err
+	}
+	return fmt.Errorf("%w: %s of the memory root reads %s, not EIO as on 3.10; use --force to migrate anyway", ErrNoIDLeak, h.Path("", memcg.KmemSlabinfo), st)
+}

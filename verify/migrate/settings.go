@@ -48,58 +48,89 @@ func (s *Settings) fields() []struct {
 	}
 }
 
-// Diff lists the files whose values differ between s (wanted) and o (got),
-// as file names.
-func (s Settings) Diff(o Settings) []string {
-	var out []string
-	a, b := s.fields(), o.fields()
-	for i := range a {
-		if *a[i].val != *b[i].val {
-			out = append(out, a[i].file)
-		}
-	}
-	return out
-}
-
-// value returns the setting held for file.
-func (s Settings) value(file string) string {
-	for _, f := range s.fields() {
-		if f.file == file {
-			return *f.val
-		}
-	}
-	return ""
-}
-
-// readSettings reads the settings of cgroup rel. A missing cgroup is an
-// error; a missing file means the kernel does not have it.
-func readSettings(h memcg.Hierarchy, rel string) (Settings, error) {
-	if ok, err := exists(h, rel); err != nil {
-		return Settings{}, err
-	} else if !ok {
-		return Settings{}, vanishedErr(h, rel)
-	}
+// readSettings reads the settings of cgroup rel, each file once;
+// use_hierarchy only when withHierarchy. A missing cgroup is an error; a
+// missing file means the kernel does not have it.
+func readSettings(c cgfs, rel string, withHierarchy bool) (Settings, error) {
 	var s Settings
 	for _, f := range s.fields() {
-		v, err := h.ReadString(rel, f.file)
+		if f.file == memcg.UseHierarchy && !withHierarchy {
+			continue
+		}
+		v, err := c.ReadString(rel, f.file)
+		if errors.Is(err, fs.ErrNotExist) {
+			if ok, xerr := c.Exists(rel); xerr != nil {
+				return Settings{}, xerr
+			} else if !ok {
+				return Settings{}, vanishedErr(c.h, rel)
+			}
+			continue
+		}
+		if err != nil {
+			return Settings{}, err
+		}
+		if *f.val, err = normalize(f.file, v); err != nil {
+			return Settings{}, fmt.Errorf("%s: %w", c.Path(rel, f.file), err)
+		}
+	}
+	return s, nil
+}
+
+// readRootSettings reads what a child of the memory root inherits:
+// use_hierarchy, swappiness and oom_kill_disable.
+func readRootSettings(c cgfs) (Settings, error) {
+	var s Settings
+	for _, f := range s.fields() {
+		if f.file != memcg.UseHierarchy && f.file != memcg.Swappiness && f.file != memcg.OOMControl {
+			continue
+		}
+		v, err := c.ReadString("", f.file)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return Settings{}, err
 		}
-		switch f.file {
-		case memcg.OOMControl:
-			v, err = oomKillDisable(v)
-			if err != nil {
-				return Settings{}, fmt.Errorf("%s: %w", h.Path(rel, f.file), err)
-			}
-		case memcg.Limit, memcg.MemswLimit, memcg.SoftLimit:
-			v = normalizeLimit(v)
+		if *f.val, err = normalize(f.file, v); err != nil {
+			return Settings{}, fmt.Errorf("%s: %w", c.Path("", f.file), err)
 		}
-		*f.val = v
 	}
 	return s, nil
+}
+
+func normalize(file, v string) (string, error) {
+	switch file {
+	case memcg.OOMControl:
+		return oomKillDisable(v)
+	case memcg.Limit, memcg.MemswLimit, memcg.SoftLimit:
+		return normalizeLimit(v), nil
+	}
+	return v, nil
+}
+
+// inherited is what a fresh child of a cgroup with (effective) settings
+// parent reads right after mkdir, for the files want has: use_hierarchy,
+// swappiness and oom_kill_disable come from the parent (3.10
+// mm/memcontrol.c mem_cgroup_css_online; 6.x mem_cgroup_css_alloc, where
+// use_hierarchy is always 1), limits are unlimited, move_charge_at_immigrate
+// is 0. The engine checks this model on the first cgroups it creates and
+// reads every fresh cgroup instead when the kernel disagrees.
+func inherited(parent, want Settings) Settings {
+	pick := func(have, v string) string {
+		if have == "" {
+			return ""
+		}
+		return v
+	}
+	return Settings{
+		UseHierarchy:   pick(want.UseHierarchy, parent.UseHierarchy),
+		Limit:          pick(want.Limit, unlimited),
+		MemswLimit:     pick(want.MemswLimit, unlimited),
+		SoftLimit:      pick(want.SoftLimit, unlimited),
+		Swappiness:     pick(want.Swappiness, parent.Swappiness),
+		OOMKillDisable: pick(want.OOMKillDisable, parent.OOMKillDisable),
+		MoveCharge:     pick(want.MoveCharge, "0"),
+	}
 }
 
 // oomKillDisable extracts the writable part of memory.oom_control.
@@ -150,50 +181,57 @@ type applyResult struct {
 	Writes  int
 }
 
-// applySettings writes want into cgroup rel in the order the kernel needs:
-// use_hierarchy (before rel has children), limit and memsw.limit keeping
-// limit <= memsw, soft limit, swappiness, oom_control. Values that already
-// match are not written. move_charge_at_immigrate is handled by the mover.
-func applySettings(h memcg.Hierarchy, rel string, want Settings) (applyResult, error) {
+// applySettings writes want into cgroup rel, whose current settings are
+// cur, in the order the kernel needs: use_hierarchy (before rel has
+// children), limit and memsw.limit keeping limit <= memsw, soft limit,
+// swappiness, oom_control. Values that already match are not written (no
+// read: cur is known). move_charge_at_immigrate is left to the mover. It
+// returns the settings rel has afterwards.
+func applySettings(c cgfs, rel string, want, cur Settings) (Settings, applyResult, error) {
 	var res applyResult
-	cur, err := readSettings(h, rel)
-	if err != nil {
-		return res, err
-	}
-	write := func(file, curV, wantV string) error {
+	eff := cur
+	write := func(file string, curV, wantV string, dst *string) error {
 		if wantV == "" || curV == wantV {
 			return nil
 		}
 		if curV == "" {
-			return fmt.Errorf("%s: the source has it but the destination does not", h.Path(rel, file))
+			return fmt.Errorf("%s: the source has it but the destination does not", c.Path(rel, file))
 		}
 		res.Writes++
-		return h.Write(rel, file, wantV)
+		if err := c.Write(rel, file, wantV); err != nil {
+			return err
+		}
+		*dst = wantV
+		return nil
 	}
-	if err := write(memcg.UseHierarchy, cur.UseHierarchy, want.UseHierarchy); err != nil {
-		return res, err
+	if err := write(memcg.UseHierarchy, cur.UseHierarchy, want.UseHierarchy, &eff.UseHierarchy); err != nil {
+		return eff, res, err
 	}
-	limits := [][3]string{{memcg.Limit, cur.Limit, want.Limit}, {memcg.MemswLimit, cur.MemswLimit, want.MemswLimit}}
+	type lim struct {
+		file, cur, want string
+		dst             *string
+	}
+	limits := []lim{{memcg.Limit, cur.Limit, want.Limit, &eff.Limit}, {memcg.MemswLimit, cur.MemswLimit, want.MemswLimit, &eff.MemswLimit}}
 	if want.MemswLimit != "" && memswFirst(want.Limit, cur.MemswLimit) {
 		limits[0], limits[1] = limits[1], limits[0]
 	}
 	for _, l := range limits {
-		if err := write(l[0], l[1], l[2]); err != nil {
-			return res, err
+		if err := write(l.file, l.cur, l.want, l.dst); err != nil {
+			return eff, res, err
 		}
 	}
-	if err := write(memcg.SoftLimit, cur.SoftLimit, want.SoftLimit); err != nil {
-		return res, err
+	if err := write(memcg.SoftLimit, cur.SoftLimit, want.SoftLimit, &eff.SoftLimit); err != nil {
+		return eff, res, err
 	}
-	for _, f := range [][3]string{{memcg.Swappiness, cur.Swappiness, want.Swappiness}, {memcg.OOMControl, cur.OOMKillDisable, want.OOMKillDisable}} {
-		err := write(f[0], f[1], f[2])
+	for _, f := range []lim{{memcg.Swappiness, cur.Swappiness, want.Swappiness, &eff.Swappiness}, {memcg.OOMControl, cur.OOMKillDisable, want.OOMKillDisable, &eff.OOMKillDisable}} {
+		err := write(f.file, f.cur, f.want, f.dst)
 		if errors.Is(err, syscall.EINVAL) {
-			res.Refused = append(res.Refused, f[0])
+			res.Refused = append(res.Refused, f.file)
 			continue
 		}
 		if err != nil {
-			return res, err
+			return eff, res, err
 		}
 	}
-	return res, nil
+	return eff, res, nil
 }

@@ -63,20 +63,20 @@ func TestOOMKillDisable(t *testing.T) {
 }
 
 func testJournal() *Journal {
-	return &Journal{Version: journalVersion, Kubepods: "kubepods", Temp: TempName("kubepods"), Phase: PhaseMovedOut,
+	return &Journal{Version: journalVersion, Kubepods: "kubepods", Temp: TempName("kubepods"), Aside: AsideName("kubepods"), Phase: PhaseMoved,
 		Snapshot: Snapshot{Inode: 7, Nodes: []Node{{Rel: "", Pids: []int{1}}, {Rel: "pod1", Settings: Settings{Limit: "1048576"}}}}}
 }
 
 func TestJournalRoundTrip(t *testing.T) {
 	dir := t.TempDir()
-	if j, err := loadJournal(dir); j != nil || err != nil {
+	if j, err := loadJournal(dir, "kubepods"); j != nil || err != nil {
 		t.Fatalf("empty state dir: %v, %v", j, err)
 	}
 	want := testJournal()
 	if err := saveJournal(dir, want); err != nil {
 		t.Fatal(err)
 	}
-	got, err := loadJournal(dir)
+	got, err := loadJournal(dir, "kubepods")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,11 +94,11 @@ func TestJournalRoundTrip(t *testing.T) {
 
 func TestJournalCorrupt(t *testing.T) {
 	tests := map[string]string{
-		"truncated":     `{"version":1,"kubepods":"kubepods","phase":"moved-o`,
-		"unknown phase": `{"version":1,"kubepods":"kubepods","temp":"t","phase":"halfway","snapshot":{"nodes":[{"rel":""}]}}`,
-		"wrong version": `{"version":9,"kubepods":"kubepods","temp":"t","phase":"planned","snapshot":{"nodes":[{"rel":""}]}}`,
-		"no snapshot":   `{"version":1,"kubepods":"kubepods","temp":"t","phase":"planned"}`,
-		"same names":    `{"version":1,"kubepods":"k","temp":"k","phase":"planned","snapshot":{"nodes":[{"rel":""}]}}`,
+		"truncated":     `{"version":2,"kubepods":"kubepods","phase":"moved-o`,
+		"unknown phase": `{"version":2,"kubepods":"kubepods","temp":"nokmem-migrate-kubepods","aside":"nokmem-migrate-old-kubepods","phase":"halfway","snapshot":{"nodes":[{"rel":""}]}}`,
+		"wrong version": `{"version":9,"kubepods":"kubepods","phase":"planned","snapshot":{"nodes":[{"rel":""}]}}`,
+		"no checksum":   `{"version":2,"kubepods":"kubepods","temp":"nokmem-migrate-kubepods","aside":"nokmem-migrate-old-kubepods","phase":"planned","snapshot":{"nodes":[{"rel":""}]}}`,
+		"unknown field": `{"version":2,"kubepods":"kubepods","phase":"planned","rel":"x"}`,
 	}
 	for name, content := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -106,12 +106,61 @@ func TestJournalCorrupt(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, JournalFile), []byte(content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := loadJournal(dir)
+			_, err := loadJournal(dir, "kubepods")
 			if !errors.Is(err, ErrCorruptJournal) || !strings.Contains(err.Error(), filepath.Join(dir, JournalFile)) {
 				t.Errorf("error %v, want ErrCorruptJournal naming the file", err)
 			}
 		})
 	}
+}
+
+// TestJournalUntrusted: a journal whose checksum is right but whose paths
+// leave their tree, or whose names are not the derived ones, is refused;
+// so is a journal edited after it was written.
+func TestJournalUntrusted(t *testing.T) {
+	tests := map[string]func(j *Journal){
+		"rel ../victim":        func(j *Journal) { j.Snapshot.Nodes[1].Rel = "../victim" },
+		"absolute rel":         func(j *Journal) { j.Snapshot.Nodes[1].Rel = "/etc" },
+		"unclean rel":          func(j *Journal) { j.Snapshot.Nodes[1].Rel = "pod1//x" },
+		"dot rel":              func(j *Journal) { j.Snapshot.Nodes[1].Rel = "." },
+		"child before parent":  func(j *Journal) { j.Snapshot.Nodes[1].Rel = "pod9/ctr" },
+		"temp elsewhere":       func(j *Journal) { j.Temp = "victim" },
+		"aside elsewhere":      func(j *Journal) { j.Aside = "kubepods/x" },
+		"kubepods escapes":     func(j *Journal) { j.Kubepods = "../kubepods" },
+		"vanished not planned": func(j *Journal) { j.Vanished = []string{"../victim"} },
+		"duplicate":            func(j *Journal) { j.Snapshot.Nodes = append(j.Snapshot.Nodes, j.Snapshot.Nodes[1]) },
+	}
+	for name, mutate := range tests {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			j := testJournal()
+			mutate(j)
+			if err := saveJournal(dir, j); err != nil { // a correct checksum over bad content
+				t.Fatal(err)
+			}
+			_, err := loadJournal(dir, "")
+			if !errors.Is(err, ErrCorruptJournal) || !strings.Contains(err.Error(), filepath.Join(dir, JournalFile)) {
+				t.Errorf("error %v, want ErrCorruptJournal naming the file", err)
+			}
+		})
+	}
+	t.Run("edited after writing", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := saveJournal(dir, testJournal()); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, JournalFile)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(strings.Replace(string(b), `"phase": "moved"`, `"phase": "built"`, 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadJournal(dir, "kubepods"); !errors.Is(err, ErrCorruptJournal) || !strings.Contains(err.Error(), "checksum") {
+			t.Errorf("edited journal: %v, want a checksum refusal", err)
+		}
+	})
 }
 
 func TestKubeletPIDs(t *testing.T) {
