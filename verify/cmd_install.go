@@ -74,8 +74,9 @@ func newInstallCmd(g *globalOptions) *cobra.Command {
 		f  installFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "install --artifacts DIR [--pubkey KEY]",
-		Short: "Install the nokmem kubelet and runc from a verified release directory",
+		Use:         "install --artifacts DIR [--pubkey KEY]",
+		Annotations: annotations(mutating),
+		Short:       "Install the nokmem kubelet and runc from a verified release directory",
 		Long: `install checks the release (SHA256SUMS and SHA512SUMS; with --pubkey also the
 minisign signature, SBOM and provenance) before touching anything, backs up the
 current binaries with their sha256 into --state-dir, and replaces each one
@@ -113,9 +114,10 @@ unless told otherwise. "verify rollback" undoes it byte for byte.`,
 
 func newRollbackCmd(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
-		Use:   "rollback",
-		Short: "Restore the binaries the last install replaced, byte for byte",
-		Args:  cobra.NoArgs,
+		Use:         "rollback",
+		Annotations: annotations(mutating),
+		Short:       "Restore the binaries the last install replaced, byte for byte",
+		Args:        cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rec, err := install.Rollback(g.StateDir)
 			if err != nil {

@@ -30,8 +30,9 @@ type migrateFlags struct {
 func newMigrateCmd(g *globalOptions) *cobra.Command {
 	var f migrateFlags
 	cmd := &cobra.Command{
-		Use:   "migrate",
-		Short: "Replace the kmem-active kubepods memory cgroup tree with a fresh one, keeping every process and setting",
+		Use:         "migrate",
+		Annotations: annotations(mutating, usesRoot),
+		Short:       "Replace the kmem-active kubepods memory cgroup tree with a fresh one, keeping every process and setting",
 		Long: `migrate moves every cgroup, setting and process of kubepods into a temporary
 sibling tree directly under the memory root, removes the old (kmem-active)
 tree, creates kubepods anew, moves everything back and removes the temporary

@@ -24,8 +24,9 @@ func newRunCmd(g *globalOptions) *cobra.Command {
 		strict            bool
 	)
 	cmd := &cobra.Command{
-		Use:   "run",
-		Short: "Staging acceptance: detect, install, stop kubelet, migrate, start kubelet, assert",
+		Use:         "run",
+		Annotations: annotations(mutating, usesRoot),
+		Short:       "Staging acceptance: detect, install, stop kubelet, migrate, start kubelet, assert",
 		Long: `run is the staging acceptance flow. It detects the node state; installs the
 release given by --artifacts (optional); checks that kubelet and runc are nokmem
 builds; stops the kubelet (--stop-cmd); migrates kubepods to a fresh non-kmem
