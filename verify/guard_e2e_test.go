@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -53,10 +54,13 @@ func (n *node) migrateCmd(state, lockDir string) *exec.Cmd {
 // release is called; blocked is closed when it starts waiting.
 func blockFirstRead(sim *memcgsim.Sim) (blocked <-chan struct{}, release func()) {
 	b, r := make(chan struct{}), make(chan struct{})
-	var once, ronce sync.Once
+	var first atomic.Bool
+	var ronce sync.Once
 	sim.SetHook(func(op memcgsim.Op) error {
-		if op.Kind == memcgsim.OpRead && strings.HasPrefix(op.Cgroup, "kubepods") {
-			once.Do(func() { close(b); <-r })
+		// Only the first read waits; every other one goes through.
+		if op.Kind == memcgsim.OpRead && strings.HasPrefix(op.Cgroup, "kubepods") && first.CompareAndSwap(false, true) {
+			close(b)
+			<-r
 		}
 		return nil
 	})
@@ -134,6 +138,16 @@ func TestTwoMigratesAtOnce(t *testing.T) {
 			}
 			if _, err := os.Stat(state2); err == nil {
 				t.Errorf("the refused run created its state dir %s", state2)
+			}
+
+			// Read-only commands neither take nor wait for the lock.
+			detectArgs := append([]string{"--root", n2.m.Memory, "--state-dir", n2.path("state3"), "--lock-dir", lock2, "detect"}, n2.detectArgs()...)
+			if _, stderr, code := runBin(t, exec.Command(verifyBin, detectArgs...)); code != 1 || !strings.Contains(stderr, "kmem-active cgroups under kubepods") {
+				t.Errorf("detect while the lock is held: exit %d\n%s", code, stderr)
+			}
+			dry := append(n2.migrateCmd(n2.path("state3"), lock2).Args[1:], "--dry-run")
+			if _, stderr, code := runBin(t, exec.Command(verifyBin, dry...)); code != 0 || !strings.Contains(stderr, "nothing was changed") {
+				t.Errorf("migrate --dry-run while the lock is held: exit %d\n%s", code, stderr)
 			}
 
 			// kill -9 of the holder frees the lock. (Its FUSE read is

@@ -105,6 +105,12 @@ func checkMountinfo(mountinfo, dir string, notRoot func(string, ...any) error) e
 				found = "cgroup hierarchy without the memory controller (" + tail[2] + ")"
 				continue
 			}
+			if r := unescapeMount(fields[3]); r != "/" {
+				// A cgroup namespace or a bind mount of a cgroup: its
+				// "root" is some cgroup, which may well be kmem-active.
+				found = "mount of cgroup " + r + " of the memory hierarchy, not of its root"
+				continue
+			}
 			return nil
 		case strings.HasPrefix(dir, mp+"/") && slices.Contains(opts, "memory"):
 			under = mp

@@ -72,6 +72,7 @@ func TestCheckRootMountinfo(t *testing.T) {
 		{"memory", "35 31 0:32 / " + testenv.MemoryRoot + " rw,relatime - cgroup cgroup rw,memory\n", ""},
 		{"co-mounted", "35 31 0:32 / " + testenv.MemoryRoot + " rw - cgroup cgroup rw,cpuset,memory\n", ""},
 		{"no memory controller", "35 31 0:32 / " + testenv.MemoryRoot + " rw - cgroup cgroup rw,cpu\n", "without the memory controller"},
+		{"cgroup namespace", "35 31 0:32 /kubepods/pod1 " + testenv.MemoryRoot + " rw - cgroup cgroup rw,memory\n", "mount of cgroup /kubepods/pod1 of the memory hierarchy, not of its root"},
 		{"not mounted", "31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n", "names no cgroup mount"},
 	}
 	for _, tt := range tests {
