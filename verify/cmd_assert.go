@@ -15,8 +15,9 @@ func init() { subcommands = append(subcommands, newAssertCmd) }
 func newAssertCmd(g *globalOptions) *cobra.Command {
 	var o assert.Options
 	cmd := &cobra.Command{
-		Use:   "assert",
-		Short: "Prove kmem accounting is off for kubepods (slabinfo EIO on 3.10 kernels)",
+		Use:         "assert",
+		Annotations: annotations(usesRoot),
+		Short:       "Prove kmem accounting is off for kubepods (slabinfo EIO on 3.10 kernels)",
 		Long: `assert reads memory.kmem.slabinfo of kubepods, every cgroup below it and a probe
 child it creates under kubepods and removes again: on a kernel with 3.10
 semantics each must fail with EIO. Every offender is listed. On other kernels

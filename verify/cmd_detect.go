@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
-	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -51,6 +51,7 @@ func (b *binaryFlags) options() (detect.BinaryOptions, error) {
 type detectFlags struct {
 	binaryFlags
 	osRelease, procCgroups, slabDir string
+	probeSlabinfo                   bool
 	probeIDs                        int
 }
 
@@ -59,7 +60,8 @@ func (d *detectFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&d.osRelease, "os-release", detect.DefaultOSRelease, "file holding the kernel release")
 	fs.StringVar(&d.procCgroups, "proc-cgroups", detect.DefaultProcCgroups, "/proc/cgroups or a file laid out like it")
 	fs.StringVar(&d.slabDir, "slab-dir", detect.DefaultSlabDir, "/sys/kernel/slab or a directory laid out like it (leaked-ID estimate)")
-	fs.IntVar(&d.probeIDs, "probe-ids", 0, fmt.Sprintf("ID-headroom probe: create up to N scratch cgroups under the memory root until ENOSPC/ENOMEM, then remove them (max %d; briefly uses IDs and ~33 KB of kernel memory each: run with the kubelet stopped)", detect.MaxProbeIDs))
+	fs.BoolVar(&d.probeSlabinfo, "probe-slabinfo", false, "also create a scratch cgroup under the memory root, read its memory.kmem.slabinfo and remove it, to confirm the kernel semantics (needs root)")
+	fs.IntVar(&d.probeIDs, "probe-ids", 0, fmt.Sprintf("ID-headroom probe: create up to N scratch cgroups under the memory root until the ID space is exhausted (ENOSPC, ENOMEM or EBUSY), then remove them (max %d; needs root; briefly uses IDs and ~33 KB of kernel memory each: run with the kubelet stopped)", detect.MaxProbeIDs))
 }
 
 func (d *detectFlags) options(g *globalOptions) (detect.Options, error) {
@@ -67,7 +69,8 @@ func (d *detectFlags) options(g *globalOptions) (detect.Options, error) {
 	if err != nil {
 		return detect.Options{}, err
 	}
-	return detect.Options{Root: g.Root, OSRelease: d.osRelease, ProcCgroups: d.procCgroups, SlabDir: d.slabDir, ProbeIDs: d.probeIDs, Binaries: bo, Logger: g.Logger}, nil
+	return detect.Options{Root: g.Root, OSRelease: d.osRelease, ProcCgroups: d.procCgroups, SlabDir: d.slabDir, StateDir: g.StateDir,
+		ProbeSlabinfo: d.probeSlabinfo, ProbeIDs: d.probeIDs, Binaries: bo, Logger: g.Logger}, nil
 }
 
 func newDetectCmd(g *globalOptions) *cobra.Command {
@@ -79,22 +82,32 @@ func newDetectCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "detect",
 		Short: "Report the node's kmem accounting state, leaked memcg IDs and kubelet/runc builds",
-		Long: `detect probes the kernel (a scratch cgroup under the memory root: slabinfo EIO
-means 3.10 semantics), finds kubepods (cgroupfs) or kubepods.slice (systemd),
-lists every kmem-active cgroup under it, reads the memory line of /proc/cgroups,
-estimates leaked memcg IDs from /sys/kernel/slab aliases, and identifies the
-kubelet, runc and docker-runc binaries.
+		Long: `detect reads the node and writes nothing (unless a probe flag asks):
+the kernel semantics from the kernel release and the root memcg's
+memory.kmem.slabinfo (EIO only on 3.10 / RHEL 7 kernels, where removed
+kmem-active memcgs leak their IDs), the kubepods tree of the cgroupfs
+(kubepods) or systemd (kubepods.slice) driver and its kmem-active cgroups,
+the memory line of /proc/cgroups, leaked memcg IDs counted by kmemcg ID from
+the /sys/kernel/slab aliases, the kubelet, runc and docker-runc builds, and
+what an earlier verify run left: nokmem-migrate* trees under the memory
+root, an unfinished migrate journal and an install without a signature
+check (in --state-dir).
 
---npd turns it into a node-problem-detector custom plugin: one short line on
-stdout, exit 0 OK, 1 problem, 2 unknown.`,
-		Args: cobra.NoArgs,
+--probe-slabinfo and --probe-ids create scratch cgroups (root only).
+
+Exit status (also with --npd, node-problem-detector custom-plugin codes):
+  0  healthy: nothing wrong; a kernel where the leak cannot happen is healthy
+  1  problem found (each listed on a PROBLEM line)
+  2  unknown: the kernel semantics could not be decided, or detect failed
+
+--npd prints one line of at most 80 characters on stdout, leading with the
+number that matters.`,
+		Args:        cobra.NoArgs,
+		Annotations: annotations(usesRoot, map[string]string{privilegedFlagsAnnotation: "probe-ids,probe-slabinfo", unknownExitAnnotation: "2"}),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o, err := df.options(g)
 			if err != nil {
-				if npd {
-					return npdExit(g.Stdout, report.NPDUnknown, "unknown: "+err.Error())
-				}
-				return err
+				return withExitCode(int(detect.Unknown), err)
 			}
 			r, err := detect.Run(o)
 			if npd {
@@ -102,54 +115,82 @@ stdout, exit 0 OK, 1 problem, 2 unknown.`,
 				return npdExit(g.Stdout, st, msg)
 			}
 			if err != nil {
-				return err
+				return withExitCode(int(detect.Unknown), err)
 			}
 			if textfile != "" {
 				if err := report.WriteTextfile(textfile, detectMetrics(r)); err != nil {
-					return err
+					return withExitCode(int(detect.Unknown), err)
 				}
 			}
 			if g.JSON() {
-				return report.WriteJSON(g.Stdout, r)
+				if err := report.WriteJSON(g.Stdout, r); err != nil {
+					return err
+				}
+			} else {
+				printDetect(g.Stderr, r)
 			}
-			printDetect(g.Stderr, r)
+			if st := r.Status(); st != detect.Healthy {
+				return withExitCode(int(st), nil)
+			}
 			return nil
 		},
 	}
 	df.register(cmd.Flags())
 	cmd.Flags().StringVar(&textfile, "textfile", "", "also write Prometheus metrics to this file atomically (node_exporter textfile collector, *.prom)")
-	cmd.Flags().BoolVar(&npd, "npd", false, "node-problem-detector custom-plugin mode")
+	cmd.Flags().BoolVar(&npd, "npd", false, "node-problem-detector custom-plugin mode: one line on stdout, exit 0 OK, 1 problem, 2 unknown")
 	return cmd
 }
 
-// problems lists what is wrong on a node with 3.10 semantics.
-func problems(r *detect.Report) []string {
-	if !r.Semantics310 {
-		return nil
+// npdStatus is the node-problem-detector verdict and its one line (at most
+// report.NPDMaxMessage characters), leading with the number that matters:
+// kmem-active cgroups (or the first problem's count) when something is
+// wrong, the leaked IDs when all is well.
+func npdStatus(r *detect.Report, err error) (report.NPDStatus, string) {
+	if err != nil {
+		return report.NPDUnknown, "unknown: " + err.Error()
 	}
-	var p []string
-	if n := len(r.KmemActive); n > 0 {
-		p = append(p, fmt.Sprintf("%d kmem-active cgroups under %s", n, r.Kubepods))
+	leaked := ""
+	if r.Semantics310 && r.Leaked.Available {
+		leaked = fmt.Sprintf("%d leaked IDs", r.Leaked.IDs)
 	}
-	for _, b := range r.Binaries {
-		if !b.Nokmem() {
-			p = append(p, fmt.Sprintf("%s is %s", b.Name, b.Kind))
+	switch r.Status() {
+	case detect.ProblemFound:
+		var parts []string
+		for i, p := range r.Problems() {
+			parts = append(parts, p.Short)
+			if i == 0 && leaked != "" {
+				parts = append(parts, leaked)
+			}
 		}
+		return report.NPDProblem, fitLine(parts)
+	case detect.Unknown:
+		return report.NPDUnknown, "unknown: " + r.Semantics.Reason
 	}
-	return p
+	if !r.Semantics310 {
+		return report.NPDOK, fmt.Sprintf("OK: kernel %s frees memcg IDs at rmdir, no leak", r.Kernel)
+	}
+	return report.NPDOK, fitLine([]string{"OK: " + leaked, fmt.Sprintf("0 kmem-active of %d kubepods cgroups", r.KubepodsCgroups), "nokmem builds"})
 }
 
-func npdStatus(r *detect.Report, err error) (report.NPDStatus, string) {
-	switch {
-	case err != nil:
-		return report.NPDUnknown, "unknown: " + err.Error()
-	case !r.Semantics310:
-		return report.NPDOK, fmt.Sprintf("OK: kernel %s has no 3.10 kmem semantics (not applicable)", r.Kernel)
+// fitLine joins parts with ", " and, when they do not fit in an NPD line,
+// keeps the leading ones and says how many were left out.
+func fitLine(parts []string) string {
+	line := ""
+	for i, p := range parts {
+		next := p
+		if i > 0 {
+			next = line + ", " + p
+		}
+		more := ""
+		if rest := len(parts) - i - 1; rest > 0 {
+			more = fmt.Sprintf(", +%d more", rest)
+		}
+		if utf8.RuneCountInString(next+more) > report.NPDMaxMessage && i > 0 {
+			return line + fmt.Sprintf(", +%d more", len(parts)-i)
+		}
+		line = next
 	}
-	if p := problems(r); len(p) > 0 {
-		return report.NPDProblem, fmt.Sprintf("KmemAccounting: %s; leaked IDs≈%d", strings.Join(p, ", "), r.Leaked.IDs)
-	}
-	return report.NPDOK, fmt.Sprintf("OK: kmem off in %d kubepods cgroups; leaked IDs≈%d", r.KubepodsCgroups, r.Leaked.IDs)
+	return line
 }
 
 func npdExit(w io.Writer, st report.NPDStatus, msg string) error {
@@ -164,12 +205,13 @@ func npdExit(w io.Writer, st report.NPDStatus, msg string) error {
 
 func detectMetrics(r *detect.Report) []report.Metric {
 	m := []report.Metric{
-		{Name: "nokmem_kernel_semantics_310", Help: "1 when a fresh memory cgroup reads memory.kmem.slabinfo as EIO (3.10 / RHEL 7 semantics).", Labels: map[string]string{"kernel": r.Kernel}, Value: report.Bool(r.Semantics310)},
+		{Name: "nokmem_kernel_semantics_310", Help: "1 when the kernel has 3.10 / RHEL 7 kmem semantics (removed kmem-active memcgs leak their IDs).", Labels: map[string]string{"kernel": r.Kernel}, Value: report.Bool(r.Semantics310)},
 		{Name: "nokmem_kubepods_cgroups", Help: "Cgroups in the kubepods tree, kubepods included.", Labels: map[string]string{"driver": r.Driver}, Value: float64(r.KubepodsCgroups)},
 		{Name: "nokmem_kmem_active_cgroups", Help: "Kmem-active cgroups in the kubepods tree (3.10 semantics only).", Value: float64(len(r.KmemActive))},
 		{Name: "nokmem_memory_num_cgroups", Help: "num_cgroups of the memory line of /proc/cgroups.", Value: float64(r.ProcCgroups.NumCgroups)},
-		{Name: "nokmem_leaked_ids_estimate", Help: "Distinct (kmemcg_id:name) /sys/kernel/slab aliases of removed cgroups: a lower bound of leaked memcg IDs.", Value: float64(r.Leaked.IDs)},
+		{Name: "nokmem_leaked_ids_estimate", Help: "Leaked memcg IDs: kmemcg IDs of /sys/kernel/slab aliases that belong to no live kmem-active cgroup (a lower bound).", Value: float64(r.Leaked.IDs)},
 		{Name: "nokmem_slab_aliases", Help: "Per-memcg slab cache aliases in /sys/kernel/slab.", Value: float64(r.Leaked.Aliases)},
+		{Name: "nokmem_leftover_temp_trees", Help: "nokmem-migrate* trees left under the memory root.", Value: float64(len(r.Leftovers.TempTrees))},
 	}
 	if r.IDProbe != nil {
 		m = append(m, report.Metric{Name: "nokmem_id_probe_free", Help: "Scratch cgroups the ID probe could create (free IDs when exhausted=1).", Labels: map[string]string{"exhausted": fmt.Sprint(report.Bool(r.IDProbe.Exhausted))}, Value: float64(r.IDProbe.Created)})
@@ -177,40 +219,63 @@ func detectMetrics(r *detect.Report) []report.Metric {
 	for _, b := range r.Binaries {
 		m = append(m, report.Metric{Name: "nokmem_binary_nokmem", Help: "1 when the binary is a nokmem build.", Labels: map[string]string{"name": b.Name, "path": b.Path, "kind": b.Kind}, Value: report.Bool(b.Nokmem())})
 	}
-	p, _ := npdStatus(r, nil)
-	m = append(m, report.Metric{Name: "nokmem_problem", Help: "1 when kmem accounting is on under kubepods or a kubelet/runtime binary is not a nokmem build (3.10 semantics only).", Value: report.Bool(p == report.NPDProblem)})
+	m = append(m, report.Metric{Name: "nokmem_problem", Help: "detect's exit status: 0 healthy, 1 problem found, 2 unknown.", Value: float64(r.Status())})
 	return m
 }
 
 func printDetect(w io.Writer, r *detect.Report) {
 	fmt.Fprintf(w, "kernel:            %s\n", r.Kernel)
-	sem := "no (EIO proves nothing here; not applicable)"
-	if r.Semantics310 {
-		sem = "yes"
+	fmt.Fprintf(w, "semantics:         %s (%s)\n", r.Semantics.Kind, r.Semantics.Reason)
+	if r.Slabinfo != "" {
+		fmt.Fprintf(w, "slabinfo probe:    a fresh child of the root reads %s\n", r.Slabinfo)
 	}
-	fmt.Fprintf(w, "3.10 semantics:    %s (fresh cgroup slabinfo: %s)\n", sem, r.Slabinfo)
 	fmt.Fprintf(w, "cgroup driver:     %s", r.Driver)
 	if r.Kubepods != "" {
 		fmt.Fprintf(w, " (%s, %d cgroups)", r.Kubepods, r.KubepodsCgroups)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "kmem-active:       %d\n", len(r.KmemActive))
-	for _, c := range r.KmemActive {
-		fmt.Fprintf(w, "  %s\n", c)
+	if r.Semantics310 {
+		fmt.Fprintf(w, "kmem-active:       %d\n", len(r.KmemActive))
+		for _, c := range r.KmemActive {
+			fmt.Fprintf(w, "  %s\n", c)
+		}
+	} else {
+		fmt.Fprintf(w, "kmem-active:       not decidable here (slabinfo proves nothing on this kernel)\n")
 	}
 	fmt.Fprintf(w, "/proc/cgroups:     memory hierarchy %d, num_cgroups %d, enabled %v\n", r.ProcCgroups.Hierarchy, r.ProcCgroups.NumCgroups, r.ProcCgroups.Enabled)
 	if r.Leaked.Available {
-		fmt.Fprintf(w, "leaked IDs (est.): %d (%d per-memcg slab aliases)\n", r.Leaked.IDs, r.Leaked.Aliases)
+		fmt.Fprintf(w, "leaked IDs (est.): %d (by kmemcg ID: %d per-memcg slab aliases, %d live IDs seen, %d live kmem-active cgroups without caches)\n", r.Leaked.IDs, r.Leaked.Aliases, r.Leaked.LiveIDs, r.Leaked.LiveUnknown)
 	} else {
 		fmt.Fprintf(w, "leaked IDs (est.): unavailable (no slab directory)\n")
 	}
 	if p := r.IDProbe; p != nil {
-		fmt.Fprintf(w, "ID probe:          created %d of %d, exhausted %v %s\n", p.Created, p.Cap, p.Exhausted, p.Errno)
+		if p.Exhausted {
+			fmt.Fprintf(w, "ID probe:          exhausted at %d (mkdir: %s): %d free memcg IDs\n", p.Created, p.Errno, p.Created)
+		} else {
+			fmt.Fprintf(w, "ID probe:          created %d of %d, not exhausted\n", p.Created, p.Cap)
+		}
 	}
 	for _, b := range r.Binaries {
 		fmt.Fprintf(w, "binary:            %-11s %s  %s  sha256 %s  %s (%s)\n", b.Name, b.Path, b.Version, b.SHA256[:12], b.Kind, b.Reason)
 	}
-	if p := problems(r); len(p) > 0 {
-		fmt.Fprintf(w, "PROBLEM:           %s\n", strings.Join(p, "; "))
+	for _, t := range r.Leftovers.TempTrees {
+		fmt.Fprintf(w, "temporary tree:    %s\n", t)
+	}
+	if j := r.Leftovers.Journal; j != nil {
+		fmt.Fprintf(w, "migrate journal:   %s phase %q (unfinished: %v)\n", j.Path, j.Phase, j.Unfinished)
+	}
+	if in := r.Leftovers.Install; in != nil {
+		fmt.Fprintf(w, "install record:    %s (signature skipped: %v)\n", in.Path, in.SignatureSkipped)
+	}
+	for _, p := range r.Problems() {
+		fmt.Fprintf(w, "PROBLEM:           %s\n", p.Text)
+	}
+	switch r.Status() {
+	case detect.Healthy:
+		fmt.Fprintln(w, "verdict:           healthy (exit 0)")
+	case detect.ProblemFound:
+		fmt.Fprintln(w, "verdict:           problem found (exit 1)")
+	case detect.Unknown:
+		fmt.Fprintln(w, "verdict:           unknown (exit 2)")
 	}
 }

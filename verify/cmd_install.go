@@ -17,10 +17,6 @@ import (
 
 func init() { subcommands = append(subcommands, newInstallCmd, newRollbackCmd) }
 
-// mutatesNode marks a command that changes the node (TEAM convention 1:
-// the root command takes the node lock and checks privileges for it).
-var mutatesNode = map[string]string{"nokmem.mutates": "node"}
-
 // installFlags are the inputs of install (install and run).
 type installFlags struct {
 	bundle, pubKey, tmpDir     string
@@ -90,7 +86,7 @@ install --rollback (alias: verify rollback) restores the original binaries
 byte for byte with their mode and owner, unless one was changed by someone
 else since (then it names the file and both digests, and --force overrides).`,
 		Args:        cobra.NoArgs,
-		Annotations: mutatesNode,
+		Annotations: annotations(mutating),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if rollback {
 				return runRollback(g, f.force)
@@ -137,7 +133,7 @@ func newRollbackCmd(g *globalOptions) *cobra.Command {
 		Use:         "rollback",
 		Short:       "Alias of install --rollback: restore the binaries from before the first install",
 		Args:        cobra.NoArgs,
-		Annotations: mutatesNode,
+		Annotations: annotations(mutating),
 		RunE:        func(cmd *cobra.Command, _ []string) error { return runRollback(g, force) },
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "restore even over a binary someone changed since verify installed it")

@@ -70,7 +70,7 @@ Exit status: 0 done (or nothing to do), 1 failed (the message says whether the
 node was left untouched or is resumable, what exists, and what to run),
 3 refused: a kernel without 3.10 semantics.`,
 		Args:        cobra.NoArgs,
-		Annotations: map[string]string{"nokmem.mutates": "node"},
+		Annotations: annotations(mutating, usesRoot),
 		RunE:        func(cmd *cobra.Command, _ []string) error { return runMigrate(g, &f) },
 	}
 	fl := cmd.Flags()

@@ -47,7 +47,7 @@ Exit codes: 0 passed or not applicable; 10 detect, 11 install, 12 binaries,
 13 stop-kubelet, 14 migrate, 15 start-kubelet (or the kubelet did not come
 back), 16 assert, 17 cleanup.`,
 		Args:        cobra.NoArgs,
-		Annotations: mutatesNode,
+		Annotations: annotations(mutating, usesRoot),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			do, err := df.options(g)
 			if err != nil {

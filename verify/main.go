@@ -10,6 +10,12 @@
 // The constructor receives the shared *globalOptions (already bound to the
 // persistent flags --root, --state-dir, -o and --log-level) and returns its
 // *cobra.Command. newRootCmd adds them all, so no file needs to edit main.go.
+//
+// Node safety is central (see guard.go): a command annotated
+// mutatesAnnotation takes the node lock (verify/nodelock) and needs root; a
+// command annotated rootAnnotation checks that --root is a cgroup v1 memory
+// hierarchy; both happen in PersistentPreRunE, before the command writes
+// anything.
 package main
 
 import (
@@ -20,6 +26,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nokmem/nokmem/verify/nodelock"
 )
 
 // Defaults for the persistent flags.
@@ -38,12 +46,17 @@ type globalOptions struct {
 	Output string
 	// LogLevel is the slog level name (debug, info, warn, error).
 	LogLevel string
+	// LockDir holds the node lock (verify/nodelock).
+	LockDir string
 
 	// Stdout receives machine output (JSON); Stderr human output and logs.
 	Stdout io.Writer
 	Stderr io.Writer
 	// Logger is set up from LogLevel before any subcommand runs.
 	Logger *slog.Logger
+
+	// lock is the node lock a changing command holds until run returns.
+	lock interface{ Release() error }
 }
 
 // JSON reports whether machine output was asked for.
@@ -73,6 +86,11 @@ func (e *exitError) Unwrap() error { return e.err }
 func withExitCode(code int, err error) error { return &exitError{code: code, err: err} }
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	root, _ := newRoot(stdout, stderr)
+	return root
+}
+
+func newRoot(stdout, stderr io.Writer) (*cobra.Command, *globalOptions) {
 	g := &globalOptions{Stdout: stdout, Stderr: stderr}
 	root := &cobra.Command{
 		Use:           "verify",
@@ -89,7 +107,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			g.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 			slog.SetDefault(g.Logger)
-			return nil
+			return guard(g, cmd)
 		},
 	}
 	root.SetOut(stdout)
@@ -101,10 +119,11 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&g.StateDir, "state-dir", DefaultStateDir, "directory for backups and records of changes")
 	pf.StringVarP(&g.Output, "output", "o", "text", "output format: text or json")
 	pf.StringVar(&g.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	pf.StringVar(&g.LockDir, "lock-dir", nodelock.Dir(), "directory of the node lock that commands changing the node hold (default from $"+nodelock.DirEnv+" when set)")
 	for _, mk := range subcommands {
 		root.AddCommand(mk(g))
 	}
-	return root
+	return root, g
 }
 
 func main() {
@@ -113,9 +132,14 @@ func main() {
 
 // run executes the command line and returns the process exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	root := newRootCmd(stdout, stderr)
+	root, g := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	err := root.Execute()
+	if g.lock != nil {
+		if rerr := g.lock.Release(); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
 	if err == nil {
 		return 0
 	}

@@ -1,8 +1,14 @@
 // Package detect finds out what state a node is in with respect to the cgroup
 // v1 kernel-memory (kmem) accounting leak: whether the kernel has 3.10
-// semantics (decided by probing, not by version), which cgroup driver the
-// kubelet uses, which cgroups under kubepods are kmem-active, how many memcg
-// IDs have leaked, and whether the kubelet and runc binaries are nokmem builds.
+// semantics, which cgroup driver the kubelet uses, which cgroups under
+// kubepods are kmem-active, how many memcg IDs have leaked, whether the
+// kubelet and runc binaries are nokmem builds, and what an earlier verify
+// run left behind (a temporary tree, an unfinished migration journal, an
+// install without a signature check).
+//
+// Detect only reads. The kernel's semantics come from the kernel release
+// and the root memcg (memcg.ReadSemantics); the two probes that create
+// cgroups (a scratch child, the ID-headroom probe) run only when asked.
 package detect
 
 import (
@@ -10,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 
 	"github.com/nokmem/nokmem/verify/memcg"
@@ -19,7 +24,7 @@ import (
 // Defaults for the kernel interfaces Detect reads.
 const (
 	DefaultMemoryRoot  = "/sys/fs/cgroup/memory"
-	DefaultOSRelease   = "/proc/sys/kernel/osrelease"
+	DefaultOSRelease   = memcg.DefaultOSRelease
 	DefaultProcCgroups = "/proc/cgroups"
 	DefaultSlabDir     = "/sys/kernel/slab"
 	DefaultMeminfo     = "/proc/meminfo"
@@ -48,6 +53,12 @@ type Options struct {
 	ProcCgroups string
 	// SlabDir is /sys/kernel/slab or a directory laid out like it.
 	SlabDir string
+	// StateDir is verify's state directory, read for an unfinished
+	// migration journal and the install record; "" skips both.
+	StateDir string
+	// ProbeSlabinfo, when true, creates a scratch child of the root, reads
+	// its memory.kmem.slabinfo and removes it, to confirm the semantics.
+	ProbeSlabinfo bool
 	// ProbeIDs, when positive, runs the ID-headroom probe with this cap.
 	ProbeIDs int
 	// Meminfo is /proc/meminfo, read to keep the probe's memory in bounds.
@@ -82,12 +93,15 @@ func (o *Options) defaults() {
 // Report is everything Detect found.
 type Report struct {
 	Kernel string `json:"kernel"`
-	// Semantics310 is true when a fresh child of the memory root reads
-	// memory.kmem.slabinfo as EIO: the kernel behaves like 3.10 / RHEL 7,
-	// where kmem accounting leaks memcg IDs and EIO proves kmem is off.
+	// Semantics is the kernel's kmem behaviour, decided by reading.
+	Semantics memcg.Semantics `json:"semantics"`
+	// Semantics310 is Semantics.Leaks(): the kernel behaves like 3.10 /
+	// RHEL 7, where kmem accounting leaks memcg IDs and slabinfo EIO proves
+	// kmem is off.
 	Semantics310 bool `json:"semantics_310"`
-	// Slabinfo is how a fresh child of the root read memory.kmem.slabinfo.
-	Slabinfo memcg.Slabinfo `json:"slabinfo"`
+	// Slabinfo is how a fresh child of the root read memory.kmem.slabinfo
+	// (only with Options.ProbeSlabinfo).
+	Slabinfo memcg.Slabinfo `json:"slabinfo,omitempty"`
 	// Driver is cgroupfs (kubepods), systemd (kubepods.slice) or none.
 	Driver string `json:"driver"`
 	// Kubepods is the kubepods cgroup relative to the root, "" if none.
@@ -105,24 +119,31 @@ type Report struct {
 	IDProbe *IDProbe `json:"id_probe,omitempty"`
 	// Binaries are the kubelet and runtime binaries found.
 	Binaries []Binary `json:"binaries"`
+	// Leftovers is what earlier verify runs left behind.
+	Leftovers Leftovers `json:"leftovers"`
 }
 
-// Run detects the node state.
+// Run detects the node state. It writes nothing unless Options asks for a
+// probe.
 func Run(o Options) (*Report, error) {
 	o.defaults()
 	h := memcg.Hierarchy{Root: o.Root}
 	r := &Report{KmemActive: []string{}}
 
-	b, err := os.ReadFile(o.OSRelease)
-	if err != nil {
-		return nil, fmt.Errorf("kernel release: %w", err)
-	}
-	r.Kernel = strings.TrimSpace(string(b))
-
-	if r.Slabinfo, err = ProbeSlabinfo(h); err != nil {
+	var err error
+	if r.Kernel, err = memcg.ReadKernelRelease(o.OSRelease); err != nil {
 		return nil, err
 	}
-	r.Semantics310 = r.Slabinfo == memcg.SlabinfoEIO
+	if r.Semantics, err = h.ReadSemantics(r.Kernel); err != nil {
+		return nil, err
+	}
+	if o.ProbeSlabinfo {
+		if r.Slabinfo, err = ProbeSlabinfo(h); err != nil {
+			return nil, err
+		}
+		confirmSemantics(&r.Semantics, r.Slabinfo)
+	}
+	r.Semantics310 = r.Semantics.Leaks()
 
 	if r.Driver, r.Kubepods, err = Driver(h); err != nil {
 		return nil, err
@@ -146,6 +167,9 @@ func Run(o Options) (*Report, error) {
 	if r.Leaked, err = EstimateLeaked(o.SlabDir, h); err != nil {
 		return nil, err
 	}
+	if r.Leftovers, err = FindLeftovers(h, o.StateDir); err != nil {
+		return nil, err
+	}
 	if o.ProbeIDs > 0 {
 		if err := CheckProbeMemory(o.Meminfo, min(o.ProbeIDs, MaxProbeIDs)); err != nil {
 			return nil, err
@@ -160,6 +184,16 @@ func Run(o Options) (*Report, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// confirmSemantics checks the read semantics against a fresh child's
+// slabinfo: on 3.10 it must read EIO, on a modern kernel it must not.
+func confirmSemantics(s *memcg.Semantics, fresh memcg.Slabinfo) {
+	eio := fresh == memcg.SlabinfoEIO
+	if s.Kind == memcg.Kind310 && !eio || s.Kind == memcg.KindModern && eio {
+		s.Reason = fmt.Sprintf("%s, but a fresh child of the root reads %s", s.Reason, fresh)
+		s.Kind = memcg.KindUnknown
+	}
 }
 
 // ScratchName returns a fresh name for a scratch cgroup.

@@ -1,15 +1,20 @@
 package detect_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
+	"github.com/nokmem/nokmem/verify/memcgsim"
 )
 
 func writeFile(t *testing.T, path, content string, mode os.FileMode) {
@@ -51,6 +56,9 @@ func TestReadProcCgroups(t *testing.T) {
 	}
 }
 
+// TestEstimateLeaked counts by kmemcg ID: a removed cgroup's ID is leaked
+// even when a cgroup of the same name lives again (kubepods after a
+// migration); a live cgroup's ID is read from its slabinfo.
 func TestEstimateLeaked(t *testing.T) {
 	root := t.TempDir()
 	for _, d := range []string{"kubepods/burstable/live1", "system.slice"} {
@@ -58,13 +66,20 @@ func TestEstimateLeaked(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// live1 is kmem-active and lists its caches (kmemcg ID 5); burstable is
+	// kmem-active without caches (ID unknown); kubepods and system.slice
+	// have no slabinfo here, like kmem-inactive cgroups.
+	writeFile(t, filepath.Join(root, "kubepods/burstable/live1", memcg.KmemSlabinfo),
+		memcg.SlabinfoHeaderLine+"\n# name <active_objs>\ncred_jar(5:live1)    12     12    192   21    1 : tunables 0 0 0 : slabdata 1 1 0\n", 0o444)
+	writeFile(t, filepath.Join(root, "kubepods/burstable", memcg.KmemSlabinfo), memcg.SlabinfoHeaderLine+"\n", 0o444)
 	slab := t.TempDir()
 	for _, n := range []string{
 		"cred_jar", ":t-0000192", // global caches: ignored
 		"cred_jar(102:p99)", "dentry(102:p99)", // one dead memcg, two caches
 		"cred_jar(103:p100)",
-		"cred_jar(5:live1)", // live cgroup: not leaked
-		"kmalloc-64(7:burstable)",
+		"cred_jar(5:live1)", "dentry(5:live1)", // live cgroup: not leaked
+		"kmalloc-64(7:burstable)", "kmalloc-64(8:burstable)", // one of them may be the live burstable
+		"cred_jar(2:kubepods)", // the old kubepods: leaked although "kubepods" lives again
 	} {
 		writeFile(t, filepath.Join(slab, n), "", 0o644)
 	}
@@ -72,15 +87,67 @@ func TestEstimateLeaked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"102:p99", "103:p100"}
-	if !got.Available || got.Aliases != 5 || got.IDs != 2 || !slices.Equal(got.Dead, want) {
-		t.Fatalf("got %+v, want 5 aliases, dead %v", got, want)
+	want := []string{"2:kubepods", "102:p99", "103:p100"}
+	if !got.Available || got.Aliases != 8 || got.IDs != 4 || !slices.Equal(got.Dead, want) || got.LiveIDs != 1 || got.LiveUnknown != 1 {
+		t.Fatalf("got %+v, want 8 aliases, 4 leaked IDs (3 certain %v and one of the two burstable), 1 live ID, 1 live unknown", got, want)
 	}
 
 	missing, err := detect.EstimateLeaked(filepath.Join(slab, "nope"), memcg.Hierarchy{Root: root})
 	if err != nil || missing.Available {
 		t.Fatalf("missing slab dir: %+v, %v", missing, err)
 	}
+}
+
+func TestFindLeftovers(t *testing.T) {
+	root, state := t.TempDir(), t.TempDir()
+	for _, d := range []string{"kubepods", "nokmem-migrate-kubepods/pod1", "nokmem-migrate-old-kubepods", "nokmem-probe-x"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := memcg.Hierarchy{Root: root}
+	l, err := detect.FindLeftovers(h, "")
+	if err != nil || !slices.Equal(l.TempTrees, []string{"nokmem-migrate-kubepods", "nokmem-migrate-old-kubepods"}) || l.Journal != nil || l.Install != nil {
+		t.Fatalf("without a state dir: %+v, %v", l, err)
+	}
+	tests := []struct {
+		name, journal, install string
+		wantUnfinished         bool
+		wantSkipped            bool
+		wantErr                bool
+	}{
+		{"moved-out", `{"phase":"moved-out","kubepods":"kubepods"}`, `{"signature_skipped":true}`, true, true, false},
+		{"done", `{"phase":"done"}`, `{"entries":[]}`, false, false, false},
+		{"rolled-back", `{"phase":"rolled-back"}`, `{"signature_skipped":false}`, false, false, false},
+		{"garbage", `{"phase":`, `not json`, true, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			writeFile(t, filepath.Join(state, detect.JournalFile), tt.journal, 0o600)
+			writeFile(t, filepath.Join(state, detect.InstallRecordFile), tt.install, 0o600)
+			l, err := detect.FindLeftovers(h, state)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Journal == nil || l.Journal.Unfinished != tt.wantUnfinished || (l.Journal.Error != "") != tt.wantErr {
+				t.Errorf("journal %+v", l.Journal)
+			}
+			if l.Install == nil || l.Install.SignatureSkipped != tt.wantSkipped || (l.Install.Error != "") != tt.wantErr {
+				t.Errorf("install %+v", l.Install)
+			}
+			r := &detect.Report{Leftovers: l}
+			if n := len(r.Problems()); n != 1+boolInt(tt.wantUnfinished)+boolInt(tt.wantSkipped || tt.wantErr) {
+				t.Errorf("problems %+v", r.Problems())
+			}
+		})
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func TestDriver(t *testing.T) {
@@ -179,18 +246,45 @@ func TestReadKnownSums(t *testing.T) {
 	}
 }
 
+// kernelLine returns major and minor of the running kernel from uname(2):
+// an oracle independent of the memory hierarchy that detect reads.
+func kernelLine(t *testing.T) (major, minor int) {
+	t.Helper()
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	rel := unix.ByteSliceToString(u.Release[:])
+	if _, err := fmt.Sscanf(rel, "%d.%d", &major, &minor); err != nil {
+		t.Fatalf("uname release %q: %v", rel, err)
+	}
+	return major, minor
+}
+
 // TestRealHierarchy runs the probes on this machine's memory hierarchy, on a
-// scratch kubepods-like subtree: a modern kernel reads slabinfo empty, so it
-// must not be taken for 3.10 semantics.
+// scratch kubepods-like subtree, and checks them against the kernel line
+// from uname(2): 3.x reads EIO on a fresh cgroup, ≥5.9 an empty file
+// (commit 4330a26bc452), and a modern kernel is never taken for 3.10.
 func TestRealHierarchy(t *testing.T) {
 	testenv.RequireCgroupV1Memory(t)
+	major, minor := kernelLine(t)
 	h := memcg.Hierarchy{Root: testenv.MemoryRoot}
 	s, err := detect.ProbeSlabinfo(h)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s == memcg.SlabinfoEIO {
-		t.Logf("this kernel has 3.10 semantics")
+	var want memcg.Slabinfo
+	switch {
+	case major == 3:
+		want = memcg.SlabinfoEIO
+	case major > 5 || major == 5 && minor >= 9:
+		want = memcg.SlabinfoEmpty
+	}
+	if want != "" && s != want {
+		t.Fatalf("a fresh cgroup on kernel %d.%d reads slabinfo %s, want %s", major, minor, s, want)
+	}
+	if major >= 4 && s == memcg.SlabinfoEIO {
+		t.Fatalf("kernel %d.%d read as 3.10 semantics", major, minor)
 	}
 	scratch := detect.ScratchName("test")
 	if err := h.Mkdir(scratch); err != nil {
@@ -214,18 +308,19 @@ func TestRealHierarchy(t *testing.T) {
 	}
 	// A fresh subtree under the root is never kmem-active on 3.10; on newer
 	// kernels slabinfo is not EIO, so every cgroup reads as "active".
-	if s == memcg.SlabinfoEIO && len(active) != 0 {
+	if major == 3 && len(active) != 0 {
 		t.Fatalf("fresh subtree kmem-active on 3.10 semantics: %v", active)
 	}
-	if s != memcg.SlabinfoEIO && len(active) != len(all) {
-		t.Fatalf("KmemActive = %v, want all of %v when slabinfo reads %s", active, all, s)
+	if major >= 4 && len(active) != len(all) {
+		t.Fatalf("KmemActive = %v, want all of %v on kernel %d.%d", active, all, major, minor)
 	}
+	// A small ID probe: never exhausts a real ID space (65535 IDs).
 	p, err := detect.ProbeIDs(h, 50, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.Exhausted && p.Created != 50 {
-		t.Fatalf("ProbeIDs = %+v, want 50 created", p)
+	if p.Exhausted || p.Created != 50 {
+		t.Fatalf("ProbeIDs = %+v, want 50 created, not exhausted", p)
 	}
 	// No scratch probe left behind.
 	kids, err := h.Children("")
@@ -236,6 +331,69 @@ func TestRealHierarchy(t *testing.T) {
 		if strings.HasPrefix(k, "nokmem-probe-") || strings.HasPrefix(k, "nokmem-ids-") {
 			t.Errorf("probe cgroup left behind: %s", k)
 		}
+	}
+}
+
+// TestProbeSlabinfoOnSimulator checks the mkdir probe against the
+// simulator's hidden state: the kernel profile decides the answer, and the
+// probe gives back its ID.
+func TestProbeSlabinfoOnSimulator(t *testing.T) {
+	for _, tt := range []struct {
+		p    memcgsim.Profile
+		want memcg.Slabinfo
+	}{{memcgsim.RHEL78, memcg.SlabinfoEIO}, {memcgsim.Modern, memcg.SlabinfoEmpty}} {
+		t.Run(tt.p.String(), func(t *testing.T) {
+			sim, m := memcgsim.MountForTest(t, tt.p)
+			ids := sim.IDsInUse()
+			s, err := detect.ProbeSlabinfo(memcg.Hierarchy{Root: m.Memory})
+			if err != nil || s != tt.want {
+				t.Fatalf("ProbeSlabinfo = %s, %v; want %s", s, err, tt.want)
+			}
+			if sim.IDsInUse() != ids || sim.Live() != 1 {
+				t.Fatalf("probe left IDs %d (was %d), live %d", sim.IDsInUse(), ids, sim.Live())
+			}
+		})
+	}
+}
+
+// TestProbeIDsExhausted: each way a full ID space fails mkdir (RHEL 7.8
+// ENOMEM, css_id ENOSPC, 6.18 EBUSY) is reported as exhausted at the number
+// of free IDs, and every probe cgroup is removed again.
+func TestProbeIDsExhausted(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		p     memcgsim.Profile
+		ebusy bool
+		errno syscall.Errno
+	}{
+		{"rhel7.8 ENOMEM", memcgsim.RHEL78, false, syscall.ENOMEM},
+		{"css_id ENOSPC", memcgsim.RHELCSSID, false, syscall.ENOSPC},
+		{"6.18 EBUSY", memcgsim.Modern, true, syscall.EBUSY},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sim, m := memcgsim.MountForTest(t, tt.p)
+			const free = 7
+			sim.LimitIDs(sim.IDsInUse() + free)
+			if tt.ebusy {
+				// xa_alloc's -EBUSY, as 6.18 returns it for a full ID space.
+				sim.SetHook(func(op memcgsim.Op) error {
+					if op.Kind == memcgsim.OpMkdir && sim.IDsInUse() >= 1+free {
+						return syscall.EBUSY
+					}
+					return nil
+				})
+			}
+			p, err := detect.ProbeIDs(memcg.Hierarchy{Root: m.Memory}, 70000, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !p.Exhausted || p.Created != free || p.Errno != tt.errno.Error() || p.Cap != detect.MaxProbeIDs {
+				t.Fatalf("ProbeIDs = %+v, want exhausted at %d with %q", p, free, tt.errno.Error())
+			}
+			if sim.Live() != 1 || sim.IDsInUse() != 1 {
+				t.Fatalf("probe left %d live cgroups, %d IDs", sim.Live(), sim.IDsInUse())
+			}
+		})
 	}
 }
 

@@ -15,11 +15,11 @@ import (
 
 // MaxProbeIDs caps the ID-headroom probe: the whole memcg ID space. Each
 // empty memcg costs about 33 KB of kernel memory on RHEL 7.8, so a full
-// probe briefly takes about 2 GB (kernel-semantics.md §1g).
+// probe briefly takes about 2 GB (measured on RHEL 7.8, see README "Leaked memcg IDs").
 const MaxProbeIDs = 65535
 
 // ProbeCostBytes is the kernel memory an empty memcg takes on RHEL 7.8
-// (kernel-semantics.md §3d: about 33 KB each).
+// (MemFree delta over 2000 mkdirs: about 33 KB each).
 const ProbeCostBytes = 33 << 10
 
 // CheckProbeMemory refuses a probe of n cgroups whose kernel memory would
@@ -59,15 +59,24 @@ type IDProbe struct {
 	Cap int `json:"cap"`
 	// Created is how many it created before the cap or the first error.
 	Created int `json:"created"`
-	// Exhausted is true when mkdir failed with ENOSPC or ENOMEM: the ID
-	// space is full, and Created is the number of free IDs.
+	// Exhausted is true when mkdir failed the way a full ID space makes it
+	// fail (see exhausted): Created is then the number of free IDs.
 	Exhausted bool `json:"exhausted"`
 	// Errno names the mkdir error that ended the probe, if any.
 	Errno string `json:"errno,omitempty"`
 }
 
+// exhausted reports whether a mkdir error is the memcg ID space being full:
+// ENOSPC (css_id kernels, RHEL ≤7.4; upstream 5.7–6.x idr), ENOMEM (RHEL
+// 7.5+ private idr, upstream 4.7–5.6: mem_cgroup_alloc fails) or EBUSY
+// (kernels whose mem_cgroup_alloc takes the ID with xa_alloc, which returns
+// -EBUSY when no ID is free; seen on 6.18).
+func exhausted(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.EBUSY)
+}
+
 // ProbeIDs creates up to limit scratch cgroups directly under the memory root
-// (never kmem-active, so they leak nothing) until the first ENOSPC or ENOMEM,
+// (never kmem-active, so they leak nothing) until the ID space is exhausted,
 // then removes them all. While it runs, other mkdirs on the node may fail;
 // run it with the kubelet stopped.
 func ProbeIDs(h memcg.Hierarchy, limit int, log *slog.Logger) (p IDProbe, err error) {
@@ -92,7 +101,7 @@ func ProbeIDs(h memcg.Hierarchy, limit int, log *slog.Logger) (p IDProbe, err er
 	for i := 0; i < limit; i++ {
 		name := fmt.Sprintf("%s-%d", base, i)
 		err := h.Mkdir(name)
-		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.ENOMEM) {
+		if exhausted(err) {
 			p.Exhausted = true
 			var errno syscall.Errno
 			errors.As(err, &errno)

@@ -9,7 +9,7 @@ import (
 )
 
 // Slabinfo says how memory.kmem.slabinfo behaves on a cgroup whose kmem
-// accounting was never activated (kernel-semantics.md §1b).
+// accounting was never activated (see ReadSemantics for the kernel lines).
 type Slabinfo string
 
 const (
@@ -30,7 +30,7 @@ const SlabinfoHeaderLine = "slabinfo - version: 2.1"
 // Features are what a probe on a scratch cgroup found out about the kernel.
 type Features struct {
 	// MoveCharge lists the accepted memory.move_charge_at_immigrate values
-	// among 0..3: all four up to 6.12, only 0 from 6.13 (§1d).
+	// among 0..3: all four up to 6.12, only 0 from 6.13 (6b611388b626 "memcg-v1: remove charge move code").
 	MoveCharge []int `json:"move_charge"`
 	// Memsw is true when memory.memsw.* files exist (swap accounting).
 	Memsw bool `json:"memsw"`
@@ -38,7 +38,7 @@ type Features struct {
 	Slabinfo Slabinfo `json:"slabinfo"`
 	// UseHierarchyZero is true when use_hierarchy=0 was accepted on a fresh
 	// child of the root (false on ≥5.11, and on 3.10 when the root is
-	// hierarchical, §1f).
+	// hierarchical: mem_cgroup_hierarchy_write).
 	UseHierarchyZero bool `json:"use_hierarchy_zero"`
 }
 
@@ -107,7 +107,7 @@ func (h Hierarchy) Detect(scratch string) (f Features, err error) {
 // SlabinfoState reads memory.kmem.slabinfo of cgroup rel and classifies the
 // result. On a 3.10 kernel SlabinfoEIO means kmem accounting is off for rel
 // and SlabinfoHeader means it is on; never ask about the root, which always
-// reads EIO there (§1b).
+// reads EIO there (mem_cgroup_slabinfo_read: memcg_can_account_kmem is false for the root).
 func (h Hierarchy) SlabinfoState(rel string) (Slabinfo, error) {
 	s, err := h.ReadString(rel, KmemSlabinfo)
 	switch {

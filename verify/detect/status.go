@@ -1,0 +1,79 @@
+package detect
+
+import (
+	"fmt"
+
+	"github.com/nokmem/nokmem/verify/memcg"
+)
+
+// Status is detect's verdict, also its exit code (the node-problem-detector
+// custom-plugin codes).
+type Status int
+
+// Verdicts.
+const (
+	// Healthy: no problem found. A kernel where the leak cannot happen is
+	// healthy.
+	Healthy Status = 0
+	// ProblemFound: at least one entry of Problems.
+	ProblemFound Status = 1
+	// Unknown: the kernel's semantics could not be decided (or detect failed).
+	Unknown Status = 2
+)
+
+// Problem is one thing wrong with the node. Count leads the short forms.
+type Problem struct {
+	// Count is the number that matters (cgroups, trees), 0 if none applies.
+	Count int `json:"count,omitempty"`
+	// Short fits a node-problem-detector line; Text is the full sentence.
+	Short string `json:"short"`
+	Text  string `json:"text"`
+}
+
+// Problems lists what is wrong, most important first: kmem-active cgroups
+// and binaries that activate kmem (only on 3.10 semantics), then what an
+// earlier verify run left (on any kernel).
+func (r *Report) Problems() []Problem {
+	var p []Problem
+	if r.Semantics310 {
+		if n := len(r.KmemActive); n > 0 {
+			p = append(p, Problem{Count: n, Short: fmt.Sprintf("%d kmem-active cgroups", n), Text: fmt.Sprintf("%d kmem-active cgroups under %s", n, r.Kubepods)})
+		}
+		for _, b := range r.Binaries {
+			if !b.Nokmem() {
+				p = append(p, Problem{Short: b.Name + " " + b.Kind, Text: fmt.Sprintf("%s at %s is %s (%s)", b.Name, b.Path, b.Kind, b.Reason)})
+			}
+		}
+	}
+	if n := len(r.Leftovers.TempTrees); n > 0 {
+		p = append(p, Problem{Count: n, Short: fmt.Sprintf("%d leftover %s trees", n, TempPrefix),
+			Text: fmt.Sprintf("%d temporary migration trees left under the memory root: %v (finish or roll back with verify migrate, or remove them once empty)", n, r.Leftovers.TempTrees)})
+	}
+	if j := r.Leftovers.Journal; j != nil && (j.Unfinished || j.Error != "") {
+		what := "phase " + j.Phase
+		if j.Error != "" {
+			what = "unreadable: " + j.Error
+		}
+		p = append(p, Problem{Short: "unfinished migration", Text: fmt.Sprintf("unfinished migration journal %s (%s): rerun verify migrate, or verify migrate --rollback", j.Path, what)})
+	}
+	if in := r.Leftovers.Install; in != nil && (in.SignatureSkipped || in.Error != "") {
+		what := "installed without a signature check (signature_skipped)"
+		if in.Error != "" {
+			what = "unreadable: " + in.Error
+		}
+		p = append(p, Problem{Short: "unsigned install", Text: fmt.Sprintf("install record %s: %s", in.Path, what)})
+	}
+	return p
+}
+
+// Status is ProblemFound when Problems is not empty, else Unknown when the
+// kernel's semantics are unknown, else Healthy.
+func (r *Report) Status() Status {
+	switch {
+	case len(r.Problems()) > 0:
+		return ProblemFound
+	case r.Semantics.Kind == memcg.KindUnknown:
+		return Unknown
+	}
+	return Healthy
+}
