@@ -155,7 +155,7 @@ func TestDetectLeakedIDsCountedByName(t *testing.T) {
 		}
 	}
 	n.write("proc/1/comm", "systemd\n", 0o644)
-	if _, stderr, code := n.verify("migrate", "--proc", n.path("proc"), "--kubelet-path", n.path("release/kubelet")); code != 0 {
+	if _, stderr, code := n.verify("migrate", "--proc", n.path("proc"), "--kubelet-path", n.nokmemKubelet()); code != 0 {
 		t.Fatalf("migrate: exit %d: %s", code, stderr)
 	}
 	leaked := len(n.sim.LeakedIDs())

@@ -150,6 +150,17 @@ func newNode(t *testing.T, p memcgsim.Profile) *node {
 
 func (n *node) path(rel string) string { return filepath.Join(n.dir, rel) }
 
+// nokmemKubelet writes a stand-in for an installed nokmem kubelet (only its
+// --version is read) and returns its path, for migrate's precondition in
+// tests that are not about the bundle.
+func (n *node) nokmemKubelet() string {
+	p := n.path("nokmem/kubelet")
+	if _, err := os.Stat(p); err != nil {
+		n.write("nokmem/kubelet", "#!/bin/sh\necho 'Kubernetes v1.12.4+nokmem'\n", 0o755)
+	}
+	return p
+}
+
 func (n *node) write(rel, content string, mode os.FileMode) {
 	n.t.Helper()
 	p := n.path(rel)

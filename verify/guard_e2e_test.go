@@ -47,7 +47,7 @@ func newMigratableNode(t *testing.T) *node {
 // migrateCmd is verify migrate on n with its own state and lock directory.
 func (n *node) migrateCmd(state, lockDir string) *exec.Cmd {
 	return exec.Command(verifyBin, "--root", n.m.Memory, "--state-dir", state, "--lock-dir", lockDir,
-		"migrate", "--proc", n.path("proc"), "--kubelet-path", n.path("release/kubelet"))
+		"migrate", "--proc", n.path("proc"), "--kubelet-path", n.nokmemKubelet())
 }
 
 // blockFirstRead makes the first read of a kubepods control file wait until
@@ -198,9 +198,9 @@ func TestInstallAsNobodyWritesFirst(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"install", []string{"install", "--artifacts", n.path("release"), "--search-dirs", n.path("bin")}, "verify install changes the node and must run as root"},
+		{"install", []string{"install", "--bundle", n.path("bundle.tar.gz"), "--search-dirs", n.path("bin")}, "verify install changes the node and must run as root"},
 		{"rollback", []string{"rollback"}, "verify rollback changes the node and must run as root"},
-		{"migrate", []string{"migrate", "--proc", n.path("proc"), "--kubelet-path", n.path("release/kubelet")}, "verify migrate changes the node and must run as root"},
+		{"migrate", []string{"migrate", "--proc", n.path("proc"), "--kubelet-path", n.nokmemKubelet()}, "verify migrate changes the node and must run as root"},
 		{"run", n.runArgs(), "verify run changes the node and must run as root"},
 		{"detect --probe-ids", []string{"detect", "--probe-ids", "5"}, "verify detect --probe-ids creates cgroups under " + n.m.Memory + " and must run as root"},
 		{"detect --probe-slabinfo", []string{"detect", "--probe-slabinfo"}, "verify detect --probe-slabinfo creates cgroups"},

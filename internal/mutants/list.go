@@ -133,12 +133,64 @@ var List = []Mutation{
 	{
 		Name:    "detect-counts-live-cgroups-as-leaked",
 		File:    "verify/detect/leaked.go",
-		Old:     "if !names[m[2]] {",
+		Old:     "if !liveIDs[id] {",
 		New:     "if true {",
 		Package: "./verify/detect",
 		Run:     "^TestEstimateLeaked$",
 	},
 	// The check itself: a survivor must fail the run.
+	// Node safety (issue 10): detect reads semantics without writing, the
+	// verdict is checked against the kernel release, not against itself.
+	{
+		Name:    "detect-empty-slabinfo-taken-for-eio",
+		File:    "verify/memcg/detect.go",
+		Old:     "case s == \"\":\n\t\treturn SlabinfoEmpty, nil",
+		New:     "case s == \"\":\n\t\treturn SlabinfoEIO, nil",
+		Package: "./verify/detect",
+		Run:     "^TestRealHierarchy$",
+	},
+	{
+		Name:    "detect-binary-empty-slabinfo-taken-for-eio",
+		File:    "verify/memcg/detect.go",
+		Old:     "case s == \"\":\n\t\treturn SlabinfoEmpty, nil",
+		New:     "case s == \"\":\n\t\treturn SlabinfoEIO, nil",
+		Package: "./verify",
+		Run:     "^TestRealHierarchyBinary$",
+	},
+	{
+		Name:    "detect-probes-by-default",
+		File:    "verify/cmd_detect.go",
+		Old:     "\"probe-slabinfo\", false,",
+		New:     "\"probe-slabinfo\", true,",
+		Package: "./verify",
+		Run:     "^TestRealHierarchyBinary$",
+	},
+	{
+		// The acceptance test compares detect's kmem-active list with its
+		// own reading of every cgroup's slabinfo.
+		Name:    "detect-finds-no-kmem-active-cgroup",
+		File:    "verify/detect/detect.go",
+		Old:     "return active, nil",
+		New:     "return []string{}, nil",
+		Package: "./verify/acceptance",
+		Run:     "^TestRealHierarchy$",
+	},
+	{
+		Name:    "no-node-lock",
+		File:    "verify/guard.go",
+		Old:     "l, err := nodelock.Acquire(g.LockDir, lockRoot, nodelock.Self())",
+		New:     "l, err := (*nodelock.Lock)(nil), error(nil)",
+		Package: "./verify",
+		Run:     "^TestTwoMigratesAtOnce$",
+	},
+	{
+		Name:    "mutating-command-as-non-root",
+		File:    "verify/guard.go",
+		Old:     "if uid := os.Geteuid(); uid != 0 {",
+		New:     "if uid := os.Geteuid(); uid == 12345 {",
+		Package: "./verify",
+		Run:     "^TestInstallAsNobodyWritesFirst$",
+	},
 	{
 		Name:    "mutants-ignores-survivors",
 		File:    "internal/mutants/mutants.go",
