@@ -179,7 +179,7 @@ var List = []Mutation{
 		Name:    "no-node-lock",
 		File:    "verify/guard.go",
 		Old:     "l, err := nodelock.Acquire(g.LockDir, lockRoot, nodelock.Self())",
-		New:     "l, err := (*nodelock.Lock)(nil), error(nil)",
+		New:     "l, err := (*nodelock.Lock)(nil), error(nil); _ = lockRoot",
 		Package: "./verify",
 		Run:     "^TestTwoMigratesAtOnce$",
 	},
