@@ -151,7 +151,7 @@ func TestRmdirRules(t *testing.T) {
 }
 
 // TestMoveRules: cgroup.procs moves a whole thread group, tasks one thread,
-// unknown pids are ESRCH (§1f "Moving tasks").
+// unknown pids are ESRCH (docs/memcg-v1-semantics.md §1f "Moving tasks").
 func TestMoveRules(t *testing.T) {
 	forBackends(t, func(t *testing.T, b *backend) {
 		mkdir(t, b, "src", "dst")
@@ -191,7 +191,8 @@ func TestMoveRules(t *testing.T) {
 }
 
 // TestLimitOrdering: limit ≤ memsw.limit always, and a limit below the
-// current usage is EBUSY (§1f, [exp 3.10], [exp 6.18]).
+// current usage is EBUSY (docs/memcg-v1-semantics.md §1f, measured in §2a
+// and §3d).
 func TestLimitOrdering(t *testing.T) {
 	forBackends(t, func(t *testing.T, b *backend) {
 		if !b.feat.Memsw {
@@ -219,8 +220,8 @@ func TestLimitOrdering(t *testing.T) {
 }
 
 // TestUseHierarchyRules: under a hierarchical parent use_hierarchy cannot be
-// turned off (§1f: EINVAL on 3.10 and on ≥5.11); writing the same value is
-// fine.
+// turned off (docs/memcg-v1-semantics.md §1f: EINVAL on 3.10 and on ≥5.11);
+// writing the same value is fine.
 func TestUseHierarchyRules(t *testing.T) {
 	forBackends(t, func(t *testing.T, b *backend) {
 		mkdir(t, b, "a")
@@ -232,9 +233,9 @@ func TestUseHierarchyRules(t *testing.T) {
 	})
 }
 
-// TestMoveChargeRules branches on what Detect found (§1d): 0..3 accepted up
-// to 6.12 with ENOMEM when the destination cannot take a moved charge; only
-// 0 from 6.13; 4 never.
+// TestMoveChargeRules branches on what Detect found
+// (docs/memcg-v1-semantics.md §1d): 0..3 accepted up to 6.12 with ENOMEM when
+// the destination cannot take a moved charge; only 0 from 6.13; 4 never.
 func TestMoveChargeRules(t *testing.T) {
 	forBackends(t, func(t *testing.T, b *backend) {
 		mkdir(t, b, "src", "dst")

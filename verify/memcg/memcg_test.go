@@ -172,12 +172,13 @@ func TestRealHierarchy(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("Walk = %q, want %q", got, want)
 	}
-	// kernel-semantics.md §1f: rmdir with children → EBUSY on every kernel.
+	// docs/memcg-v1-semantics.md §1f: rmdir with children → EBUSY on every
+	// kernel.
 	err = h.Rmdir(s + "/kubepods")
 	if !errors.Is(err, syscall.EBUSY) || err.Error() != "rmdir "+h.Path(s+"/kubepods")+": device or resource busy" {
 		t.Errorf("rmdir with children: %v, want EBUSY naming the path", err)
 	}
-	// §1f: limit above memsw → EINVAL.
+	// docs/memcg-v1-semantics.md §1f: limit above memsw → EINVAL.
 	for _, w := range [][2]string{{memcg.Limit, "50M"}, {memcg.MemswLimit, "100M"}} {
 		if err := h.Write(s+"/kubepods/podB", w[0], w[1]); err != nil {
 			t.Fatal(err)
@@ -212,7 +213,7 @@ func TestDetectReal(t *testing.T) {
 }
 
 // TestDetectSim runs the feature probe against the simulator profiles
-// (kernel-semantics.md §1b, §1d, §1f).
+// (docs/memcg-v1-semantics.md §1b, §1d, §1f).
 func TestDetectSim(t *testing.T) {
 	tests := []struct {
 		profile  memcgsim.Profile

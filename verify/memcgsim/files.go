@@ -19,7 +19,7 @@ type file struct {
 }
 
 // files lists the control files of a RHEL 7.8 memory cgroup, as on a real
-// node (§3d); the modern profile shows the same set.
+// node (memcg-v1-semantics §3d); the modern profile shows the same set.
 var controlFiles = []file{
 	{name: "cgroup.clone_children", mode: 0o644, read: readBool(func(*cgroup) bool { return false }), write: acceptBool},
 	{name: "cgroup.event_control", mode: 0o222}, // eventfd registrations cannot be simulated
@@ -242,7 +242,7 @@ func parseBool(v string) (bool, error) {
 
 // parseBytes parses a limit like the kernel's page_counter_memparse: "-1"
 // is unlimited, a number may carry a K/M/G/T/P/E suffix, values are
-// rounded down to whole pages (§1f: 1000000 → 999424).
+// rounded down to whole pages (memcg-v1-semantics §1f: 1000000 → 999424).
 func parseBytes(v string) (int64, error) {
 	if v == "-1" {
 		return Unlimited, nil
@@ -272,7 +272,8 @@ func lower(c byte) byte {
 	return c
 }
 
-// writeLimit: root EINVAL; above memsw EINVAL; below usage EBUSY (§1f).
+// writeLimit: root EINVAL; above memsw EINVAL; below usage EBUSY
+// (memcg-v1-semantics §1f).
 func writeLimit(_ *Sim, cg *cgroup, v string) error {
 	n, err := parseBytes(v)
 	if err != nil {
@@ -290,7 +291,8 @@ func writeLimit(_ *Sim, cg *cgroup, v string) error {
 	return nil
 }
 
-// writeMemsw: root EINVAL; below the limit EINVAL; below usage EBUSY (§1f).
+// writeMemsw: root EINVAL; below the limit EINVAL; below usage EBUSY
+// (memcg-v1-semantics §1f).
 func writeMemsw(_ *Sim, cg *cgroup, v string) error {
 	n, err := parseBytes(v)
 	if err != nil {
@@ -329,11 +331,12 @@ func writeTCPLimit(_ *Sim, cg *cgroup, v string) error {
 	return nil
 }
 
-// writeKmemLimit is where kmem accounting gets activated on 3.10 (§1a,
-// §3d): the first write of a value other than unlimited activates, with
-// EBUSY when the cgroup has tasks, or children while use_hierarchy=1; the
-// root never (EINVAL); it is never switched off. On modern kernels and
-// with cgroup.memory=nokmem the write succeeds and does nothing (§2, §3d).
+// writeKmemLimit is where kmem accounting gets activated on 3.10
+// (memcg-v1-semantics §1a, §3d): the first write of a value other than
+// unlimited activates, with EBUSY when the cgroup has tasks, or children
+// while use_hierarchy=1; the root never (EINVAL); it is never switched off.
+// On modern kernels and with cgroup.memory=nokmem the write succeeds and does
+// nothing (memcg-v1-semantics §2, §3d).
 func (s *Sim) writeKmemLimit(cg *cgroup, v string) error {
 	n, err := parseBytes(v)
 	if err != nil {
@@ -355,12 +358,13 @@ func (s *Sim) writeKmemLimit(cg *cgroup, v string) error {
 	return nil
 }
 
-// slabinfoHeader is what an active 3.10 cgroup's slabinfo starts with (§3d).
+// slabinfoHeader is what an active 3.10 cgroup's slabinfo starts with
+// (memcg-v1-semantics §3d).
 const slabinfoHeader = "slabinfo - version: 2.1\n" +
 	"# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>\n"
 
 // readSlabinfo: 3.10 → EIO unless kmem is active, root always EIO; active →
-// header. Modern → always empty (§1b).
+// header. Modern → always empty (memcg-v1-semantics §1b).
 func (s *Sim) readSlabinfo(cg *cgroup) (string, error) {
 	if s.profile == Modern {
 		return "", nil
@@ -371,8 +375,9 @@ func (s *Sim) readSlabinfo(cg *cgroup) (string, error) {
 	return slabinfoHeader, nil
 }
 
-// writeUseHierarchy (§1f): same value → OK; under a hierarchical parent →
-// EINVAL; with children → EBUSY. Modern: 1 OK, 0 EINVAL.
+// writeUseHierarchy (memcg-v1-semantics §1f): same value → OK; under a
+// hierarchical parent → EINVAL; with children → EBUSY. Modern: 1 OK, 0
+// EINVAL.
 func (s *Sim) writeUseHierarchy(cg *cgroup, v string) error {
 	b, err := parseBool(v)
 	if err != nil {
@@ -396,7 +401,8 @@ func (s *Sim) writeUseHierarchy(cg *cgroup, v string) error {
 	return nil
 }
 
-// writeMoveCharge (§1d): 0..3 on 3.10, ≥4 EINVAL; modern: only 0.
+// writeMoveCharge (memcg-v1-semantics §1d): 0..3 on 3.10, ≥4 EINVAL; modern:
+// only 0.
 func (s *Sim) writeMoveCharge(cg *cgroup, v string) error {
 	n, err := strconv.ParseUint(v, 10, 64)
 	if err != nil {
@@ -409,7 +415,8 @@ func (s *Sim) writeMoveCharge(cg *cgroup, v string) error {
 	return nil
 }
 
-// writeSwappiness (§1f): 0..100 on 3.10 (root EINVAL), 0..200 modern.
+// writeSwappiness (memcg-v1-semantics §1f): 0..100 on 3.10 (root EINVAL),
+// 0..200 modern.
 func (s *Sim) writeSwappiness(cg *cgroup, v string) error {
 	n, err := strconv.ParseUint(v, 10, 64)
 	if err != nil {
@@ -428,7 +435,7 @@ func (s *Sim) writeSwappiness(cg *cgroup, v string) error {
 	return nil
 }
 
-// writeOOMControl (§1f): 0 or 1, root EINVAL.
+// writeOOMControl (memcg-v1-semantics §1f): 0 or 1, root EINVAL.
 func writeOOMControl(_ *Sim, cg *cgroup, v string) error {
 	b, err := parseBool(v)
 	if err != nil || cg.isRoot() {
@@ -455,11 +462,11 @@ func writeNotify(_ *Sim, cg *cgroup, v string) error {
 	return nil
 }
 
-// forceEmpty (§1e): root EINVAL; 3.10: EBUSY with tasks or children, else
-// the charges go to the parent; modern: reclaim only (nothing to reclaim in
-// the model), never EBUSY. On 3.10 a kmem-active cgroup holds kernel memory
-// (its tasks allocated slab objects) that reclaim cannot free, so
-// mem_cgroup_force_empty runs all its reclaim rounds, each ending in
+// forceEmpty (memcg-v1-semantics §1e): root EINVAL; 3.10: EBUSY with tasks or
+// children, else the charges go to the parent; modern: reclaim only (nothing
+// to reclaim in the model), never EBUSY. On 3.10 a kmem-active cgroup holds
+// kernel memory (its tasks allocated slab objects) that reclaim cannot free,
+// so mem_cgroup_force_empty runs all its reclaim rounds, each ending in
 // congestion_wait: the virtual time of costs.go.
 func (s *Sim) forceEmpty(cg *cgroup, _ string) error {
 	if cg.isRoot() {

@@ -5,8 +5,10 @@
 //
 // The rules come from the 3.10 and 6.x sources (mm/memcontrol.c,
 // kernel/cgroup.c, kernel/cgroup/cgroup-v1.c) and from measurements on
-// RHEL 7.8 and 6.18 machines; the § marks number them as the project's
-// notes do, and each has a test in this package. The simulator keeps its own pid table:
+// RHEL 7.8 and 6.18 machines. docs/memcg-v1-semantics.md in this repository
+// states them with their sources and measurements; comments here cite its
+// sections as "memcg-v1-semantics §1a", and each rule has a test in this
+// package. The simulator keeps its own pid table:
 // tests seed tasks with AddTask; no real process is ever involved. Hidden
 // state (IDs in use, leaked IDs, kmem activation) is readable through Go
 // methods without touching the mount.
@@ -28,15 +30,16 @@ const (
 	// exhaustion fails mkdir with ENOMEM, IDs of kmem-active cgroups leak.
 	RHEL78 Profile = iota
 	// RHELCSSID is an older RHEL 7 (≤7.4, css_id): as RHEL78 but IDs
-	// 1..65535 and exhaustion fails mkdir with ENOSPC (§1c).
+	// 1..65535 and exhaustion fails mkdir with ENOSPC (memcg-v1-semantics §1c).
 	RHELCSSID
 	// Modern is an upstream ≥6.13 kernel: kmem always on, slabinfo empty,
 	// IDs freed at rmdir, move_charge_at_immigrate≠0 and use_hierarchy=0
 	// rejected, force_empty never EBUSY, swappiness up to 200.
 	Modern
-	// RHEL78NoKmem is RHEL78 booted with cgroup.memory=nokmem (§1a, §3d):
-	// activation writes return 0 and change nothing, even with tasks or
-	// children, so slabinfo reads EIO everywhere and no ID leaks.
+	// RHEL78NoKmem is RHEL78 booted with cgroup.memory=nokmem
+	// (memcg-v1-semantics §1a, §3d): activation writes return 0 and change
+	// nothing, even with tasks or children, so slabinfo reads EIO everywhere
+	// and no ID leaks.
 	RHEL78NoKmem
 )
 
@@ -57,7 +60,7 @@ func (p Profile) String() string {
 // rhel reports whether p follows the 3.10 rules.
 func (p Profile) rhel() bool { return p != Modern }
 
-// maxID is the highest memcg ID of the profile (§1c).
+// maxID is the highest memcg ID of the profile (memcg-v1-semantics §1c).
 func (p Profile) maxID() int {
 	if p == RHEL78 || p == RHEL78NoKmem {
 		return 65534 // idr_alloc(…, 1, USHRT_MAX)
@@ -65,7 +68,8 @@ func (p Profile) maxID() int {
 	return 65535
 }
 
-// idExhausted is the errno of mkdir when no ID is left (§1c).
+// idExhausted is the errno of mkdir when no ID is left
+// (memcg-v1-semantics §1c).
 func (p Profile) idExhausted() syscall.Errno {
 	if p == RHEL78 || p == RHEL78NoKmem {
 		return syscall.ENOMEM
@@ -73,7 +77,8 @@ func (p Profile) idExhausted() syscall.Errno {
 	return syscall.ENOSPC
 }
 
-// Unlimited is what an unlimited limit reads as (§2, page_counter).
+// Unlimited is what an unlimited limit reads as (memcg-v1-semantics §2,
+// page_counter).
 const Unlimited int64 = 9223372036854771712
 
 const pageSize = 4096
@@ -167,8 +172,8 @@ type task struct {
 }
 
 // New returns a simulator with only the root cgroup. The root has
-// use_hierarchy=1, as systemd sets it on CentOS 7 (§1f); write 0 to it while
-// it has no children to get the kernel default.
+// use_hierarchy=1, as systemd sets it on CentOS 7 (memcg-v1-semantics §1f);
+// write 0 to it while it has no children to get the kernel default.
 func New(p Profile) *Sim {
 	s := &Sim{
 		profile:  p,
@@ -272,7 +277,8 @@ func (cg *cgroup) path() string {
 
 func (cg *cgroup) isRoot() bool { return cg.parent == nil }
 
-// kmemActive: on modern kernels every non-root memcg accounts kmem (§1a).
+// kmemActive: on modern kernels every non-root memcg accounts kmem
+// (memcg-v1-semantics §1a).
 func (s *Sim) kmemActive(cg *cgroup) bool {
 	if s.profile == Modern {
 		return !cg.isRoot()
@@ -338,9 +344,9 @@ func (s *Sim) change(op Op, rel string, fn func(cg *cgroup) error) error {
 }
 
 // Mkdir creates cgroup rel. A child copies use_hierarchy, swappiness,
-// oom_kill_disable and kmem activation from its parent (§1a
+// oom_kill_disable and kmem activation from its parent (memcg-v1-semantics §1a
 // memcg_propagate_kmem, §1f). It fails with ENOMEM (RHEL78) or ENOSPC
-// when the ID space is exhausted (§1c).
+// when the ID space is exhausted (memcg-v1-semantics §1c).
 func (s *Sim) Mkdir(rel string) error {
 	parentRel, name := splitRel(rel)
 	return s.change(Op{Kind: OpMkdir, Cgroup: rel}, parentRel, func(parent *cgroup) error {
@@ -377,11 +383,12 @@ func (s *Sim) mkdirLocked(parent *cgroup, name string) error {
 	return nil
 }
 
-// Rmdir removes cgroup rel: EBUSY with tasks or children (§1f). Charges
-// left in it go to the parent (3.10: mem_cgroup_css_offline →
-// mem_cgroup_reparent_charges, counted in Costs.Reparents). On the RHEL
-// profiles a kmem-active cgroup keeps its memcg ID and kmemcg ID after
-// rmdir: the leak (§1c, §3d). A mount sees the change at once.
+// Rmdir removes cgroup rel: EBUSY with tasks or children
+// (memcg-v1-semantics §1f). Charges left in it go to the parent (3.10:
+// mem_cgroup_css_offline → mem_cgroup_reparent_charges, counted in
+// Costs.Reparents). On the RHEL profiles a kmem-active cgroup keeps its memcg
+// ID and kmemcg ID after rmdir: the leak (memcg-v1-semantics §1c, §3d). A
+// mount sees the change at once.
 func (s *Sim) Rmdir(rel string) error {
 	parentRel, name := splitRel(rel)
 	if err := s.rmdir(rel); err != nil {
@@ -420,7 +427,7 @@ func (s *Sim) rmdirLocked(cg *cgroup) error {
 }
 
 // reparent moves the charges of cg to its parent (3.10 force_empty and
-// css_offline, §1e).
+// css_offline, memcg-v1-semantics §1e).
 func (s *Sim) reparent(cg *cgroup) {
 	cg.parent.charge += cg.charge
 	cg.charge = 0

@@ -77,8 +77,9 @@ func wantErrno(t *testing.T, err error, want syscall.Errno) {
 
 const mib = 1 << 20
 
-// TestRules drives the write/read rules of §1 and §3d, each through the
-// mount. A case sets up state, does one operation and names the errno.
+// TestRules drives the write/read rules of memcg-v1-semantics §1 and §3d,
+// each through the mount. A case sets up state, does one operation and names
+// the errno.
 func TestRules(t *testing.T) {
 	type tc struct {
 		name    string
@@ -99,7 +100,8 @@ func TestRules(t *testing.T) {
 		}
 	}
 	tests := []tc{
-		// §1a / §3d "kubepods kmem.limit -1 only → rc 0, slabinfo still EIO".
+		// memcg-v1-semantics §1a / §3d "kubepods kmem.limit -1 only → rc 0,
+		// slabinfo still EIO".
 		{name: "kmem -1 does not activate", do: func(e *env) error {
 			e.mkdir("kubepods")
 			return e.h.Write("kubepods", memcg.KmemLimit, "-1")
@@ -109,7 +111,8 @@ func TestRules(t *testing.T) {
 			}
 			active("kubepods", false)(e)
 		}},
-		// §3d "runc sequence 1 then -1 → slabinfo OK: header"; §1a sticky.
+		// memcg-v1-semantics §3d "runc sequence 1 then -1 → slabinfo OK:
+		// header"; §1a sticky.
 		{name: "runc sequence activates for good", do: func(e *env) error {
 			e.mkdir("kubepods")
 			e.write("kubepods", memcg.KmemLimit, "1")
@@ -124,40 +127,46 @@ func TestRules(t *testing.T) {
 			}
 			active("kubepods", true)(e)
 		}},
-		// §3d "activation write on a cgroup that has a task → EBUSY".
+		// memcg-v1-semantics §3d "activation write on a cgroup that has a
+		// task → EBUSY".
 		{name: "activation with a task", do: func(e *env) error {
 			e.mkdir("kubepods")
 			e.task("kubepods", 0)
 			return e.h.Write("kubepods", memcg.KmemLimit, "1")
 		}, want: syscall.EBUSY, check: active("kubepods", false)},
-		// §3d "activation write on a hierarchical cgroup that has a child → EBUSY".
+		// memcg-v1-semantics §3d "activation write on a hierarchical cgroup
+		// that has a child → EBUSY".
 		{name: "activation with a child under use_hierarchy=1", do: func(e *env) error {
 			e.mkdir("kubepods", "kubepods/burstable")
 			return e.h.Write("kubepods", memcg.KmemLimit, "1")
 		}, want: syscall.EBUSY},
-		// §1a: the child check applies only with use_hierarchy=1.
+		// memcg-v1-semantics §1a: the child check applies only with
+		// use_hierarchy=1.
 		{name: "activation with a child under use_hierarchy=0", do: func(e *env) error {
 			e.write("", memcg.UseHierarchy, "0")
 			e.mkdir("a", "a/b")
 			return e.h.Write("a", memcg.KmemLimit, "1")
 		}, check: active("a", true)},
-		// §3d "children created afterwards → slabinfo OK → inherited activation".
+		// memcg-v1-semantics §3d "children created afterwards → slabinfo OK →
+		// inherited activation".
 		{name: "children inherit activation", do: func(e *env) error {
 			e.mkdir("kubepods")
 			e.write("kubepods", memcg.KmemLimit, "1")
 			e.mkdir("kubepods/burstable", "kubepods/burstable/podA")
 			return slab("kubepods/burstable/podA")(e)
 		}, check: active("kubepods/burstable/podA", true)},
-		// §3d "root: write kmem.limit → EINVAL".
+		// memcg-v1-semantics §3d "root: write kmem.limit → EINVAL".
 		{name: "root cannot be activated", do: func(e *env) error { return e.h.Write("", memcg.KmemLimit, "1") }, want: syscall.EINVAL},
-		// §1b: root always EIO on 3.10, even with an active child.
+		// memcg-v1-semantics §1b: root always EIO on 3.10, even with an
+		// active child.
 		{name: "root slabinfo EIO", do: func(e *env) error {
 			e.mkdir("kubepods")
 			e.write("kubepods", memcg.KmemLimit, "1")
 			return slab("")(e)
 		}, want: syscall.EIO},
 		{name: "fresh cgroup slabinfo EIO", do: func(e *env) error { e.mkdir("x"); return slab("x")(e) }, want: syscall.EIO},
-		// §1a/§1b modern: writes are no-ops, slabinfo always empty, kmem always on.
+		// memcg-v1-semantics §1a/§1b modern: writes are no-ops, slabinfo
+		// always empty, kmem always on.
 		{name: "modern kmem write is a no-op", profile: memcgsim.Modern, do: func(e *env) error {
 			e.mkdir("kubepods", "kubepods/x")
 			e.task("kubepods", 0)
@@ -174,8 +183,9 @@ func TestRules(t *testing.T) {
 			active("kubepods", true)(e)
 		}},
 
-		// §3d "booted with cgroup.memory=nokmem: the runc sequence returns 0 but
-		// nothing is activated; … with a task or with children also return 0".
+		// memcg-v1-semantics §3d "booted with cgroup.memory=nokmem: the runc
+		// sequence returns 0 but nothing is activated; … with a task or with
+		// children also return 0".
 		{name: "nokmem boot flag ignores activation", profile: memcgsim.RHEL78NoKmem, do: func(e *env) error {
 			e.mkdir("kubepods", "kubepods/burstable")
 			e.task("kubepods", 0)
@@ -193,7 +203,7 @@ func TestRules(t *testing.T) {
 			}
 		}},
 
-		// §1f rmdir: EBUSY with tasks or children.
+		// memcg-v1-semantics §1f rmdir: EBUSY with tasks or children.
 		{name: "rmdir with a task", do: func(e *env) error { e.mkdir("a"); e.task("a", 0); return e.h.Rmdir("a") }, want: syscall.EBUSY},
 		{name: "rmdir with a child", do: func(e *env) error { e.mkdir("a", "a/b"); return e.h.Rmdir("a") }, want: syscall.EBUSY},
 		{name: "modern rmdir with a child", profile: memcgsim.Modern, do: func(e *env) error { e.mkdir("a", "a/b"); return e.h.Rmdir("a") }, want: syscall.EBUSY},
@@ -210,7 +220,7 @@ func TestRules(t *testing.T) {
 			}
 		}},
 
-		// §1e / §3d force_empty.
+		// memcg-v1-semantics §1e / §3d force_empty.
 		{name: "force_empty with a task", do: func(e *env) error { e.mkdir("a"); e.task("a", 0); return e.h.Write("a", memcg.ForceEmpty, "0") }, want: syscall.EBUSY},
 		{name: "force_empty with a child", do: func(e *env) error { e.mkdir("a", "a/b"); return e.h.Write("a", memcg.ForceEmpty, "0") }, want: syscall.EBUSY},
 		{name: "force_empty on root", do: func(e *env) error { return e.h.Write("", memcg.ForceEmpty, "0") }, want: syscall.EINVAL},
@@ -243,7 +253,7 @@ func TestRules(t *testing.T) {
 			}
 		}},
 
-		// §1f use_hierarchy.
+		// memcg-v1-semantics §1f use_hierarchy.
 		{name: "use_hierarchy=0 under a hierarchical parent", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.UseHierarchy, "0") }, want: syscall.EINVAL},
 		{name: "use_hierarchy same value", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.UseHierarchy, "1") }},
 		{name: "use_hierarchy change with children", do: func(e *env) error { e.mkdir("a"); return e.h.Write("", memcg.UseHierarchy, "0") }, want: syscall.EBUSY},
@@ -258,7 +268,7 @@ func TestRules(t *testing.T) {
 		{name: "use_hierarchy bad value", do: func(e *env) error { return e.h.Write("", memcg.UseHierarchy, "2") }, want: syscall.EINVAL},
 		{name: "modern use_hierarchy=0", profile: memcgsim.Modern, do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.UseHierarchy, "0") }, want: syscall.EINVAL},
 
-		// §1d move_charge_at_immigrate.
+		// memcg-v1-semantics §1d move_charge_at_immigrate.
 		{name: "move_charge 4", do: func(e *env) error {
 			e.mkdir("a")
 			for v := range 4 {
@@ -272,7 +282,7 @@ func TestRules(t *testing.T) {
 			return e.h.Write("a", memcg.MoveCharge, "1")
 		}, want: syscall.EINVAL},
 
-		// §1f / §3d limit and memsw ordering.
+		// memcg-v1-semantics §1f / §3d limit and memsw ordering.
 		{name: "memsw below limit", do: func(e *env) error {
 			e.mkdir("a")
 			e.write("a", memcg.Limit, "200M")
@@ -304,7 +314,8 @@ func TestRules(t *testing.T) {
 		}},
 		{name: "limit 0", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.Limit, "0") }},
 		{name: "root limit", do: func(e *env) error { return e.h.Write("", memcg.Limit, "1G") }, want: syscall.EINVAL},
-		// §3d "limit 20M below 60 MB anon usage → EBUSY, limit unchanged".
+		// memcg-v1-semantics §3d "limit 20M below 60 MB anon usage → EBUSY,
+		// limit unchanged".
 		{name: "limit below usage", do: func(e *env) error {
 			e.mkdir("a")
 			e.task("a", 60*mib)
@@ -316,7 +327,7 @@ func TestRules(t *testing.T) {
 		}},
 		{name: "soft limit", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.SoftLimit, "50M") }},
 
-		// §1f / §3d swappiness and oom_control.
+		// memcg-v1-semantics §1f / §3d swappiness and oom_control.
 		{name: "swappiness 30", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.Swappiness, "30") }},
 		{name: "swappiness 101", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.Swappiness, "101") }, want: syscall.EINVAL},
 		{name: "modern swappiness 101", profile: memcgsim.Modern, do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.Swappiness, "101") }},
@@ -329,11 +340,12 @@ func TestRules(t *testing.T) {
 		}},
 		{name: "oom_control 2", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.OOMControl, "2") }, want: syscall.EINVAL},
 
-		// Tasks: the simulator's own pid table (§1d, §1f).
+		// Tasks: the simulator's own pid table (memcg-v1-semantics §1d, §1f).
 		{name: "move unknown pid", do: func(e *env) error { e.mkdir("a"); return e.h.Move("a", 4242) }, want: syscall.ESRCH},
 		{name: "move unknown thread", do: func(e *env) error { e.mkdir("a"); return e.h.MoveThread("a", 4242) }, want: syscall.ESRCH},
 		{name: "move garbage", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.Procs, "abc") }, want: syscall.EINVAL},
-		// §3d "move 60 MB task, dest move_charge=3 + 10M limit → ENOMEM, task stays in source".
+		// memcg-v1-semantics §3d "move 60 MB task, dest move_charge=3 + 10M
+		// limit → ENOMEM, task stays in source".
 		{name: "move charge does not fit", do: func(e *env) error {
 			e.mkdir("src", "dst")
 			pid := e.task("src", 60*mib)
@@ -345,7 +357,8 @@ func TestRules(t *testing.T) {
 			}
 			return err
 		}, want: syscall.ENOMEM},
-		// §3d "same, dest unlimited → OK: source → 4 KB, dest → 63 MB".
+		// memcg-v1-semantics §3d "same, dest unlimited → OK: source → 4 KB,
+		// dest → 63 MB".
 		{name: "move charge along", do: func(e *env) error {
 			e.mkdir("src", "dst")
 			pid := e.task("src", 60*mib)
@@ -359,7 +372,8 @@ func TestRules(t *testing.T) {
 				e.t.Errorf("hidden usage of dst = %d, %v", u, err)
 			}
 		}},
-		// §3d "move back with dest move_charge=0 → OK, charge stays in the old cgroup".
+		// memcg-v1-semantics §3d "move back with dest move_charge=0 → OK,
+		// charge stays in the old cgroup".
 		{name: "move without charge", do: func(e *env) error {
 			e.mkdir("src", "dst")
 			e.write("dst", memcg.Limit, "10M")
@@ -414,9 +428,10 @@ func TestRules(t *testing.T) {
 	}
 }
 
-// TestIDs covers §1c: the ID space, its exhaustion errno, the leak of
-// kmem-active cgroups and /proc/cgroups counting live cgroups only. (The
-// model has no drop_caches: on RHEL 7.8 it released no leaked ID, §3d.)
+// TestIDs covers memcg-v1-semantics §1c: the ID space, its exhaustion errno,
+// the leak of kmem-active cgroups and /proc/cgroups counting live cgroups
+// only. (The model has no drop_caches: on RHEL 7.8 it released no leaked ID,
+// §3d.)
 func TestIDs(t *testing.T) {
 	tests := []struct {
 		profile   memcgsim.Profile
@@ -507,8 +522,8 @@ func slabAliases(t *testing.T, e *env) []string {
 	return out
 }
 
-// TestLeakDemo is the issue's demonstration (§3d, 300 real pods leaked
-// exactly 300 IDs): 1,000 pod cgroups created and deleted under a
+// TestLeakDemo is the issue's demonstration (memcg-v1-semantics §3d, 300 real
+// pods leaked exactly 300 IDs): 1,000 pod cgroups created and deleted under a
 // kmem-active kubepods leak 1,000 IDs; under a fresh non-kmem kubepods none.
 func TestLeakDemo(t *testing.T) {
 	for _, kmem := range []bool{true, false} {
@@ -516,8 +531,9 @@ func TestLeakDemo(t *testing.T) {
 			e := mount(t, memcgsim.RHEL78)
 			e.mkdir("kubepods", "kubepods/burstable")
 			if kmem {
-				// kubelet's libcontainer activates kmem on kubepods (§1a); here
-				// before burstable exists, so activate burstable directly.
+				// kubelet's libcontainer activates kmem on kubepods
+				// (memcg-v1-semantics §1a); here before burstable exists, so
+				// activate burstable directly.
 				e.write("kubepods/burstable", memcg.KmemLimit, "1")
 				e.write("kubepods/burstable", memcg.KmemLimit, "-1")
 			}
@@ -604,9 +620,9 @@ func TestReadOnly(t *testing.T) {
 	}
 }
 
-// TestShell runs real programs against the mount (§1b: "cat: read error:
-// Input/output error" on an inactive cgroup), including the O_TRUNC|O_CREAT
-// open of a shell redirection.
+// TestShell runs real programs against the mount (memcg-v1-semantics §1b:
+// "cat: read error: Input/output error" on an inactive cgroup), including the
+// O_TRUNC|O_CREAT open of a shell redirection.
 func TestShell(t *testing.T) {
 	e := mount(t, memcgsim.RHEL78)
 	e.mkdir("kubepods", "dst")
@@ -772,8 +788,9 @@ func TestCosts(t *testing.T) {
 }
 
 // TestFullIDSpace fills the real-size ID space through the Go API (a FUSE
-// round trip per mkdir would take minutes): §3d "created 65528, then mkdir →
-// ENOMEM; 65528 + 6 live = 65534" on RHEL 7.8, 65535 IDs with css_id.
+// round trip per mkdir would take minutes): memcg-v1-semantics §3d "created
+// 65528, then mkdir → ENOMEM; 65528 + 6 live = 65534" on RHEL 7.8, 65535 IDs
+// with css_id.
 func TestFullIDSpace(t *testing.T) {
 	tests := []struct {
 		profile memcgsim.Profile

@@ -26,8 +26,9 @@ func (s *Sim) LeakedIDs() []int {
 	return out
 }
 
-// Live returns the number of live cgroups, root included: the num_cgroups
-// of /proc/cgroups, which on 3.10 does not see leaked IDs (§1c).
+// Live returns the number of live cgroups, root included: the num_cgroups of
+// /proc/cgroups, which on 3.10 does not see leaked IDs
+// (memcg-v1-semantics §1c).
 func (s *Sim) Live() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -56,15 +57,16 @@ func (s *Sim) Usage(rel string) (int64, error) {
 	return cg.usage(), nil
 }
 
-// rootCaches are the slab caches that get a per-memcg copy in the model;
-// the real kernel has more (§1g: 499 aliases for 300 leaked memcgs).
+// rootCaches are the slab caches that get a per-memcg copy in the model; the
+// real kernel has more (memcg-v1-semantics §1g: 499 aliases for 300 leaked
+// memcgs).
 var rootCaches = []string{"cred_jar", "dentry"}
 
 // SlabCaches lists the entries of the simulated /sys/kernel/slab: the root
 // caches, then on the RHEL profiles one alias "<cache>(<kmemcg_id>:<name>)"
-// per root cache for every kmem-active memcg, live or leaked (§1g). The
-// model assumes every kmem-active memcg has allocated from each cache, as a
-// pod's processes do.
+// per root cache for every kmem-active memcg, live or leaked
+// (memcg-v1-semantics §1g). The model assumes every kmem-active memcg has
+// allocated from each cache, as a pod's processes do.
 func (s *Sim) SlabCaches() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -94,7 +94,7 @@ func (s *Sim) group(tgid int) []*task {
 // hierarchical ancestors it is accounted in, up to (not including) the
 // first one that already holds the charge because it is an ancestor of
 // from. It returns ENOMEM otherwise, like the precharge of a task move
-// (§1d) or a charge beyond the limit.
+// (memcg-v1-semantics §1d) or a charge beyond the limit.
 func chargeFits(dst, from *cgroup, bytes int64) error {
 	for d := dst; d != nil; d = d.parent {
 		if from != nil && isAncestor(d, from) {
@@ -120,11 +120,11 @@ func isAncestor(a, c *cgroup) bool {
 }
 
 // move handles a write to cgroup.procs (whole thread group) or tasks (one
-// thread) of dst (§1d, §1f): ESRCH for a pid the simulator does not know,
-// EINVAL for garbage. When dst has move_charge_at_immigrate bit 0 set and
-// the moved thread is the group leader (the mm owner), its charge moves
-// too, and the move fails with ENOMEM, the task staying where it was, when
-// dst cannot take it.
+// thread) of dst (memcg-v1-semantics §1d, §1f): ESRCH for a pid the simulator
+// does not know, EINVAL for garbage. When dst has move_charge_at_immigrate
+// bit 0 set and the moved thread is the group leader (the mm owner), its
+// charge moves too, and the move fails with ENOMEM, the task staying where it
+// was, when dst cannot take it.
 func (s *Sim) move(dst *cgroup, v string, wholeGroup bool) error {
 	pid, err := strconv.Atoi(v)
 	if err != nil || pid < 0 {
