@@ -64,12 +64,27 @@ type Request struct {
 	Hints []Hint
 }
 
-// Hint is a module version known to hold a commit, and how that was found.
+// Hint is a module version known to hold a commit, and how that was found:
+// a pseudo-version (its revision names the commit) or a tag with the full
+// commit hash it points at.
 type Hint struct {
-	Path, Version, Note string
+	Path, Version, Commit, Note string
 }
 
-// ParseHints reads "module version [# note]" lines; blank and # lines are skipped.
+// matches reports whether h pins rootPath at commit rev.
+func (h Hint) matches(rootPath, rev string) bool {
+	if h.Path != rootPath {
+		return false
+	}
+	if h.Commit != "" {
+		return h.Commit == rev
+	}
+	short, err := module.PseudoVersionRev(h.Version)
+	return err == nil && len(rev) >= len(short) && strings.HasPrefix(rev, short)
+}
+
+// ParseHints reads "module pseudo-version [# note]" and "module tag
+// commit [# note]" lines; blank and # lines are skipped.
 func ParseHints(data []byte) ([]Hint, error) {
 	var hs []Hint
 	for n, line := range strings.Split(string(data), "\n") {
@@ -78,12 +93,27 @@ func ParseHints(data []byte) ([]Hint, error) {
 		switch {
 		case len(f) == 0:
 			continue
-		case len(f) != 2 || !module.IsPseudoVersion(f[1]):
-			return nil, fmt.Errorf("line %d: want \"module pseudo-version [# note]\", got %q", n+1, line)
+		case len(f) == 2 && module.IsPseudoVersion(f[1]):
+			hs = append(hs, Hint{Path: f[0], Version: f[1], Note: strings.TrimSpace(note)})
+		case len(f) == 3 && semver.IsValid(f[1]) && !module.IsPseudoVersion(f[1]) && isCommit(f[2]):
+			hs = append(hs, Hint{Path: f[0], Version: f[1], Commit: f[2], Note: strings.TrimSpace(note)})
+		default:
+			return nil, fmt.Errorf("line %d: want \"module pseudo-version [# note]\" or \"module tag 40-hex-commit [# note]\", got %q", n+1, line)
 		}
-		hs = append(hs, Hint{Path: f[0], Version: f[1], Note: strings.TrimSpace(note)})
 	}
 	return hs, nil
+}
+
+func isCommit(s string) bool {
+	if len(s) != 40 {
+		return false
+	}
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return false
+		}
+	}
+	return true
 }
 
 // Unpinned is a manifest root the generator could not pin.
@@ -282,7 +312,7 @@ func reusedFound(found string, from *pins.Lock) string {
 func resolve(ctx context.Context, r Resolver, rootPath, rev, comment string, hints []Hint) (pins.Module, string, error) {
 	var errs []error
 	for _, h := range hints {
-		if short, err := module.PseudoVersionRev(h.Version); h.Path != rootPath || err != nil || !strings.HasPrefix(rev, short) {
+		if !h.matches(rootPath, rev) {
 			continue
 		}
 		d, err := r.Download(ctx, h.Path, h.Version)

@@ -184,7 +184,13 @@ func TestParseHints(t *testing.T) {
 	if err != nil || len(hs) != 1 || hs[0].Note != "from git" {
 		t.Fatalf("%+v %v", hs, err)
 	}
-	if _, err := ParseHints([]byte("example.com/a v1.0.0\n")); err == nil || !strings.Contains(err.Error(), "line 1") {
-		t.Errorf("a tag hint: got %v, want line 1 refused", err)
+	hs, err = ParseHints([]byte("example.com/a v1.0.0 " + revA + " # tag\n"))
+	if err != nil || len(hs) != 1 || !hs[0].matches("example.com/a", revA) || hs[0].matches("example.com/a", revB) {
+		t.Fatalf("tag hint %+v %v", hs, err)
+	}
+	for _, bad := range []string{"example.com/a v1.0.0\n", "example.com/a v1.0.0 abc\n", "example.com/a v0.0.0-20180911193056-5684b8af48c1 " + revA + "\n"} {
+		if _, err := ParseHints([]byte(bad)); err == nil || !strings.Contains(err.Error(), "line 1") {
+			t.Errorf("ParseHints(%q) = %v, want line 1 refused", bad, err)
+		}
 	}
 }
