@@ -78,6 +78,18 @@ func (Runc) BuildVersion(ctx context.Context, version string) error {
 	return err
 }
 
+// ChecksumsVersion rebuilds any buildable runc version into
+// _build/runc/<version>/rebuild (nothing is published) and fails unless its
+// sha256 equals vendor-pins/runc/<version>.CHECKSUMS.
+func (Runc) ChecksumsVersion(ctx context.Context, version string) error {
+	p := newPipeline()
+	sha, err := p.Checksums(ctx, pipeline.Runc, version)
+	if err != nil {
+		return err
+	}
+	return printJSON(map[string]any{"project": "runc", "version": version, "reproduced": p.ExpectedSumsPath("runc", version), "sha256": sha})
+}
+
 // Checksums builds runc (incrementally) and fails unless its sha256 equals
 // the one committed in vendor-pins/runc/v1.0.0-rc5.CHECKSUMS.
 func (Runc) Checksums(ctx context.Context) error {
