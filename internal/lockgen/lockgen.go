@@ -8,7 +8,8 @@
 //     it is an exact semver tag, else the commit, with the v0.0.0
 //     pseudo-version form as a fallback when the canonical form is refused),
 //     taking the h1 the go command checked against the checksum database;
-//   - roots the template lock excludes are carried over with its reason;
+//   - roots the template lock excludes at the same revision are carried
+//     over with its reason;
 //   - what cannot be pinned is listed with the reason, never guessed.
 //
 // The build settings, toolchain and staging come from a template lock (the
@@ -167,7 +168,7 @@ func Generate(ctx context.Context, r Resolver, req Request) (*pins.Lock, []Unpin
 			unpinned = append(unpinned, Unpinned{root.path, root.rev, root.conflict})
 			continue
 		}
-		if ex := excludedIn(t, root.path); ex != nil {
+		if ex := excludedIn(t, root.path, root.rev); ex != nil {
 			l.Excluded = append(l.Excluded, pins.Excluded{Root: root.path, UpstreamRev: root.rev, Reason: ex.Reason})
 			continue
 		}
@@ -265,9 +266,11 @@ func rootOf(importPath string, known map[string]bool) string {
 	return strings.Join(parts[:min(n, len(parts))], "/")
 }
 
-func excludedIn(l *pins.Lock, rootPath string) *pins.Excluded {
+// excludedIn finds the template's exclusion of rootPath at rev: its reason
+// (e.g. "the proxy refuses this commit") holds for that revision only.
+func excludedIn(l *pins.Lock, rootPath, rev string) *pins.Excluded {
 	for i := range l.Excluded {
-		if l.Excluded[i].Root == rootPath {
+		if l.Excluded[i].Root == rootPath && l.Excluded[i].UpstreamRev == rev {
 			return &l.Excluded[i]
 		}
 	}

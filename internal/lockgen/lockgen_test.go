@@ -74,14 +74,14 @@ func template() *pins.Lock {
 			{Root: "github.com/o/o", Module: pins.Module{Path: "github.com/o/o", Version: "v1.0.2", H1: "h1:o="}, UpstreamRev: revX,
 				Override: &pins.Override{Fixes: "a crash", DropWhen: "never"}},
 		},
-		Excluded: []pins.Excluded{{Root: "github.com/tool/t", UpstreamRev: revX, Reason: "build tool"}},
+		Excluded: []pins.Excluded{{Root: "github.com/tool/t", UpstreamRev: revX, Reason: "build tool"}, {Root: "github.com/tool/u", UpstreamRev: revA, Reason: "commit refused"}},
 	}
 }
 
 func TestGenerate(t *testing.T) {
 	src := writeTree(t, map[string]string{
 		"vendor.conf": "github.com/a/a " + revA + "\ngithub.com/b/b " + revB + "\ngithub.com/c/c " + revC + "\n" +
-			"github.com/d/d " + revD + "\ngithub.com/h/h " + revE + "\ngithub.com/o/o " + revB + "\ngithub.com/tool/t " + revD + "\ngithub.com/t/tag v1.2.0\n",
+			"github.com/d/d " + revD + "\ngithub.com/h/h " + revE + "\ngithub.com/o/o " + revB + "\ngithub.com/tool/t " + revX + "\ngithub.com/tool/u " + revB + "\ngithub.com/t/tag v1.2.0\n",
 		"libcontainer/cgroups/fs/kmem_disabled.go": "package fs\n",
 	})
 	r := &fakeResolver{
@@ -120,7 +120,7 @@ func TestGenerate(t *testing.T) {
 		{"c in the v0.0.0 form", got["github.com/c/c"].Module.Version == "v0.0.0-20190202000000-cccccccccccc"},
 		{"h from the hint", got["github.com/h/h"].Module.Version == "v0.0.0-20190303000000-eeeeeeeeeeee" && strings.Contains(got["github.com/h/h"].Found, "hint")},
 		{"tag", got["github.com/t/tag"].Module.Version == "v1.2.0"},
-		{"excluded carried", len(l.Excluded) == 1 && l.Excluded[0].Root == "github.com/tool/t" && l.Excluded[0].UpstreamRev == revD},
+		{"excluded carried at the same revision only", len(l.Excluded) == 1 && l.Excluded[0].Root == "github.com/tool/t" && l.Excluded[0].UpstreamRev == revX},
 		{"buildtag fix", l.Fix == pins.Fix{Kind: pins.FixBuildTag, Tag: pins.NokmemTag, Requires: kmemDisabled}},
 		{"nokmem tag", strings.Join(l.Build.Tags, ",") == "seccomp,nokmem"},
 		{"version in -X", l.Build.LDFlagsX[0] == "main.version=1.0.0-rc6+{{.Marker}}"},
@@ -134,9 +134,10 @@ func TestGenerate(t *testing.T) {
 	for _, u := range unpinned {
 		un = append(un, u.Root)
 	}
-	// d: nothing served; o: the template overrides it and its revision changed.
-	if strings.Join(un, ",") != "github.com/d/d,github.com/o/o" {
-		t.Errorf("unpinned %v, want d and o", unpinned)
+	// d: nothing served; o: the template overrides it and its revision
+	// changed; u: excluded by the template at another revision, so resolved (and not served).
+	if strings.Join(un, ",") != "github.com/d/d,github.com/o/o,github.com/tool/u" {
+		t.Errorf("unpinned %v, want d, o and tool/u", unpinned)
 	}
 	if _, ok := got["github.com/d/d"]; ok {
 		t.Error("d was pinned although nothing is served for it")
@@ -152,7 +153,7 @@ func TestGenerate(t *testing.T) {
 // pins exactly what it pins; a changed revision is caught by Compare.
 func TestRegenerateCompare(t *testing.T) {
 	tmpl := template()
-	tmpl.Vendor = tmpl.Vendor[:1]
+	tmpl.Vendor, tmpl.Excluded = tmpl.Vendor[:1], tmpl.Excluded[:1]
 	src := writeTree(t, map[string]string{
 		"Godeps/Godeps.json": `{"Deps": [{"ImportPath": "github.com/a/a/sub", "Rev": "` + revA + `"}, {"ImportPath": "github.com/a/a", "Rev": "` + revA + `"}, {"ImportPath": "github.com/tool/t/cmd", "Rev": "` + revX + `"}]}`,
 	})
