@@ -47,6 +47,14 @@ func (Kubelet) Tree(ctx context.Context) error {
 	return err
 }
 
+// TreeVersion assembles and fixes the tree of any buildable kubelet version
+// in _build/kubernetes/<version> (for the kmem proof of that version:
+// NOKMEM_KMEMPROOF_VERSIONS=<version> go test -run TestKmemProofVersions ./internal/kmemproof).
+func (Kubelet) TreeVersion(ctx context.Context, version string) error {
+	_, _, err := pipelineTree(ctx, kubeProject, version)
+	return err
+}
+
 // TestKmem runs the behavioural kmem proof on the tree: libcontainer's own
 // MemoryGroup.Apply fails the proof unpatched and passes it patched (needs
 // root, cgroup v1 and FUSE).
