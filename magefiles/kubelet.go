@@ -79,6 +79,14 @@ func (Kubelet) Checksums(ctx context.Context) error {
 	return pipelineChecksums(ctx, kubeProject, kubeVersion, []string{"--version"})
 }
 
+// Audit reads the source of any kubelet version (from the module proxy) and
+// says whether its libcontainer's MemoryGroup.Apply activates kmem, which
+// fix applies (buildtag when kmem_disabled.go is there, else patch),
+// its matrix status and whether a lock exists.
+func (Kubelet) Audit(ctx context.Context, version string) error {
+	return audit(ctx, kubeProject, version)
+}
+
 // newPipeline is the pipeline every build target uses: the repository root
 // (mage's working directory), inputs through the module proxy, the pinned
 // toolchain's go build, human lines on stderr.

@@ -56,36 +56,9 @@ func (Pins) Verify(ctx context.Context, project, version string) error {
 // goes to _build/pins/<project>/<version>.yaml and is compared with it.
 func (Pins) Generate(ctx context.Context, project, version, commit string) error {
 	start := time.Now()
-	m, err := pins.LoadMatrix(pinsDir)
+	_, tmpl, known, hints, err := generatorInputs(project)
 	if err != nil {
 		return err
-	}
-	def := m.Default(project)
-	if def == "" {
-		return fmt.Errorf("%s: no default version in %s to take the build settings from", project, filepath.Join(pinsDir, pins.MatrixFile))
-	}
-	tmpl, err := pins.Load(pinsDir, project, def)
-	if err != nil {
-		return err
-	}
-	var known []*pins.Lock
-	for _, p := range []string{"kubernetes", "runc"} {
-		for _, v := range m.Buildable(p) {
-			l, err := pins.Load(pinsDir, p, v)
-			if err != nil {
-				return err
-			}
-			known = append(known, l)
-		}
-	}
-	hintFile := filepath.Join(pinsDir, "pseudo-versions.txt")
-	hintData, err := os.ReadFile(hintFile)
-	if err != nil {
-		return err
-	}
-	hints, err := lockgen.ParseHints(hintData)
-	if err != nil {
-		return fmt.Errorf("%s: %w", hintFile, err)
 	}
 	l, unpinned, err := lockgen.Generate(ctx, lockgen.GoResolver{}, lockgen.Request{Project: project, Version: version, Commit: commit, Template: tmpl, Known: known, Hints: hints})
 	if err != nil {
@@ -123,6 +96,73 @@ func (Pins) Generate(ctx context.Context, project, version, commit string) error
 	}
 	fmt.Fprintf(os.Stderr, "pins %s %s: the generated lock pins exactly what %s pins\n", project, version, pins.Path(pinsDir, project, version))
 	return nil
+}
+
+// generatorInputs loads what pins:generate and the audit targets share: the
+// matrix, the project's default lock (template), every buildable lock and
+// the pseudo-version hints.
+func generatorInputs(project string) (*pins.Matrix, *pins.Lock, []*pins.Lock, []lockgen.Hint, error) {
+	m, err := pins.LoadMatrix(pinsDir)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	def := m.Default(project)
+	if def == "" {
+		return nil, nil, nil, nil, fmt.Errorf("%s: no default version in %s to take the build settings from", project, filepath.Join(pinsDir, pins.MatrixFile))
+	}
+	tmpl, err := pins.Load(pinsDir, project, def)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	var known []*pins.Lock
+	for _, p := range []string{"kubernetes", "runc"} {
+		for _, v := range m.Buildable(p) {
+			l, err := pins.Load(pinsDir, p, v)
+			if err != nil {
+				return nil, nil, nil, nil, err
+			}
+			known = append(known, l)
+		}
+	}
+	hintFile := filepath.Join(pinsDir, "pseudo-versions.txt")
+	hintData, err := os.ReadFile(hintFile)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	hints, err := lockgen.ParseHints(hintData)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("%s: %w", hintFile, err)
+	}
+	return m, tmpl, known, hints, nil
+}
+
+// audit reads project@version's source and prints whether it activates
+// kmem, which fix applies and whether a lock exists (JSON on stdout).
+func audit(ctx context.Context, project, version string) error {
+	m, tmpl, known, hints, err := generatorInputs(project)
+	if err != nil {
+		return err
+	}
+	a, err := lockgen.AuditVersion(ctx, lockgen.GoResolver{}, lockgen.AuditRequest{
+		Project: project, Version: version, Template: tmpl, Known: known, Hints: hints, Matrix: m, PinsDir: pinsDir,
+	})
+	if err != nil {
+		return err
+	}
+	verdict := "unaffected: MemoryGroup.Apply does not activate kmem"
+	if a.ActivatesKmem {
+		verdict = "affected: MemoryGroup.Apply activates kmem; fix: " + a.Fix
+	}
+	lock := "no lock"
+	if a.Lock {
+		lock = "lock " + pins.Path(pinsDir, project, version)
+	}
+	status := a.Status
+	if status == "" {
+		status = "not in the matrix"
+	}
+	fmt.Fprintf(os.Stderr, "%s %s (libcontainer %s): %s; kmem_disabled.go %v; matrix: %s; %s\n", project, version, a.Runc, verdict, a.KmemDisabled, status, lock)
+	return printJSON(a)
 }
 
 // newFetcher is the module fetcher every input target uses: the go command

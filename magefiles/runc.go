@@ -78,6 +78,14 @@ func (Runc) BuildVersion(ctx context.Context, version string) error {
 	return err
 }
 
+// Audit reads the source of any runc version (from the module proxy) and
+// says whether its libcontainer's MemoryGroup.Apply activates kmem, which
+// fix applies (buildtag when kmem_disabled.go is there, else patch),
+// its matrix status and whether a lock exists.
+func (Runc) Audit(ctx context.Context, version string) error {
+	return audit(ctx, "runc", version)
+}
+
 // ChecksumsVersion rebuilds any buildable runc version into
 // _build/runc/<version>/rebuild (nothing is published) and fails unless its
 // sha256 equals vendor-pins/runc/<version>.CHECKSUMS.
