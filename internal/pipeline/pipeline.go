@@ -78,7 +78,13 @@ type Pipeline struct {
 	Log *slog.Logger
 	// Out receives one human line per outcome (stderr in the magefiles); nothing when nil.
 	Out io.Writer
+	// ProgressEvery is how often a running build logs that it is still
+	// running and for how long; DefaultProgressEvery when 0.
+	ProgressEvery time.Duration
 }
+
+// DefaultProgressEvery is the interval of the "still building" log line.
+const DefaultProgressEvery = 30 * time.Second
 
 // Plan is everything a build of project@version needs before running.
 type Plan struct {
@@ -305,7 +311,10 @@ func (p *Pipeline) BuildChecked(ctx context.Context, plan *Plan, outDir string) 
 	spec := plan.Spec
 	spec.Go, spec.OutDir = goBin, outDir
 	step = time.Now()
-	if err := p.Builder.Build(ctx, spec); err != nil {
+	stop := p.heartbeat(l, step)
+	err = p.Builder.Build(ctx, spec)
+	stop()
+	if err != nil {
 		return nil, err
 	}
 	p.log().Info("built", "project", l.Project, "version", l.Version, "took", time.Since(step).Round(time.Millisecond))
@@ -327,6 +336,31 @@ func (p *Pipeline) BuildChecked(ctx context.Context, plan *Plan, outDir string) 
 		bins = append(bins, bin)
 	}
 	return bins, nil
+}
+
+// heartbeat logs every ProgressEvery that the build of l is still running,
+// with the elapsed time, until the returned stop is called.
+func (p *Pipeline) heartbeat(l *pins.Lock, start time.Time) (stop func()) {
+	every := p.ProgressEvery
+	if every <= 0 {
+		every = DefaultProgressEvery
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				p.log().Info("still building", "project", l.Project, "version", l.Version, "elapsed", time.Since(start).Round(time.Second))
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 // Build builds, checks and publishes every binary of proj@version, unless

@@ -3,11 +3,14 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
@@ -281,5 +284,54 @@ func TestBuildWrongVersionNotPublished(t *testing.T) {
 	}
 	if _, err := os.Stat(w.dest()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("published despite a failed check: %v", err)
+	}
+}
+
+// slowBuilder blocks its build until the pipeline has logged two
+// "still building" lines.
+type slowBuilder struct {
+	fakeBuilder
+	beats chan struct{}
+}
+
+func (b *slowBuilder) Build(ctx context.Context, s gobuild.Spec) error {
+	for i := range 2 {
+		select {
+		case <-b.beats:
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("no \"still building\" line %d while the build ran", i+1)
+		}
+	}
+	return b.fakeBuilder.Build(ctx, s)
+}
+
+type beatHandler struct {
+	slog.Handler
+	beats chan struct{}
+}
+
+func (h beatHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h beatHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "still building" {
+		select {
+		case h.beats <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// A running build says that it is still running, with the elapsed time.
+func TestBuildProgress(t *testing.T) {
+	w := newWorld(t, setup{})
+	beats := make(chan struct{})
+	b := &slowBuilder{beats: beats}
+	p := w.pipeline(&b.fakeBuilder)
+	p.Builder = b
+	p.Log = slog.New(beatHandler{Handler: slog.DiscardHandler, beats: beats})
+	p.ProgressEvery = time.Millisecond
+	if _, err := p.Build(context.Background(), demo, "v1.0.0"); err != nil {
+		t.Fatal(err)
 	}
 }
