@@ -78,12 +78,12 @@ type Pipeline struct {
 	Log *slog.Logger
 	// Out receives one human line per outcome (stderr in the magefiles); nothing when nil.
 	Out io.Writer
-	// ProgressEvery is how often a running build logs that it is still
-	// running and for how long; DefaultProgressEvery when 0.
+	// ProgressEvery is how often a running build says on Out that it is
+	// still running and for how long; DefaultProgressEvery when 0.
 	ProgressEvery time.Duration
 }
 
-// DefaultProgressEvery is the interval of the "still building" log line.
+// DefaultProgressEvery is the interval of the "still building" line.
 const DefaultProgressEvery = 30 * time.Second
 
 // Plan is everything a build of project@version needs before running.
@@ -338,8 +338,9 @@ func (p *Pipeline) BuildChecked(ctx context.Context, plan *Plan, outDir string) 
 	return bins, nil
 }
 
-// heartbeat logs every ProgressEvery that the build of l is still running,
-// with the elapsed time, until the returned stop is called.
+// heartbeat says on Out every ProgressEvery that the build of l is still
+// running, with the elapsed time, until the returned stop is called (Out,
+// not the log: mage discards log output unless run with -v).
 func (p *Pipeline) heartbeat(l *pins.Lock, start time.Time) (stop func()) {
 	every := p.ProgressEvery
 	if every <= 0 {
@@ -356,7 +357,7 @@ func (p *Pipeline) heartbeat(l *pins.Lock, start time.Time) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				p.log().Info("still building", "project", l.Project, "version", l.Version, "elapsed", time.Since(start).Round(time.Second))
+				p.say("%s %s: still building, %s", l.Project, l.Version, time.Since(start).Round(time.Second))
 			}
 		}
 	}()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -305,21 +304,19 @@ func (b *slowBuilder) Build(ctx context.Context, s gobuild.Spec) error {
 	return b.fakeBuilder.Build(ctx, s)
 }
 
-type beatHandler struct {
-	slog.Handler
+// beatWriter signals each "still building" line written to it.
+type beatWriter struct {
 	beats chan struct{}
 }
 
-func (h beatHandler) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h beatHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "still building" {
+func (w beatWriter) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), "demo v1.0.0: still building, ") {
 		select {
-		case h.beats <- struct{}{}:
+		case w.beats <- struct{}{}:
 		default:
 		}
 	}
-	return nil
+	return len(p), nil
 }
 
 // A running build says that it is still running, with the elapsed time.
@@ -329,7 +326,7 @@ func TestBuildProgress(t *testing.T) {
 	b := &slowBuilder{beats: beats}
 	p := w.pipeline(&b.fakeBuilder)
 	p.Builder = b
-	p.Log = slog.New(beatHandler{Handler: slog.DiscardHandler, beats: beats})
+	p.Out = beatWriter{beats: beats}
 	p.ProgressEvery = time.Millisecond
 	if _, err := p.Build(context.Background(), demo, "v1.0.0"); err != nil {
 		t.Fatal(err)
