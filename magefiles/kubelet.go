@@ -79,6 +79,12 @@ func (Kubelet) Checksums(ctx context.Context) error {
 	return pipelineChecksums(ctx, kubeProject, kubeVersion, []string{"--version"})
 }
 
+// ChecksumsVersion is Checksums for any buildable kubelet version with a
+// committed vendor-pins/kubernetes/<version>.CHECKSUMS.
+func (Kubelet) ChecksumsVersion(ctx context.Context, version string) error {
+	return pipelineChecksums(ctx, kubeProject, version, []string{"--version"})
+}
+
 // Audit reads the source of any kubelet version (from the module proxy) and
 // says whether its libcontainer's MemoryGroup.Apply activates kmem, which
 // fix applies (buildtag when kmem_disabled.go is there, else patch),
