@@ -3,23 +3,20 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/magefile/mage/mg"
 
-	"github.com/nokmem/nokmem/internal/elfcheck"
 	"github.com/nokmem/nokmem/internal/gobuild"
 	"github.com/nokmem/nokmem/internal/patchset"
 	"github.com/nokmem/nokmem/internal/pins"
+	"github.com/nokmem/nokmem/internal/pipeline"
 	"github.com/nokmem/nokmem/internal/publish"
 	"github.com/nokmem/nokmem/internal/release/inputs"
 	"github.com/nokmem/nokmem/internal/srctree"
@@ -39,19 +36,19 @@ var (
 	runcPatches   = filepath.Join("patches", "runc", runcVersion)
 )
 
-// Build builds runc v1.0.0-rc5 through the kubelet's pipeline (h1-verified
-// inputs, patches/runc/v1.0.0-rc5, static build with the pinned toolchain,
-// ELF check, atomic publish into _output/runc/v1.0.0-rc5), checks that
-// `runc --version` shows rc5, its commit and the patch-set marker, and builds
-// the unpatched runc into _build/runc/v1.0.0-rc5-unpatched/runc for the
-// behavioural test. Unchanged inputs make it a no-op.
+// Build builds runc v1.0.0-rc5 through the pipeline (h1-verified inputs,
+// patches/runc/v1.0.0-rc5, static build with the pinned toolchain, ELF
+// check, `runc --version` showing rc5, its commit and the patch-set marker,
+// atomic publish into _output/runc/v1.0.0-rc5), and builds the unpatched
+// runc into _build/runc/v1.0.0-rc5-unpatched/runc for the behavioural test.
+// Unchanged inputs make it a no-op.
 func (Runc) Build(ctx context.Context) error {
 	start := time.Now()
-	l, err := pins.Load(pinsDir, "runc", runcVersion)
-	if err != nil {
+	if _, err := buildProject(ctx, pipeline.Runc, runcVersion); err != nil {
 		return err
 	}
-	set, err := patchset.Load(runcPatches)
+	patchedTook := time.Since(start)
+	l, err := pins.Load(pinsDir, "runc", runcVersion)
 	if err != nil {
 		return err
 	}
@@ -63,25 +60,42 @@ func (Runc) Build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// runc prints its version without the leading v, so the pipeline's
-	// version check (v1.0.0-rc5+marker) does not fit; checkRunc does it.
-	if _, err := pipelineBuild(ctx, "runc", runcVersion, nil); err != nil {
-		return err
-	}
-	bin := filepath.Join(runcOutput, "runc")
-	if err := checkRunc(ctx, l, goBin, tv.Go, bin, set.Marker()); err != nil {
-		return err
-	}
-	patchedTook := time.Since(start)
-
 	step := time.Now()
 	built, err := buildUnpatched(ctx, l, goBin, tv.Go)
 	if err != nil {
 		return err
 	}
-	slog.Info("runc ready", "patched", bin, "unpatched", filepath.Join(runcUnpatched, "runc"), "unpatchedRebuilt", built,
+	slog.Info("runc ready", "patched", filepath.Join(runcOutput, "runc"), "unpatched", filepath.Join(runcUnpatched, "runc"), "unpatchedRebuilt", built,
 		"patchedStep", patchedTook.Round(time.Millisecond), "unpatchedStep", time.Since(step).Round(time.Millisecond))
 	return nil
+}
+
+// BuildVersion builds and publishes any buildable runc version of
+// vendor-pins/matrix.yaml (`go tool mage runc:buildVersion v1.0.0-rc5`);
+// unlike Build it makes no unpatched binary.
+func (Runc) BuildVersion(ctx context.Context, version string) error {
+	_, err := buildProject(ctx, pipeline.Runc, version)
+	return err
+}
+
+// Audit reads the source of any runc version (from the module proxy) and
+// says whether its libcontainer's MemoryGroup.Apply activates kmem, which
+// fix applies (buildtag when kmem_disabled.go is there, else patch),
+// its matrix status and whether a lock exists.
+func (Runc) Audit(ctx context.Context, version string) error {
+	return audit(ctx, "runc", version)
+}
+
+// ChecksumsVersion rebuilds any buildable runc version into
+// _build/runc/<version>/rebuild (nothing is published) and fails unless its
+// sha256 equals vendor-pins/runc/<version>.CHECKSUMS.
+func (Runc) ChecksumsVersion(ctx context.Context, version string) error {
+	p := newPipeline()
+	sha, err := p.Checksums(ctx, pipeline.Runc, version)
+	if err != nil {
+		return err
+	}
+	return printJSON(map[string]any{"project": "runc", "version": version, "reproduced": p.ExpectedSumsPath("runc", version), "sha256": sha})
 }
 
 // Checksums builds runc (incrementally) and fails unless its sha256 equals
@@ -121,7 +135,7 @@ func buildUnpatched(ctx context.Context, l *pins.Lock, goBin, goVersion string) 
 	if err != nil {
 		return false, err
 	}
-	stamp, err := buildStamp(l, &patchset.Set{}, spec, debs)
+	stamp, err := pipeline.Stamp(pins.Path(pinsDir, l.Project, l.Version), l, &patchset.Set{}, spec, debs)
 	if err != nil {
 		return false, err
 	}
@@ -162,51 +176,22 @@ func (Runc) TestKmem(ctx context.Context) error {
 // lockSystemPackages reads the Debian packages whose code or tools go into a
 // cgo build of l: the C toolchain and glibc, and libseccomp for the seccomp tag.
 func lockSystemPackages(ctx context.Context, l *pins.Lock) ([]inputs.SystemPackage, error) {
-	if !l.Build.CGO {
-		return nil, nil
-	}
-	var extra []string
-	if slices.Contains(l.Build.Tags, "seccomp") {
-		extra = append(extra, "libseccomp-dev")
-	}
-	return inputs.CgoToolchain(ctx, extra...)
+	return pipeline.GoBuilder{}.SystemPackages(ctx, l)
 }
 
 // lockSpec is the gobuild spec of l with the given patch-set marker.
 func lockSpec(l *pins.Lock, goBin string, tree srctree.Tree, marker, outDir string) (gobuild.Spec, error) {
-	x, err := gobuild.ExpandX(l.Build.LDFlagsX, gobuild.Vars{
-		Version: l.Version, Commit: l.Source.Commit, CommitTime: l.Source.CommitTime, Marker: marker,
-	})
-	if err != nil {
-		return gobuild.Spec{}, fmt.Errorf("%s %s: %w", l.Project, l.Version, err)
-	}
-	return gobuild.Spec{
-		Go: goBin, GOPATH: tree.GOPATH, ImportPath: l.Source.ImportPath, Packages: l.Build.Packages,
-		OutDir: outDir, CGO: l.Build.CGO, Static: l.Build.Static, Tags: l.Build.Tags, X: x,
-	}, nil
+	s, err := pipeline.Spec(l, tree, marker, outDir)
+	s.Go = goBin
+	return s, err
 }
 
 // checkRunc checks a built runc: pinned Go version, static (runs on CentOS
 // 7), and `runc --version` naming the version, its commit and the marker, as
 // upstream's Makefile stamps them (version without the leading v).
 func checkRunc(ctx context.Context, l *pins.Lock, goBin, goVersion, bin, marker string) error {
-	if err := gobuild.CheckGoVersion(ctx, goBin, bin, goVersion); err != nil {
-		return err
-	}
-	if _, err := elfcheck.Check(bin, elfcheck.CentOS7GLIBC); err != nil {
-		return err
-	}
-	out, err := exec.CommandContext(ctx, bin, "--version").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s --version: %w: %s", bin, err, bytes.TrimSpace(out))
-	}
-	version := strings.TrimPrefix(l.Version, "v")
-	for _, want := range []string{"runc version " + version + "+" + marker + "\n", "commit: " + l.Source.Commit + "\n"} {
-		if !strings.Contains(string(out), want) {
-			return fmt.Errorf("%s --version says %q, want a line %q", bin, out, strings.TrimSpace(want))
-		}
-	}
-	return nil
+	return pipeline.GoBuilder{}.Check(ctx, pipeline.Check{GoBin: goBin, Binary: bin, GoVersion: goVersion, Static: l.Build.Static,
+		VersionArgs: pipeline.Runc.VersionArgs, VersionWant: pipeline.Runc.VersionWant(l, marker)})
 }
 
 // sameContent reports whether the file at path holds exactly content.

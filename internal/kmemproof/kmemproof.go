@@ -59,6 +59,11 @@ type Spec struct {
 	Patches *patchset.Set
 	// Env is appended to the toolchain's environment (GOCACHE=...).
 	Env []string
+	// FixTag, for a lock with fix: buildtag, is the build tag (nokmem) that
+	// selects libcontainer's kmem_disabled.go: the fixed run uses it, the
+	// unfixed run does not, and the explicit kernel memory limit case is
+	// left out (the tag ignores or refuses such a limit, by version).
+	FixTag string
 }
 
 // Result is the outcome of one proof run.
@@ -87,7 +92,7 @@ func (r *Result) Failed() []string {
 }
 
 // Run runs the proof on the tree presented patched (true) or unpatched
-// (false), with cgroupRoot as the fake cgroup root (a directory holding the
+// (false) (for a buildtag fix: built with or without Spec.FixTag), with cgroupRoot as the fake cgroup root (a directory holding the
 // "memory" hierarchy). A failing proof is a Result with Passed false; an
 // error means the proof could not run (tree state, toolchain, overlay).
 func Run(ctx context.Context, s Spec, patched bool, cgroupRoot string) (*Result, error) {
@@ -101,10 +106,17 @@ func Run(ctx context.Context, s Spec, patched bool, cgroupRoot string) (*Result,
 		return nil, fmt.Errorf("kmem proof in %s: %w", s.Root, err)
 	}
 	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, s.Go, "test", "-count=1", "-json", "-overlay", overlay,
-		"-run", "^"+TestName+"$", "./"+FSPackage)
+	args := []string{"test", "-count=1", "-json", "-overlay", overlay}
+	env := append(s.Env, "NOKMEM_PROOF_CGROUP_ROOT="+cgroupRoot)
+	if s.FixTag != "" {
+		if patched {
+			args = append(args, "-tags", s.FixTag)
+		}
+		env = append(env, "NOKMEM_PROOF_EXPLICIT=skip")
+	}
+	cmd := exec.CommandContext(ctx, s.Go, append(args, "-run", "^"+TestName+"$", "./"+FSPackage)...)
 	cmd.Dir = s.Root
-	cmd.Env = gobuild.Env(s.GOPATH, true, append(s.Env, "NOKMEM_PROOF_CGROUP_ROOT="+cgroupRoot)...)
+	cmd.Env = gobuild.Env(s.GOPATH, true, env...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	runErr := cmd.Run()
 	res, perr := parse(&out)

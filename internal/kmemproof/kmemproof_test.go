@@ -235,3 +235,82 @@ func TestParse(t *testing.T) {
 		t.Errorf("plain output lost lines: %q", res.Output)
 	}
 }
+
+// VersionsEnv lists further kubelet versions (space-separated) whose
+// assembled trees (go tool mage kubelet:treeVersion <version>) get the
+// proof, each by its lock's fix kind: red without the fix, green with it.
+const VersionsEnv = "NOKMEM_KMEMPROOF_VERSIONS"
+
+func TestKmemProofVersions(t *testing.T) {
+	versions := strings.Fields(os.Getenv(VersionsEnv))
+	if len(versions) == 0 {
+		t.Skip(VersionsEnv + " is not set (e.g. v1.14.10): no further versions to prove")
+	}
+	testenv.RequireCgroupV1Memory(t)
+	for _, v := range versions {
+		t.Run(v, func(t *testing.T) {
+			lock, err := pins.Load(filepath.Join(repoRoot, "vendor-pins"), "kubernetes", v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tree := srctree.Paths(lock, srctree.DefaultBuildDir(repoRoot, lock))
+			gopath, err := filepath.Abs(tree.GOPATH)
+			if err != nil {
+				t.Fatal(err)
+			}
+			root := filepath.Join(gopath, "src", filepath.FromSlash(lock.Source.ImportPath))
+			testenv.RequireFile(t, "assembled kubelet "+v+" tree (go tool mage kubelet:treeVersion "+v+")", filepath.Join(root, FSPackage, "memory.go"))
+			set := &patchset.Set{} // a buildtag version may have no patches
+			if dir := filepath.Join(repoRoot, "patches", "kubernetes", v); lock.Fix.Kind == pins.FixPatch || exists(dir) {
+				if set, err = patchset.Load(dir); err != nil {
+					t.Fatal(err)
+				}
+			}
+			goBin, err := toolchain.Go(context.Background(), &modfetch.Fetcher{}, lock.Toolchain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec := Spec{Go: goBin, GOPATH: gopath, Root: root, Patches: set}
+			if lock.Fix.Kind == pins.FixBuildTag {
+				spec.FixTag = lock.Fix.Tag
+			}
+			for _, fixed := range []bool{false, true} {
+				sim, m := memcgsim.MountForTest(t, memcgsim.RHEL78)
+				var mu sync.Mutex
+				written := map[string]bool{}
+				sim.SetHook(func(op memcgsim.Op) error {
+					if op.Kind == memcgsim.OpWrite && op.File == "memory.kmem.limit_in_bytes" {
+						mu.Lock()
+						written[op.Cgroup] = true
+						mu.Unlock()
+					}
+					return nil
+				})
+				res, err := Run(context.Background(), spec, fixed, filepath.Dir(m.Memory))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("%s, fixed=%v (fix %s):\n%s", v, fixed, lock.Fix.Kind, res.Output)
+				wantFailed := []string{"memory_limit_only", "memory_reservation_and_swap"}
+				if fixed {
+					wantFailed = nil
+				}
+				if res.Passed != fixed || !slices.Equal(res.Failed(), wantFailed) {
+					t.Errorf("fixed=%v: passed %v, failed %v; want passed %v, failed %v", fixed, res.Passed, res.Failed(), fixed, wantFailed)
+				}
+				mu.Lock()
+				for _, cg := range []string{"nokmem-proof/limit-only", "nokmem-proof/reservation"} {
+					if written[cg] == fixed {
+						t.Errorf("fixed=%v: memory.kmem.limit_in_bytes written in %s = %v", fixed, cg, written[cg])
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}

@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -29,6 +31,8 @@ type Lock struct {
 	Source Source `json:"source"`
 	// Toolchain is the Go toolchain module that builds it.
 	Toolchain Module `json:"toolchain"`
+	// Fix says how the build keeps kmem accounting off.
+	Fix Fix `json:"fix"`
 	// Build holds the settings passed to the toolchain.
 	Build Build `json:"build"`
 	// Staging, when set, links the source tree's own staging repositories
@@ -38,6 +42,63 @@ type Lock struct {
 	Vendor []VendorEntry `json:"vendor"`
 	// Excluded lists upstream vendor roots deliberately left out, with the reason.
 	Excluded []Excluded `json:"excluded,omitempty"`
+}
+
+// Fix kinds.
+const (
+	// FixPatch: the patch series in patches/<project>/<version> changes the
+	// vendored libcontainer so that Apply no longer activates kmem.
+	FixPatch = "patch"
+	// FixBuildTag: the tree already has libcontainer's kmem_disabled.go
+	// (runc 6a2c1559, "libcontainer: ability to compile without kmem");
+	// building with the tag selects it, no source change.
+	FixBuildTag = "buildtag"
+)
+
+// NokmemTag is the build tag that selects libcontainer's kmem_disabled.go.
+const NokmemTag = "nokmem"
+
+// KmemDisabledFile is the file a buildtag fix needs in the tree.
+const KmemDisabledFile = "kmem_disabled.go"
+
+// Fix is how a build keeps kmem accounting off.
+type Fix struct {
+	// Kind is FixPatch or FixBuildTag.
+	Kind string `json:"kind"`
+	// Tag (buildtag only) is the build tag, NokmemTag; it must be in build.tags.
+	Tag string `json:"tag,omitempty"`
+	// Requires (buildtag only) is the slash path, relative to the source
+	// root, of the kmem_disabled.go the tag selects, e.g.
+	// vendor/github.com/opencontainers/runc/libcontainer/cgroups/fs/kmem_disabled.go.
+	// A tree without it would build with kmem on, so the pipeline refuses it.
+	Requires string `json:"requires,omitempty"`
+}
+
+// validate checks the fix against the build settings.
+func (f Fix) validate(b Build) error {
+	switch f.Kind {
+	case FixPatch:
+		if f.Tag != "" || f.Requires != "" {
+			return fmt.Errorf("fix: kind %s takes no tag or requires (those are for %s)", FixPatch, FixBuildTag)
+		}
+	case FixBuildTag:
+		var errs []error
+		if f.Tag != NokmemTag {
+			errs = append(errs, fmt.Errorf("fix: kind %s needs tag: %s, got %q", FixBuildTag, NokmemTag, f.Tag))
+		} else if !slices.Contains(b.Tags, f.Tag) {
+			errs = append(errs, fmt.Errorf("fix: tag %s is not in build.tags %v", f.Tag, b.Tags))
+		}
+		if clean := path.Clean(f.Requires); f.Requires == "" || clean != f.Requires || path.IsAbs(clean) || strings.HasPrefix(clean, "../") ||
+			path.Base(clean) != KmemDisabledFile {
+			errs = append(errs, fmt.Errorf("fix: kind %s needs requires: the relative path of libcontainer/cgroups/fs/%s in the tree, got %q", FixBuildTag, KmemDisabledFile, f.Requires))
+		}
+		return errors.Join(errs...)
+	case "":
+		return fmt.Errorf("fix: kind is required (%s or %s)", FixPatch, FixBuildTag)
+	default:
+		return fmt.Errorf("fix: unknown kind %q (want %s or %s)", f.Kind, FixPatch, FixBuildTag)
+	}
+	return nil
 }
 
 // Staging names a directory of the source tree laid out like GOPATH/src
@@ -126,7 +187,26 @@ func Path(dir, project, version string) string {
 }
 
 // Load reads and validates the lock file for project@version under dir.
+// When dir has a matrix.yaml that marks the version unbuildable, unaffected
+// or planned, Load refuses it with the matrix's reason (ErrUnbuildable) and,
+// for an unbuildable one, the nearest buildable version.
 func Load(dir, project, version string) (*Lock, error) {
+	m, err := readMatrix(filepath.Join(dir, MatrixFile))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if m != nil {
+		if e := m.Entry(project, version); e != nil {
+			if err := e.Refuse(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return loadLock(dir, project, version)
+}
+
+// loadLock reads and validates one lock file.
+func loadLock(dir, project, version string) (*Lock, error) {
 	p := Path(dir, project, version)
 	data, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
@@ -189,6 +269,9 @@ func (l *Lock) Validate() error {
 	}
 	if len(l.Build.Packages) == 0 {
 		errs = append(errs, errors.New("build: no packages"))
+	}
+	if err := l.Fix.validate(l.Build); err != nil {
+		errs = append(errs, err)
 	}
 	seen := map[string]bool{}
 	for _, v := range l.Vendor {

@@ -106,6 +106,8 @@ toolchain:
   path: golang.org/toolchain
   version: v0.0.1-go1.26.11.linux-amd64
   h1: "h1:BBBB"
+fix:
+  kind: patch
 build:
   packages:
     - package: cmd/demo
@@ -147,6 +149,17 @@ func TestLoadBadInput(t *testing.T) {
 		}, ""},
 		{"override without dropWhen", func(s string) string { return s + "    override: {fixes: a bug}\n" }, "needs fixes and dropWhen"},
 		{"staging without prefix", func(s string) string { return s + "staging: {dir: staging/src}\n" }, "staging: dir and prefix"},
+		{"no fix", func(s string) string { return strings.Replace(s, "fix:\n  kind: patch\n", "", 1) }, "fix: kind is required (patch or buildtag)"},
+		{"unknown fix kind", func(s string) string { return strings.Replace(s, "kind: patch", "kind: sed", 1) }, `fix: unknown kind "sed"`},
+		{"patch with a tag", func(s string) string { return strings.Replace(s, "kind: patch", "kind: patch\n  tag: nokmem", 1) }, "fix: kind patch takes no tag"},
+		{"good buildtag", buildtag(fsKmem, "[nokmem]"), ""},
+		{"buildtag without the tag in build.tags", buildtag(fsKmem, "[seccomp]"), "fix: tag nokmem is not in build.tags [seccomp]"},
+		{"buildtag naming another tag", func(s string) string {
+			return strings.Replace(buildtag(fsKmem, "[nokmem]")(s), "tag: nokmem", "tag: kmem_off", 1)
+		}, `fix: kind buildtag needs tag: nokmem, got "kmem_off"`},
+		{"buildtag without requires", buildtag("", "[nokmem]"), "needs requires: the relative path of libcontainer/cgroups/fs/kmem_disabled.go"},
+		{"buildtag requiring another file", buildtag("libcontainer/cgroups/fs/kmem.go", "[nokmem]"), "needs requires"},
+		{"buildtag requiring a path outside the tree", buildtag("../fs/kmem_disabled.go", "[nokmem]"), "needs requires"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -183,5 +196,16 @@ func TestDigest(t *testing.T) {
 	b.Vendor[10].Module.H1 = "h1:changed"
 	if a.Digest() == b.Digest() {
 		t.Error("digest did not change with a vendor h1")
+	}
+}
+
+// fsKmem is where runc's own tree has kmem_disabled.go.
+const fsKmem = "libcontainer/cgroups/fs/kmem_disabled.go"
+
+// buildtag turns goodLock into a buildtag lock requiring file, with build tags tags.
+func buildtag(file, tags string) func(string) string {
+	return func(s string) string {
+		s = strings.Replace(s, "kind: patch", "kind: buildtag\n  tag: nokmem\n  requires: \""+file+"\"", 1)
+		return strings.Replace(s, "      output: demo\n", "      output: demo\n  tags: "+tags+"\n", 1)
 	}
 }

@@ -72,6 +72,50 @@ func CheckUpstream(root string, l *pins.Lock) (int, error) {
 	return checked, nil
 }
 
+// ManifestDep is one entry of upstream's vendor manifest.
+type ManifestDep struct {
+	ImportPath, Rev string
+	// Comment is Godeps.json's Comment (often `git describe` of Rev, e.g. v1.2.0 or v1.2.0-3-gabcdef).
+	Comment string
+}
+
+// ReadManifest reads the vendor manifest of the source tree at root
+// (Godeps/Godeps.json or vendor.conf) and returns its file name and entries
+// in file order.
+func ReadManifest(root string) (string, []ManifestDep, error) {
+	for _, name := range []string{"Godeps/Godeps.json", "vendor.conf"} {
+		data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(name)))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		var out []ManifestDep
+		if name == "vendor.conf" {
+			deps, err := parseVendorConf(data)
+			if err != nil {
+				return "", nil, fmt.Errorf("parse %s: %w", name, err)
+			}
+			for _, d := range deps {
+				out = append(out, ManifestDep{ImportPath: d.importPath, Rev: d.rev})
+			}
+			return name, out, nil
+		}
+		var g struct {
+			Deps []struct{ ImportPath, Rev, Comment string }
+		}
+		if err := json.Unmarshal(data, &g); err != nil {
+			return "", nil, fmt.Errorf("parse %s: %w", name, err)
+		}
+		for _, d := range g.Deps {
+			out = append(out, ManifestDep{ImportPath: d.ImportPath, Rev: d.Rev, Comment: d.Comment})
+		}
+		return name, out, nil
+	}
+	return "", nil, fmt.Errorf("%s: no Godeps/Godeps.json or vendor.conf", root)
+}
+
 func parseGodeps(data []byte) ([]dep, error) {
 	var g struct {
 		Deps []struct{ ImportPath, Rev string }

@@ -90,6 +90,27 @@ func TestGo(t *testing.T) {
 	}
 }
 
+// The pinned toolchain comes from a warm module cache with GOPROXY=off (an
+// offline build), prepared again after the cache lost its extracted copy.
+func TestGoOffline(t *testing.T) {
+	p := modfetchtest.New(t)
+	m := p.Add(t, fakeToolchain(pinned, "go version go1.26.11 linux/amd64"))
+	env := p.Env(t)
+	goBin, err := toolchain.Go(context.Background(), &modfetch.Fetcher{Env: env}, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Dir(filepath.Dir(goBin))
+	if err := os.RemoveAll(root); err != nil {
+		t.Fatal(err)
+	}
+	offline := &modfetch.Fetcher{Env: append(env, "GOPROXY=off", "GOSUMDB=sum.golang.org")}
+	if goBin, err = toolchain.Go(context.Background(), offline, m); err != nil {
+		t.Fatalf("offline toolchain from a warm cache: %v", err)
+	}
+	checkPrepared(t, filepath.Dir(filepath.Dir(goBin)))
+}
+
 func checkPrepared(t *testing.T, root string) {
 	t.Helper()
 	for _, f := range []string{"bin/go", "pkg/tool/linux_amd64/compile"} {

@@ -1,0 +1,118 @@
+package pins
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCommittedMatrix(t *testing.T) {
+	m, err := LoadMatrix(repoPins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Default("kubernetes"); got != "v1.12.4" {
+		t.Errorf("default kubelet %q, want v1.12.4", got)
+	}
+	if got := m.Default("runc"); got != "v1.0.0-rc5" {
+		t.Errorf("default runc %q, want v1.0.0-rc5", got)
+	}
+	// Every lock file is in the matrix as buildable, with the lock's fix kind.
+	for _, project := range []string{"kubernetes", "runc"} {
+		for _, v := range Known(repoPins, project) {
+			if e := m.Entry(project, v); e == nil || e.Status != StatusBuildable {
+				t.Errorf("%s %s has a lock file but is not buildable in %s", project, v, MatrixFile)
+			}
+		}
+	}
+}
+
+// v1.12.10 is refused with the reason and the nearest buildable version,
+// whether or not someone writes a lock file for it.
+func TestLoadRefusesUnbuildable(t *testing.T) {
+	_, err := Load(repoPins, "kubernetes", "v1.12.10")
+	if !errors.Is(err, ErrUnbuildable) {
+		t.Fatalf("got %v, want ErrUnbuildable", err)
+	}
+	for _, want := range []string{"kubernetes v1.12.10", "azure-sdk-for-go v19.2.0", "the nearest buildable version is v1.12.8"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	_, err = Load(repoPins, "kubernetes", "v1.21.2")
+	if !errors.Is(err, ErrUnbuildable) || !strings.Contains(err.Error(), "unaffected, nothing to fix") {
+		t.Errorf("unaffected v1.21.2: got %v", err)
+	}
+}
+
+const goodMatrix = `versions:
+  - {project: demo, version: v1.0.0, status: buildable, source: godeps, fix: patch, default: true}
+  - {project: demo, version: v1.0.1, status: unbuildable, source: godeps, reason: "dep gone", nearest: v1.0.0}
+  - {project: demo, version: v1.1.0, status: planned, source: gomod, fix: buildtag, reason: "no lock yet"}
+  - {project: demo, version: v2.0.0, status: unaffected, source: gomod, reason: "no kmem"}
+`
+
+func TestMatrixBadInput(t *testing.T) {
+	tests := []struct {
+		name    string
+		edit    func(string) string
+		lock    func(string) string // edits the demo v1.0.0 lock
+		wantErr string              // empty: loads fine
+	}{
+		{"good", nil, nil, ""},
+		{"unbuildable without nearest", func(s string) string { return strings.Replace(s, ", nearest: v1.0.0", "", 1) }, nil, "demo v1.0.1: an unbuildable version needs a reason and the nearest"},
+		{"nearest not in the matrix", func(s string) string { return strings.Replace(s, "nearest: v1.0.0", "nearest: v0.9.0", 1) }, nil, "demo v1.0.1: nearest v0.9.0 is not a buildable or planned version"},
+		{"nearest unaffected", func(s string) string { return strings.Replace(s, "nearest: v1.0.0", "nearest: v2.0.0", 1) }, nil, "nearest v2.0.0 is not a buildable"},
+		{"unknown status", func(s string) string { return strings.Replace(s, "status: planned", "status: maybe", 1) }, nil, `demo v1.1.0: status "maybe"`},
+		{"unknown source", func(s string) string { return strings.Replace(s, "source: gomod, fix", "source: glide, fix", 1) }, nil, `demo v1.1.0: source "glide"`},
+		{"buildable without fix", func(s string) string { return strings.Replace(s, ", fix: patch", "", 1) }, nil, `demo v1.0.0: fix "" is not patch or buildtag`},
+		{"listed twice", func(s string) string {
+			return s + "  - {project: demo, version: v2.0.0, status: unaffected, source: gomod, reason: x}\n"
+		}, nil, "demo v2.0.0: listed twice"},
+		{"planned default", func(s string) string {
+			return strings.Replace(s, "source: gomod, fix: buildtag,", "source: gomod, fix: buildtag, default: true,", 1)
+		}, nil, "demo v1.1.0: the default version must be buildable"},
+		{"buildable without a lock", func(s string) string { return strings.Replace(s, "status: planned", "status: buildable", 1) }, nil, "demo v1.1.0 is buildable: demo v1.1.0: unknown version"},
+		{"fix kind differs from the lock", func(s string) string { return strings.Replace(s, "fix: patch", "fix: buildtag", 1) }, nil, "demo v1.0.0: matrix says fix buildtag, the lock says patch"},
+		{"invalid lock", nil, func(s string) string { return strings.Replace(s, "fix:\n  kind: patch\n", "", 1) }, "demo v1.0.0 is buildable: "},
+		{"bundle of a planned version", func(s string) string { return s + "bundles:\n  - {kubelet: v1.0.0, runc: v1.0.0}\n" }, nil, "bundle kubelet v1.0.0 + runc v1.0.0: kubernetes v1.0.0 is not a buildable version"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(dir, "demo"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			m, l := goodMatrix, goodLock
+			if tc.edit != nil {
+				m = tc.edit(m)
+			}
+			if tc.lock != nil {
+				l = tc.lock(l)
+			}
+			if err := os.WriteFile(filepath.Join(dir, MatrixFile), []byte(m), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(Path(dir, "demo", "v1.0.0"), []byte(l), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadMatrix(dir)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("got error %v, want one containing %q", err, tc.wantErr)
+			}
+			if tc.wantErr == "" {
+				if _, err := Load(dir, "demo", "v1.0.1"); !errors.Is(err, ErrUnbuildable) || !strings.Contains(err.Error(), "dep gone; the nearest buildable version is v1.0.0") {
+					t.Errorf("Load(v1.0.1) = %v, want it refused with the reason and v1.0.0", err)
+				}
+				if _, err := Load(dir, "demo", "v1.0.0"); err != nil {
+					t.Errorf("Load(v1.0.0): %v", err)
+				}
+			}
+		})
+	}
+}

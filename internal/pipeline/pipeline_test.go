@@ -1,0 +1,334 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/nokmem/nokmem/internal/gobuild"
+	"github.com/nokmem/nokmem/internal/modfetch"
+	"github.com/nokmem/nokmem/internal/modfetch/modfetchtest"
+	"github.com/nokmem/nokmem/internal/pins"
+	"github.com/nokmem/nokmem/internal/pipeline"
+	"github.com/nokmem/nokmem/internal/release/inputs"
+	"github.com/nokmem/nokmem/internal/toolchain"
+)
+
+const (
+	fsDir     = "libcontainer/cgroups/fs/"
+	memoryGo  = "package fs\n\nfunc Apply() error {\n\treturn EnableKernelMemoryAccounting()\n}\n"
+	kmemOffGo = "// +build linux,nokmem\n\npackage fs\n\nfunc EnableKernelMemoryAccounting() error { return nil }\n"
+	patch     = `Subject: no kmem on Apply
+Why: test
+Upstream: none
+Upstream-Difference: none
+Drop-When: never
+
+diff --git a/vendor/github.com/opencontainers/runc/libcontainer/cgroups/fs/memory.go b/vendor/github.com/opencontainers/runc/libcontainer/cgroups/fs/memory.go
+--- a/vendor/github.com/opencontainers/runc/libcontainer/cgroups/fs/memory.go
++++ b/vendor/github.com/opencontainers/runc/libcontainer/cgroups/fs/memory.go
+@@ -1,5 +1,5 @@
+ package fs
+ 
+ func Apply() error {
+-	return EnableKernelMemoryAccounting()
++	return nil
+ }
+`
+	vendoredKmemOff = "vendor/github.com/opencontainers/runc/" + fsDir + "kmem_disabled.go"
+)
+
+// fakeBuilder "builds" a file holding the -X settings, and checks the
+// version the way GoBuilder does, on that file's content.
+type fakeBuilder struct {
+	specs  []gobuild.Spec
+	checks []pipeline.Check
+}
+
+func (b *fakeBuilder) SystemPackages(context.Context, *pins.Lock) ([]inputs.SystemPackage, error) {
+	return []inputs.SystemPackage{{Name: "libc6-dev", Version: "2.36"}}, nil
+}
+
+func (b *fakeBuilder) Build(_ context.Context, s gobuild.Spec) error {
+	b.specs = append(b.specs, s)
+	if err := os.MkdirAll(s.OutDir, 0o755); err != nil {
+		return err
+	}
+	for _, p := range s.Packages {
+		data := strings.Join(append(s.X, "tags="+strings.Join(s.Tags, ",")), "\n") + "\n"
+		if err := os.WriteFile(filepath.Join(s.OutDir, p.Output), []byte(data), 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *fakeBuilder) Check(_ context.Context, c pipeline.Check) error {
+	b.checks = append(b.checks, c)
+	out, err := os.ReadFile(c.Binary)
+	if err != nil {
+		return err
+	}
+	return pipeline.CheckVersionOutput(c, string(out))
+}
+
+var demo = pipeline.Project{
+	Name:        "demo",
+	VersionArgs: []string{"--version"},
+	VersionWant: func(l *pins.Lock, marker string) []string {
+		return []string{"main.version=" + l.Version + "+" + marker}
+	},
+}
+
+// world is a repository root with a lock for demo v1.0.0, its modules on a
+// file:// proxy, a matrix and a patch series.
+type world struct {
+	root  string
+	proxy *modfetchtest.Proxy
+	lock  *pins.Lock
+	fetch *modfetch.Fetcher
+}
+
+type setup struct {
+	buildtag     bool   // fix: buildtag instead of patch
+	noKmemOff    bool   // the vendored runc lacks kmem_disabled.go
+	memory       string // the vendored memory.go; memoryGo when empty
+	staging      bool   // the lock links staging repos the source lacks
+	noPatches    bool
+	wrongH1      bool // the lock's h1 of the vendored runc is wrong
+	unbuildable  bool // the matrix marks the version unbuildable
+	matrixStatus string
+}
+
+func newWorld(t *testing.T, s setup) *world {
+	t.Helper()
+	w := &world{root: t.TempDir(), proxy: modfetchtest.New(t)}
+	tc := w.proxy.Add(t, modfetchtest.Module{Path: toolchain.ModulePath, Version: "v0.0.1-go1.26.11.linux-amd64", Files: map[string]string{
+		"bin/go": "#!/bin/sh\necho 'go version go1.26.11 linux/amd64'\n", "src/_go.mod": "module std\n",
+	}})
+	src := w.proxy.Add(t, modfetchtest.Module{Path: "example.com/demo", Version: "v1.0.0", Files: map[string]string{
+		"cmd/demo/main.go": "package main\n\nvar version string\n\nfunc main() { println(version) }\n",
+	}})
+	runcFiles := map[string]string{fsDir + "memory.go": memoryGo}
+	if s.memory != "" {
+		runcFiles[fsDir+"memory.go"] = s.memory
+	}
+	if s.buildtag && !s.noKmemOff {
+		runcFiles[fsDir+"kmem_disabled.go"] = kmemOffGo
+	}
+	runc := w.proxy.Add(t, modfetchtest.Module{Path: "github.com/opencontainers/runc", Version: "v0.0.0-20181113202123-f000fe11ece1", Files: runcFiles})
+	if s.wrongH1 {
+		runc.H1 = "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+	}
+	l := &pins.Lock{
+		Project: "demo", Version: "v1.0.0",
+		Source:    pins.Source{Module: src, Commit: "abc123", CommitTime: "2020-01-01T00:00:00Z", ImportPath: "example.com/demo"},
+		Toolchain: tc,
+		Fix:       pins.Fix{Kind: pins.FixPatch},
+		Build: pins.Build{
+			Packages: []pins.BuildPackage{{Package: "cmd/demo", Output: "demo"}},
+			LDFlagsX: []string{"main.version={{.Version}}+{{.Marker}}"},
+		},
+		Vendor: []pins.VendorEntry{{Root: "github.com/opencontainers/runc", Module: runc}},
+	}
+	if s.buildtag {
+		l.Fix = pins.Fix{Kind: pins.FixBuildTag, Tag: pins.NokmemTag, Requires: vendoredKmemOff}
+		l.Build.Tags = []string{pins.NokmemTag}
+	}
+	if s.staging {
+		l.Staging = &pins.Staging{Dir: "staging/src", Prefix: "k8s.io"}
+	}
+	w.lock = l
+	data, err := yaml.Marshal(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, pins.Path(filepath.Join(w.root, "vendor-pins"), "demo", "v1.0.0"), string(data))
+	status := "buildable"
+	if s.unbuildable {
+		status = "unbuildable, reason: \"dep gone\", nearest: v0.9.0"
+	}
+	write(t, filepath.Join(w.root, "vendor-pins", pins.MatrixFile), "versions:\n"+
+		"  - {project: demo, version: v0.9.0, status: planned, source: godeps, fix: patch, reason: \"no lock\"}\n"+
+		"  - {project: demo, version: v1.0.0, status: "+status+", source: godeps, fix: "+l.Fix.Kind+"}\n")
+	if !s.buildtag && !s.noPatches {
+		write(t, filepath.Join(w.root, "patches", "demo", "v1.0.0", "0001-no-kmem.patch"), patch)
+	}
+	if s.noPatches {
+		if err := os.MkdirAll(filepath.Join(w.root, "patches", "demo", "v1.0.0"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.fetch = &modfetch.Fetcher{Env: w.proxy.Env(t)}
+	return w
+}
+
+func write(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (w *world) pipeline(b *fakeBuilder) *pipeline.Pipeline {
+	return &pipeline.Pipeline{Root: w.root, Inputs: pipeline.ModInputs{Fetcher: w.fetch}, Builder: b}
+}
+
+func (w *world) dest() string { return filepath.Join(w.root, "_output", "demo", "v1.0.0") }
+
+func TestBuildPatch(t *testing.T) {
+	w := newWorld(t, setup{})
+	b := &fakeBuilder{}
+	res, err := w.pipeline(b).Build(context.Background(), demo, "v1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.UpToDate || len(res.SHA256["demo"]) != 64 || !strings.HasPrefix(res.GitVersion, "v1.0.0+nokmem.") {
+		t.Errorf("result %+v", res)
+	}
+	tree := filepath.Join(w.root, "_build", "demo", "v1.0.0", "gopath", "src", "example.com", "demo")
+	got, err := os.ReadFile(filepath.Join(tree, "vendor", "github.com", "opencontainers", "runc", fsDir, "memory.go"))
+	if err != nil || strings.Contains(string(got), "EnableKernelMemoryAccounting") {
+		t.Errorf("vendored memory.go not patched: %q %v", got, err)
+	}
+	if len(b.checks) != 1 || b.checks[0].GoVersion != "go1.26.11" || !strings.HasSuffix(b.checks[0].GoBin, "/bin/go") {
+		t.Errorf("checks %+v", b.checks)
+	}
+	if _, err := os.Stat(filepath.Join(w.dest(), "demo")); err != nil {
+		t.Errorf("not published: %v", err)
+	}
+	again, err := w.pipeline(b).Build(context.Background(), demo, "v1.0.0")
+	if err != nil || !again.UpToDate || again.SHA256["demo"] != res.SHA256["demo"] || len(b.specs) != 1 {
+		t.Errorf("second build: %+v, %v, %d builds; want up to date without building", again, err, len(b.specs))
+	}
+}
+
+func TestBuildTag(t *testing.T) {
+	w := newWorld(t, setup{buildtag: true})
+	b := &fakeBuilder{}
+	res, err := w.pipeline(b).Build(context.Background(), demo, "v1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.specs) != 1 || !slices.Contains(b.specs[0].Tags, pins.NokmemTag) {
+		t.Errorf("specs %+v, want one build with -tags nokmem", b.specs)
+	}
+	if !strings.HasPrefix(res.GitVersion, "v1.0.0+nokmem.") {
+		t.Errorf("git version %s", res.GitVersion)
+	}
+}
+
+// Every refusal stops before the build and publishes nothing.
+func TestBuildRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		s    setup
+		is   error
+		want []string
+	}{
+		{"unbuildable version", setup{unbuildable: true}, pins.ErrUnbuildable, []string{"demo v1.0.0", "dep gone", "the nearest buildable version is v0.9.0"}},
+		{"module with a wrong h1", setup{wrongH1: true}, modfetch.ErrHashMismatch, []string{"github.com/opencontainers/runc@v0.0.0-20181113202123-f000fe11ece1"}},
+		{"patch that does not apply", setup{memory: "package fs\n\nfunc Apply() error {\n\treturn enableKmem()\n}\n"}, nil, []string{"demo v1.0.0", "0001-no-kmem.patch", "does not apply"}},
+		{"patch lock without patches", setup{noPatches: true}, nil, []string{"demo v1.0.0: the lock's fix is patch", "has no patches"}},
+		{"buildtag tree without kmem_disabled.go", setup{buildtag: true, noKmemOff: true}, pipeline.ErrNoKmemDisabled, []string{"demo v1.0.0: fix buildtag", "kmem_disabled.go"}},
+		{"missing staging repositories", setup{staging: true}, nil, []string{"staging"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, tc.s)
+			b := &fakeBuilder{}
+			_, err := w.pipeline(b).Build(context.Background(), demo, "v1.0.0")
+			if err == nil {
+				t.Fatal("built, want a refusal")
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("error %v is not %v", err, tc.is)
+			}
+			for _, s := range tc.want {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not say %q", err, s)
+				}
+			}
+			if len(b.specs) != 0 {
+				t.Errorf("the builder ran %d times", len(b.specs))
+			}
+			if _, err := os.Stat(w.dest()); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("output folder exists after a refusal: %v", err)
+			}
+		})
+	}
+}
+
+// A binary whose version output lacks the marker is not published.
+func TestBuildWrongVersionNotPublished(t *testing.T) {
+	w := newWorld(t, setup{})
+	b := &fakeBuilder{}
+	p := w.pipeline(b)
+	wrong := demo
+	wrong.VersionWant = func(l *pins.Lock, marker string) []string { return []string{l.Version + "+other"} }
+	_, err := p.Build(context.Background(), wrong, "v1.0.0")
+	if err == nil || !strings.Contains(err.Error(), `want it to show "v1.0.0+other"`) {
+		t.Fatalf("got %v, want the version check to fail", err)
+	}
+	if _, err := os.Stat(w.dest()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("published despite a failed check: %v", err)
+	}
+}
+
+// slowBuilder blocks its build until the pipeline has logged two
+// "still building" lines.
+type slowBuilder struct {
+	fakeBuilder
+	beats chan struct{}
+}
+
+func (b *slowBuilder) Build(ctx context.Context, s gobuild.Spec) error {
+	for i := range 2 {
+		select {
+		case <-b.beats:
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("no \"still building\" line %d while the build ran", i+1)
+		}
+	}
+	return b.fakeBuilder.Build(ctx, s)
+}
+
+// beatWriter signals each "still building" line written to it.
+type beatWriter struct {
+	beats chan struct{}
+}
+
+func (w beatWriter) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), "demo v1.0.0: still building, ") {
+		select {
+		case w.beats <- struct{}{}:
+		default:
+		}
+	}
+	return len(p), nil
+}
+
+// A running build says that it is still running, with the elapsed time.
+func TestBuildProgress(t *testing.T) {
+	w := newWorld(t, setup{})
+	beats := make(chan struct{})
+	b := &slowBuilder{beats: beats}
+	p := w.pipeline(&b.fakeBuilder)
+	p.Builder = b
+	p.Out = beatWriter{beats: beats}
+	p.ProgressEvery = time.Millisecond
+	if _, err := p.Build(context.Background(), demo, "v1.0.0"); err != nil {
+		t.Fatal(err)
+	}
+}
