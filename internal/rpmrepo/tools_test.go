@@ -291,6 +291,41 @@ func TestDNFUpgradeFromUpstream(t *testing.T) {
 		t.Errorf("bundle link: %v", err)
 	}
 	noBuildPaths(t, d.root, KubeletBinaryPath, NodeVerify, NodeBundleLink, NodePubKey, KubeletUnitPath, KubeletSysconfig)
+	// The yum path of the README: with both packages in place, the
+	// installed verify installs the bundle from /opt/nokmem (runc from it;
+	// the kubelet is already the same bytes), and rpm -V of the kubelet
+	// package stays clean but for the file time; install --rollback puts
+	// the stock runc back.
+	stockRunc := "#!/bin/sh\necho 'runc version 1.0.0-rc5'\n"
+	if err := os.WriteFile(filepath.Join(d.root, "usr/bin/runc"), []byte(stockRunc), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(d.tmp, "state")
+	verify := func(args ...string) {
+		t.Helper()
+		args = append(args, "--state-dir", state)
+		if out, err := exec.Command(filepath.Join(d.root, NodeVerify), args...).CombinedOutput(); err != nil {
+			t.Fatalf("installed verify %v: %v\n%s", args, err, out)
+		}
+	}
+	verify("install", "--bundle", filepath.Join(d.root, NodeBundleLink), "--pubkey", filepath.Join(d.root, NodePubKey),
+		"--search-dirs", filepath.Join(d.root, "usr/bin"), "--tmp-dir", d.tmp)
+	if got := d.sha("usr/bin/runc"); got == "" || got == d.sha(KubeletBinaryPath) {
+		t.Fatalf("runc sha256 %s after install", got)
+	}
+	if got := d.sha(KubeletBinaryPath); got != b.kubeletSHA {
+		t.Errorf("kubelet after verify install: %s, want %s", got, b.kubeletSHA)
+	}
+	out, _ := exec.Command("rpm", "--root", d.root, "-V", "kubelet").CombinedOutput()
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l != "" && !strings.HasSuffix(l, " c /etc/sysconfig/kubelet") && l != ".......T.    "+KubeletBinaryPath {
+			t.Errorf("rpm -V kubelet after verify install: %s", l)
+		}
+	}
+	verify("install", "--rollback")
+	if got, _ := os.ReadFile(filepath.Join(d.root, "usr/bin/runc")); string(got) != stockRunc {
+		t.Errorf("runc after install --rollback: %.40q", got)
+	}
 	// Back to the el7 build.
 	d.mustDNF("kubernetes,nokmem", "downgrade", "kubelet")
 	if got := d.installed("kubelet"); got != "1.12.4-0" {
