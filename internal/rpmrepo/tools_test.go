@@ -77,6 +77,9 @@ func TestPublishedRPMs(t *testing.T) {
 	if err := Check(b.repo, b.pub); err != nil {
 		t.Fatalf("the published repository: %v", err)
 	}
+	// The reference tool agrees with the signature over SHA256SUMS.
+	minisign := testenv.RequireCommand(t, "minisign")
+	run(t, minisign, "-Vm", filepath.Join(b.repo, "SHA256SUMS"), "-p", b.pub)
 	info := run(t, "rpm", "-qpi", b.kubelet)
 	for _, want := range []string{"Name        : kubelet", "Version     : 1.12.4", "Release     : 1.nokmem", "Architecture: x86_64", "License     : ASL 2.0", "Build Host  : nokmem"} {
 		if !strings.Contains(info, want) {
