@@ -55,33 +55,35 @@ func built(t *testing.T) artifacts {
 type node struct {
 	name string
 	dir  string
+	bin  string // where kubelet and runc are, relative to dir
+	vars map[string]any
 	sim  *memcgsim.Sim
 	m    *memcgsim.Mount
 	h    memcg.Hierarchy
 	pod  int
 }
 
-func newNode(t *testing.T, root, name string, p memcgsim.Profile) *node {
+func newNode(t *testing.T, root, name, bin string, p memcgsim.Profile) *node {
 	t.Helper()
 	sim, m := memcgsim.MountForTest(t, p)
-	n := &node{name: name, dir: filepath.Join(root, name), sim: sim, m: m, h: memcg.Hierarchy{Root: m.Memory}}
+	n := &node{name: name, dir: filepath.Join(root, name), bin: bin, sim: sim, m: m, h: memcg.Hierarchy{Root: m.Memory}}
 	kernel := "3.10.0-1127.el7.x86_64"
 	if p == memcgsim.Modern {
 		kernel = "6.18.44"
 	}
 	n.write("osrelease", kernel+"\n", 0o644)
-	n.write("bin/kubelet", stockKubelet, 0o755)
-	n.write("bin/runc", stockRunc, 0o755)
+	n.write(bin+"/kubelet", stockKubelet, 0o755)
+	n.write(bin+"/runc", stockRunc, 0o755)
 	n.write("sbin/systemctl", fmt.Sprintf(`#!/bin/sh
 echo "$*" >> %[1]s/systemctl.log
 case "$1" in
 stop) rm -rf %[1]s/proc/4242 ;;
-start) mkdir -p %[1]s/proc/4242 && echo kubelet > %[1]s/proc/4242/comm && ln -sf %[1]s/bin/kubelet %[1]s/proc/4242/exe ;;
+start) mkdir -p %[1]s/proc/4242 && echo kubelet > %[1]s/proc/4242/comm && ln -sf %[1]s/%[2]s/kubelet %[1]s/proc/4242/exe ;;
 esac
-`, n.dir), 0o755)
+`, n.dir, bin), 0o755)
 	// The stock kubelet runs, with a kmem-active kubepods tree.
 	n.write("proc/4242/comm", "kubelet\n", 0o644)
-	if err := os.Symlink(n.path("bin/kubelet"), n.path("proc/4242/exe")); err != nil {
+	if err := os.Symlink(n.path(bin+"/kubelet"), n.path("proc/4242/exe")); err != nil {
 		t.Fatal(err)
 	}
 	if p != memcgsim.Modern {
@@ -182,7 +184,7 @@ func (n *node) checkRepaired(t *testing.T) {
 	if cg, err := n.sim.TaskCgroup(n.pod); err != nil || cg != "kubepods/burstable/podA" {
 		t.Errorf("%s: pod task in %q (%v)", n.name, cg, err)
 	}
-	if b, _ := os.ReadFile(n.path("bin/kubelet")); string(b) == stockKubelet {
+	if b, _ := os.ReadFile(n.path(n.bin + "/kubelet")); string(b) == stockKubelet {
 		t.Errorf("%s: kubelet still the stock one", n.name)
 	}
 	if log, _ := os.ReadFile(n.path("systemctl.log")); string(log) != "stop kubelet\nstart kubelet\n" {
@@ -215,7 +217,7 @@ func newFleet(t *testing.T, a artifacts) *fleet {
 }
 
 func (f *fleet) add(name string, p memcgsim.Profile) *node {
-	n := newNode(f.t, filepath.Join(f.dir, "nodes"), name, p)
+	n := newNode(f.t, filepath.Join(f.dir, "nodes"), name, "bin", p)
 	f.nodes = append(f.nodes, n)
 	return n
 }
@@ -245,15 +247,18 @@ func (f *fleet) inventory() string {
 			"nokmem_bundle":          n.path("opt/nokmem/bundle/current.tar.gz"),
 			"nokmem_pubkey":          n.path("etc/nokmem/release.pub"),
 			"nokmem_verify_flags":    []string{"--root", n.m.Memory, "--state-dir", n.path("state")},
-			"nokmem_detect_flags":    []string{"--os-release", n.path("osrelease"), "--proc-cgroups", n.m.ProcCgroups, "--slab-dir", n.m.Slab, "--search-dirs", n.path("bin")},
+			"nokmem_detect_flags":    []string{"--os-release", n.path("osrelease"), "--proc-cgroups", n.m.ProcCgroups, "--slab-dir", n.m.Slab, "--search-dirs", n.path(n.bin)},
 			"nokmem_run_flags":       []string{"--proc", n.path("proc"), "--tmp-dir", n.path("tmp"), "--kubelet-timeout", "20s"},
-			"nokmem_migrate_flags":   []string{"--proc", n.path("proc"), "--kubelet-path", n.path("bin/kubelet")},
+			"nokmem_migrate_flags":   []string{"--proc", n.path("proc"), "--kubelet-path", n.path(n.bin + "/kubelet")},
 			"nokmem_stop_cmd":        n.path("sbin/systemctl") + " stop kubelet",
 			"nokmem_start_cmd":       n.path("sbin/systemctl") + " start kubelet",
 			"nokmem_kubectl":         filepath.Join(f.dir, "kubectl"),
 			"nokmem_node_report_dir": n.path("reports"),
 			"nokmem_report_dir":      filepath.Join(f.dir, "reports"),
 			"nokmem_drain_flags":     []string{"--ignore-daemonsets"},
+		}
+		for k, v := range n.vars {
+			vars[k] = v
 		}
 		if err := os.MkdirAll(n.path("tmp"), 0o755); err != nil {
 			f.t.Fatal(err)
