@@ -256,6 +256,9 @@ func (f *fleet) inventory() string {
 			"nokmem_node_report_dir": n.path("reports"),
 			"nokmem_report_dir":      filepath.Join(f.dir, "reports"),
 			"nokmem_drain_flags":     []string{"--ignore-daemonsets"},
+			// Each node's own lock folder: the nodes of a batch run at once on
+			// this one machine (a verify without the node lock ignores it).
+			"nokmem_verify_environment": map[string]string{"NOKMEM_LOCK_DIR": n.path("lock")},
 		}
 		for k, v := range n.vars {
 			vars[k] = v

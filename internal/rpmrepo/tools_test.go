@@ -307,7 +307,9 @@ func TestDNFUpgradeFromUpstream(t *testing.T) {
 	verify := func(args ...string) {
 		t.Helper()
 		args = append(args, "--state-dir", state)
-		if out, err := exec.Command(filepath.Join(d.root, NodeVerify), args...).CombinedOutput(); err != nil {
+		cmd := exec.Command(filepath.Join(d.root, NodeVerify), args...)
+		cmd.Env = append(os.Environ(), "NOKMEM_LOCK_DIR="+filepath.Join(d.tmp, "lock"))
+		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("installed verify %v: %v\n%s", args, err, out)
 		}
 	}
