@@ -85,7 +85,8 @@ func upstreamStandIn(t *testing.T) string {
 	return dir
 }
 
-// The packages method on two nodes (canary, then one batch): the yum
+// The packages method on two nodes (canary, then one batch): --check
+// before nokmem-node is there installs nothing and says so; the yum
 // tasks put nokmem-node in place and upgrade the el7 kubelet to the nokmem
 // RPM, verify run installs runc from the bundle nokmem-node carries and
 // repairs the node, kubectl is called with nokmem_node_name; a second run
@@ -98,7 +99,18 @@ func TestRolloutWithPackages(t *testing.T) {
 	up := upstreamStandIn(t)
 	p1, p2 := f.addYumNode("p1", up), f.addYumNode("p2", up)
 	f.canary = []string{"p1"}
-	out, code, _ := f.play("site.yml")
+	// --check before nokmem-node is on the nodes: nothing installed, each
+	// node says it could not be checked yet, the run does not fail.
+	out, code, _ := f.play("site.yml", "--check")
+	if code != 0 || !strings.Contains(out, "p1: not checked") || !strings.Contains(out, "p2: not checked") {
+		t.Fatalf("--check: exit %d\n%s", code, out)
+	}
+	for _, n := range []*node{p1, p2} {
+		if q, err := exec.Command("rpm", "--root", n.path("root"), "-q", "nokmem-node").CombinedOutput(); err == nil {
+			t.Errorf("--check installed on %s: %s", n.name, q)
+		}
+	}
+	out, code, _ = f.play("site.yml")
 	if code != 0 {
 		t.Fatalf("rollout: exit %d\n%s", code, out)
 	}
