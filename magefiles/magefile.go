@@ -19,10 +19,11 @@ import (
 // into _output/<project>/<version> with their release sets (checksums, SBOM,
 // provenance, signature), the verify node program into _output/verify (with
 // its own release set), and the signed node bundle of all three into
-// _output/bundle/<name>/ and <name>.tar.gz, ending with release notes.
+// _output/bundle/<name>/ and <name>.tar.gz, ending with release notes, and
+// the kubelet and nokmem-node RPMs with their yum repository in _output/yum/.
 // With unchanged inputs the kubelet and runc builds do no work.
 func Build(ctx context.Context) error {
-	mg.SerialCtxDeps(ctx, Release.All, Verify.Build, Bundle.Build)
+	mg.SerialCtxDeps(ctx, Release.All, Verify.Build, Bundle.Build, Yum.Build)
 	return nil
 }
 

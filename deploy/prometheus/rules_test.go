@@ -1,0 +1,96 @@
+// Package prometheus holds the tests of the alert rules for the metrics of
+// `verify detect --textfile` (nokmem-alerts.yml).
+package prometheus
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/nokmem/nokmem/internal/testenv"
+)
+
+// promtool validates the rule file and runs its unit tests: each alert
+// fires on a bad node and stays quiet on a healthy and a modern one.
+func TestPromtool(t *testing.T) {
+	testenv.RequireCommand(t, "promtool")
+	for _, args := range [][]string{{"check", "rules", "nokmem-alerts.yml"}, {"test", "rules", "nokmem-alerts.test.yml"}} {
+		if out, err := exec.Command("promtool", args...).CombinedOutput(); err != nil {
+			t.Errorf("promtool %v: %v\n%s", args, err, out)
+		}
+	}
+}
+
+// nodeExporter are the metrics of node_exporter itself that the rules use.
+var nodeExporter = map[string]bool{"node_textfile_mtime_seconds": true}
+
+var (
+	metricName = regexp.MustCompile(`\b(nokmem_[a-z0-9_]+|node_[a-z0-9_]+)\b`)
+	written    = regexp.MustCompile(`Name: "(nokmem_[a-z0-9_]+)"`)
+)
+
+// Every metric an expression names is one verify detect writes (read from
+// verify/cmd_detect.go), so a renamed metric cannot leave an alert that
+// never fires; every alert has a severity, a summary and a description.
+func TestRulesNameWrittenMetrics(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "..", "verify", "cmd_detect.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	for _, m := range written.FindAllStringSubmatch(string(src), -1) {
+		known[m[1]] = true
+	}
+	if len(known) < 5 {
+		t.Fatalf("found only %v in verify/cmd_detect.go", known)
+	}
+	data, err := os.ReadFile("nokmem-alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Groups []struct {
+			Name  string `json:"name"`
+			Rules []struct {
+				Alert       string            `json:"alert"`
+				Expr        string            `json:"expr"`
+				For         string            `json:"for"`
+				Labels      map[string]string `json:"labels"`
+				Annotations map[string]string `json:"annotations"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	if err := yaml.UnmarshalStrict(data, &f); err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{}
+	alerts := 0
+	for _, g := range f.Groups {
+		for _, r := range g.Rules {
+			alerts++
+			names := metricName.FindAllString(r.Expr, -1)
+			if len(names) == 0 {
+				t.Errorf("%s: expression %q names no metric", r.Alert, r.Expr)
+			}
+			for _, n := range names {
+				if !known[n] && !nodeExporter[n] {
+					t.Errorf("%s: %s is not a metric verify detect writes (%v)", r.Alert, n, known)
+				}
+				used[n] = true
+			}
+			if r.Labels["severity"] == "" || r.Annotations["summary"] == "" || r.Annotations["description"] == "" {
+				t.Errorf("%s: severity, summary and description are required", r.Alert)
+			}
+		}
+	}
+	for _, want := range []string{"nokmem_kmem_active_cgroups", "nokmem_leaked_ids_estimate", "nokmem_binary_nokmem", "nokmem_memory_num_cgroups"} {
+		if !used[want] {
+			t.Errorf("no alert on %s", want)
+		}
+	}
+	t.Logf("%d alerts over %d metrics", alerts, len(used))
+}

@@ -1,0 +1,122 @@
+//go:build mage
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/magefile/mage/mg"
+
+	"github.com/nokmem/nokmem/internal/bundle"
+	"github.com/nokmem/nokmem/internal/patchset"
+	"github.com/nokmem/nokmem/internal/rpmrepo"
+)
+
+// Yum builds the RPMs and the yum repository.
+type Yum mg.Namespace
+
+// yumOutput is the published yum repository.
+var yumOutput = filepath.Join("_output", "yum")
+
+// kubeletRPMRelease is the release of the nokmem kubelet RPM: it sorts
+// above the Kubernetes el7 repository's release "0" of the same version,
+// so `yum update` takes it and never goes back. Raise the leading number
+// whenever patches/kubernetes/<version> changes.
+const kubeletRPMRelease = "1.nokmem"
+
+// Build (after bundle:build) makes, from the published bundle (checked with
+// the public key first), kubelet-<version>-<release>.x86_64.rpm and
+// nokmem-node-<version>-<release>.x86_64.rpm, runs createrepo_c, writes
+// signed SHA256SUMS over the RPMs and publishes all of it as _output/yum/.
+// Build time and file times are the source date (HEAD's commit time or
+// SOURCE_DATE_EPOCH), so the same sources give the same bytes.
+func (Yum) Build(ctx context.Context) error {
+	mg.SerialCtxDeps(ctx, Bundle.Build)
+	start := time.Now()
+	name, err := bundleName()
+	if err != nil {
+		return err
+	}
+	key, pub, err := signingKey()
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(bundleOutput, name)
+	m, err := bundle.Verify(dir, pub)
+	if err != nil {
+		return fmt.Errorf("yum: the published bundle: %w", err)
+	}
+	mtime, err := sourceDate(ctx)
+	if err != nil {
+		return err
+	}
+	kubeSet, err := patchset.Load(filepath.Join("patches", kubeProject, kubeVersion))
+	if err != nil {
+		return err
+	}
+	read := func(p string) ([]byte, error) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("yum: %w", err)
+		}
+		return b, nil
+	}
+	kubelet, err := read(filepath.Join(dir, "kubelet"))
+	if err != nil {
+		return err
+	}
+	verifyBin, err := read(filepath.Join(dir, "verify"))
+	if err != nil {
+		return err
+	}
+	tgz, err := read(filepath.Join(bundleOutput, name+bundle.TarExt))
+	if err != nil {
+		return err
+	}
+	pubKey, err := read(pub)
+	if err != nil {
+		return err
+	}
+	node, err := rpmrepo.Node{
+		VerifyVersion: m.Binary("verify").Version,
+		Verify:        verifyBin,
+		BundleFile:    name + bundle.TarExt,
+		Bundle:        tgz,
+		PubKey:        pubKey,
+		BuildTime:     mtime,
+	}.Package()
+	if err != nil {
+		return err
+	}
+	kube := rpmrepo.Kubelet{
+		Version:     kubeVersion,
+		Release:     kubeletRPMRelease,
+		Binary:      kubelet,
+		PatchMarker: kubeSet.Marker(),
+		BuildTime:   mtime,
+	}.Package()
+	pubd, err := rpmrepo.Publish(ctx, yumOutput, []*rpmrepo.Package{kube, node}, key, pub, mtime)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n=== yum repository: %s ===\n", pubd.Dir)
+	for _, r := range pubd.RPMs {
+		fi, err := os.Stat(filepath.Join(pubd.Dir, r))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "  %-60s %6.1f MB\n", r, float64(fi.Size())/1e6)
+	}
+	fmt.Fprintf(&b, "SHA256SUMS signed with %s; createrepo_c took %s; yum step took %s\n",
+		pub, pubd.RepoTook.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(&b, "on a node: baseurl=file:// or https:// of this folder, then `yum install kubelet-%s-%s nokmem-node` (see README, Roll out to a fleet)\n",
+		strings.TrimPrefix(kubeVersion, "v"), kubeletRPMRelease)
+	_, err = fmt.Fprint(os.Stdout, b.String())
+	return err
+}
