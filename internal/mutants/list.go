@@ -191,6 +191,31 @@ var List = []Mutation{
 		Package: "./verify",
 		Run:     "^TestInstallAsNobodyWritesFirst$",
 	},
+	// Fleet rollout (issue 11).
+	{
+		Name:    "rollout-ignores-failed-batch",
+		File:    "deploy/ansible/site.yml",
+		Old:     "  max_fail_percentage: 0\n",
+		New:     "  max_fail_percentage: 100\n",
+		Package: "./deploy/ansible",
+		Run:     "^TestRolloutStopsAtFailedBatch$",
+	},
+	{
+		Name:    "kubelet-rpm-sysconfig-not-config",
+		File:    "internal/rpmrepo/layout.go",
+		Old:     "Mode: 0o644, Config: true},",
+		New:     "Mode: 0o644},",
+		Package: "./internal/rpmrepo",
+		Run:     "^TestKubeletLayout$",
+	},
+	{
+		Name:    "alert-on-unwritten-metric",
+		File:    "deploy/prometheus/nokmem-alerts.yml",
+		Old:     "expr: nokmem_kmem_active_cgroups > 0",
+		New:     "expr: nokmem_kmem_active_cgroupz > 0",
+		Package: "./deploy/prometheus",
+		Run:     "^TestRulesNameWrittenMetrics$",
+	},
 	{
 		Name:    "mutants-ignores-survivors",
 		File:    "internal/mutants/mutants.go",
