@@ -14,7 +14,6 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/nokmem/nokmem/verify/cgtest"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/memcgsim"
@@ -139,22 +138,7 @@ func TestDetectNeedsWritableRoot(t *testing.T) {
 // names live again. Counted by kmemcg ID, every removed ID is leaked; the
 // simulator's hidden leak table is the oracle.
 func TestDetectLeakedIDsCountedByName(t *testing.T) {
-	n := newNode(t, memcgsim.RHEL78)
-	mkdir := func(rel string) error {
-		if err := n.h.Mkdir(rel); err != nil || rel != "kubepods" {
-			return err
-		}
-		if err := n.h.Write(rel, memcg.KmemLimit, "1"); err != nil {
-			return err
-		}
-		return n.h.Write(rel, memcg.KmemLimit, "-1")
-	}
-	for _, ctr := range cgtest.BuildKubepods(t, mkdir, cgtest.QoS, 3, 1) {
-		if _, err := n.sim.AddTask(ctr, 1<<20); err != nil {
-			t.Fatal(err)
-		}
-	}
-	n.write("proc/1/comm", "systemd\n", 0o644)
+	n := newMigratableNode(t, 3, 1)
 	if _, stderr, code := n.verify("migrate", "--proc", n.path("proc"), "--kubelet-path", n.nokmemKubelet()); code != 0 {
 		t.Fatalf("migrate: exit %d: %s", code, stderr)
 	}

@@ -20,10 +20,10 @@ import (
 	"github.com/nokmem/nokmem/verify/nodelock"
 )
 
-// migrateNode is a simulated 3.10 node with a kmem-active kubepods tree
-// (processes in every container cgroup), no kubelet running and a nokmem
-// kubelet installed: verify migrate would migrate it.
-func newMigratableNode(t *testing.T) *node {
+// newMigratableNode is a simulated 3.10 node with a kmem-active kubepods
+// tree of pods×ctrs containers (a process in each) and no kubelet running:
+// verify migrate, given n.nokmemKubelet(), would migrate it.
+func newMigratableNode(t *testing.T, pods, ctrs int) *node {
 	t.Helper()
 	n := newNode(t, memcgsim.RHEL78)
 	mkdir := func(rel string) error {
@@ -35,7 +35,7 @@ func newMigratableNode(t *testing.T) *node {
 		}
 		return n.h.Write(rel, memcg.KmemLimit, "-1")
 	}
-	for _, ctr := range cgtest.BuildKubepods(t, mkdir, cgtest.QoS, 6, 2) {
+	for _, ctr := range cgtest.BuildKubepods(t, mkdir, cgtest.QoS, pods, ctrs) {
 		if _, err := n.sim.AddTask(ctr, 1<<20); err != nil {
 			t.Fatal(err)
 		}
@@ -79,12 +79,12 @@ func TestTwoMigratesAtOnce(t *testing.T) {
 		sameRoot bool
 	}{{"same root, different lock dirs", true}, {"same lock dir, different roots", false}} {
 		t.Run(tt.name, func(t *testing.T) {
-			n1 := newMigratableNode(t)
+			n1 := newMigratableNode(t, 6, 2)
 			n2 := n1
 			lock1, lock2 := filepath.Join(t.TempDir(), "lock"), filepath.Join(t.TempDir(), "lock")
 			wantLock := n1.m.Memory
 			if !tt.sameRoot {
-				n2 = newMigratableNode(t)
+				n2 = newMigratableNode(t, 6, 2)
 				lock2 = lock1
 				wantLock = filepath.Join(lock1, nodelock.FileName)
 			}
@@ -175,7 +175,7 @@ func TestTwoMigratesAtOnce(t *testing.T) {
 // anything is written (the state and lock directories' parent is world
 // writable, so only the refusal keeps them from being created).
 func TestInstallAsNobodyWritesFirst(t *testing.T) {
-	n := newMigratableNode(t)
+	n := newMigratableNode(t, 6, 2)
 	// uid 65534 must be able to run the binary and read the release.
 	pub, err := os.MkdirTemp("", "verify-nobody-")
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 )
 
 // Check is one invariant verified at the end of a run.
@@ -276,22 +275,9 @@ func checksError(checks []Check) error {
 // reads are independent; this is the final walk's cost).
 func (e *Engine) procsOf(rels []string) ([][]int, error) {
 	lists := make([][]int, len(rels))
-	errs := make([]error, len(rels))
-	counts := make([]OpCounts, snapshotWorkers)
-	var wg sync.WaitGroup
-	for w := range snapshotWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := cgfs{h: e.h, n: &counts[w]}
-			for i := w; i < len(rels); i += snapshotWorkers {
-				lists[i], errs[i] = c.Procs(rels[i])
-			}
-		}()
-	}
-	wg.Wait()
-	for _, n := range counts {
-		*e.fs.n = e.fs.n.Add(n)
-	}
-	return lists, errors.Join(errs...)
+	err := e.fs.parallel(len(rels), func(cw cgfs, i int) (err error) {
+		lists[i], err = cw.Procs(rels[i])
+		return err
+	})
+	return lists, err
 }

@@ -67,6 +67,30 @@ func under(prefix, rel string) string {
 // are independent and a snapshot is most of the kubelet-down time.
 const snapshotWorkers = 4
 
+// parallel calls read(cw, i) for i in [0, n) on snapshotWorkers goroutines,
+// each with its own operation counter (added to c's at the end), and
+// returns every error joined.
+func (c cgfs) parallel(n int, read func(cw cgfs, i int) error) error {
+	errs := make([]error, n)
+	counts := make([]OpCounts, snapshotWorkers)
+	var wg sync.WaitGroup
+	for w := range snapshotWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cw := cgfs{h: c.h, n: &counts[w]}
+			for i := w; i < n; i += snapshotWorkers {
+				errs[i] = read(cw, i)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, k := range counts {
+		*c.n = c.n.Add(k)
+	}
+	return errors.Join(errs...)
+}
+
 // takeSnapshot reads every directory, setting and pid of the tree at
 // kubepods, each file once. use_hierarchy is read on kubepods, and below
 // it only when kubepods' is 0: under a hierarchical parent a cgroup's is 1
@@ -94,24 +118,11 @@ func takeSnapshot(c cgfs, kubepods string, pt procTable) (Snapshot, error) {
 		s.Nodes[0].Settings.UseHierarchy = s.Root.UseHierarchy
 	}
 	flat := s.Nodes[0].Settings.UseHierarchy != "1"
-	errs := make([]error, len(all))
-	counts := make([]OpCounts, snapshotWorkers)
-	var wg sync.WaitGroup
-	for w := range snapshotWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cw := cgfs{h: c.h, n: &counts[w]}
-			for i := 1 + w; i < len(all); i += snapshotWorkers {
-				s.Nodes[i], errs[i] = readNode(cw, kubepods, all[i], flat, pt)
-			}
-		}()
-	}
-	wg.Wait()
-	for _, n := range counts {
-		*c.n = c.n.Add(n)
-	}
-	if err := errors.Join(errs...); err != nil {
+	err = c.parallel(len(all)-1, func(cw cgfs, i int) (err error) {
+		s.Nodes[i+1], err = readNode(cw, kubepods, all[i+1], flat, pt)
+		return err
+	})
+	if err != nil {
 		return Snapshot{}, err
 	}
 	seenIn := map[int][]int{} // pid → node indexes
