@@ -63,12 +63,7 @@ func pathErr(op, path string, err error) error {
 // ReadString returns the content of file in cgroup rel with surrounding
 // white space removed.
 func (h Hierarchy) ReadString(rel, file string) (string, error) {
-	p := h.Path(rel, file)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return "", pathErr("read", p, err)
-	}
-	return strings.TrimSpace(string(b)), nil
+	return readFile(h.Path(rel, file))
 }
 
 // ReadInt reads a file that holds one integer, such as memory.limit_in_bytes.
@@ -190,16 +185,13 @@ func (h Hierarchy) Exists(rel string) (bool, error) {
 // Children returns the relative paths of the direct child cgroups of rel,
 // sorted by name.
 func (h Hierarchy) Children(rel string) ([]string, error) {
-	p := h.Path(rel)
-	ents, err := os.ReadDir(p)
+	names, err := subdirs(h.Path(rel))
 	if err != nil {
-		return nil, pathErr("readdir", p, err)
+		return nil, err
 	}
-	var out []string
-	for _, e := range ents {
-		if e.IsDir() {
-			out = append(out, join(rel, e.Name()))
-		}
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = join(rel, n)
 	}
 	return out, nil
 }

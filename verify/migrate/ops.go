@@ -47,7 +47,7 @@ func (c cgfs) Path(rel string, file ...string) string { return c.h.Path(rel, fil
 
 func (c cgfs) ReadString(rel, file string) (string, error) {
 	c.n.Read++
-	return readFile(c.h.Path(rel, file))
+	return c.h.ReadString(rel, file)
 }
 
 func (c cgfs) Write(rel, file, v string) error {
@@ -60,12 +60,12 @@ func (c cgfs) Write(rel, file, v string) error {
 
 func (c cgfs) Procs(rel string) ([]int, error) {
 	c.n.ReadPids++
-	return readPids(c.h.Path(rel, memcg.Procs))
+	return c.h.Procs(rel)
 }
 
 func (c cgfs) Tasks(rel string) ([]int, error) {
 	c.n.ReadPids++
-	return readPids(c.h.Path(rel, memcg.Tasks))
+	return c.h.Tasks(rel)
 }
 
 func (c cgfs) Move(rel string, pid int) error {
@@ -93,18 +93,8 @@ func (c cgfs) Rename(from, to string) error {
 	return c.h.Rename(from, to)
 }
 
-// Walk is memcg.Hierarchy.Walk with fewer system calls (see walk).
-func (c cgfs) Walk(rel string) ([]string, error) { return walk(c.h.Root, rel) }
-
-// Children is memcg.Hierarchy.Children with fewer system calls.
-func (c cgfs) Children(rel string) ([]string, error) {
-	names, err := subdirs(c.h.Path(rel))
-	out := make([]string, len(names))
-	for i, n := range names {
-		out[i] = joinRel(rel, n)
-	}
-	return out, err
-}
+func (c cgfs) Walk(rel string) ([]string, error)     { return c.h.Walk(rel) }
+func (c cgfs) Children(rel string) ([]string, error) { return c.h.Children(rel) }
 
 func (c cgfs) Exists(rel string) (bool, error) { return exists(c.h, rel) }
 func (c cgfs) Slabinfo(rel string) (memcg.Slabinfo, error) {

@@ -1,9 +1,9 @@
-package migrate
+package memcg
 
 import (
 	"io/fs"
+	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 )
@@ -11,7 +11,7 @@ import (
 // readFile reads a small cgroupfs control file with open, read until EOF
 // and close: half the system calls of os.ReadFile (which also stats the
 // file twice), which matters for the few thousand reads of a migration.
-// Errors are *fs.PathError keeping the errno, as memcg's.
+// Errors are *fs.PathError keeping the errno.
 func readFile(path string) (string, error) {
 	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	for err == syscall.EINTR {
@@ -38,62 +38,10 @@ func readFile(path string) (string, error) {
 	}
 }
 
-// readPids parses a cgroup.procs or tasks file.
-func readPids(path string) ([]int, error) {
-	s, err := readFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var pids []int
-	for _, f := range strings.Fields(s) {
-		pid, err := strconv.Atoi(f)
-		if err != nil {
-			return nil, &fs.PathError{Op: "parse", Path: path, Err: err}
-		}
-		pids = append(pids, pid)
-	}
-	return pids, nil
-}
-
-// walk returns rel and every cgroup below it, parents before children,
-// siblings sorted by name, like memcg.Hierarchy.Walk, reading each
-// directory with one getdents loop and the entry types it returns (no
-// stat per entry): a walk of a 443-cgroup tree is a third of the
-// migration's system calls otherwise.
-func walk(root, rel string) ([]string, error) {
-	var out []string
-	var visit func(string) error
-	visit = func(r string) error {
-		out = append(out, r)
-		kids, err := subdirs(pathOf(root, r))
-		if err != nil {
-			return err
-		}
-		for _, k := range kids {
-			if err := visit(joinRel(r, k)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	return out, visit(rel)
-}
-
-func pathOf(root, rel string) string {
-	if rel == "" {
-		return root
-	}
-	return root + "/" + rel
-}
-
-func joinRel(parent, name string) string {
-	if parent == "" {
-		return name
-	}
-	return parent + "/" + name
-}
-
-// subdirs lists the names of the subdirectories of dir, sorted.
+// subdirs lists the names of the subdirectories of dir, sorted, reading
+// the directory with one getdents loop and the entry types it returns (no
+// stat per entry, unless a file system leaves the type unknown): a walk of
+// a 443-cgroup tree is a third of a migration's system calls otherwise.
 func subdirs(dir string) ([]string, error) {
 	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
@@ -124,7 +72,7 @@ func subdirs(dir string) ([]string, error) {
 				name = name[:i]
 			}
 			nm := string(name)
-			if typ == syscall.DT_DIR && nm != "." && nm != ".." {
+			if nm != "." && nm != ".." && (typ == syscall.DT_DIR || typ == syscall.DT_UNKNOWN && isDir(dir+"/"+nm)) {
 				names = append(names, nm)
 			}
 			b = b[reclen:]
@@ -132,4 +80,10 @@ func subdirs(dir string) ([]string, error) {
 	}
 	slices.Sort(names)
 	return names, nil
+}
+
+// isDir reports whether path is a directory (for DT_UNKNOWN entries).
+func isDir(path string) bool {
+	fi, err := os.Lstat(path)
+	return err == nil && fi.IsDir()
 }
