@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/nokmem/nokmem/internal/bundle"
 	"github.com/nokmem/nokmem/internal/patchset"
+	"github.com/nokmem/nokmem/internal/publish"
 	"github.com/nokmem/nokmem/internal/release/sums"
 )
 
@@ -103,12 +103,10 @@ func (Bundle) Build(ctx context.Context) error {
 	if err := bundle.Pack(dir, tgz, mtime); err != nil {
 		return err
 	}
-	// Publish: the tarball by rename; the folder by moving the old one aside first.
+	// Publish: the folder by an atomic exchange (the old one is left in
+	// staging and removed with it), the tarball by rename.
 	destDir, destTgz := filepath.Join(bundleOutput, name), filepath.Join(bundleOutput, name+bundle.TarExt)
-	if err := os.Rename(destDir, filepath.Join(staging, "old")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	if err := os.Rename(dir, destDir); err != nil {
+	if err := publish.Swap(dir, destDir); err != nil {
 		return err
 	}
 	if err := os.Rename(tgz, destTgz); err != nil {

@@ -132,7 +132,7 @@ func Publish(dest string, files []string, s *Stamp) (map[string]string, error) {
 	if err := os.WriteFile(filepath.Join(staging, StampFile), []byte(s.Text()), 0o644); err != nil {
 		return nil, fmt.Errorf("publish %s: %w", dest, err)
 	}
-	if err := swap(staging, dest); err != nil {
+	if err := Swap(staging, dest); err != nil {
 		return nil, fmt.Errorf("publish %s: %w", dest, err)
 	}
 	return sha, nil
@@ -168,9 +168,10 @@ func removeStale(dest string) error {
 	return nil
 }
 
-// swap puts staging at dest: an atomic exchange when dest exists (the old
-// folder ends up at staging), a rename when it does not.
-func swap(staging, dest string) error {
+// Swap puts the folder staging at dest: an atomic exchange when dest exists
+// (the old folder ends up at staging), a rename when it does not, so a
+// reader sees the old folder or the new one, never none or a mix.
+func Swap(staging, dest string) error {
 	err := unix.Renameat2(unix.AT_FDCWD, staging, unix.AT_FDCWD, dest, unix.RENAME_EXCHANGE)
 	if errors.Is(err, unix.ENOENT) {
 		if _, serr := os.Lstat(dest); errors.Is(serr, os.ErrNotExist) {
