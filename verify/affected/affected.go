@@ -146,6 +146,29 @@ type Finding struct {
 	Bundle string `json:"bundle,omitempty"`
 	// Remedy is what to do, one sentence.
 	Remedy string `json:"remedy"`
+	// NokmemTag: the binary was built with -tags nokmem (it holds
+	// KmemDisabledError), so whatever its version, it does not activate kmem.
+	NokmemTag bool `json:"nokmem_tag,omitempty"`
+}
+
+// KmemDisabledError is the error of libcontainer's kmem_disabled.go from
+// runc v1.0.0-rc7 on (setKernelMemory under `-tags nokmem`). No other
+// libcontainer file has it, so a binary that holds this string was built
+// with the tag; a binary built without it does not hold it. (rc6's and
+// f000fe11's kmem_disabled.go return nil: their tagged builds cannot be
+// told apart this way.)
+const KmemDisabledError = "kernel memory accounting disabled in this runc build"
+
+// BuiltWithNokmemTag records that the binary holds KmemDisabledError: it
+// does not activate kmem, whatever its version says.
+func (f *Finding) BuiltWithNokmemTag() {
+	f.NokmemTag = true
+	if f.Verdict == Unaffected {
+		return
+	}
+	f.Verdict = Unaffected
+	f.Reason = fmt.Sprintf("built with -tags nokmem (the binary holds kmem_disabled.go's error %q): %s", KmemDisabledError, f.Reason)
+	f.Fix, f.FixVersion, f.FixStatus, f.Bundle, f.Remedy = "", "", "", "", ""
 }
 
 // Classify says whether the stock binary name (kubelet, runc,

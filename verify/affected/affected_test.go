@@ -130,3 +130,19 @@ func TestClassify(t *testing.T) {
 		})
 	}
 }
+
+// TestBuiltWithNokmemTag: a binary built with -tags nokmem is unaffected
+// whatever its version says, and keeps no fix.
+func TestBuiltWithNokmemTag(t *testing.T) {
+	for _, out := range []string{runcRC93, "runc version 1.0.0-rc93+dev\ncommit: 0123456789abcdef0123456789abcdef01234567\n", runcRC95} {
+		f := affected.Classify("runc", out)
+		before := f.Verdict
+		f.BuiltWithNokmemTag()
+		if f.Verdict != affected.Unaffected || !f.NokmemTag || f.Remedy != "" || f.Fix != "" || f.Bundle != "" {
+			t.Errorf("%q: %+v", out, f)
+		}
+		if before != affected.Unaffected && !strings.Contains(f.Reason, "built with -tags nokmem") {
+			t.Errorf("%q: reason %q", out, f.Reason)
+		}
+	}
+}

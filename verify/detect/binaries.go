@@ -126,7 +126,7 @@ func Search(name string, dirs []string) string {
 // its version), or unknown (no recognised version output).
 func Identify(name, path string, o BinaryOptions) (Binary, error) {
 	b := Binary{Name: name, Path: path}
-	sum, err := FileSHA256(path)
+	sum, tagged, err := scanBinary(path)
 	if err != nil {
 		return b, fmt.Errorf("identify %s: %w", name, err)
 	}
@@ -154,6 +154,9 @@ func Identify(name, path string, o BinaryOptions) (Binary, error) {
 		b.Kind, b.Reason = KindUnknown, fmt.Sprintf("unrecognised version output %q", b.Version)
 	default:
 		f := affected.Classify(name, stdout.String())
+		if tagged {
+			f.BuiltWithNokmemTag()
+		}
 		b.Kind, b.Reason, b.Upstream = KindStock, "no "+NokmemMarker+" marker and no known checksum", &f
 	}
 	return b, nil
@@ -176,6 +179,44 @@ func FileSHA256(path string) (string, error) {
 		return "", fmt.Errorf("hash %s: %w", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// scanBinary returns the hex sha256 of the file at path and whether it
+// holds affected.KmemDisabledError (built with -tags nokmem), in one read.
+func scanBinary(path string) (string, bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	sc := &stringScanner{needle: []byte(affected.KmemDisabledError)}
+	if _, err := io.Copy(io.MultiWriter(h, sc), f); err != nil {
+		return "", false, fmt.Errorf("read %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), sc.found, nil
+}
+
+// stringScanner is an io.Writer that looks for needle in what is written,
+// also across the boundary of two writes.
+type stringScanner struct {
+	needle []byte
+	tail   []byte // the last len(needle)-1 bytes written
+	found  bool
+}
+
+func (s *stringScanner) Write(p []byte) (int, error) {
+	if s.found {
+		return len(p), nil
+	}
+	buf := append(s.tail, p...)
+	if bytes.Contains(buf, s.needle) {
+		s.found = true
+		return len(p), nil
+	}
+	keep := min(len(buf), len(s.needle)-1)
+	s.tail = append(s.tail[:0:0], buf[len(buf)-keep:]...)
+	return len(p), nil
 }
 
 // ReadKnownSums reads a SHA256SUMS file ("<hex>  <name>" lines) into a

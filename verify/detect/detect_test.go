@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nokmem/nokmem/internal/testenv"
+	"github.com/nokmem/nokmem/verify/affected"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/memcgsim"
@@ -466,5 +467,28 @@ func TestIdentifyUpstream(t *testing.T) {
 				t.Errorf("modern kernel: problems %+v", r.Problems())
 			}
 		})
+	}
+}
+
+// TestIdentifyNokmemTag: a stock binary that holds kmem_disabled.go's
+// error string was built with -tags nokmem and is no problem, whatever its
+// version; the same version without the string is.
+func TestIdentifyNokmemTag(t *testing.T) {
+	testenv.RequireCommand(t, "sh")
+	for _, tagged := range []bool{false, true} {
+		p := filepath.Join(t.TempDir(), "runc")
+		script := "#!/bin/sh\nprintf 'runc version 1.0.0-rc93\\ncommit: 12644e614e25b05da6fd08a38ffa0cfe1903fdec\\n'\n"
+		if tagged {
+			// Far from the start, so that it crosses io.Copy's 32 KiB writes.
+			script += "# " + strings.Repeat("x", 32*1024-len(script)-10) + "\n# " + affected.KmemDisabledError + "\n"
+		}
+		writeFile(t, p, script, 0o755)
+		b, err := detect.Identify("runc", p, detect.BinaryOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Upstream == nil || b.Upstream.NokmemTag != tagged || b.Problem() == tagged {
+			t.Errorf("tagged %v: %+v problem %v", tagged, b.Upstream, b.Problem())
+		}
 	}
 }
