@@ -78,20 +78,23 @@ func Generate(pinsDir string) ([]byte, error) {
 	return src, nil
 }
 
-// vendoredRunc is the runc module version a kubelet lock vendors, and the
-// upstream revision when the lock records it.
+// vendoredRunc is the runc module version a kubelet lock vendors, and its
+// upstream revision: the lock's (Godeps era), else a pseudo-version's.
 func vendoredRunc(l *pins.Lock) (version, rev string) {
 	for _, v := range l.Vendor {
 		if v.Root == runcModule || v.Module.Path == runcModule {
-			return v.Module.Version, v.UpstreamRev
+			version, rev = v.Module.Version, v.UpstreamRev
+			break
 		}
 	}
-	for _, mod := range l.Modules() {
-		if mod.Path == runcModule {
-			version = mod.Version
+	if version == "" {
+		for _, mod := range l.Modules() {
+			if mod.Path == runcModule {
+				version = mod.Version
+			}
 		}
 	}
-	if version != "" && module.IsPseudoVersion(version) {
+	if rev == "" && module.IsPseudoVersion(version) {
 		rev, _ = module.PseudoVersionRev(version)
 	}
 	return version, rev
