@@ -224,6 +224,9 @@ func classifyKubelet(m *Matrix, v Version) Finding {
 	}
 	minor := semver.MajorMinor(v.Version)
 	m.fix(&f, Kubernetes, func(c Entry) bool { return semver.MajorMinor(c.Version) == minor && c.Fix == line.Fix }, compareKubelet, v.Version, "kubelet "+minor)
+	if e != nil && e.Status == StatusUnbuildable {
+		f.Remedy = fmt.Sprintf("%s is not buildable (%s); %s", e.Version, e.Reason, f.Remedy)
+	}
 	return f
 }
 
