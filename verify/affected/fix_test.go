@@ -46,3 +46,17 @@ func TestFixChoice(t *testing.T) {
 		})
 	}
 }
+
+// TestMatrixVerdictFirst: a version the matrix lists as unaffected takes
+// the matrix's reason (the ranges of knowledge.go only fill the gaps).
+func TestMatrixVerdictFirst(t *testing.T) {
+	m := &Matrix{Versions: []Entry{
+		{Project: Kubernetes, Version: "v1.21.2", Status: StatusUnaffected, Reason: "matrix says so"},
+		{Project: Runc, Version: "v1.0.0-rc95", Status: StatusUnaffected, Reason: "matrix says so too"},
+	}}
+	for _, v := range []Version{{Project: Kubernetes, Version: "v1.21.2"}, {Project: Runc, Version: "v1.0.0-rc95"}} {
+		if f := classify(m, v); f.Verdict != Unaffected || !strings.Contains(f.Reason, "matrix says so") {
+			t.Errorf("%s: %s %q", v.Version, f.Verdict, f.Reason)
+		}
+	}
+}
