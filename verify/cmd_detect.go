@@ -162,6 +162,11 @@ func npdStatus(r *detect.Report, err error) (report.NPDStatus, string) {
 				parts = append(parts, leaked)
 			}
 		}
+		if r.Semantics310 {
+			if b := fixBundle(r.Binaries); b != "" {
+				parts = append(parts, "fix "+b)
+			}
+		}
 		return report.NPDProblem, fitLine(parts)
 	case detect.Unknown:
 		return report.NPDUnknown, "unknown: " + r.Semantics.Reason
@@ -169,7 +174,29 @@ func npdStatus(r *detect.Report, err error) (report.NPDStatus, string) {
 	if !r.Semantics310 {
 		return report.NPDOK, fmt.Sprintf("OK: kernel %s frees memcg IDs at rmdir, no leak", r.Kernel)
 	}
-	return report.NPDOK, fitLine([]string{"OK: " + leaked, fmt.Sprintf("0 kmem-active of %d kubepods cgroups", r.KubepodsCgroups), "nokmem builds"})
+	builds := "nokmem builds"
+	for _, b := range r.Binaries {
+		if !b.Nokmem() {
+			builds = "no affected builds"
+		}
+	}
+	return report.NPDOK, fitLine([]string{"OK: " + leaked, fmt.Sprintf("0 kmem-active of %d kubepods cgroups", r.KubepodsCgroups), builds})
+}
+
+// fixBundle is the one bundle that fixes every affected binary, "" when
+// there is none or more than one.
+func fixBundle(bins []detect.Binary) string {
+	bundle := ""
+	for _, b := range bins {
+		if !b.Problem() {
+			continue
+		}
+		if b.Upstream == nil || b.Upstream.Bundle == "" || bundle != "" && bundle != b.Upstream.Bundle {
+			return ""
+		}
+		bundle = b.Upstream.Bundle
+	}
+	return bundle
 }
 
 // fitLine joins parts with ", " and, when they do not fit in an NPD line,
@@ -219,6 +246,17 @@ func detectMetrics(r *detect.Report) []report.Metric {
 	for _, b := range r.Binaries {
 		m = append(m, report.Metric{Name: "nokmem_binary_nokmem", Help: "1 when the binary is a nokmem build.", Labels: map[string]string{"name": b.Name, "path": b.Path, "kind": b.Kind}, Value: report.Bool(b.Nokmem())})
 	}
+	for _, b := range r.Binaries {
+		version, fix := "", ""
+		if u := b.Upstream; u != nil {
+			version, fix = u.Version.Version, u.Bundle
+			if fix == "" {
+				fix = u.FixVersion
+			}
+		}
+		m = append(m, report.Metric{Name: "nokmem_binary_affected", Help: "1 when the binary may activate kmem accounting: a stock version that does (verdict affected) or that verify cannot classify (unknown); 0 for a nokmem build or an unaffected stock version. fix: the bundle (or matrix version) that fixes it.",
+			Labels: map[string]string{"name": b.Name, "version": version, "verdict": b.Verdict(), "fix": fix}, Value: report.Bool(b.Problem())})
+	}
 	m = append(m, report.Metric{Name: "nokmem_problem", Help: "detect's exit status: 0 healthy, 1 problem found, 2 unknown.", Value: float64(r.Status())})
 	return m
 }
@@ -257,6 +295,12 @@ func printDetect(w io.Writer, r *detect.Report) {
 	}
 	for _, b := range r.Binaries {
 		fmt.Fprintf(w, "binary:            %-11s %s  %s  sha256 %s  %s (%s)\n", b.Name, b.Path, b.Version, b.SHA256[:12], b.Kind, b.Reason)
+		if u := b.Upstream; u != nil {
+			fmt.Fprintf(w, "  %-17s%s: %s\n", "upstream:", u.Verdict, u.Reason)
+			if u.Remedy != "" {
+				fmt.Fprintf(w, "  %-17s%s\n", "fix:", u.Remedy)
+			}
+		}
 	}
 	for _, t := range r.Leftovers.TempTrees {
 		fmt.Fprintf(w, "temporary tree:    %s\n", t)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/nokmem/nokmem/verify/affected"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/memcgsim"
@@ -279,6 +280,13 @@ func TestNPDLine(t *testing.T) {
 	healthy := &detect.Report{Kernel: "3.10.0-1127.el7.x86_64", Semantics: memcg.Semantics{Kind: memcg.Kind310}, Semantics310: true,
 		KubepodsCgroups: 443, KmemActive: []string{}, Leaked: detect.LeakEstimate{Available: true, IDs: 300}}
 	modern := &detect.Report{Kernel: "6.18.44", Semantics: memcg.Semantics{Kind: memcg.KindModern}}
+	fix := &affected.Finding{Verdict: affected.Affected, Bundle: "nokmem-v1.12.4-v1.0.0-rc5"}
+	stock := *healthy
+	stock.Binaries = []detect.Binary{{Name: "kubelet", Kind: detect.KindStock, Upstream: fix}, {Name: "runc", Kind: detect.KindStock, Upstream: fix}}
+	twoFixes := stock
+	twoFixes.Binaries = []detect.Binary{stock.Binaries[0], {Name: "docker-runc", Kind: detect.KindStock, Upstream: &affected.Finding{Verdict: affected.Affected, FixVersion: "v1.0.0-rc10"}}}
+	unaffected := *healthy
+	unaffected.Binaries = []detect.Binary{{Name: "kubelet", Kind: detect.KindStock, Upstream: &affected.Finding{Verdict: affected.Unaffected}}}
 	tests := []struct {
 		name   string
 		r      *detect.Report
@@ -288,6 +296,9 @@ func TestNPDLine(t *testing.T) {
 		{"worst", worst, report.NPDProblem, "12345 kmem-active cgroups, 65000 leaked IDs, kubelet stock, +5 more"},
 		{"healthy", healthy, report.NPDOK, "OK: 300 leaked IDs, 0 kmem-active of 443 kubepods cgroups, nokmem builds"},
 		{"modern", modern, report.NPDOK, "OK: kernel 6.18.44 frees memcg IDs at rmdir, no leak"},
+		{"stock, one bundle fixes both", &stock, report.NPDProblem, "kubelet stock, 300 leaked IDs, runc stock, fix nokmem-v1.12.4-v1.0.0-rc5"},
+		{"stock, no single bundle", &twoFixes, report.NPDProblem, "kubelet stock, 300 leaked IDs, docker-runc stock"},
+		{"stock but unaffected", &unaffected, report.NPDOK, "OK: 300 leaked IDs, 0 kmem-active of 443 kubepods cgroups, no affected builds"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

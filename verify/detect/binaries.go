@@ -10,9 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/nokmem/nokmem/verify/affected"
 )
 
 // NokmemMarker is the version suffix the nokmem build stamps into kubelet
@@ -29,18 +30,12 @@ var DefaultSearchDirs = []string{"/usr/local/bin", "/usr/bin", "/usr/libexec/doc
 const (
 	// KindNokmem: a nokmem build ("+nokmem" in its version, or a known checksum).
 	KindNokmem = "nokmem"
-	// KindStock: a recognised kubelet/runc that activates kmem accounting.
+	// KindStock: a recognised kubelet/runc that is not a nokmem build;
+	// Binary.Upstream says whether its version activates kmem.
 	KindStock = "stock"
 	// KindUnknown: its version could not be read or recognised.
 	KindUnknown = "unknown"
 )
-
-// versionPattern recognises the version line of each program.
-var versionPattern = map[string]*regexp.Regexp{
-	"kubelet":     regexp.MustCompile(`^Kubernetes v\d+\.\d+\.\d+\S*`),
-	"runc":        regexp.MustCompile(`^runc version \S+`),
-	"docker-runc": regexp.MustCompile(`^runc version \S+`),
-}
 
 // BinaryOptions says where to find the binaries and what counts as nokmem.
 type BinaryOptions struct {
@@ -65,10 +60,31 @@ type Binary struct {
 	Kind    string `json:"kind"`
 	// Reason says why Kind is what it is.
 	Reason string `json:"reason"`
+	// Upstream, for a stock binary, says whether its version activates
+	// kmem and what fixes it (verify/affected).
+	Upstream *affected.Finding `json:"upstream,omitempty"`
 }
 
 // Nokmem reports whether b is a nokmem build.
 func (b Binary) Nokmem() bool { return b.Kind == KindNokmem }
+
+// Problem reports whether b may activate kmem accounting: not a nokmem
+// build, and not a stock version known to be unaffected.
+func (b Binary) Problem() bool {
+	return !b.Nokmem() && (b.Upstream == nil || b.Upstream.Verdict != affected.Unaffected)
+}
+
+// Verdict is affected.Affected, Unaffected or Unknown for a stock or
+// unknown binary, and KindNokmem for a nokmem build.
+func (b Binary) Verdict() string {
+	switch {
+	case b.Nokmem():
+		return KindNokmem
+	case b.Upstream != nil:
+		return b.Upstream.Verdict
+	}
+	return affected.Unknown
+}
 
 // FindBinaries identifies every binary of BinaryNames that exists.
 func FindBinaries(o BinaryOptions) ([]Binary, error) {
@@ -105,10 +121,12 @@ func Search(name string, dirs []string) string {
 	return ""
 }
 
-// Identify hashes the binary at path, runs it with --version and classifies it.
+// Identify hashes the binary at path, runs it with --version and classifies
+// it: a nokmem build, a stock build (with what verify/affected knows about
+// its version), or unknown (no recognised version output).
 func Identify(name, path string, o BinaryOptions) (Binary, error) {
 	b := Binary{Name: name, Path: path}
-	sum, err := FileSHA256(path)
+	sum, tagged, err := scanBinary(path)
 	if err != nil {
 		return b, fmt.Errorf("identify %s: %w", name, err)
 	}
@@ -124,7 +142,7 @@ func Identify(name, path string, o BinaryOptions) (Binary, error) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
 	b.Version = firstLine(stdout.String())
-	pat := versionPattern[name]
+	_, parsed := affected.Parse(name, stdout.String())
 	switch {
 	case strings.Contains(stdout.String(), NokmemMarker):
 		b.Kind, b.Reason = KindNokmem, "version has "+NokmemMarker
@@ -132,10 +150,14 @@ func Identify(name, path string, o BinaryOptions) (Binary, error) {
 		b.Kind, b.Reason = KindNokmem, "sha256 matches "+o.KnownSums[sum]
 	case runErr != nil:
 		b.Kind, b.Reason = KindUnknown, fmt.Sprintf("%s --version: %v: %s", path, runErr, firstLine(stderr.String()))
-	case pat == nil || !pat.MatchString(b.Version):
+	case !parsed:
 		b.Kind, b.Reason = KindUnknown, fmt.Sprintf("unrecognised version output %q", b.Version)
 	default:
-		b.Kind, b.Reason = KindStock, "no "+NokmemMarker+" marker and no known checksum: activates kmem accounting"
+		f := affected.Classify(name, stdout.String())
+		if tagged {
+			f.BuiltWithNokmemTag()
+		}
+		b.Kind, b.Reason, b.Upstream = KindStock, "no "+NokmemMarker+" marker and no known checksum", &f
 	}
 	return b, nil
 }
@@ -157,6 +179,44 @@ func FileSHA256(path string) (string, error) {
 		return "", fmt.Errorf("hash %s: %w", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// scanBinary returns the hex sha256 of the file at path and whether it
+// holds affected.KmemDisabledError (built with -tags nokmem), in one read.
+func scanBinary(path string) (string, bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	sc := &stringScanner{needle: []byte(affected.KmemDisabledError)}
+	if _, err := io.Copy(io.MultiWriter(h, sc), f); err != nil {
+		return "", false, fmt.Errorf("read %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), sc.found, nil
+}
+
+// stringScanner is an io.Writer that looks for needle in what is written,
+// also across the boundary of two writes.
+type stringScanner struct {
+	needle []byte
+	tail   []byte // the last len(needle)-1 bytes written
+	found  bool
+}
+
+func (s *stringScanner) Write(p []byte) (int, error) {
+	if s.found {
+		return len(p), nil
+	}
+	buf := append(s.tail, p...)
+	if bytes.Contains(buf, s.needle) {
+		s.found = true
+		return len(p), nil
+	}
+	keep := min(len(buf), len(s.needle)-1)
+	s.tail = append(s.tail[:0:0], buf[len(buf)-keep:]...)
+	return len(p), nil
 }
 
 // ReadKnownSums reads a SHA256SUMS file ("<hex>  <name>" lines) into a

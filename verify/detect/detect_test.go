@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nokmem/nokmem/internal/testenv"
+	"github.com/nokmem/nokmem/verify/affected"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/memcgsim"
@@ -418,5 +419,76 @@ func TestCheckProbeMemory(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestIdentifyUpstream: a stock binary carries verify/affected's verdict
+// on its version, and only an unaffected stock version is no problem on
+// 3.10 semantics.
+func TestIdentifyUpstream(t *testing.T) {
+	testenv.RequireCommand(t, "sh")
+	tests := []struct {
+		name, version string
+		kind, verdict string
+		problem       bool
+	}{
+		{"kubelet", "Kubernetes v1.12.4", detect.KindStock, "affected", true},
+		{"kubelet", "Kubernetes v1.12.4+nokmem.1bb862bb7552", detect.KindNokmem, detect.KindNokmem, false},
+		{"kubelet", "Kubernetes v1.21.1", detect.KindStock, "affected", true},
+		{"kubelet", "Kubernetes v1.21.2", detect.KindStock, "unaffected", false},
+		{"kubelet", "Kubernetes v1.8.15", detect.KindStock, "unknown", true},
+		{"kubelet", "hello", detect.KindUnknown, "unknown", true},
+		{"runc", "runc version 1.0.0-rc93\ncommit: 12644e614e25b05da6fd08a38ffa0cfe1903fdec", detect.KindStock, "affected", true},
+		{"runc", "runc version 1.0.0-rc95\ncommit: b9ee9c6314599f1b4a7f497e1f1f856fe433d3b7", detect.KindStock, "unaffected", false},
+		{"docker-runc", "runc version 1.0.0-rc5+dev\ncommit: 69663f0bd4b60df09991c08812a60108003fa340\nspec: 1.0.0", detect.KindStock, "affected", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+"/"+tt.version, func(t *testing.T) {
+			p := fakeBinary(t, t.TempDir(), tt.name, tt.version, 0)
+			b, err := detect.Identify(tt.name, p, detect.BinaryOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Kind != tt.kind || b.Verdict() != tt.verdict || b.Problem() != tt.problem {
+				t.Fatalf("kind %s verdict %s problem %v (%+v); want %s %s %v", b.Kind, b.Verdict(), b.Problem(), b.Upstream, tt.kind, tt.verdict, tt.problem)
+			}
+			if (b.Upstream != nil) != (tt.kind == detect.KindStock) {
+				t.Errorf("upstream %+v for kind %s", b.Upstream, b.Kind)
+			}
+			r := &detect.Report{Semantics: memcg.Semantics{Kind: memcg.Kind310}, Semantics310: true, Binaries: []detect.Binary{b}}
+			if got := len(r.Problems()) == 1; got != tt.problem || (r.Status() == detect.ProblemFound) != tt.problem {
+				t.Errorf("problems %+v, status %d", r.Problems(), r.Status())
+			}
+			if tt.problem && b.Upstream != nil && b.Upstream.Verdict == "affected" && !strings.Contains(r.Problems()[0].Text, "fix: ") {
+				t.Errorf("problem text names no fix: %s", r.Problems()[0].Text)
+			}
+			r.Semantics, r.Semantics310 = memcg.Semantics{Kind: memcg.KindModern}, false
+			if len(r.Problems()) != 0 {
+				t.Errorf("modern kernel: problems %+v", r.Problems())
+			}
+		})
+	}
+}
+
+// TestIdentifyNokmemTag: a stock binary that holds kmem_disabled.go's
+// error string was built with -tags nokmem and is no problem, whatever its
+// version; the same version without the string is.
+func TestIdentifyNokmemTag(t *testing.T) {
+	testenv.RequireCommand(t, "sh")
+	for _, tagged := range []bool{false, true} {
+		p := filepath.Join(t.TempDir(), "runc")
+		script := "#!/bin/sh\nprintf 'runc version 1.0.0-rc93\\ncommit: 12644e614e25b05da6fd08a38ffa0cfe1903fdec\\n'\n"
+		if tagged {
+			// Far from the start, so that it crosses io.Copy's 32 KiB writes.
+			script += "# " + strings.Repeat("x", 32*1024-len(script)-10) + "\n# " + affected.KmemDisabledError + "\n"
+		}
+		writeFile(t, p, script, 0o755)
+		b, err := detect.Identify("runc", p, detect.BinaryOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Upstream == nil || b.Upstream.NokmemTag != tagged || b.Problem() == tagged {
+			t.Errorf("tagged %v: %+v problem %v", tagged, b.Upstream, b.Problem())
+		}
 	}
 }

@@ -31,7 +31,8 @@ type Problem struct {
 }
 
 // Problems lists what is wrong, most important first: kmem-active cgroups
-// and binaries that activate kmem (only on 3.10 semantics), then what an
+// and binaries that activate kmem or may (only on 3.10 semantics; a stock
+// version verify/affected knows to be unaffected is no problem), then what an
 // earlier verify run left (on any kernel).
 func (r *Report) Problems() []Problem {
 	var p []Problem
@@ -40,8 +41,12 @@ func (r *Report) Problems() []Problem {
 			p = append(p, Problem{Count: n, Short: fmt.Sprintf("%d kmem-active cgroups", n), Text: fmt.Sprintf("%d kmem-active cgroups under %s", n, r.Kubepods)})
 		}
 		for _, b := range r.Binaries {
-			if !b.Nokmem() {
-				p = append(p, Problem{Short: b.Name + " " + b.Kind, Text: fmt.Sprintf("%s at %s is %s (%s)", b.Name, b.Path, b.Kind, b.Reason)})
+			if b.Problem() {
+				text := fmt.Sprintf("%s at %s is %s (%s)", b.Name, b.Path, b.Kind, b.Reason)
+				if u := b.Upstream; u != nil {
+					text += fmt.Sprintf(": %s: %s; fix: %s", u.Verdict, u.Reason, u.Remedy)
+				}
+				p = append(p, Problem{Short: b.Name + " " + b.Kind, Text: text})
 			}
 		}
 	}

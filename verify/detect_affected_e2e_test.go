@@ -1,0 +1,156 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/nokmem/nokmem/verify/affected"
+	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/memcgsim"
+	"github.com/nokmem/nokmem/verify/report"
+)
+
+// versionScript is a stand-in binary that prints out for --version.
+func versionScript(out string) string {
+	return "#!/bin/sh\ncat <<'EOF'\n" + out + "\nEOF\n"
+}
+
+// TestDetectStockVersions: on a 3.10 node whose kubepods tree is clean,
+// stock binaries are a problem only when their version activates kmem (or
+// cannot be classified), and detect names the version's reason and the
+// bundle or build that fixes it, in text, JSON, the textfile and the NPD
+// line. The same affected binaries on a modern kernel are no problem.
+func TestDetectStockVersions(t *testing.T) {
+	const (
+		runc102  = "runc version 1.0.2\ncommit: v1.0.2-0-g52b36a2d\nspec: 1.0.2-dev"
+		kube122  = "Kubernetes v1.22.0"
+		docker06 = "runc version 1.0.0-rc5+dev\ncommit: 69663f0bd4b60df09991c08812a60108003fa340\nspec: 1.0.0"
+	)
+	tests := []struct {
+		name          string
+		profile       memcgsim.Profile
+		bins          map[string]string
+		want          int
+		text, npd     []string // substrings of the text output and the NPD line
+		metric        string   // a line of the textfile
+		jsonVerdicts  map[string]string
+		jsonFixBundle string
+		tagged        string // this binary also holds kmem_disabled.go's error string
+	}{
+		{"v1.12.4 + rc5", memcgsim.RHEL78, map[string]string{"kubelet": "Kubernetes v1.12.4", "runc": "runc version 1.0.0-rc5\ncommit: 4fc53a81fb7c994640722ac585fa9ca548971871\nspec: 1.0.0"}, 1,
+			[]string{"  upstream:        affected: kubelet v1.12.4 vendors runc 871ba2e5: MemoryGroup.Apply activates kmem on the cgroupfs driver (nokmem's kmem proof of this version)",
+				"  fix:             install bundle nokmem-v1.12.4-v1.0.0-rc5 (verify install --bundle)",
+				"PROBLEM:           kubelet at ", "affected: kubelet v1.12.4 vendors runc 871ba2e5", "verdict:           problem found (exit 1)"},
+			[]string{"kubelet stock, ", "runc stock, fix nokmem-v1.12.4-v1.0.0-rc5"},
+			`nokmem_binary_affected{fix="nokmem-v1.12.4-v1.0.0-rc5",name="kubelet",verdict="affected",version="v1.12.4"} 1`,
+			map[string]string{"kubelet": "affected", "runc": "affected"}, "nokmem-v1.12.4-v1.0.0-rc5", ""},
+		{"v1.22 + runc 1.0.2", memcgsim.RHEL78, map[string]string{"kubelet": kube122, "runc": runc102}, 0,
+			[]string{"  upstream:        unaffected: kubelet v1.22.0 vendors runc v1.0.1 or later", "  upstream:        unaffected: runc v1.0.2 (commit 52b36a2d)", "verdict:           healthy (exit 0)"},
+			[]string{"OK: ", "no affected builds"},
+			`nokmem_binary_affected{fix="",name="runc",verdict="unaffected",version="v1.0.2"} 0`,
+			map[string]string{"kubelet": "unaffected", "runc": "unaffected"}, "", ""},
+		{"kubelet v1.21.1", memcgsim.RHEL78, map[string]string{"kubelet": "Kubernetes v1.21.1", "runc": runc102}, 1,
+			[]string{"affected: kubelet v1.21.1 vendors runc v1.0.0-rc93", "fix:             no nokmem version of kubelet v1.21 in the matrix yet"},
+			[]string{"kubelet stock"}, `nokmem_binary_affected{fix="",name="kubelet",verdict="affected",version="v1.21.1"} 1`,
+			map[string]string{"kubelet": "affected", "runc": "unaffected"}, "", ""},
+		{"kubelet v1.21.2", memcgsim.RHEL78, map[string]string{"kubelet": "Kubernetes v1.21.2", "runc": runc102}, 0,
+			[]string{"unaffected: kubelet v1.21.2: vendors runc rc95"}, []string{"no affected builds"},
+			`nokmem_binary_affected{fix="",name="kubelet",verdict="unaffected",version="v1.21.2"} 0`,
+			map[string]string{"kubelet": "unaffected", "runc": "unaffected"}, "", ""},
+		{"runc rc93", memcgsim.RHEL78, map[string]string{"kubelet": kube122, "runc": "runc version 1.0.0-rc93\ncommit: 12644e614e25b05da6fd08a38ffa0cfe1903fdec"}, 1,
+			[]string{"affected: runc v1.0.0-rc93 (commit 12644e61)", "fix:             no nokmem build yet: runc v1.0.0-rc93 is planned"},
+			[]string{"runc stock"}, `nokmem_binary_affected{fix="v1.0.0-rc93",name="runc",verdict="affected",version="v1.0.0-rc93"} 1`,
+			map[string]string{"kubelet": "unaffected", "runc": "affected"}, "", ""},
+		{"runc rc95", memcgsim.RHEL78, map[string]string{"kubelet": kube122, "runc": "runc version 1.0.0-rc95\ncommit: b9ee9c6314599f1b4a7f497e1f1f856fe433d3b7"}, 0,
+			[]string{"unaffected: runc v1.0.0-rc95"}, []string{"no affected builds"},
+			`nokmem_binary_affected{fix="",name="runc",verdict="unaffected",version="v1.0.0-rc95"} 0`,
+			map[string]string{"kubelet": "unaffected", "runc": "unaffected"}, "", ""},
+		{"docker-runc of Docker CE 18.06", memcgsim.RHEL78, map[string]string{"kubelet": kube122, "docker-runc": docker06}, 1,
+			[]string{"affected: runc v1.0.0-rc5+dev (commit 69663f0b) as in Docker CE 18.06.0, Docker CE 18.06.1, Docker CE 18.06.2, Docker CE 18.09.0",
+				"fix:             build it: go tool mage runc:build v1.0.0-rc5.0.20180309195151-69663f0bd4b6 (no bundle pairs it yet)"},
+			[]string{"docker-runc stock"}, `nokmem_binary_affected{fix="v1.0.0-rc5.0.20180309195151-69663f0bd4b6",name="docker-runc",verdict="affected",version="v1.0.0-rc5"} 1`,
+			map[string]string{"kubelet": "unaffected", "docker-runc": "affected"}, "", ""},
+		{"unrecognised kubelet", memcgsim.RHEL78, map[string]string{"kubelet": "my kubelet", "runc": runc102}, 1,
+			[]string{`unknown (unrecognised version output "my kubelet")`}, []string{"kubelet unknown"},
+			`nokmem_binary_affected{fix="",name="kubelet",verdict="unknown",version=""} 1`,
+			map[string]string{"kubelet": "unknown", "runc": "unaffected"}, "", ""},
+		{"runc rc93 built with -tags nokmem", memcgsim.RHEL78, map[string]string{"kubelet": kube122, "runc": "runc version 1.0.0-rc93\ncommit: 12644e614e25b05da6fd08a38ffa0cfe1903fdec"}, 0,
+			[]string{"unaffected: built with -tags nokmem (the binary holds kmem_disabled.go's error"}, []string{"no affected builds"},
+			`nokmem_binary_affected{fix="",name="runc",verdict="unaffected",version="v1.0.0-rc93"} 0`,
+			map[string]string{"kubelet": "unaffected", "runc": "unaffected"}, "", "runc"},
+		{"affected on a modern kernel", memcgsim.Modern, map[string]string{"kubelet": "Kubernetes v1.12.4", "runc": "runc version 1.0.0-rc5"}, 0,
+			[]string{"affected: kubelet v1.12.4", "verdict:           healthy (exit 0)"}, []string{"OK: kernel 6.18.44"},
+			`nokmem_binary_affected{fix="nokmem-v1.12.4-v1.0.0-rc5",name="kubelet",verdict="affected",version="v1.12.4"} 1`,
+			map[string]string{"kubelet": "affected", "runc": "affected"}, "nokmem-v1.12.4-v1.0.0-rc5", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newNode(t, tt.profile)
+			if err := n.h.Mkdir("kubepods"); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{"bin/kubelet", "bin/runc"} {
+				if err := os.Remove(n.path(f)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for name, out := range tt.bins {
+				script := versionScript(out)
+				if name == tt.tagged {
+					script += "# " + affected.KmemDisabledError + "\n"
+				}
+				n.write("bin/"+name, script, 0o755)
+			}
+			prom := n.path("detect.prom")
+			_, stderr, code := n.verify(append([]string{"detect", "--textfile", prom}, n.detectArgs()...)...)
+			if code != tt.want || strings.Contains(stderr, "PROBLEM") != (tt.want == 1) {
+				t.Errorf("exit %d, want %d\n%s", code, tt.want, stderr)
+			}
+			for _, w := range tt.text {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("text output lacks %q:\n%s", w, stderr)
+				}
+			}
+			pb, err := os.ReadFile(prom)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(pb), "\n"+tt.metric+"\n") {
+				t.Errorf("textfile lacks %s:\n%s", tt.metric, pb)
+			}
+			out, stderr, code := n.verify(append([]string{"detect", "-o", "json"}, n.detectArgs()...)...)
+			var r detect.Report
+			if err := json.Unmarshal([]byte(out), &r); err != nil || code != tt.want {
+				t.Fatalf("json: exit %d, %v\n%s", code, err, stderr)
+			}
+			got := map[string]string{}
+			for _, b := range r.Binaries {
+				got[b.Name] = b.Verdict()
+				if b.Upstream != nil && b.Upstream.Verdict == "affected" && b.Upstream.Bundle != tt.jsonFixBundle {
+					t.Errorf("%s: bundle %q, want %q", b.Name, b.Upstream.Bundle, tt.jsonFixBundle)
+				}
+			}
+			if len(got) != len(tt.jsonVerdicts) {
+				t.Errorf("verdicts %v, want %v", got, tt.jsonVerdicts)
+			}
+			for name, v := range tt.jsonVerdicts {
+				if got[name] != v {
+					t.Errorf("%s: verdict %q, want %q", name, got[name], v)
+				}
+			}
+			line, _, npdCode := n.verify(append([]string{"detect", "--npd"}, n.detectArgs()...)...)
+			line = strings.TrimSuffix(line, "\n")
+			if npdCode != tt.want || utf8.RuneCountInString(line) > report.NPDMaxMessage {
+				t.Errorf("npd: exit %d, want %d: %q", npdCode, tt.want, line)
+			}
+			for _, w := range tt.npd {
+				if !strings.Contains(line, w) {
+					t.Errorf("npd line %q lacks %q", line, w)
+				}
+			}
+		})
+	}
+}
