@@ -28,6 +28,10 @@ import (
 const (
 	stockKubelet = "#!/bin/sh\necho 'Kubernetes v1.12.4'\n"
 	stockRunc    = "#!/bin/sh\necho 'runc version 1.0.0-rc5'\n"
+	// Upstream versions that never activate kmem (kubelet v1.21.2+ vendors
+	// runc rc95 or later; runc rc94+ dropped the kmem activation).
+	unaffectedKubelet = "#!/bin/sh\necho 'Kubernetes v1.22.0'\n"
+	unaffectedRunc    = "#!/bin/sh\necho 'runc version 1.0.2'\necho 'commit: v1.0.2-0-g52b36a2d'\n"
 )
 
 // artifacts are what `go tool mage build` published.
@@ -64,6 +68,12 @@ type node struct {
 }
 
 func newNode(t *testing.T, root, name, bin string, p memcgsim.Profile) *node {
+	return newNodeWith(t, root, name, bin, p, stockKubelet, stockRunc)
+}
+
+// newNodeWith is newNode with the given kubelet and runc scripts; with
+// binaries other than the stock ones the kubepods tree is not kmem-active.
+func newNodeWith(t *testing.T, root, name, bin string, p memcgsim.Profile, kubelet, runc string) *node {
 	t.Helper()
 	sim, m := memcgsim.MountForTest(t, p)
 	n := &node{name: name, dir: filepath.Join(root, name), bin: bin, sim: sim, m: m, h: memcg.Hierarchy{Root: m.Memory}}
@@ -72,8 +82,8 @@ func newNode(t *testing.T, root, name, bin string, p memcgsim.Profile) *node {
 		kernel = "6.18.44"
 	}
 	n.write("osrelease", kernel+"\n", 0o644)
-	n.write(bin+"/kubelet", stockKubelet, 0o755)
-	n.write(bin+"/runc", stockRunc, 0o755)
+	n.write(bin+"/kubelet", kubelet, 0o755)
+	n.write(bin+"/runc", runc, 0o755)
 	n.write("sbin/systemctl", fmt.Sprintf(`#!/bin/sh
 echo "$*" >> %[1]s/systemctl.log
 case "$1" in
@@ -86,7 +96,7 @@ esac
 	if err := os.Symlink(n.path(bin+"/kubelet"), n.path("proc/4242/exe")); err != nil {
 		t.Fatal(err)
 	}
-	if p != memcgsim.Modern {
+	if p != memcgsim.Modern && kubelet == stockKubelet {
 		n.kubepods(t)
 	}
 	return n
@@ -382,6 +392,10 @@ func TestRolloutCanaryThenBatches(t *testing.T) {
 		f.add(name, memcgsim.RHEL78)
 	}
 	modern := f.add("n5", memcgsim.Modern)
+	// n6: a 3.10 node whose stock kubelet and runc never activate kmem:
+	// healthy, never "repaired" with the older kubelet of the bundle.
+	unaffected := newNodeWith(t, filepath.Join(f.dir, "nodes"), "n6", "bin", memcgsim.RHEL78, unaffectedKubelet, unaffectedRunc)
+	f.nodes = append(f.nodes, unaffected)
 	f.canary = []string{"c1"}
 	before := map[string]string{}
 	for _, n := range f.nodes {
@@ -404,7 +418,7 @@ func TestRolloutCanaryThenBatches(t *testing.T) {
 	if log := f.kubectlLog(); len(log) != 1 || log[0] != "" {
 		t.Errorf("--check called kubectl: %q", log)
 	}
-	for _, want := range []string{"c1: would cordon, drain, install and run verify; migrate --dry-run exit 0", "dry run: nothing was changed", "n5: skipped, not applicable"} {
+	for _, want := range []string{"c1: would cordon, drain, install and run verify; migrate --dry-run exit 0", "dry run: nothing was changed", "n5: skipped, not applicable", "n6: skipped, healthy"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("--check output lacks %q:\n%s", want, out)
 		}
@@ -442,6 +456,15 @@ func TestRolloutCanaryThenBatches(t *testing.T) {
 	}
 	if s := f.status("n5"); s["state"] != "not_applicable" {
 		t.Errorf("n5 status %v", s)
+	}
+	if got, want := unaffected.state(t, false), stateWithout(before["n6"]); got != want {
+		t.Errorf("n6 (unaffected stock binaries) changed:\n%s", got)
+	}
+	if slices.ContainsFunc(log, func(l string) bool { return strings.HasSuffix(l, " n6") }) {
+		t.Errorf("kubectl called for n6: %q", log)
+	}
+	if s := f.status("n6"); s["state"] != "healthy" {
+		t.Errorf("n6 status %v", s)
 	}
 
 	// Second run: everything healthy, skipped, changed=0.
