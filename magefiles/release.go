@@ -13,8 +13,6 @@ import (
 
 	"github.com/magefile/mage/mg"
 
-	"github.com/nokmem/nokmem/internal/patchset"
-	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/release"
 	"github.com/nokmem/nokmem/internal/release/inputs"
 	"github.com/nokmem/nokmem/internal/release/signkey"
@@ -102,7 +100,8 @@ func (Release) Verify(dir, pub string) error {
 // build settings, writes the set and verifies it.
 func writeRelease(ctx context.Context, project, version, key, pub string) error {
 	start := time.Now()
-	l, err := pins.Load(pinsDir, project, version)
+	// The pipeline's loader: a buildtag version may have no patch folder.
+	l, set, err := newPipeline().Load(project, version)
 	if err != nil {
 		return err
 	}
@@ -110,11 +109,7 @@ func writeRelease(ctx context.Context, project, version, key, pub string) error 
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("release %s %s: build it first: %w", project, version, err)
 	}
-	patchDir := filepath.Join("patches", project, version)
-	set, err := patchset.Load(patchDir)
-	if err != nil {
-		return err
-	}
+	patchDir := set.Dir
 	// The same spec the build uses; paths do not enter the record.
 	spec, err := lockSpec(l, "go", srctree.Tree{}, set.Marker(), ".")
 	if err != nil {
