@@ -58,10 +58,11 @@ func (Bundle) Build(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	key, pub, err := signingKey()
+	k, err := releaseKey()
 	if err != nil {
 		return err
 	}
+	key, pub := k.Secret, k.Public
 	verifyVersion, err := publishedVersion()
 	if err != nil {
 		return fmt.Errorf("bundle: build verify first: %w", err)
@@ -92,7 +93,7 @@ func (Bundle) Build(ctx context.Context) error {
 	}
 	defer os.RemoveAll(staging)
 	dir := filepath.Join(staging, name)
-	m, err := bundle.Assemble(dir, name, parts, key, pub, key == devKey)
+	m, err := bundle.Assemble(dir, name, parts, key, pub, k.Dev)
 	if err != nil {
 		return err
 	}
@@ -112,7 +113,7 @@ func (Bundle) Build(ctx context.Context) error {
 	if err := os.Rename(tgz, destTgz); err != nil {
 		return err
 	}
-	return bundleNotes(m, destDir, destTgz, pub, key == devKey, time.Since(start))
+	return bundleNotes(m, destDir, destTgz, pub, k.Dev, time.Since(start))
 }
 
 // bundleNotes prints the release notes of a published bundle.

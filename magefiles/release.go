@@ -13,11 +13,9 @@ import (
 
 	"github.com/magefile/mage/mg"
 
-	"github.com/nokmem/nokmem/internal/patchset"
-	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/release"
 	"github.com/nokmem/nokmem/internal/release/inputs"
-	"github.com/nokmem/nokmem/internal/release/sign"
+	"github.com/nokmem/nokmem/internal/release/signkey"
 	"github.com/nokmem/nokmem/internal/srctree"
 )
 
@@ -25,15 +23,11 @@ import (
 // signature) of every artifact directory.
 type Release mg.Namespace
 
-// Signing key settings. Without NOKMEM_SIGNING_KEY a development key pair
-// is made once under _build/release-key and its public key is copied to
-// _output/nokmem-release.pub: good for checking the set's integrity, not
-// for trusting its origin.
-const (
-	signingKeyEnv = "NOKMEM_SIGNING_KEY" // minisign secret key file
-	signingPubEnv = "NOKMEM_SIGNING_PUB" // its public key file (default: <key>.pub)
-)
-
+// Signing key: a release key from NOKMEM_SIGNING_KEY (NOKMEM_SIGNING_PUB,
+// NOKMEM_SIGNING_PASSWORD), else a development key pair made once under
+// _build/release-key whose public key is copied to _output/nokmem-release.pub:
+// good for checking the set's integrity, not for trusting its origin. With
+// NOKMEM_RELEASE=1 the development key is refused (internal/release/signkey).
 var (
 	devKey    = filepath.Join("_build", "release-key", "nokmem-dev.key")
 	devPub    = filepath.Join("_build", "release-key", "nokmem-dev.pub")
@@ -49,9 +43,25 @@ var defaultArtifacts = []struct{ project, version string }{
 
 // All builds the default artifacts (kubelet, then runc; each a no-op when
 // its inputs are unchanged), writes the release set of every artifact
-// directory and checks each set with Verify.
+// directory and checks each set with Verify. With NOKMEM_PREBUILT=1 it
+// builds nothing: the artifacts must already be in _output, built from the
+// current inputs (the release workflow's bundle job downloads them).
 func (Release) All(ctx context.Context) error {
-	mg.SerialCtxDeps(ctx, Kubelet.Build, Runc.Build)
+	pre, err := prebuilt()
+	if err != nil {
+		return err
+	}
+	if pre {
+		var errs []error
+		for _, a := range defaultArtifacts {
+			errs = append(errs, checkPrebuilt(ctx, a.project, a.version))
+		}
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+	} else {
+		mg.SerialCtxDeps(ctx, Kubelet.Build, Runc.Build)
+	}
 	key, pub, err := signingKey()
 	if err != nil {
 		return err
@@ -90,7 +100,8 @@ func (Release) Verify(dir, pub string) error {
 // build settings, writes the set and verifies it.
 func writeRelease(ctx context.Context, project, version, key, pub string) error {
 	start := time.Now()
-	l, err := pins.Load(pinsDir, project, version)
+	// The pipeline's loader: a buildtag version may have no patch folder.
+	l, set, err := newPipeline().Load(project, version)
 	if err != nil {
 		return err
 	}
@@ -98,11 +109,7 @@ func writeRelease(ctx context.Context, project, version, key, pub string) error 
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("release %s %s: build it first: %w", project, version, err)
 	}
-	patchDir := filepath.Join("patches", project, version)
-	set, err := patchset.Load(patchDir)
-	if err != nil {
-		return err
-	}
+	patchDir := set.Dir
 	// The same spec the build uses; paths do not enter the record.
 	spec, err := lockSpec(l, "go", srctree.Tree{}, set.Marker(), ".")
 	if err != nil {
@@ -130,22 +137,24 @@ func writeRelease(ctx context.Context, project, version, key, pub string) error 
 	return nil
 }
 
-// signingKey returns the secret and public key paths, making the
-// development key pair when no key is configured.
+// signingKey returns the secret and public key paths (see releaseKey).
 func signingKey() (key, pub string, err error) {
-	if key = os.Getenv(signingKeyEnv); key != "" {
-		if pub = os.Getenv(signingPubEnv); pub == "" {
-			pub = key + ".pub"
-		}
-		return key, pub, nil
+	k, err := releaseKey()
+	return k.Secret, k.Public, err
+}
+
+// releaseKey chooses the signing key from the environment
+// (signkey.Choose): the development key pair, made on first use, unless
+// NOKMEM_SIGNING_KEY names a key; refused when NOKMEM_RELEASE=1.
+func releaseKey() (signkey.Key, error) {
+	k, err := signkey.Choose(os.Getenv, signkey.DevPair{Secret: devKey, Public: devPub})
+	if err != nil {
+		return k, err
 	}
-	if _, err := os.Stat(devKey); errors.Is(err, os.ErrNotExist) {
-		if err := sign.GenerateKey(devKey, devPub); err != nil {
-			return "", "", err
-		}
+	if k.Dev {
+		slog.Warn("signing with the development key; set "+signkey.KeyEnv+" to sign with a release key", "key", k.Secret, "id", k.ID)
 	}
-	slog.Warn("signing with the development key; set "+signingKeyEnv+" to sign with a release key", "key", devKey)
-	return devKey, devPub, nil
+	return k, nil
 }
 
 // releaseCopyFile copies src to dst (mode 0644).

@@ -131,3 +131,14 @@ func KeyID(pubKeyPath string) (string, error) {
 	}
 	return fmt.Sprintf("%016X", pub.ID()), nil
 }
+
+// SecretKeyID returns the minisign key id of the secret key at keyPath
+// (decrypted with $NOKMEM_SIGNING_PASSWORD when encrypted), so a secret key
+// can be matched with a public key before anything is signed.
+func SecretKeyID(keyPath string) (string, error) {
+	key, err := readSecret(keyPath)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%016X", key.ID()), nil
+}
