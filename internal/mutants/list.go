@@ -241,6 +241,32 @@ var List = []Mutation{
 		Package: "./verify/affected/affectedgen",
 		Run:     "^TestCheckCatchesAnEditedRow$",
 	},
+	// Release CI: never sign a release with the development key; the
+	// workflow's matrix is the matrix file's; one package list.
+	{
+		Name:    "release-signs-with-development-key",
+		File:    "internal/release/signkey/signkey.go",
+		Old:     "\tif k.Dev {",
+		New:     "\tif k.Dev && false {",
+		Package: "./internal/release/signkey",
+		Run:     "^TestReleaseRefusesDevelopmentKey$",
+	},
+	{
+		Name:    "ci-matrix-offers-planned-versions",
+		File:    "internal/ciworkflow/matrix.go",
+		Old:     "if e.Status != pins.StatusBuildable {",
+		New:     "if e.Status == pins.StatusUnaffected {",
+		Package: "./internal/ciworkflow",
+		Run:     "^(TestMatrixIsTheMatrixFile|TestFromPins)$",
+	},
+	{
+		Name:    "ci-run-installs-its-own-packages",
+		File:    ".ci/run",
+		Old:     "bash scripts/ci-packages.sh install",
+		New:     "apt-get install -y -qq gcc",
+		Package: "./internal/ciworkflow",
+		Run:     "^TestPackagesFromOneScript$",
+	},
 	{
 		Name:    "mutants-ignores-survivors",
 		File:    "internal/mutants/mutants.go",
