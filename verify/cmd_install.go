@@ -23,6 +23,7 @@ type installFlags struct {
 	skipSignature              bool
 	create                     []string
 	allowSymlink, allowUnknown bool
+	allowVersionChange         bool
 	force                      bool
 }
 
@@ -34,6 +35,7 @@ func (f *installFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.tmpDir, "tmp-dir", os.TempDir(), "where a bundle tarball is unpacked (needs room for about 200 MB)")
 	fs.BoolVar(&f.allowSymlink, "allow-symlink", false, "install through a symlinked target (replaces the file it points at)")
 	fs.BoolVar(&f.allowUnknown, "allow-unknown", false, "replace a binary whose version output is not recognised")
+	fs.BoolVar(&f.allowVersionChange, "allow-version-change", false, "replace a stock binary that does not activate kmem, a kubelet of another minor release, or a runc newer than the bundle's")
 	fs.BoolVar(&f.force, "force", false, "replace (or, with --rollback, restore over) a binary someone changed since verify installed it")
 }
 
@@ -57,6 +59,7 @@ func (f *installFlags) installer(g *globalOptions, bo detect.BinaryOptions, warn
 		}
 		o := b.Options()
 		o.StateDir, o.AllowSymlink, o.AllowUnknown, o.Force, o.Binaries, o.Logger = g.StateDir, f.allowSymlink, f.allowUnknown, f.force, bo, g.Logger
+		o.AllowVersionChange = f.allowVersionChange
 		if o.Targets, err = b.Targets(bo.Paths, bo.SearchDirs, f.create); err != nil {
 			return nil, err
 		}

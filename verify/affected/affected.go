@@ -406,6 +406,15 @@ func short(c string) string {
 	return c
 }
 
+// Compare orders two versions of project (Kubernetes or Runc) as releases
+// follow each other; for runc, rcN numerically.
+func Compare(project, a, b string) int {
+	if project == Runc {
+		return compareRunc(a, b)
+	}
+	return compareKubelet(a, b)
+}
+
 func compareKubelet(a, b string) int { return semver.Compare(a, b) }
 
 // compareRunc orders runc versions: rcN numerically (semver compares

@@ -153,6 +153,9 @@ type Options struct {
 	AllowSymlink bool
 	// AllowUnknown replaces a binary whose version cannot be recognised.
 	AllowUnknown bool
+	// AllowVersionChange replaces a binary that the version guard refuses
+	// (see checkVersionChange).
+	AllowVersionChange bool
 	// Force replaces a target that changed since verify installed it.
 	Force bool
 	// Binaries is how existing binaries are identified.
@@ -429,6 +432,11 @@ func plan(t Target, rec *Record, o Options) (int, error) {
 	e.OldKind = id.Kind
 	if id.Kind == detect.KindUnknown && !o.AllowUnknown {
 		return -1, fmt.Errorf("install %s: unknown %s at %s (%s); refusing to replace it (--allow-unknown overrides)", t.Name, t.Name, installed, id.Reason)
+	}
+	if !o.AllowVersionChange {
+		if err := checkVersionChange(t.Name, installed, id.Upstream, b); err != nil {
+			return -1, err
+		}
 	}
 	e.Notes = metaNotes(e.Original)
 	rec.Entries = append(rec.Entries, e)

@@ -331,6 +331,15 @@ func TestInstallRefuses(t *testing.T) {
 		{"unknown kubelet", func(t *testing.T, n node, o *Options) {
 			n.put(t, "kubelet", script("my own kubelet"), 0o755)
 		}, "unknown kubelet"},
+		{"stock kubelet that never activates kmem", func(t *testing.T, n node, o *Options) {
+			n.put(t, "kubelet", script("Kubernetes v1.22.0"), 0o755)
+		}, "kubelet v1.22.0, which does not activate kmem accounting"},
+		{"kubelet of another minor release", func(t *testing.T, n node, o *Options) {
+			n.put(t, "kubelet", script("Kubernetes v1.14.10"), 0o755)
+		}, "would change the node's Kubernetes minor version"},
+		{"runc newer than the bundle's", func(t *testing.T, n node, o *Options) {
+			n.put(t, "runc", script("runc version 1.0.0-rc10\ncommit: dc9208a3303feef5b3839f4323d9beb36df0a9dd"), 0o755)
+		}, "newer than the bundle's"},
 		{"not root", func(t *testing.T, n node, o *Options) {
 			geteuid = func() int { return 65534 }
 			t.Cleanup(func() { geteuid = os.Geteuid })
@@ -636,3 +645,28 @@ func TestNotEnoughSpace(t *testing.T) {
 }
 
 func bundleEpoch() (t time.Time) { return time.Unix(1, 0) }
+
+// TestVersionGuardAllows installs where the guard must not stand in the
+// way: Docker CE 18.06's runc (rc5 plus commits, "+dev") and another patch
+// release of the same kubelet minor, and with --allow-version-change over a
+// binary the guard refuses.
+func TestVersionGuardAllows(t *testing.T) {
+	for _, tt := range []struct {
+		name, binary, version string
+		allow                 bool
+	}{
+		{"docker-runc of Docker CE 18.06", "docker-runc", "runc version 1.0.0-rc5+dev\ncommit: 69663f0bd4b60df09991c08812a60108003fa340", false},
+		{"kubelet v1.12.2", "kubelet", "Kubernetes v1.12.2", false},
+		{"kubelet v1.22.0 with --allow-version-change", "kubelet", "Kubernetes v1.22.0", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newNode(t)
+			n.put(t, tt.binary, script(tt.version), 0o755)
+			o := n.open(t, bundletest.Make(t, bundleName, "", ""))
+			o.AllowVersionChange = tt.allow
+			if _, err := Install(o); err != nil {
+				t.Fatalf("Install: %v", err)
+			}
+		})
+	}
+}

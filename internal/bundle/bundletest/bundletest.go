@@ -46,12 +46,14 @@ func Make(t testing.TB, name string, kubelet, runc string) *Fixture {
 	}
 	var parts []bundle.Part
 	for _, b := range []struct {
-		name, content, project string
-		replaces               []string
+		name, content, project, version string
+		replaces                        []string
 	}{
-		{"kubelet", kubelet, "kubernetes", []string{"kubelet"}},
-		{"runc", runc, "runc", []string{"runc", "docker-runc"}},
-		{"verify", Verify, "nokmem", nil},
+		// The default pair's versions, as `go tool mage build` writes them
+		// (install's version guard compares the node's binaries with them).
+		{"kubelet", kubelet, "kubernetes", "v1.12.4+nokmem.test", []string{"kubelet"}},
+		{"runc", runc, "runc", "v1.0.0-rc5+nokmem.test", []string{"runc", "docker-runc"}},
+		{"verify", Verify, "nokmem", "v0.0.0+test", nil},
 	} {
 		dir := filepath.Join(tmp, "release-"+b.name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -65,7 +67,7 @@ func Make(t testing.TB, name string, kubelet, runc string) *Fixture {
 		if err := release.Write(dir, in, []string{b.name}, f.Key); err != nil {
 			t.Fatal(err)
 		}
-		parts = append(parts, bundle.Part{Dir: dir, Binary: bundle.Binary{Name: b.name, Project: b.project, Version: "v0+test", Replaces: b.replaces}})
+		parts = append(parts, bundle.Part{Dir: dir, Binary: bundle.Binary{Name: b.name, Project: b.project, Version: b.version, Replaces: b.replaces}})
 	}
 	m, err := bundle.Assemble(f.Dir, name, parts, f.Key, f.Pub, false)
 	if err != nil {
