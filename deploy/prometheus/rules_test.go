@@ -87,7 +87,7 @@ func TestRulesNameWrittenMetrics(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"nokmem_kmem_active_cgroups", "nokmem_leaked_ids_estimate", "nokmem_binary_nokmem", "nokmem_memory_num_cgroups"} {
+	for _, want := range []string{"nokmem_kmem_active_cgroups", "nokmem_leaked_ids_estimate", "nokmem_binary_affected", "nokmem_memory_num_cgroups"} {
 		if !used[want] {
 			t.Errorf("no alert on %s", want)
 		}

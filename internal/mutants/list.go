@@ -268,6 +268,14 @@ var List = []Mutation{
 		Run:     "^TestPackagesFromOneScript$",
 	},
 	{
+		Name:    "install-replaces-unaffected-kubelet",
+		File:    "verify/install/versionguard.go",
+		Old:     "case cur.Verdict == affected.Unaffected:",
+		New:     "case false:",
+		Package: "./verify/install",
+		Run:     "^TestInstallRefuses$",
+	},
+	{
 		Name:    "mutants-ignores-survivors",
 		File:    "internal/mutants/mutants.go",
 		Old:     "if r.Verdict == Survived {",
