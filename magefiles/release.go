@@ -51,7 +51,7 @@ var defaultArtifacts = []struct{ project, version string }{
 // its inputs are unchanged), writes the release set of every artifact
 // directory and checks each set with Verify.
 func (Release) All(ctx context.Context) error {
-	mg.SerialCtxDeps(ctx, Kubelet.Build, Runc.Build)
+	mg.SerialCtxDeps(ctx, mg.F(Kubelet.Build, kubeVersion), mg.F(Runc.Build, runcVersion))
 	key, pub, err := signingKey()
 	if err != nil {
 		return err
