@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -243,7 +244,7 @@ func TestBuildRefused(t *testing.T) {
 		{"patch that does not apply", setup{memory: "package fs\n\nfunc Apply() error {\n\treturn enableKmem()\n}\n"}, nil, []string{"demo v1.0.0", "0001-no-kmem.patch", "does not apply"}},
 		{"patch lock without patches", setup{noPatches: true}, nil, []string{"demo v1.0.0: the lock's fix is patch", "has no patches"}},
 		{"buildtag tree without kmem_disabled.go", setup{buildtag: true, noKmemOff: true}, pipeline.ErrNoKmemDisabled, []string{"demo v1.0.0: fix buildtag", "kmem_disabled.go"}},
-		{"missing staging repositories", setup{staging: true}, nil, []string{"staging"}},
+		{"missing staging repositories", setup{staging: true}, fs.ErrNotExist, []string{"staging: ", filepath.Join("example.com", "demo", "staging", "src", "k8s.io")}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -268,6 +269,34 @@ func TestBuildRefused(t *testing.T) {
 				t.Errorf("output folder exists after a refusal: %v", err)
 			}
 		})
+	}
+}
+
+// A version without a lock and outside the matrix is refused, naming the
+// versions that have one; a planned version is refused with the matrix's reason.
+func TestBuildUnknownVersion(t *testing.T) {
+	w := newWorld(t, setup{})
+	b := &fakeBuilder{}
+	for _, tc := range []struct {
+		version string
+		is      error
+		want    []string
+	}{
+		{"v2.0.0", pins.ErrUnknownVersion, []string{"demo v2.0.0: unknown version", "known: v1.0.0"}},
+		{"v0.9.0", pins.ErrUnbuildable, []string{"demo v0.9.0: not buildable yet", "no lock"}},
+	} {
+		_, err := w.pipeline(b).Build(context.Background(), demo, tc.version)
+		if !errors.Is(err, tc.is) {
+			t.Fatalf("%s: got %v, want %v", tc.version, err, tc.is)
+		}
+		for _, s := range tc.want {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("error %q does not say %q", err, s)
+			}
+		}
+	}
+	if len(b.specs) != 0 {
+		t.Errorf("the builder ran %d times", len(b.specs))
 	}
 }
 
