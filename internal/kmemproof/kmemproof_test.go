@@ -42,7 +42,7 @@ func kubeletSpec(t *testing.T) Spec {
 		t.Fatal(err)
 	}
 	root := filepath.Join(gopath, "src", filepath.FromSlash(lock.Source.ImportPath))
-	testenv.RequireFile(t, "assembled kubelet tree (go tool mage kubelet:build, or "+TreeEnv+")", filepath.Join(root, FSPackage, "memory.go"))
+	testenv.RequireFile(t, "assembled kubelet tree (go tool mage kubelet:tree v1.12.4, or "+TreeEnv+")", filepath.Join(root, FSPackage, "memory.go"))
 	set, err := patchset.Load(filepath.Join(repoRoot, "patches", "kubernetes", "v1.12.4"))
 	if err != nil {
 		t.Fatal(err)
