@@ -5,18 +5,17 @@ package main
 import (
 	"context"
 	"os"
-	"path/filepath"
 
 	"github.com/magefile/mage/mg"
 	"github.com/magefile/mage/sh"
 
 	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/pipeline"
-	"github.com/nokmem/nokmem/internal/release/sums"
 	"github.com/nokmem/nokmem/internal/srctree"
 )
 
-// Kubelet builds and proves the fixed kubelet (default v1.12.4).
+// Kubelet builds and proves the fixed kubelet of any buildable version of
+// vendor-pins/matrix.yaml (the default pair's is v1.12.4).
 type Kubelet mg.Namespace
 
 const (
@@ -24,64 +23,53 @@ const (
 	kubeVersion = "v1.12.4"
 )
 
-// Build runs the whole pipeline for the default kubelet v1.12.4 (h1-verified
-// inputs → fix → static build with the pinned toolchain → ELF and version
-// checks → atomic publish into _output/kubernetes/v1.12.4). With unchanged
-// inputs it does no work and says where the artifacts are. JSON summary on stdout.
-func (Kubelet) Build(ctx context.Context) error {
-	_, err := pipelineBuild(ctx, kubeProject, kubeVersion, []string{"--version"})
-	return err
-}
-
-// BuildVersion is Build for any buildable kubelet version of
-// vendor-pins/matrix.yaml, e.g. `go tool mage kubelet:buildVersion v1.12.4`.
-func (Kubelet) BuildVersion(ctx context.Context, version string) error {
+// Build runs the whole pipeline for a buildable kubelet version
+// (`go tool mage kubelet:build v1.12.4`): h1-verified inputs → fix → static
+// build with the pinned toolchain → ELF and version checks → atomic publish
+// into _output/kubernetes/<version>. With unchanged inputs it does no work
+// and says where the artifacts are. A version the matrix does not list as
+// buildable is refused with its reason and the nearest buildable version.
+// JSON summary on stdout.
+func (Kubelet) Build(ctx context.Context, version string) error {
 	_, err := pipelineBuild(ctx, kubeProject, version, []string{"--version"})
 	return err
 }
 
 // Tree assembles (when its inputs changed) and fixes the kubelet's GOPATH
-// tree in _build/kubernetes/v1.12.4; the kmem proof and upstream tests use it.
-func (Kubelet) Tree(ctx context.Context) error {
-	_, _, err := pipelineTree(ctx, kubeProject, kubeVersion)
-	return err
-}
-
-// TreeVersion assembles and fixes the tree of any buildable kubelet version
-// in _build/kubernetes/<version> (for the kmem proof of that version:
-// NOKMEM_KMEMPROOF_VERSIONS=<version> go test -run TestKmemProofVersions ./internal/kmemproof).
-func (Kubelet) TreeVersion(ctx context.Context, version string) error {
+// tree in _build/kubernetes/<version>; the kmem proof and upstream tests use it.
+func (Kubelet) Tree(ctx context.Context, version string) error {
 	_, _, err := pipelineTree(ctx, kubeProject, version)
 	return err
 }
 
-// TestKmem runs the behavioural kmem proof on the tree: libcontainer's own
-// MemoryGroup.Apply fails the proof unpatched and passes it patched (needs
-// root, cgroup v1 and FUSE).
-func (Kubelet) TestKmem(ctx context.Context) error {
-	mg.CtxDeps(ctx, Kubelet.Tree)
-	return sh.RunV("go", "test", "-count=1", "-v", "-run", "^TestKmemProof$", "./internal/kmemproof")
+// TestKmem runs the behavioural kmem proof on the version's tree:
+// libcontainer's own MemoryGroup.Apply fails the proof without the fix
+// (unpatched tree, or built without the nokmem tag) and passes it with the
+// fix (needs root, cgroup v1 and FUSE). The default version runs
+// TestKmemProof, any other TestKmemProofVersions.
+func (Kubelet) TestKmem(ctx context.Context, version string) error {
+	mg.CtxDeps(ctx, mg.F(Kubelet.Tree, version))
+	if version == kubeVersion {
+		return sh.RunV("go", "test", "-count=1", "-v", "-run", "^TestKmemProof$", "./internal/kmemproof")
+	}
+	return sh.RunWithV(map[string]string{kmemProofVersionsEnv: version}, "go", "test", "-count=1", "-v", "-run", "^TestKmemProofVersions$", "./internal/kmemproof")
 }
 
-// TestUpstream runs the tree's own unit tests (runc cgroups/fs,
+// TestUpstream runs the default tree's own unit tests (runc cgroups/fs,
 // apimachinery's JSON and YAML serializers, pkg/kubelet/cm) with the pinned
-// toolchain.
+// toolchain. It takes no version: the package subset and its compatibility
+// probes (internal/upstreamtest KubeletSubset, KubeletProbes) are written
+// against the v1.12.4 tree.
 func (Kubelet) TestUpstream(ctx context.Context) error {
-	mg.CtxDeps(ctx, Kubelet.Tree)
+	mg.CtxDeps(ctx, mg.F(Kubelet.Tree, kubeVersion))
 	return sh.RunV("go", "test", "-count=1", "-v", "-timeout=30m", "-run", "^TestKubeletSubset", "./internal/upstreamtest")
 }
 
-// Checksums rebuilds the kubelet (ignoring the no-op stamp, into
-// _build/kubernetes/v1.12.4/rebuild; the build cache is used) and fails
+// Checksums rebuilds the kubelet version (ignoring the no-op stamp, into
+// _build/kubernetes/<version>/rebuild; the build cache is used) and fails
 // unless its sha256 equals the one committed in
-// vendor-pins/kubernetes/v1.12.4.CHECKSUMS.
-func (Kubelet) Checksums(ctx context.Context) error {
-	return pipelineChecksums(ctx, kubeProject, kubeVersion, []string{"--version"})
-}
-
-// ChecksumsVersion is Checksums for any buildable kubelet version with a
-// committed vendor-pins/kubernetes/<version>.CHECKSUMS.
-func (Kubelet) ChecksumsVersion(ctx context.Context, version string) error {
+// vendor-pins/kubernetes/<version>.CHECKSUMS.
+func (Kubelet) Checksums(ctx context.Context, version string) error {
 	return pipelineChecksums(ctx, kubeProject, version, []string{"--version"})
 }
 
@@ -135,12 +123,17 @@ func buildProject(ctx context.Context, proj pipeline.Project, version string) (m
 // (nothing is published) and compares the binaries with the committed
 // vendor-pins/<project>/<version>.CHECKSUMS.
 func pipelineChecksums(ctx context.Context, project, version string, versionArgs []string) error {
+	return checksumsProject(ctx, projectFor(project, versionArgs), version)
+}
+
+// checksumsProject runs the pipeline's Checksums and prints its JSON summary.
+func checksumsProject(ctx context.Context, proj pipeline.Project, version string) error {
 	p := newPipeline()
-	sha, err := p.Checksums(ctx, projectFor(project, versionArgs), version)
+	sha, err := p.Checksums(ctx, proj, version)
 	if err != nil {
 		return err
 	}
-	return printJSON(map[string]any{"project": project, "version": version, "reproduced": p.ExpectedSumsPath(project, version), "sha256": sha})
+	return printJSON(map[string]any{"project": proj.Name, "version": version, "reproduced": p.ExpectedSumsPath(proj.Name, version), "sha256": sha})
 }
 
 // pipelineTree returns the fixed GOPATH tree of project@version in
@@ -148,20 +141,4 @@ func pipelineChecksums(ctx context.Context, project, version string, versionArgs
 // patches changed since it was made.
 func pipelineTree(ctx context.Context, project, version string) (*pins.Lock, srctree.Tree, error) {
 	return newPipeline().Tree(ctx, project, version)
-}
-
-// expectedSumsPath is the committed checksum file of a project version.
-func expectedSumsPath(project, version string) string {
-	return newPipeline().ExpectedSumsPath(project, version)
-}
-
-// checkReproduced compares built sha256s with the committed CHECKSUMS and
-// explains a mismatch (see pipeline.CheckReproduced).
-func checkReproduced(ctx context.Context, lock *pins.Lock, sha map[string]string) error {
-	return newPipeline().CheckReproduced(ctx, lock, sha)
-}
-
-// publishedSums reads the sha256 of the artifacts in an output folder.
-func publishedSums(dest string) (map[string]string, error) {
-	return sums.Parse(filepath.Join(dest, sums.SHA256.SumsFile))
 }

@@ -35,13 +35,14 @@ func Build(ctx context.Context) error {
 // the cheap per-version checks (matrixChecks) and the kmem proof of every
 // kubelet tree. It ends with one "N passed, N failed" line.
 func Test(ctx context.Context) error {
-	mg.SerialCtxDeps(ctx, Build, Kubelet.Tree, Kubelet.Checksums, Runc.Checksums, Verify.Checksums)
+	mg.SerialCtxDeps(ctx, Build, mg.F(Kubelet.Tree, kubeVersion), mg.F(Kubelet.Checksums, kubeVersion), mg.F(Runc.Checksums, runcVersion), Verify.Checksums)
 	kubelets, err := matrixChecks(ctx)
 	if err != nil {
 		return err
 	}
 	if os.Getenv(kmemProofVersionsEnv) == "" {
-		os.Setenv(kmemProofVersionsEnv, strings.Join(kubelets, ","))
+		// TestKmemProofVersions splits the list at spaces.
+		os.Setenv(kmemProofVersionsEnv, strings.Join(kubelets, " "))
 	}
 	tally, err := testrun.Run(".", "-count=1", "-timeout=60m", "./...")
 	fmt.Printf("test: %s\n", tally)

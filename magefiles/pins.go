@@ -51,7 +51,9 @@ func (Pins) Verify(ctx context.Context, project, version string) error {
 // identical revisions, the rest is resolved through the module proxy (with
 // vendor-pins/pseudo-versions.txt for commits it cannot resolve by hash). What
 // cannot be pinned is listed, the draft goes to _build/pins/ and the target
-// fails. A complete new lock goes to
+// fails. When the commit is not known, pass "unknown: <why>" as commit: the
+// lock gets an empty source.commit and source.commitUnknown <why>.
+// A complete new lock goes to
 // vendor-pins/<project>/<version>.yaml; when one exists, the generated lock
 // goes to _build/pins/<project>/<version>.yaml and is compared with it.
 func (Pins) Generate(ctx context.Context, project, version, commit string) error {
@@ -60,7 +62,11 @@ func (Pins) Generate(ctx context.Context, project, version, commit string) error
 	if err != nil {
 		return err
 	}
-	l, unpinned, err := lockgen.Generate(ctx, lockgen.GoResolver{}, lockgen.Request{Project: project, Version: version, Commit: commit, Template: tmpl, Known: known, Hints: hints})
+	req := lockgen.Request{Project: project, Version: version, Commit: commit, Template: tmpl, Known: known, Hints: hints}
+	if why, ok := strings.CutPrefix(commit, "unknown:"); ok {
+		req.Commit, req.CommitUnknown = "", strings.TrimSpace(why)
+	}
+	l, unpinned, err := lockgen.Generate(ctx, lockgen.GoResolver{}, req)
 	if err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ func (Release) All(ctx context.Context) error {
 			return err
 		}
 	} else {
-		mg.SerialCtxDeps(ctx, Kubelet.Build, Runc.Build)
+		mg.SerialCtxDeps(ctx, mg.F(Kubelet.Build, kubeVersion), mg.F(Runc.Build, runcVersion))
 	}
 	key, pub, err := signingKey()
 	if err != nil {

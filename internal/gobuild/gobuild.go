@@ -13,6 +13,7 @@ package gobuild
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -102,6 +103,14 @@ type Spec struct {
 	Env []string
 	// Log receives the go command's output; os.Stderr when nil.
 	Log io.Writer
+	// Progress, when set, counts the packages of the running build (see
+	// Progress); the go command then runs with -v, which only adds logging.
+	Progress *Progress
+}
+
+// dir is the project's directory in the GOPATH tree, where the go command runs.
+func (s Spec) dir() string {
+	return filepath.Join(s.GOPATH, "src", filepath.FromSlash(s.ImportPath))
 }
 
 // Tags returns the build tags: Spec.Tags, plus StaticTags for a static build.
@@ -149,13 +158,29 @@ func Build(ctx context.Context, s Spec) error {
 	if log == nil {
 		log = os.Stderr
 	}
-	dir := filepath.Join(s.GOPATH, "src", filepath.FromSlash(s.ImportPath))
 	for _, p := range s.Packages {
-		cmd := exec.CommandContext(ctx, s.Go, s.Args(p)...)
-		cmd.Dir = dir
+		args := s.Args(p)
+		out := log
+		var pw *ProgressWriter
+		if s.Progress != nil {
+			c, err := CountPackages(ctx, s, p)
+			if err != nil {
+				return fmt.Errorf("build %s/%s: count its packages: %w", s.ImportPath, p.Package, err)
+			}
+			s.Progress.Start(p.Package, c)
+			args = append([]string{args[0], "-v"}, args[1:]...)
+			pw = s.Progress.Writer(log)
+			out = pw
+		}
+		cmd := exec.CommandContext(ctx, s.Go, args...)
+		cmd.Dir = s.dir()
 		cmd.Env = Env(s.GOPATH, s.CGO, s.Env...)
-		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Run(); err != nil {
+		cmd.Stdout, cmd.Stderr = out, out
+		err := cmd.Run()
+		if pw != nil {
+			err = errors.Join(err, pw.Flush())
+		}
+		if err != nil {
 			return fmt.Errorf("build %s/%s with %s: %w", s.ImportPath, p.Package, s.Go, err)
 		}
 	}

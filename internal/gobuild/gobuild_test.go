@@ -138,17 +138,30 @@ func TestBuild(t *testing.T) {
 	gopath := writeGOPATH(t)
 	ctx := context.Background()
 	var outs [2][]byte
+	var s Spec
 	for i := range outs {
 		out := t.TempDir()
-		s := Spec{
+		var log strings.Builder
+		s = Spec{
 			Go: goBin, GOPATH: gopath, ImportPath: "example.com/hello",
 			Packages: []pins.BuildPackage{{Package: "cmd/hello", Output: "hello"}},
 			OutDir:   out, CGO: true, Static: true,
-			X:   []string{"main.gitVersion=v1.0.0+nokmem.test"},
-			Env: []string{"GOCACHE=" + t.TempDir()},
+			X:        []string{"main.gitVersion=v1.0.0+nokmem.test"},
+			Env:      []string{"GOCACHE=" + t.TempDir()},
+			Log:      &log,
+			Progress: &Progress{},
 		}
 		if err := Build(ctx, s); err != nil {
 			t.Fatal(err)
+		}
+		// Cold cache: everything but nothing is compiled, and the -v
+		// lines name exactly the packages `go build -n` said it would compile.
+		snap := s.Progress.Snapshot()
+		if snap.Total < 10 || snap.Done != snap.Total || snap.Cached > 1 || len(s.Progress.compiled) != s.Progress.count.Compile {
+			t.Errorf("cold build progress %+v, %d compiled, %d to compile; want all done, none cached", snap, len(s.Progress.compiled), s.Progress.count.Compile)
+		}
+		if strings.Contains("\n"+log.String(), "\nruntime\n") {
+			t.Errorf("the -v package lines reached the build log: %q", log.String())
 		}
 		bin := filepath.Join(out, "hello")
 		got, err := exec.Command(bin).CombinedOutput()
@@ -171,6 +184,66 @@ func TestBuild(t *testing.T) {
 	}
 	if string(outs[0]) != string(outs[1]) {
 		t.Errorf("two builds with separate caches differ: not reproducible")
+	}
+	// Warm cache: every package comes from the cache.
+	s.OutDir, s.Progress = t.TempDir(), &Progress{}
+	if err := Build(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if snap := s.Progress.Snapshot(); snap.Total < 10 || snap.Cached != snap.Total || snap.Done != snap.Total {
+		t.Errorf("warm build progress %+v, want every package from the cache", snap)
+	}
+	if got, err := os.ReadFile(filepath.Join(s.OutDir, "hello")); err != nil || string(got) != string(outs[0]) {
+		t.Errorf("the warm build (with -v and the counting) differs from the cold ones: %v", err)
+	}
+}
+
+// TestProgressWriter feeds a fake `go build -v` output through the
+// counter: package lines (split across writes, repeated) count once and are
+// dropped, compiler and linker lines go on, cached packages count as done.
+func TestProgressWriter(t *testing.T) {
+	p := &Progress{}
+	if snap := p.Snapshot(); snap.Started || snap.String() != "counting packages" {
+		t.Errorf("before Start: %+v %q", snap, snap)
+	}
+	p.Start("cmd/kubelet", Count{Packages: []string{"runtime", "example.com/a", "example.com/b", "example.com/cmd/kubelet", "fmt"}, Compile: 3})
+	var out strings.Builder
+	w := p.Writer(&out)
+	steps := []struct {
+		write string
+		done  int
+	}{
+		{"", 2},
+		{"example.com/", 2},
+		{"a\n# example.com/cmd/kubelet\n", 3},
+		{"/usr/bin/ld: warning: Using 'dlopen' in statically linked applications\n", 3},
+		{"example.com/a\nexample.com/notabuildpackage\n", 3},
+		{"example.com/b\nexample.com/cmd/kubelet", 4},
+	}
+	for _, st := range steps {
+		if _, err := w.Write([]byte(st.write)); err != nil {
+			t.Fatal(err)
+		}
+		if snap := p.Snapshot(); snap.Done != st.done || snap.Total != 5 || snap.Cached != 2 {
+			t.Errorf("after %q: %+v, want %d/5 done, 2 from cache", st.write, snap, st.done)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	snap := p.Snapshot()
+	if got, want := snap.String(), "5/5 packages (2 from cache)"; got != want || snap.Package != "cmd/kubelet" {
+		t.Errorf("at the end: %q (%s), want %q", got, snap.Package, want)
+	}
+	if want := "# example.com/cmd/kubelet\n/usr/bin/ld: warning: Using 'dlopen' in statically linked applications\nexample.com/notabuildpackage\n"; out.String() != want {
+		t.Errorf("passed on %q, want %q", out.String(), want)
+	}
+}
+
+func TestListFlags(t *testing.T) {
+	got := listFlags([]string{"-trimpath", "-buildvcs=false", "-tags", "netgo,nokmem", "-ldflags", "-buildid= -X a=b"})
+	if strings.Join(got, " ") != "-trimpath -tags netgo,nokmem" {
+		t.Errorf("listFlags = %q", got)
 	}
 }
 

@@ -42,7 +42,7 @@ func kubeletSpec(t *testing.T) Spec {
 		t.Fatal(err)
 	}
 	root := filepath.Join(gopath, "src", filepath.FromSlash(lock.Source.ImportPath))
-	testenv.RequireFile(t, "assembled kubelet tree (go tool mage kubelet:build, or "+TreeEnv+")", filepath.Join(root, FSPackage, "memory.go"))
+	testenv.RequireFile(t, "assembled kubelet tree (go tool mage kubelet:tree v1.12.4, or "+TreeEnv+")", filepath.Join(root, FSPackage, "memory.go"))
 	set, err := patchset.Load(filepath.Join(repoRoot, "patches", "kubernetes", "v1.12.4"))
 	if err != nil {
 		t.Fatal(err)
@@ -237,7 +237,7 @@ func TestParse(t *testing.T) {
 }
 
 // VersionsEnv lists further kubelet versions (space-separated) whose
-// assembled trees (go tool mage kubelet:treeVersion <version>) get the
+// assembled trees (go tool mage kubelet:tree <version>) get the
 // proof, each by its lock's fix kind: red without the fix, green with it.
 const VersionsEnv = "NOKMEM_KMEMPROOF_VERSIONS"
 
@@ -259,7 +259,7 @@ func TestKmemProofVersions(t *testing.T) {
 				t.Fatal(err)
 			}
 			root := filepath.Join(gopath, "src", filepath.FromSlash(lock.Source.ImportPath))
-			testenv.RequireFile(t, "assembled kubelet "+v+" tree (go tool mage kubelet:treeVersion "+v+")", filepath.Join(root, FSPackage, "memory.go"))
+			testenv.RequireFile(t, "assembled kubelet "+v+" tree (go tool mage kubelet:tree "+v+")", filepath.Join(root, FSPackage, "memory.go"))
 			set := &patchset.Set{} // a buildtag version may have no patches
 			if dir := filepath.Join(repoRoot, "patches", "kubernetes", v); lock.Fix.Kind == pins.FixPatch || exists(dir) {
 				if set, err = patchset.Load(dir); err != nil {

@@ -54,6 +54,9 @@ type Request struct {
 	Project, Version string
 	// Commit is the upstream commit of Version (the proxy does not record it).
 	Commit string
+	// CommitUnknown, when Commit is empty, says why the commit is not known
+	// (the lock's source.commitUnknown).
+	CommitUnknown string
 	// Template gives the source module path, import path, toolchain, build
 	// settings, staging and exclusions.
 	Template *pins.Lock
@@ -147,7 +150,7 @@ func Generate(ctx context.Context, r Resolver, req Request) (*pins.Lock, []Unpin
 	}
 	l := &pins.Lock{
 		Project: req.Project, Version: req.Version,
-		Source:    pins.Source{Module: src.Module, Commit: req.Commit, CommitTime: src.Time, ImportPath: t.Source.ImportPath},
+		Source:    pins.Source{Module: src.Module, Commit: req.Commit, CommitUnknown: req.CommitUnknown, CommitTime: src.Time, ImportPath: t.Source.ImportPath},
 		Toolchain: t.Toolchain, Build: t.Build, Staging: t.Staging,
 	}
 	l.Build.Tags = slices.Clone(t.Build.Tags)
@@ -441,6 +444,9 @@ func Compare(want, got *pins.Lock) []string {
 	add := func(format string, a ...any) { diffs = append(diffs, fmt.Sprintf(format, a...)) }
 	if want.Source.Module != got.Source.Module || want.Source.Commit != got.Source.Commit || want.Source.CommitTime != got.Source.CommitTime {
 		add("source: %s %s %s, generated %s %s %s", want.Source.Module, want.Source.Commit, want.Source.CommitTime, got.Source.Module, got.Source.Commit, got.Source.CommitTime)
+	}
+	if (want.Source.CommitUnknown == "") != (got.Source.CommitUnknown == "") {
+		add("source: commitUnknown %q, generated %q", want.Source.CommitUnknown, got.Source.CommitUnknown)
 	}
 	if want.Toolchain != got.Toolchain {
 		add("toolchain: %s, generated %s", want.Toolchain, got.Toolchain)

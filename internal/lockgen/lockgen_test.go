@@ -172,6 +172,32 @@ func TestRegenerateCompare(t *testing.T) {
 	}
 }
 
+// A version whose upstream commit is not known gets an empty commit and
+// the reason; without a reason the generated lock is invalid.
+func TestGenerateUnknownCommit(t *testing.T) {
+	tmpl := template()
+	tmpl.Vendor, tmpl.Excluded = tmpl.Vendor[:1], nil
+	src := writeTree(t, map[string]string{
+		"Godeps/Godeps.json": `{"Deps": [{"ImportPath": "github.com/a/a", "Rev": "` + revA + `"}]}`,
+	})
+	r := &fakeResolver{served: map[string]Download{"github.com/opencontainers/runc@v1.0.0-rc5": {Module: tmpl.Source.Module, Dir: src, Time: tmpl.Source.CommitTime}}}
+	req := Request{Project: "runc", Version: "v1.0.0-rc5", CommitUnknown: "no public record", Template: tmpl, Known: []*pins.Lock{tmpl}}
+	l, unpinned, err := Generate(context.Background(), r, req)
+	if err != nil || len(unpinned) > 0 {
+		t.Fatalf("%v %v", err, unpinned)
+	}
+	if l.Source.Commit != "" || l.Source.CommitUnknown != "no public record" {
+		t.Errorf("source %+v, want an empty commit and the reason", l.Source)
+	}
+	if d := Compare(tmpl, l); len(d) != 2 || !strings.Contains(d[1], "commitUnknown") {
+		t.Errorf("Compare = %q, want the commit and commitUnknown named", d)
+	}
+	req.CommitUnknown = ""
+	if _, _, err := Generate(context.Background(), r, req); err == nil || !strings.Contains(err.Error(), "commitUnknown") {
+		t.Errorf("got %v, want an empty commit without a reason refused", err)
+	}
+}
+
 func TestGenerateSourceNotServed(t *testing.T) {
 	_, _, err := Generate(context.Background(), &fakeResolver{}, Request{Project: "runc", Version: "v9.9.9", Commit: "c", Template: template()})
 	var de *DownloadError

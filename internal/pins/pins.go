@@ -123,8 +123,14 @@ func (m Module) String() string { return m.Path + "@" + m.Version }
 // Source is the project's source module and the upstream commit it was cut from.
 type Source struct {
 	Module `json:",inline"`
-	// Commit is the upstream git commit of Version.
+	// Commit is the upstream git commit of Version; empty only when
+	// CommitUnknown says why it could not be determined.
 	Commit string `json:"commit"`
+	// CommitUnknown, set exactly when Commit is empty, says why the
+	// upstream commit of Version is not known (the module proxy does not
+	// record a tag's commit). The build then stamps an empty git commit, as
+	// upstream's hack/lib/version.sh does for a build outside git.
+	CommitUnknown string `json:"commitUnknown,omitempty"`
 	// CommitTime is the commit time (RFC 3339, UTC); builds stamp it instead of the clock.
 	CommitTime string `json:"commitTime"`
 	// ImportPath is where the tree sits in GOPATH/src, e.g. "k8s.io/kubernetes".
@@ -260,8 +266,14 @@ func (l *Lock) Validate() error {
 		errs = append(errs, errors.New("project and version are required"))
 	}
 	check("source", l.Source.Module)
-	if l.Source.Commit == "" || l.Source.CommitTime == "" || l.Source.ImportPath == "" {
-		errs = append(errs, errors.New("source: commit, commitTime and importPath are required"))
+	if l.Source.CommitTime == "" || l.Source.ImportPath == "" {
+		errs = append(errs, errors.New("source: commitTime and importPath are required"))
+	}
+	switch {
+	case l.Source.Commit == "" && l.Source.CommitUnknown == "":
+		errs = append(errs, errors.New("source: commit is required (or commitUnknown: why it is not known)"))
+	case l.Source.Commit != "" && l.Source.CommitUnknown != "":
+		errs = append(errs, fmt.Errorf("source: commit %s is set, so commitUnknown must be empty", l.Source.Commit))
 	}
 	check("toolchain", l.Toolchain)
 	if l.Staging != nil && (l.Staging.Dir == "" || l.Staging.Prefix == "") {

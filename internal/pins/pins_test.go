@@ -149,6 +149,14 @@ func TestLoadBadInput(t *testing.T) {
 		}, ""},
 		{"override without dropWhen", func(s string) string { return s + "    override: {fixes: a bug}\n" }, "needs fixes and dropWhen"},
 		{"staging without prefix", func(s string) string { return s + "staging: {dir: staging/src}\n" }, "staging: dir and prefix"},
+		{"no commit", func(s string) string { return strings.Replace(s, "  commit: abc\n", "", 1) }, "source: commit is required (or commitUnknown"},
+		{"empty commit without a reason", func(s string) string { return strings.Replace(s, "commit: abc", `commit: ""`, 1) }, "source: commit is required (or commitUnknown"},
+		{"unknown commit with a reason", func(s string) string {
+			return strings.Replace(s, "commit: abc", "commit: \"\"\n  commitUnknown: the proxy does not record it", 1)
+		}, ""},
+		{"commit and commitUnknown both", func(s string) string {
+			return strings.Replace(s, "commit: abc", "commit: abc\n  commitUnknown: the proxy does not record it", 1)
+		}, "source: commit abc is set, so commitUnknown must be empty"},
 		{"no fix", func(s string) string { return strings.Replace(s, "fix:\n  kind: patch\n", "", 1) }, "fix: kind is required (patch or buildtag)"},
 		{"unknown fix kind", func(s string) string { return strings.Replace(s, "kind: patch", "kind: sed", 1) }, `fix: unknown kind "sed"`},
 		{"patch with a tag", func(s string) string { return strings.Replace(s, "kind: patch", "kind: patch\n  tag: nokmem", 1) }, "fix: kind patch takes no tag"},

@@ -78,12 +78,12 @@ type Pipeline struct {
 	Log *slog.Logger
 	// Out receives one human line per outcome (stderr in the magefiles); nothing when nil.
 	Out io.Writer
-	// ProgressEvery is how often a running build says on Out that it is
-	// still running and for how long; DefaultProgressEvery when 0.
+	// ProgressEvery is how often a running build says on Out how many of
+	// its packages are built and for how long it has run; DefaultProgressEvery when 0.
 	ProgressEvery time.Duration
 }
 
-// DefaultProgressEvery is the interval of the "still building" line.
+// DefaultProgressEvery is the interval of the progress line.
 const DefaultProgressEvery = 30 * time.Second
 
 // Plan is everything a build of project@version needs before running.
@@ -309,15 +309,19 @@ func (p *Pipeline) BuildChecked(ctx context.Context, plan *Plan, outDir string) 
 	}
 	p.log().Info("source tree ready", "project", l.Project, "version", l.Version, "took", time.Since(step).Round(time.Millisecond))
 	spec := plan.Spec
-	spec.Go, spec.OutDir = goBin, outDir
+	spec.Go, spec.OutDir, spec.Progress = goBin, outDir, &gobuild.Progress{}
 	step = time.Now()
-	stop := p.heartbeat(l, step)
+	stop := p.heartbeat(l, step, spec.Progress)
 	err = p.Builder.Build(ctx, spec)
 	stop()
 	if err != nil {
 		return nil, err
 	}
-	p.log().Info("built", "project", l.Project, "version", l.Version, "took", time.Since(step).Round(time.Millisecond))
+	took := time.Since(step).Round(time.Second)
+	if snap := spec.Progress.Snapshot(); snap.Started {
+		p.say("%s %s: built %s, %s", l.Project, l.Version, snap, took)
+	}
+	p.log().Info("built", "project", l.Project, "version", l.Version, "took", took)
 	tv, err := goVersion(l.Toolchain)
 	if err != nil {
 		return nil, err
@@ -338,10 +342,12 @@ func (p *Pipeline) BuildChecked(ctx context.Context, plan *Plan, outDir string) 
 	return bins, nil
 }
 
-// heartbeat says on Out every ProgressEvery that the build of l is still
-// running, with the elapsed time, until the returned stop is called (Out,
-// not the log: mage discards log output unless run with -v).
-func (p *Pipeline) heartbeat(l *pins.Lock, start time.Time) (stop func()) {
+// heartbeat says on Out every ProgressEvery how far the build of l is
+// (packages ready out of the total, how many came from the build cache) and
+// the elapsed time, until the returned stop is called (Out, not the log:
+// mage discards log output unless run with -v). Until the builder has
+// counted the packages, the line says so.
+func (p *Pipeline) heartbeat(l *pins.Lock, start time.Time, progress *gobuild.Progress) (stop func()) {
 	every := p.ProgressEvery
 	if every <= 0 {
 		every = DefaultProgressEvery
@@ -357,7 +363,11 @@ func (p *Pipeline) heartbeat(l *pins.Lock, start time.Time) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				p.say("%s %s: still building, %s", l.Project, l.Version, time.Since(start).Round(time.Second))
+				snap, step := progress.Snapshot(), ""
+				if snap.Started && snap.Done == snap.Total {
+					step = ", linking"
+				}
+				p.say("%s %s: building, %s%s, %s", l.Project, l.Version, snap, step, time.Since(start).Round(time.Second))
 			}
 		}
 	}()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -242,7 +244,7 @@ func TestBuildRefused(t *testing.T) {
 		{"patch that does not apply", setup{memory: "package fs\n\nfunc Apply() error {\n\treturn enableKmem()\n}\n"}, nil, []string{"demo v1.0.0", "0001-no-kmem.patch", "does not apply"}},
 		{"patch lock without patches", setup{noPatches: true}, nil, []string{"demo v1.0.0: the lock's fix is patch", "has no patches"}},
 		{"buildtag tree without kmem_disabled.go", setup{buildtag: true, noKmemOff: true}, pipeline.ErrNoKmemDisabled, []string{"demo v1.0.0: fix buildtag", "kmem_disabled.go"}},
-		{"missing staging repositories", setup{staging: true}, nil, []string{"staging"}},
+		{"missing staging repositories", setup{staging: true}, fs.ErrNotExist, []string{"staging: ", filepath.Join("example.com", "demo", "staging", "src", "k8s.io")}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -270,6 +272,34 @@ func TestBuildRefused(t *testing.T) {
 	}
 }
 
+// A version without a lock and outside the matrix is refused, naming the
+// versions that have one; a planned version is refused with the matrix's reason.
+func TestBuildUnknownVersion(t *testing.T) {
+	w := newWorld(t, setup{})
+	b := &fakeBuilder{}
+	for _, tc := range []struct {
+		version string
+		is      error
+		want    []string
+	}{
+		{"v2.0.0", pins.ErrUnknownVersion, []string{"demo v2.0.0: unknown version", "known: v1.0.0"}},
+		{"v0.9.0", pins.ErrUnbuildable, []string{"demo v0.9.0: not buildable yet", "no lock"}},
+	} {
+		_, err := w.pipeline(b).Build(context.Background(), demo, tc.version)
+		if !errors.Is(err, tc.is) {
+			t.Fatalf("%s: got %v, want %v", tc.version, err, tc.is)
+		}
+		for _, s := range tc.want {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("error %q does not say %q", err, s)
+			}
+		}
+	}
+	if len(b.specs) != 0 {
+		t.Errorf("the builder ran %d times", len(b.specs))
+	}
+}
+
 // A binary whose version output lacks the marker is not published.
 func TestBuildWrongVersionNotPublished(t *testing.T) {
 	w := newWorld(t, setup{})
@@ -286,49 +316,79 @@ func TestBuildWrongVersionNotPublished(t *testing.T) {
 	}
 }
 
-// slowBuilder blocks its build until the pipeline has logged two
-// "still building" lines.
+// slowBuilder is a build whose go command reports packages the way
+// `go build -v` does: it counts 3 packages (1 in the cache), compiles one,
+// waits for the progress line showing 2/3, compiles the next and waits for 3/3.
 type slowBuilder struct {
 	fakeBuilder
-	beats chan struct{}
+	lines chan string
 }
 
 func (b *slowBuilder) Build(ctx context.Context, s gobuild.Spec) error {
-	for i := range 2 {
-		select {
-		case <-b.beats:
-		case <-time.After(10 * time.Second):
-			return fmt.Errorf("no \"still building\" line %d while the build ran", i+1)
+	if s.Progress == nil {
+		return errors.New("the pipeline passed no progress counter")
+	}
+	s.Progress.Start("cmd/demo", gobuild.Count{Packages: []string{"fmt", "example.com/demo/lib", "example.com/demo/cmd/demo"}, Compile: 2})
+	w := s.Progress.Writer(io.Discard)
+	for _, step := range []struct{ compiled, want string }{
+		{"example.com/demo/lib\n", "demo v1.0.0: building, 2/3 packages (1 from cache), "},
+		{"example.com/demo/cmd/demo\n", "demo v1.0.0: building, 3/3 packages (1 from cache), "},
+	} {
+		if _, err := w.Write([]byte(step.compiled)); err != nil {
+			return err
+		}
+		if err := b.await(step.want); err != nil {
+			return err
 		}
 	}
 	return b.fakeBuilder.Build(ctx, s)
 }
 
-// beatWriter signals each "still building" line written to it.
-type beatWriter struct {
-	beats chan struct{}
+// await waits for a progress line that starts with want.
+func (b *slowBuilder) await(want string) error {
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case l := <-b.lines:
+			if strings.HasPrefix(l, want) {
+				return nil
+			}
+		case <-timeout:
+			return fmt.Errorf("no progress line %q while the build ran", want)
+		}
+	}
 }
 
-func (w beatWriter) Write(p []byte) (int, error) {
-	if strings.Contains(string(p), "demo v1.0.0: still building, ") {
-		select {
-		case w.beats <- struct{}{}:
-		default:
-		}
+// lineWriter passes each line written to it on to lines (dropping it when nobody listens).
+type lineWriter struct {
+	lines chan string
+	all   *strings.Builder
+}
+
+func (w lineWriter) Write(p []byte) (int, error) {
+	w.all.Write(p)
+	select {
+	case w.lines <- string(p):
+	default:
 	}
 	return len(p), nil
 }
 
-// A running build says that it is still running, with the elapsed time.
+// A running build says how many of its packages are ready, how many came
+// from the cache, and for how long it has run; at the end it says the total.
 func TestBuildProgress(t *testing.T) {
 	w := newWorld(t, setup{})
-	beats := make(chan struct{})
-	b := &slowBuilder{beats: beats}
+	lines := make(chan string, 16)
+	b := &slowBuilder{lines: lines}
 	p := w.pipeline(&b.fakeBuilder)
 	p.Builder = b
-	p.Out = beatWriter{beats: beats}
+	var all strings.Builder
+	p.Out = lineWriter{lines: lines, all: &all}
 	p.ProgressEvery = time.Millisecond
 	if _, err := p.Build(context.Background(), demo, "v1.0.0"); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(all.String(), "demo v1.0.0: built 3/3 packages (1 from cache), ") {
+		t.Errorf("no final package count in %q", all.String())
 	}
 }

@@ -72,8 +72,8 @@ func TestKmemActivation(t *testing.T) {
 	testenv.RequireCgroupV1Memory(t)
 	strace := testenv.RequireCommand(t, "strace")
 	testenv.RequireFile(t, "busybox-static", busybox)
-	testenv.RequireFile(t, "patched runc (go tool mage runc:build)", patchedRunc)
-	testenv.RequireFile(t, "unpatched runc (go tool mage runc:build)", unpatchedRunc)
+	testenv.RequireFile(t, "patched runc (go tool mage runc:build v1.0.0-rc5)", patchedRunc)
+	testenv.RequireFile(t, "unpatched runc (go tool mage runc:build v1.0.0-rc5)", unpatchedRunc)
 
 	const kernelLimit = 32 << 20
 	tests := []struct {

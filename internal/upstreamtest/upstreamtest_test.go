@@ -100,7 +100,7 @@ func kubeletTree(t *testing.T) (*pins.Lock, string, string, string) {
 		t.Fatal(err)
 	}
 	root := filepath.Join(gopath, "src", filepath.FromSlash(lock.Source.ImportPath))
-	testenv.RequireFile(t, "assembled kubelet tree (go tool mage kubelet:tree)", filepath.Join(root, "pkg", "kubelet", "cm"))
+	testenv.RequireFile(t, "assembled kubelet tree (go tool mage kubelet:tree v1.12.4)", filepath.Join(root, "pkg", "kubelet", "cm"))
 	goBin, err := toolchain.Go(context.Background(), &modfetch.Fetcher{}, lock.Toolchain)
 	if err != nil {
 		t.Fatal(err)
