@@ -275,6 +275,31 @@ var List = []Mutation{
 		Package: "./verify/install",
 		Run:     "^TestInstallRefuses$",
 	},
+	// The version matrix: refusals, progress, locks without a known commit.
+	{
+		Name:    "pipeline-builds-unbuildable-version",
+		File:    "internal/pins/pins.go",
+		Old:     "if err := e.Refuse(); err != nil {",
+		New:     "if err := e.Refuse(); err != nil && false {",
+		Package: "./internal/pipeline",
+		Run:     "^(TestBuildRefused|TestBuildUnknownVersion)$",
+	},
+	{
+		Name:    "progress-counts-everything-cached",
+		File:    "internal/gobuild/progress.go",
+		Old:     "func (c Count) Cached() int { return max(0, len(c.Packages)-c.Compile) }",
+		New:     "func (c Count) Cached() int { return len(c.Packages) }",
+		Package: "./internal/pipeline",
+		Run:     "^TestBuildProgress$",
+	},
+	{
+		Name:    "lock-without-commit-or-reason",
+		File:    "internal/pins/pins.go",
+		Old:     `case l.Source.Commit == "" && l.Source.CommitUnknown == "":`,
+		New:     "case false:",
+		Package: "./internal/pins",
+		Run:     "^TestLoadBadInput$",
+	},
 	{
 		Name:    "mutants-ignores-survivors",
 		File:    "internal/mutants/mutants.go",
