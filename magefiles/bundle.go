@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/nokmem/nokmem/internal/bundle"
 	"github.com/nokmem/nokmem/internal/patchset"
+	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/publish"
 	"github.com/nokmem/nokmem/internal/release/sums"
 )
@@ -25,39 +27,77 @@ import (
 // Bundle assembles the signed node bundle.
 type Bundle mg.Namespace
 
-// bundleOutput is the folder that receives the bundle and its tarball.
-var bundleOutput = filepath.Join("_output", "bundle")
+// bundleOutput receives the default pair's bundle and its tarball (the
+// node bundle of `go tool mage build`); pairsOutput the bundles of the
+// other pairs that vendor-pins/matrix.yaml offers (bundle:matrix).
+var (
+	bundleOutput = filepath.Join("_output", "bundle")
+	pairsOutput  = filepath.Join("_output", "bundles")
+)
 
-// bundleName is nokmem-<kubelet version>-<runc version>+<marker>, the
-// marker being nokmem. and 12 hex digits of the sha256 of both patch sets'
-// markers, so it changes whenever either patch set does.
+// pairName is nokmem-<kubelet version>-<runc version>+<marker>, the marker
+// being nokmem. and 12 hex digits of the sha256 of both fix markers (patch
+// set or build tag), so it changes whenever either fix does.
+func pairName(kubelet, runc string, kubeSet, runcSet *patchset.Set) string {
+	h := sha256.Sum256([]byte(kubeSet.Marker() + "\n" + runcSet.Marker()))
+	return bundle.Name(kubelet, runc, patchset.MarkerPrefix+hex.EncodeToString(h[:])[:12])
+}
+
+// bundleName is the default pair's bundle name (see pairName).
 func bundleName() (string, error) {
-	var markers []string
-	for _, p := range []struct{ project, version string }{{kubeProject, kubeVersion}, {"runc", runcVersion}} {
-		set, err := patchset.Load(filepath.Join("patches", p.project, p.version))
-		if err != nil {
-			return "", err
-		}
-		markers = append(markers, set.Marker())
+	p := newPipeline()
+	_, kubeSet, err := p.Load(kubeProject, kubeVersion)
+	if err != nil {
+		return "", err
 	}
-	h := sha256.Sum256([]byte(strings.Join(markers, "\n")))
-	return bundle.Name(kubeVersion, runcVersion, patchset.MarkerPrefix+hex.EncodeToString(h[:])[:12]), nil
+	_, runcSet, err := p.Load("runc", runcVersion)
+	if err != nil {
+		return "", err
+	}
+	return pairName(kubeVersion, runcVersion, kubeSet, runcSet), nil
 }
 
 // Build (after release:all and verify:build, which are no-ops when up to
-// date) assembles _output/bundle/<name>/ from the kubelet, runc and verify
-// release sets (each checked with the public key first): the three
-// binaries, their SBOMs and provenance, manifest.json, SHA256SUMS,
-// SHA512SUMS and one signature over SHA256SUMS; then packs it as the
-// reproducible _output/bundle/<name>.tar.gz (mtime: HEAD's commit time, or
+// date) assembles _output/bundle/<name>/ for the default pair (kubelet
+// v1.12.4, runc v1.0.0-rc5) from the kubelet, runc and verify release sets
+// (each checked with the public key first): the three binaries, their
+// SBOMs and provenance, manifest.json, SHA256SUMS, SHA512SUMS and one
+// signature over SHA256SUMS; then packs it as the reproducible
+// _output/bundle/<name>.tar.gz (mtime: HEAD's commit time, or
 // SOURCE_DATE_EPOCH), publishes both atomically and prints the release notes.
 func (Bundle) Build(ctx context.Context) error {
 	mg.SerialCtxDeps(ctx, Release.All, Verify.Build)
-	start := time.Now()
-	name, err := bundleName()
+	return buildPair(ctx, kubeVersion, runcVersion, bundleOutput)
+}
+
+// Matrix assembles, into _output/bundles/, the bundle of every other pair
+// in vendor-pins/matrix.yaml's bundles: (the default pair is bundle:build's).
+// It builds nothing: each version's release set must be in
+// _output/<project>/<version> (the release workflow's build jobs and
+// ci:releaseSets; locally `go tool mage kubelet:build <v>`, `runc:build <v>`
+// and `release:write <project> <v>`), and a missing one fails, naming it.
+func (Bundle) Matrix(ctx context.Context) error {
+	mg.SerialCtxDeps(ctx, Verify.Build)
+	m, err := pins.LoadMatrix(pinsDir)
 	if err != nil {
 		return err
 	}
+	var errs []error
+	for _, b := range m.Bundles {
+		if b.Kubelet == kubeVersion && b.Runc == runcVersion {
+			continue
+		}
+		if err := buildPair(ctx, b.Kubelet, b.Runc, pairsOutput); err != nil {
+			errs = append(errs, fmt.Errorf("bundle kubelet %s + runc %s: %w", b.Kubelet, b.Runc, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// buildPair assembles, checks, packs and publishes into out the bundle of
+// kubelet and runc (versions of the matrix) with the published verify.
+func buildPair(ctx context.Context, kubelet, runc, out string) error {
+	start := time.Now()
 	k, err := releaseKey()
 	if err != nil {
 		return err
@@ -67,27 +107,29 @@ func (Bundle) Build(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bundle: build verify first: %w", err)
 	}
-	kubeSet, err := patchset.Load(filepath.Join("patches", kubeProject, kubeVersion))
+	p := newPipeline()
+	_, kubeSet, err := p.Load(kubeProject, kubelet)
 	if err != nil {
 		return err
 	}
-	runcSet, err := patchset.Load(runcPatches)
+	_, runcSet, err := p.Load("runc", runc)
 	if err != nil {
 		return err
 	}
+	name := pairName(kubelet, runc, kubeSet, runcSet)
 	parts := []bundle.Part{
-		{Dir: filepath.Join("_output", kubeProject, kubeVersion), Binary: bundle.Binary{Name: "kubelet", Project: kubeProject, Version: kubeVersion + "+" + kubeSet.Marker(), Replaces: []string{"kubelet"}}},
-		{Dir: runcOutput, Binary: bundle.Binary{Name: "runc", Project: "runc", Version: runcVersion + "+" + runcSet.Marker(), Replaces: []string{"runc", "docker-runc"}}},
+		{Dir: filepath.Join("_output", kubeProject, kubelet), Binary: bundle.Binary{Name: "kubelet", Project: kubeProject, Version: kubelet + "+" + kubeSet.Marker(), Replaces: []string{"kubelet"}}},
+		{Dir: filepath.Join("_output", "runc", runc), Binary: bundle.Binary{Name: "runc", Project: "runc", Version: runc + "+" + runcSet.Marker(), Replaces: []string{"runc", "docker-runc"}}},
 		{Dir: verifyOutput, Binary: bundle.Binary{Name: "verify", Project: "nokmem", Version: verifyVersion}},
 	}
 	mtime, err := sourceDate(ctx)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(bundleOutput, 0o755); err != nil {
+	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	staging, err := os.MkdirTemp(bundleOutput, ".staging-")
+	staging, err := os.MkdirTemp(out, ".staging-")
 	if err != nil {
 		return err
 	}
@@ -106,7 +148,7 @@ func (Bundle) Build(ctx context.Context) error {
 	}
 	// Publish: the folder by an atomic exchange (the old one is left in
 	// staging and removed with it), the tarball by rename.
-	destDir, destTgz := filepath.Join(bundleOutput, name), filepath.Join(bundleOutput, name+bundle.TarExt)
+	destDir, destTgz := filepath.Join(out, name), filepath.Join(out, name+bundle.TarExt)
 	if err := publish.Swap(dir, destDir); err != nil {
 		return err
 	}

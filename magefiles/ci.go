@@ -72,13 +72,14 @@ func (CI) ReleaseSets(ctx context.Context) error {
 // Bundle is the release workflow's bundle job in one target: with
 // NOKMEM_PREBUILT=1 set for it (nothing the build jobs made is built
 // again), ci:releaseSets, then yum:build with its dependencies release:all,
-// verify:build and bundle:build, each run once. Listing those targets on
+// verify:build and bundle:build, then bundle:matrix (the other pairs of
+// matrix.yaml's bundles:), each run once. Listing those targets on
 // one mage command line instead would run the shared ones twice.
 func (CI) Bundle(ctx context.Context) error {
 	if err := os.Setenv(ciworkflow.PrebuiltEnv, "1"); err != nil {
 		return err
 	}
-	mg.SerialCtxDeps(ctx, CI.ReleaseSets, Yum.Build)
+	mg.SerialCtxDeps(ctx, CI.ReleaseSets, Yum.Build, Bundle.Matrix)
 	return nil
 }
 
