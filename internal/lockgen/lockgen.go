@@ -37,6 +37,10 @@ import (
 	"github.com/nokmem/nokmem/internal/srctree"
 )
 
+// CommitUnknownReason is recorded for a version generated without its
+// upstream commit.
+const CommitUnknownReason = "the module proxy records no commit for a tag (its .info has only a time), and no public build output naming this version's commit was found; the build stamps an empty gitCommit, as upstream's hack/lib/version.sh does outside git"
+
 // Download is a module the resolver fetched.
 type Download struct {
 	pins.Module
@@ -52,7 +56,8 @@ type Resolver interface {
 // Request asks for a lock of Project@Version.
 type Request struct {
 	Project, Version string
-	// Commit is the upstream commit of Version (the proxy does not record it).
+	// Commit is the upstream commit of Version (the proxy does not record
+	// it); when empty, the lock records why in source.commitUnknown.
 	Commit string
 	// Template gives the source module path, import path, toolchain, build
 	// settings, staging and exclusions.
@@ -142,13 +147,20 @@ func Generate(ctx context.Context, r Resolver, req Request) (*pins.Lock, []Unpin
 		return nil, nil, fmt.Errorf("source %s@%s: the proxy resolves it to %s, want the tag itself", t.Source.Path, req.Version, src.Version)
 	}
 	manifest, deps, err := srctree.ReadManifest(src.Dir)
+	isGoMod := false
 	if err != nil {
-		return nil, nil, fmt.Errorf("source %s: %w", src.Module, err)
+		if _, serr := os.Stat(filepath.Join(src.Dir, "go.mod")); serr != nil {
+			return nil, nil, fmt.Errorf("source %s: %w", src.Module, err)
+		}
+		isGoMod, manifest = true, "go.mod"
 	}
 	l := &pins.Lock{
 		Project: req.Project, Version: req.Version,
 		Source:    pins.Source{Module: src.Module, Commit: req.Commit, CommitTime: src.Time, ImportPath: t.Source.ImportPath},
 		Toolchain: t.Toolchain, Build: t.Build, Staging: t.Staging,
+	}
+	if req.Commit == "" {
+		l.Source.CommitUnknown = CommitUnknownReason
 	}
 	l.Build.Tags = slices.Clone(t.Build.Tags)
 	l.Build.LDFlagsX = nil
@@ -161,6 +173,9 @@ func Generate(ctx context.Context, r Resolver, req Request) (*pins.Lock, []Unpin
 			x = strings.TrimSuffix(x, oldMinor) + newMinor
 		}
 		l.Build.LDFlagsX = append(l.Build.LDFlagsX, x)
+	}
+	if isGoMod {
+		return generateGoModLock(ctx, r, req, src, l)
 	}
 	var unpinned []Unpinned
 	for _, root := range groupRoots(deps, req) {
@@ -367,12 +382,19 @@ func resolve(ctx context.Context, r Resolver, rootPath, rev, comment string, hin
 func setFix(ctx context.Context, r Resolver, l *pins.Lock, srcDir string) error {
 	dir, requires := srcDir, kmemDisabled
 	if l.Source.Path != runcModule {
-		i := slices.IndexFunc(l.Vendor, func(v pins.VendorEntry) bool { return v.Root == runcModule })
-		if i < 0 {
+		var runc *pins.Module
+		if l.GoMod != nil {
+			if m, _, err := srctree.Provider(l, runcModule); err == nil && m.Path == runcModule {
+				runc = &m
+			}
+		} else if i := slices.IndexFunc(l.Vendor, func(v pins.VendorEntry) bool { return v.Root == runcModule }); i >= 0 {
+			runc = &l.Vendor[i].Module
+		}
+		if runc == nil {
 			l.Fix = pins.Fix{Kind: pins.FixPatch}
 			return nil
 		}
-		d, err := r.Download(ctx, l.Vendor[i].Module.Path, l.Vendor[i].Module.Version)
+		d, err := r.Download(ctx, runc.Path, runc.Version)
 		if err != nil {
 			return fmt.Errorf("vendored runc: %w", err)
 		}
@@ -450,6 +472,12 @@ func Compare(want, got *pins.Lock) []string {
 	}
 	if !slices.Equal(want.Build.Tags, got.Build.Tags) {
 		add("build tags: %v, generated %v", want.Build.Tags, got.Build.Tags)
+	}
+	if want.Source.Kind != got.Source.Kind {
+		add("source kind: %q, generated %q", want.Source.Kind, got.Source.Kind)
+	}
+	if want.GoMod != nil && got.GoMod != nil {
+		diffs = append(diffs, compareGoMod(want.GoMod, got.GoMod)...)
 	}
 	type pin struct {
 		m   pins.Module
