@@ -99,7 +99,11 @@ func (Pins) Generate(ctx context.Context, project, version, commit string) error
 		}
 		return fmt.Errorf("pins %s %s: %d roots could not be pinned (listed above); draft without them in %s, nothing written to %s", project, version, len(unpinned), out, pinsDir)
 	}
-	fmt.Fprintf(os.Stderr, "pins %s %s: wrote %s (%d vendor roots, %d excluded, fix %s) in %s\n", project, version, out, len(l.Vendor), len(l.Excluded), l.Fix.Kind, time.Since(start).Round(time.Millisecond))
+	if l.GoMod != nil {
+		fmt.Fprintf(os.Stderr, "pins %s %s: wrote %s (%d modules, %d zips, %d replaces, fix %s) in %s\n", project, version, out, len(l.GoMod.Modules), len(l.GoMod.Zips()), len(l.GoMod.Replace), l.Fix.Kind, time.Since(start).Round(time.Millisecond))
+	} else {
+		fmt.Fprintf(os.Stderr, "pins %s %s: wrote %s (%d vendor roots, %d excluded, fix %s) in %s\n", project, version, out, len(l.Vendor), len(l.Excluded), l.Fix.Kind, time.Since(start).Round(time.Millisecond))
+	}
 	if !exists {
 		return nil
 	}

@@ -236,6 +236,9 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// runcFSImport is the import path of libcontainer's cgroupfs package.
+const runcFSImport = "github.com/opencontainers/runc/libcontainer/cgroups/fs"
+
 // VersionsEnv lists further kubelet versions (space-separated) whose
 // assembled trees (go tool mage kubelet:treeVersion <version>) get the
 // proof, each by its lock's fix kind: red without the fix, green with it.
@@ -259,7 +262,11 @@ func TestKmemProofVersions(t *testing.T) {
 				t.Fatal(err)
 			}
 			root := filepath.Join(gopath, "src", filepath.FromSlash(lock.Source.ImportPath))
-			testenv.RequireFile(t, "assembled kubelet "+v+" tree (go tool mage kubelet:treeVersion "+v+")", filepath.Join(root, FSPackage, "memory.go"))
+			memoryGo, err := srctree.File(lock, srctree.Tree{GOPATH: gopath, Root: root}, FSPackage+"/memory.go")
+			if err != nil {
+				t.Fatal(err)
+			}
+			testenv.RequireFile(t, "assembled kubelet "+v+" tree (go tool mage kubelet:treeVersion "+v+")", memoryGo)
 			set := &patchset.Set{} // a buildtag version may have no patches
 			if dir := filepath.Join(repoRoot, "patches", "kubernetes", v); lock.Fix.Kind == pins.FixPatch || exists(dir) {
 				if set, err = patchset.Load(dir); err != nil {
@@ -273,6 +280,18 @@ func TestKmemProofVersions(t *testing.T) {
 			spec := Spec{Go: goBin, GOPATH: gopath, Root: root, Patches: set}
 			if lock.Fix.Kind == pins.FixBuildTag {
 				spec.FixTag = lock.Fix.Tag
+			}
+			if lock.Source.Kind == pins.SourceGoMod {
+				// The vendored runc is a module of the graph: the proof runs on
+				// a writable copy of its verified zip (go refuses overlays in
+				// the module cache), in module mode, offline.
+				tree := srctree.Tree{GOPATH: gopath, Root: root}
+				spec.Env = srctree.ModEnv(lock, tree)
+				pkgDir, modFile, err := srctree.WritableModule(lock, tree, runcFSImport, t.TempDir())
+				if err != nil {
+					t.Fatal(err)
+				}
+				spec.PkgDir, spec.Package, spec.Args = pkgDir, runcFSImport, []string{"-modfile=" + modFile}
 			}
 			for _, fixed := range []bool{false, true} {
 				sim, m := memcgsim.MountForTest(t, memcgsim.RHEL78)

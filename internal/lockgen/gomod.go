@@ -88,8 +88,10 @@ func generateGoMod(ctx context.Context, r Resolver, req Request, src Download, l
 
 	var unpinned []Unpinned
 	upstreamVersion := map[string]string{}
+	required := map[string]bool{}
 	for _, rq := range mf.Require {
 		upstreamVersion[rq.Mod.Path] = rq.Mod.Version
+		required[rq.Mod.Path] = true
 	}
 	for _, rp := range mf.Replace {
 		if !modfile.IsDirectoryPath(rp.New.Path) {
@@ -97,6 +99,9 @@ func generateGoMod(ctx context.Context, r Resolver, req Request, src Download, l
 				upstreamVersion[rp.Old.Path] = rp.New.Version
 			}
 			continue
+		}
+		if !required[rp.Old.Path] {
+			continue // not in the graph: the go command ignores the directive
 		}
 		if _, err := os.Stat(filepath.Join(src.Dir, filepath.FromSlash(rp.New.Path))); !errors.Is(err, fs.ErrNotExist) {
 			continue // a directory of the zip
@@ -120,7 +125,7 @@ func generateGoMod(ctx context.Context, r Resolver, req Request, src Download, l
 			continue
 		}
 		g.Replace = append(g.Replace, pins.Replace{Path: v.Module.Path, Kind: pins.ReplaceOverride, With: &pins.ModVersion{Path: v.Module.Path, Version: v.Module.Version},
-			Upstream: up, Reason: fmt.Sprintf("upstream pins %s; %s", up, v.Override.Fixes), DropWhen: v.Override.DropWhen})
+			Upstream: up, Reason: fmt.Sprintf("upstream's graph has %s; %s", up, withoutUpstreamPin(v.Override.Fixes)), DropWhen: v.Override.DropWhen})
 	}
 	if len(unpinned) > 0 {
 		return unpinned, nil
@@ -188,11 +193,25 @@ func stagingReplace(ctx context.Context, r Resolver, req Request, modPath, dir s
 			Reason: fmt.Sprintf("upstream builds it from %s, a nested module the k8s.io/kubernetes zip drops; the staging repository is published as %s %s for kubernetes %s", dir, modPath, v, req.Version)}, nil
 	}
 	msg := "resolves to another version"
-	if err != nil {
+	switch {
+	case err != nil && strings.Contains(err.Error(), "403"):
+		msg = "the module proxy answers 403"
+	case err != nil:
 		msg = err.Error()
 	}
 	return pins.Replace{Path: modPath, Kind: pins.ReplaceStub, Upstream: dir,
 		Reason: fmt.Sprintf("%s %s is not served (%s); no package of it is in the loaded graph, so only its go.mod is needed", modPath, v, firstLine(msg))}, nil
+}
+
+// withoutUpstreamPin drops a leading "upstream pins ...;" clause of the
+// template's override text, which names the template version's own pin.
+func withoutUpstreamPin(fixes string) string {
+	if strings.HasPrefix(fixes, "upstream pins ") {
+		if _, rest, ok := strings.Cut(fixes, "; "); ok {
+			return rest
+		}
+	}
+	return fixes
 }
 
 func firstLine(s string) string {

@@ -114,8 +114,9 @@ func assembleGoMod(ctx context.Context, f *modfetch.Fetcher, l *pins.Lock, build
 
 // WriteGoMod applies the lock's replace entries to the go.mod in root,
 // writes the stub modules and the go.sum generated from the lock. It
-// refuses a go.mod whose directory replacements point at directories the
-// tree lacks and the lock does not replace (ErrStagingMissing), and a stub
+// refuses a go.mod whose directory replacements of required modules point
+// at directories the tree lacks and the lock does not replace
+// (ErrStagingMissing), and a stub
 // for a module upstream does not name (ErrStubUnused).
 func WriteGoMod(root string, l *pins.Lock) error {
 	gmPath := filepath.Join(root, "go.mod")
@@ -134,9 +135,18 @@ func WriteGoMod(root string, l *pins.Lock) error {
 	for _, r := range l.GoMod.Replace {
 		lockReplaces[r.Path] = r
 	}
+	named := map[string]bool{}
+	required := map[string]bool{}
+	for _, r := range mf.Require {
+		named[r.Mod.Path], required[r.Mod.Path] = true, true
+	}
+	for _, r := range mf.Replace {
+		named[r.Old.Path] = true
+	}
 	var missing []string
 	for _, r := range mf.Replace {
-		if !modfile.IsDirectoryPath(r.New.Path) {
+		// A directive for a module outside the graph is ignored by the go command.
+		if !modfile.IsDirectoryPath(r.New.Path) || !required[r.Old.Path] {
 			continue
 		}
 		if _, ok := lockReplaces[r.Old.Path]; ok {
@@ -149,13 +159,6 @@ func WriteGoMod(root string, l *pins.Lock) error {
 	if len(missing) > 0 {
 		return fmt.Errorf("%s: %w, and the lock does not replace them (staging: the published module; stub: a module no loaded package imports): %s",
 			gmPath, ErrStagingMissing, strings.Join(missing, ", "))
-	}
-	named := map[string]bool{}
-	for _, r := range mf.Require {
-		named[r.Mod.Path] = true
-	}
-	for _, r := range mf.Replace {
-		named[r.Old.Path] = true
 	}
 	for _, r := range l.GoMod.Replace {
 		if err := dropReplaces(mf, r.Path); err != nil {
@@ -249,4 +252,75 @@ func Provider(l *pins.Lock, ip string) (pins.Module, string, error) {
 		return pins.Module{}, "", fmt.Errorf("%s %s: no module of the lock's graph provides %s", l.Project, l.Version, ip)
 	}
 	return best, strings.TrimPrefix(strings.TrimPrefix(ip, best.Path), "/"), nil
+}
+
+// WritableModule makes a writable copy (in work) of the module of l's
+// graph that provides import path ip, extracted from its zip in the
+// module cache after checking the zip against the lock again, and a
+// go.mod beside it (work/go.mod, with work/go.sum) that is the tree's
+// go.mod plus a replace of that module by the copy. go refuses -overlay
+// files under GOMODCACHE, so a test that adds files to a dependency's
+// package (the kmem proof) runs on the copy with -modfile=<work/go.mod>;
+// the code is byte for byte the verified zip's. It returns the package's
+// directory in the copy and the go.mod path.
+func WritableModule(l *pins.Lock, tree Tree, ip, work string) (pkgDir, modFile string, err error) {
+	m, sub, err := Provider(l, ip)
+	if err != nil {
+		return "", "", err
+	}
+	ep, err := module.EscapePath(m.Path)
+	if err != nil {
+		return "", "", err
+	}
+	ev, err := module.EscapeVersion(m.Version)
+	if err != nil {
+		return "", "", err
+	}
+	zip := filepath.Join(tree.GOPATH, filepath.FromSlash(modCacheLink), "cache", "download", filepath.FromSlash(ep), "@v", ev+".zip")
+	if err := modfetch.CheckZip(m, zip); err != nil {
+		return "", "", err
+	}
+	dir := filepath.Join(work, "mod")
+	if err := unzip(dir, modfetch.Result{Module: m, Zip: zip}); err != nil {
+		return "", "", err
+	}
+	// A module without go.mod gets the one the go command synthesizes for it.
+	if _, err := os.Stat(filepath.Join(dir, "go.mod")); errors.Is(err, fs.ErrNotExist) {
+		if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module "+m.Path+"\n"), 0o644); err != nil {
+			return "", "", err
+		}
+	}
+	gmPath := filepath.Join(tree.Root, "go.mod")
+	data, err := os.ReadFile(gmPath)
+	if err != nil {
+		return "", "", err
+	}
+	mf, err := modfile.Parse(gmPath, data, nil)
+	if err != nil {
+		return "", "", err
+	}
+	if err := dropReplaces(mf, m.Path); err != nil {
+		return "", "", err
+	}
+	if err := mf.AddReplace(m.Path, "", dir, ""); err != nil {
+		return "", "", err
+	}
+	// Relative replacements (stubs) are resolved from the module root, not
+	// from the -modfile's folder, so they keep working.
+	out, err := mf.Format()
+	if err != nil {
+		return "", "", err
+	}
+	modFile = filepath.Join(work, "go.mod")
+	if err := os.WriteFile(modFile, out, 0o644); err != nil {
+		return "", "", err
+	}
+	sum, err := os.ReadFile(filepath.Join(tree.Root, "go.sum"))
+	if err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(filepath.Join(work, "go.sum"), sum, 0o644); err != nil {
+		return "", "", err
+	}
+	return filepath.Join(dir, filepath.FromSlash(sub)), modFile, nil
 }
