@@ -239,13 +239,14 @@ func TestParse(t *testing.T) {
 // runcFSImport is the import path of libcontainer's cgroupfs package.
 const runcFSImport = "github.com/opencontainers/runc/libcontainer/cgroups/fs"
 
-// VersionsEnv lists further kubelet versions (space-separated) whose
+// VersionsEnv lists further kubelet versions (space- or comma-separated) whose
 // assembled trees (go tool mage kubelet:treeVersion <version>) get the
 // proof, each by its lock's fix kind: red without the fix, green with it.
 const VersionsEnv = "NOKMEM_KMEMPROOF_VERSIONS"
 
 func TestKmemProofVersions(t *testing.T) {
-	versions := strings.Fields(os.Getenv(VersionsEnv))
+	// Space- or comma-separated (mage test joins them with commas).
+	versions := strings.FieldsFunc(os.Getenv(VersionsEnv), func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
 	if len(versions) == 0 {
 		t.Skip(VersionsEnv + " is not set (e.g. v1.14.10): no further versions to prove")
 	}
