@@ -334,3 +334,43 @@ func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
+
+// The adapter follows the tree's libcontainer API: Apply(d) or
+// Apply(path, d), FindCgroupMountpoint with or without the cgroup path.
+func TestAdapter(t *testing.T) {
+	tests := []struct {
+		name, memory, utils string
+		want                []string
+	}{
+		{"rc5 era", "func (s *MemoryGroup) Apply(d *cgroupData) (err error) {", "func FindCgroupMountpoint(subsystem string) (string, error) {",
+			[]string{"return m.Apply(d)", `cgroups.FindCgroupMountpoint("memory")`}},
+		{"rc10", "func (s *MemoryGroup) Apply(d *cgroupData) (err error) {", "func FindCgroupMountpoint(cgroupPath, subsystem string) (string, error) {",
+			[]string{"return m.Apply(d)", `cgroups.FindCgroupMountpoint("", "memory")`}},
+		{"rc92", "func (s *MemoryGroup) Apply(path string, d *cgroupData) (err error) {", "func FindCgroupMountpoint(cgroupPath, subsystem string) (string, error) {",
+			[]string{"return m.Apply(path, d)", `cgroups.FindCgroupMountpoint("", "memory")`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cg := t.TempDir()
+			fsDir := filepath.Join(cg, "fs")
+			if err := os.MkdirAll(fsDir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(fsDir, "memory.go"), []byte("package fs\n\n"+tt.memory+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(cg, "utils.go"), []byte("package cgroups\n\n"+tt.utils+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			src, err := Adapter(fsDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(string(src), w) {
+					t.Errorf("adapter lacks %q:\n%s", w, src)
+				}
+			}
+		})
+	}
+}
