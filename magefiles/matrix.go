@@ -61,7 +61,8 @@ const upstreamTestVersionsEnv = "NOKMEM_UPSTREAMTEST_VERSIONS"
 // version is rebuilt and compared with its committed sha256 (seconds with a
 // warm cache); a kubelet lock has every zip (and, for a go.mod lock, every
 // go.mod file) checked against its h1, its tree assembled and fixed, and its
-// version is returned for the kmem proof. It sets the upstream subset's
+// version is returned for the kmem proof (with "runc@<version>" for each
+// go.mod-era runc, whose rebuilt tree gets the proof too). It sets the upstream subset's
 // version (upstreamTestVersionsEnv, when unset) to the newest go.mod-era
 // kubelet. Full kubelet builds stay with `go tool mage matrix`.
 func matrixChecks(ctx context.Context) ([]string, error) {
@@ -104,6 +105,9 @@ func matrixChecks(ctx context.Context) ([]string, error) {
 			return nil, fmt.Errorf("matrix check runc %s: %w", v, err)
 		}
 		fmt.Printf("matrix check: runc %s reproduced its committed sha256 in %s\n", v, time.Since(start).Round(time.Second))
+		if l, err := pins.Load(pinsDir, "runc", v); err == nil && l.Source.Kind == pins.SourceGoMod {
+			kubelets = append(kubelets, "runc@"+v) // the rebuilt tree gets the kmem proof too
+		}
 	}
 	return kubelets, nil
 }

@@ -236,10 +236,14 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// runcOwnFS is libcontainer's cgroupfs package in runc's own tree.
+const runcOwnFS = "libcontainer/cgroups/fs"
+
 // runcFSImport is the import path of libcontainer's cgroupfs package.
 const runcFSImport = "github.com/opencontainers/runc/libcontainer/cgroups/fs"
 
-// VersionsEnv lists further kubelet versions (space- or comma-separated) whose
+// VersionsEnv lists further kubelet versions (space- or comma-separated;
+// runc@<version> for a runc tree, e.g. runc@v1.0.0-rc92) whose
 // assembled trees (go tool mage kubelet:treeVersion <version>) get the
 // proof, each by its lock's fix kind: red without the fix, green with it.
 const VersionsEnv = "NOKMEM_KMEMPROOF_VERSIONS"
@@ -253,7 +257,11 @@ func TestKmemProofVersions(t *testing.T) {
 	testenv.RequireCgroupV1Memory(t)
 	for _, v := range versions {
 		t.Run(v, func(t *testing.T) {
-			lock, err := pins.Load(filepath.Join(repoRoot, "vendor-pins"), "kubernetes", v)
+			project := "kubernetes"
+			if rv, ok := strings.CutPrefix(v, "runc@"); ok {
+				project, v = "runc", rv
+			}
+			lock, err := pins.Load(filepath.Join(repoRoot, "vendor-pins"), project, v)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -263,13 +271,17 @@ func TestKmemProofVersions(t *testing.T) {
 				t.Fatal(err)
 			}
 			root := filepath.Join(gopath, "src", filepath.FromSlash(lock.Source.ImportPath))
-			memoryGo, err := srctree.File(lock, srctree.Tree{GOPATH: gopath, Root: root}, FSPackage+"/memory.go")
+			fsPackage := FSPackage
+			if project == "runc" {
+				fsPackage = runcOwnFS // runc's own libcontainer
+			}
+			memoryGo, err := srctree.File(lock, srctree.Tree{GOPATH: gopath, Root: root}, fsPackage+"/memory.go")
 			if err != nil {
 				t.Fatal(err)
 			}
-			testenv.RequireFile(t, "assembled kubelet "+v+" tree (go tool mage kubelet:treeVersion "+v+")", memoryGo)
+			testenv.RequireFile(t, "assembled "+project+" "+v+" tree (go tool mage kubelet:treeVersion "+v+", runc:buildVersion "+v+")", memoryGo)
 			set := &patchset.Set{} // a buildtag version may have no patches
-			if dir := filepath.Join(repoRoot, "patches", "kubernetes", v); lock.Fix.Kind == pins.FixPatch || exists(dir) {
+			if dir := filepath.Join(repoRoot, "patches", project, v); lock.Fix.Kind == pins.FixPatch || exists(dir) {
 				if set, err = patchset.Load(dir); err != nil {
 					t.Fatal(err)
 				}
@@ -282,7 +294,11 @@ func TestKmemProofVersions(t *testing.T) {
 			if lock.Fix.Kind == pins.FixBuildTag {
 				spec.FixTag = lock.Fix.Tag
 			}
-			if lock.Source.Kind == pins.SourceGoMod {
+			switch {
+			case project == "runc":
+				spec.PkgDir, spec.Package = filepath.Join(root, filepath.FromSlash(runcOwnFS)), "./"+runcOwnFS
+				spec.Env = srctree.ModEnv(lock, srctree.Tree{GOPATH: gopath, Root: root})
+			case lock.Source.Kind == pins.SourceGoMod:
 				// The vendored runc is a module of the graph: the proof runs on
 				// a writable copy of its verified zip (go refuses overlays in
 				// the module cache), in module mode, offline.
