@@ -212,7 +212,7 @@ func goModSpec(t *testing.T, lock *pins.Lock, tree srctree.Tree, goBin string) (
 	}
 	probes := []Probe{{Dir: pkgDir, Name: KubeletProbes[0].Name, Source: KubeletProbes[0].Source}}
 	return Spec{Go: goBin, GOPATH: tree.GOPATH, Root: tree.Root, Packages: GoModSubset, Probes: probes,
-		CGO: lock.Build.CGO, Tags: []string{"netgo", "osusergo"}, Env: srctree.ModEnv(lock, tree), Args: []string{"-modfile=" + modFile}}, modFile
+		CGO: lock.Build.CGO, Tags: []string{"netgo", "osusergo"}, Env: srctree.ModEnv(lock, tree), Args: append([]string{"-modfile=" + modFile}, GoModSkip...)}, modFile
 }
 
 // TestGoModSubset runs the subset with the probe on each go.mod-era tree
