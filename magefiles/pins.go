@@ -40,6 +40,15 @@ func (Pins) Verify(ctx context.Context, project, version string) error {
 	if err != nil {
 		return err
 	}
+	if l.GoMod != nil {
+		mods, err := newFetcher().FetchGoMods(ctx, l.GoMod.GoModFiles())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "pins %s %s: %d zips and %d go.mod files verified against their h1 in %s (%d replaces)\n",
+			project, version, len(got), len(mods), time.Since(start).Round(time.Millisecond), len(l.GoMod.Replace))
+		return nil
+	}
 	fmt.Fprintf(os.Stderr, "pins %s %s: %d modules verified against their h1 in %s (%d vendor roots, %d excluded)\n",
 		project, version, len(got), time.Since(start).Round(time.Millisecond), len(l.Vendor), len(l.Excluded))
 	return nil
@@ -75,6 +84,9 @@ func (Pins) Generate(ctx context.Context, project, version, commit string) error
 		return err
 	}
 	header := fmt.Sprintf("# Lock file for %s %s, written by `go tool mage pins:generate %s %s %s` from upstream's\n# vendor manifest (pins reused from existing locks for identical revisions, the rest resolved through the\n# module proxy, h1 as checked against the checksum database). Read by internal/pins.\n", project, version, project, version, commit)
+	if l.GoMod != nil {
+		header = fmt.Sprintf("# Lock file for %s %s, written by `go tool mage pins:generate %s %s %q` from upstream's go.mod:\n# gomod.replace are the changes to it, each with its reason; gomod.modules is the go.sum the go command\n# wrote loading gomod.load against the module proxy and the checksum database (cross-checked with\n# upstream's go.sum). Read by internal/pins; the tree's go.sum is generated from it.\n", project, version, project, version, commit)
+	}
 	committed, lerr := pins.Load(pinsDir, project, version)
 	exists := lerr == nil
 	out := pins.Path(pinsDir, project, version)
@@ -93,7 +105,11 @@ func (Pins) Generate(ctx context.Context, project, version, commit string) error
 		}
 		return fmt.Errorf("pins %s %s: %d roots could not be pinned (listed above); draft without them in %s, nothing written to %s", project, version, len(unpinned), out, pinsDir)
 	}
-	fmt.Fprintf(os.Stderr, "pins %s %s: wrote %s (%d vendor roots, %d excluded, fix %s) in %s\n", project, version, out, len(l.Vendor), len(l.Excluded), l.Fix.Kind, time.Since(start).Round(time.Millisecond))
+	if l.GoMod != nil {
+		fmt.Fprintf(os.Stderr, "pins %s %s: wrote %s (%d modules, %d zips, %d replaces, fix %s) in %s\n", project, version, out, len(l.GoMod.Modules), len(l.GoMod.Zips()), len(l.GoMod.Replace), l.Fix.Kind, time.Since(start).Round(time.Millisecond))
+	} else {
+		fmt.Fprintf(os.Stderr, "pins %s %s: wrote %s (%d vendor roots, %d excluded, fix %s) in %s\n", project, version, out, len(l.Vendor), len(l.Excluded), l.Fix.Kind, time.Since(start).Round(time.Millisecond))
+	}
 	if !exists {
 		return nil
 	}

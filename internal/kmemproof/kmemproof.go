@@ -64,6 +64,29 @@ type Spec struct {
 	// unfixed run does not, and the explicit kernel memory limit case is
 	// left out (the tag ignores or refuses such a limit, by version).
 	FixTag string
+	// PkgDir is the directory of the libcontainer fs package; Root/FSPackage
+	// when empty. A go.mod tree's dependency lives in the read-only module
+	// cache, where go refuses overlays: the caller passes a writable copy
+	// (srctree.WritableModule) and its go.mod in Args (-modfile).
+	PkgDir string
+	// Package is the go test package argument; ./FSPackage when empty.
+	Package string
+	// Args are further go test flags, e.g. -modfile=<copy's go.mod>.
+	Args []string
+}
+
+func (s Spec) pkgDir() string {
+	if s.PkgDir != "" {
+		return s.PkgDir
+	}
+	return filepath.Join(s.Root, FSPackage)
+}
+
+func (s Spec) pkg() string {
+	if s.Package != "" {
+		return s.Package
+	}
+	return "./" + FSPackage
 }
 
 // Result is the outcome of one proof run.
@@ -101,12 +124,29 @@ func Run(ctx context.Context, s Spec, patched bool, cgroupRoot string) (*Result,
 		return nil, fmt.Errorf("kmem proof: %w", err)
 	}
 	defer os.RemoveAll(work)
-	overlay, err := Overlay(s.Root, s.Patches, patched, work)
+	overlay, err := overlayIn(s.Root, s.pkgDir(), s.Patches, patched, work)
 	if err != nil {
 		return nil, fmt.Errorf("kmem proof in %s: %w", s.Root, err)
 	}
+	api, err := readAPI(s.pkgDir())
+	if err != nil {
+		return nil, fmt.Errorf("kmem proof: %w", err)
+	}
 	var out bytes.Buffer
-	args := []string{"test", "-count=1", "-json", "-overlay", overlay}
+	args := append([]string{"test", "-count=1", "-json", "-overlay", overlay}, s.Args...)
+	name, prefix := s.Go, []string(nil)
+	if api.findUnder {
+		// This libcontainer finds the memory hierarchy only among cgroup
+		// mounts under the cgroup root it is given (mountinfo lines whose
+		// super options name memory), which a FUSE mount never is. The
+		// proof then runs in a private mount namespace (no propagation to
+		// the host) where the simulator is bind-mounted over the host's
+		// memory hierarchy: libcontainer finds the host's mountinfo line
+		// for /sys/fs/cgroup/memory and, through it, reaches the simulator.
+		name, prefix = "unshare", []string{"--mount", "--propagation", "private", "--", "sh", "-ec",
+			`mount --bind "$1" ` + hostMemory + `; shift; exec "$@"`, "sh", filepath.Join(cgroupRoot, "memory"), s.Go}
+		cgroupRoot = filepath.Dir(hostMemory)
+	}
 	env := append(s.Env, "NOKMEM_PROOF_CGROUP_ROOT="+cgroupRoot)
 	if s.FixTag != "" {
 		if patched {
@@ -114,7 +154,7 @@ func Run(ctx context.Context, s Spec, patched bool, cgroupRoot string) (*Result,
 		}
 		env = append(env, "NOKMEM_PROOF_EXPLICIT=skip")
 	}
-	cmd := exec.CommandContext(ctx, s.Go, append(args, "-run", "^"+TestName+"$", "./"+FSPackage)...)
+	cmd := exec.CommandContext(ctx, name, append(prefix, append(args, "-run", "^"+TestName+"$", s.pkg())...)...)
 	cmd.Dir = s.Root
 	cmd.Env = gobuild.Env(s.GOPATH, true, env...)
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -131,7 +171,7 @@ func Run(ctx context.Context, s Spec, patched bool, cgroupRoot string) (*Result,
 	case errors.As(runErr, &exitErr) && len(res.Subtests) > 0:
 		// The test ran and failed.
 	default:
-		return nil, fmt.Errorf("kmem proof: %s test %s: %w\n%s", s.Go, FSPackage, runErr, res.Output)
+		return nil, fmt.Errorf("kmem proof: %s test %s: %w\n%s", s.Go, s.pkg(), runErr, res.Output)
 	}
 	if res.Passed && len(res.Subtests) == 0 {
 		return nil, fmt.Errorf("kmem proof: %s ran no subtest (skipped?)\n%s", TestName, res.Output)
@@ -148,7 +188,19 @@ func Run(ctx context.Context, s Spec, patched bool, cgroupRoot string) (*Result,
 // to FSPackage and presents every file the patch series touches in the
 // wanted state, and returns its path.
 func Overlay(root string, set *patchset.Set, patched bool, work string) (string, error) {
+	return overlayIn(root, filepath.Join(root, FSPackage), set, patched, work)
+}
+
+// overlayIn is Overlay with the fs package in pkgDir.
+func overlayIn(root, pkgDir string, set *patchset.Set, patched bool, work string) (string, error) {
 	root, err := filepath.Abs(root)
+	if err != nil {
+		return "", err
+	}
+	if pkgDir, err = filepath.Abs(pkgDir); err != nil {
+		return "", err
+	}
+	adapter, err := Adapter(pkgDir)
 	if err != nil {
 		return "", err
 	}
@@ -161,7 +213,12 @@ func Overlay(root string, set *patchset.Set, patched bool, work string) (string,
 	if err := os.WriteFile(proof, proofSource, 0o644); err != nil {
 		return "", err
 	}
-	replace[filepath.Join(root, FSPackage, proofFile)] = proof
+	replace[filepath.Join(pkgDir, proofFile)] = proof
+	adapterPath := filepath.Join(work, adapterFile)
+	if err := os.WriteFile(adapterPath, adapter, 0o644); err != nil {
+		return "", err
+	}
+	replace[filepath.Join(pkgDir, adapterFile)] = adapterPath
 	if (state == patchset.Patched) != patched {
 		// The tree is in the other state: present the series applied or removed.
 		content, err := set.Result(root, state == patchset.Patched)
@@ -187,6 +244,77 @@ func Overlay(root string, set *patchset.Set, patched bool, work string) (string,
 	}
 	p := filepath.Join(work, "overlay.json")
 	return p, os.WriteFile(p, data, 0o644)
+}
+
+// hostMemory is the host's cgroup v1 memory hierarchy.
+const hostMemory = "/sys/fs/cgroup/memory"
+
+// api is what the proof needs to know of a libcontainer version.
+type api struct {
+	// applyPath: MemoryGroup.Apply(path, d) (rc91 on) instead of Apply(d).
+	applyPath bool
+	// findUnder: cgroups.FindCgroupMountpoint(cgroupPath, subsystem) only
+	// finds cgroup mounts under cgroupPath (rc6-era on).
+	findUnder bool
+}
+
+// readAPI reads the libcontainer API of the fs package in pkgDir (and of
+// the cgroups package above it).
+func readAPI(pkgDir string) (api, error) {
+	var a api
+	mem, err := os.ReadFile(filepath.Join(pkgDir, "memory.go"))
+	if err != nil {
+		return a, fmt.Errorf("libcontainer API: %w", err)
+	}
+	a.applyPath = bytes.Contains(mem, []byte("Apply(path string, d *cgroupData)"))
+	files, err := filepath.Glob(filepath.Join(filepath.Dir(pkgDir), "*.go"))
+	if err != nil {
+		return a, err
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return a, err
+		}
+		if bytes.Contains(data, []byte("func FindCgroupMountpoint(cgroupPath, subsystem string)")) {
+			a.findUnder = true
+		}
+	}
+	return a, nil
+}
+
+// adapterFile is the file name of the API adapter in FSPackage.
+const adapterFile = "zz_nokmem_adapter_test.go"
+
+// Adapter returns the proof's adapter to the libcontainer API of the fs
+// package in pkgDir: MemoryGroup.Apply(d) up to rc10, Apply(path, d) from
+// rc91; cgroups.FindCgroupMountpoint(subsystem) before rc6-era runc,
+// (cgroupPath, subsystem) after.
+func Adapter(pkgDir string) ([]byte, error) {
+	api, err := readAPI(pkgDir)
+	if err != nil {
+		return nil, err
+	}
+	apply, find := "m.Apply(d)", `cgroups.FindCgroupMountpoint("memory")`
+	if api.applyPath {
+		apply = "m.Apply(path, d)"
+	}
+	if api.findUnder {
+		find = `cgroups.FindCgroupMountpoint("", "memory")`
+	}
+	return []byte(`//go:build linux
+// +build linux
+
+// Written by internal/kmemproof for this tree's libcontainer API.
+
+package fs
+
+import "github.com/opencontainers/runc/libcontainer/cgroups"
+
+func nokmemApply(m *MemoryGroup, path string, d *cgroupData) error { _ = path; return ` + apply + ` }
+
+func nokmemFindMemoryMount() (string, error) { return ` + find + ` }
+`), nil
 }
 
 func sortedKeys(m map[string][]byte) []string {

@@ -236,20 +236,32 @@ func TestParse(t *testing.T) {
 	}
 }
 
-// VersionsEnv lists further kubelet versions (space-separated) whose
+// runcOwnFS is libcontainer's cgroupfs package in runc's own tree.
+const runcOwnFS = "libcontainer/cgroups/fs"
+
+// runcFSImport is the import path of libcontainer's cgroupfs package.
+const runcFSImport = "github.com/opencontainers/runc/libcontainer/cgroups/fs"
+
+// VersionsEnv lists further kubelet versions (space- or comma-separated;
+// runc@<version> for a runc tree, e.g. runc@v1.0.0-rc92) whose
 // assembled trees (go tool mage kubelet:tree <version>) get the
 // proof, each by its lock's fix kind: red without the fix, green with it.
 const VersionsEnv = "NOKMEM_KMEMPROOF_VERSIONS"
 
 func TestKmemProofVersions(t *testing.T) {
-	versions := strings.Fields(os.Getenv(VersionsEnv))
+	// Space- or comma-separated (mage test joins them with commas).
+	versions := strings.FieldsFunc(os.Getenv(VersionsEnv), func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
 	if len(versions) == 0 {
 		t.Skip(VersionsEnv + " is not set (e.g. v1.14.10): no further versions to prove")
 	}
 	testenv.RequireCgroupV1Memory(t)
 	for _, v := range versions {
 		t.Run(v, func(t *testing.T) {
-			lock, err := pins.Load(filepath.Join(repoRoot, "vendor-pins"), "kubernetes", v)
+			project := "kubernetes"
+			if rv, ok := strings.CutPrefix(v, "runc@"); ok {
+				project, v = "runc", rv
+			}
+			lock, err := pins.Load(filepath.Join(repoRoot, "vendor-pins"), project, v)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -259,9 +271,17 @@ func TestKmemProofVersions(t *testing.T) {
 				t.Fatal(err)
 			}
 			root := filepath.Join(gopath, "src", filepath.FromSlash(lock.Source.ImportPath))
-			testenv.RequireFile(t, "assembled kubelet "+v+" tree (go tool mage kubelet:tree "+v+")", filepath.Join(root, FSPackage, "memory.go"))
+			fsPackage := FSPackage
+			if project == "runc" {
+				fsPackage = runcOwnFS // runc's own libcontainer
+			}
+			memoryGo, err := srctree.File(lock, srctree.Tree{GOPATH: gopath, Root: root}, fsPackage+"/memory.go")
+			if err != nil {
+				t.Fatal(err)
+			}
+			testenv.RequireFile(t, "assembled "+project+" "+v+" tree (go tool mage kubelet:tree "+v+", runc:build "+v+")", memoryGo)
 			set := &patchset.Set{} // a buildtag version may have no patches
-			if dir := filepath.Join(repoRoot, "patches", "kubernetes", v); lock.Fix.Kind == pins.FixPatch || exists(dir) {
+			if dir := filepath.Join(repoRoot, "patches", project, v); lock.Fix.Kind == pins.FixPatch || exists(dir) {
 				if set, err = patchset.Load(dir); err != nil {
 					t.Fatal(err)
 				}
@@ -273,6 +293,22 @@ func TestKmemProofVersions(t *testing.T) {
 			spec := Spec{Go: goBin, GOPATH: gopath, Root: root, Patches: set}
 			if lock.Fix.Kind == pins.FixBuildTag {
 				spec.FixTag = lock.Fix.Tag
+			}
+			switch {
+			case project == "runc":
+				spec.PkgDir, spec.Package = filepath.Join(root, filepath.FromSlash(runcOwnFS)), "./"+runcOwnFS
+				spec.Env = srctree.ModEnv(lock, srctree.Tree{GOPATH: gopath, Root: root})
+			case lock.Source.Kind == pins.SourceGoMod:
+				// The vendored runc is a module of the graph: the proof runs on
+				// a writable copy of its verified zip (go refuses overlays in
+				// the module cache), in module mode, offline.
+				tree := srctree.Tree{GOPATH: gopath, Root: root}
+				spec.Env = srctree.ModEnv(lock, tree)
+				pkgDir, modFile, err := srctree.WritableModule(lock, tree, runcFSImport, t.TempDir())
+				if err != nil {
+					t.Fatal(err)
+				}
+				spec.PkgDir, spec.Package, spec.Args = pkgDir, runcFSImport, []string{"-modfile=" + modFile}
 			}
 			for _, fixed := range []bool{false, true} {
 				sim, m := memcgsim.MountForTest(t, memcgsim.RHEL78)
@@ -313,4 +349,44 @@ func TestKmemProofVersions(t *testing.T) {
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// The adapter follows the tree's libcontainer API: Apply(d) or
+// Apply(path, d), FindCgroupMountpoint with or without the cgroup path.
+func TestAdapter(t *testing.T) {
+	tests := []struct {
+		name, memory, utils string
+		want                []string
+	}{
+		{"rc5 era", "func (s *MemoryGroup) Apply(d *cgroupData) (err error) {", "func FindCgroupMountpoint(subsystem string) (string, error) {",
+			[]string{"return m.Apply(d)", `cgroups.FindCgroupMountpoint("memory")`}},
+		{"rc10", "func (s *MemoryGroup) Apply(d *cgroupData) (err error) {", "func FindCgroupMountpoint(cgroupPath, subsystem string) (string, error) {",
+			[]string{"return m.Apply(d)", `cgroups.FindCgroupMountpoint("", "memory")`}},
+		{"rc92", "func (s *MemoryGroup) Apply(path string, d *cgroupData) (err error) {", "func FindCgroupMountpoint(cgroupPath, subsystem string) (string, error) {",
+			[]string{"return m.Apply(path, d)", `cgroups.FindCgroupMountpoint("", "memory")`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cg := t.TempDir()
+			fsDir := filepath.Join(cg, "fs")
+			if err := os.MkdirAll(fsDir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(fsDir, "memory.go"), []byte("package fs\n\n"+tt.memory+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(cg, "utils.go"), []byte("package cgroups\n\n"+tt.utils+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			src, err := Adapter(fsDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(string(src), w) {
+					t.Errorf("adapter lacks %q:\n%s", w, src)
+				}
+			}
+		})
+	}
 }

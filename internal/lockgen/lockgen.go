@@ -52,7 +52,8 @@ type Resolver interface {
 // Request asks for a lock of Project@Version.
 type Request struct {
 	Project, Version string
-	// Commit is the upstream commit of Version (the proxy does not record it).
+	// Commit is the upstream commit of Version (the proxy does not record
+	// it); when empty, the lock records why in source.commitUnknown.
 	Commit string
 	// CommitUnknown, when Commit is empty, says why the commit is not known
 	// (the lock's source.commitUnknown).
@@ -145,8 +146,12 @@ func Generate(ctx context.Context, r Resolver, req Request) (*pins.Lock, []Unpin
 		return nil, nil, fmt.Errorf("source %s@%s: the proxy resolves it to %s, want the tag itself", t.Source.Path, req.Version, src.Version)
 	}
 	manifest, deps, err := srctree.ReadManifest(src.Dir)
+	isGoMod := false
 	if err != nil {
-		return nil, nil, fmt.Errorf("source %s: %w", src.Module, err)
+		if _, serr := os.Stat(filepath.Join(src.Dir, "go.mod")); serr != nil {
+			return nil, nil, fmt.Errorf("source %s: %w", src.Module, err)
+		}
+		isGoMod, manifest = true, "go.mod"
 	}
 	l := &pins.Lock{
 		Project: req.Project, Version: req.Version,
@@ -164,6 +169,9 @@ func Generate(ctx context.Context, r Resolver, req Request) (*pins.Lock, []Unpin
 			x = strings.TrimSuffix(x, oldMinor) + newMinor
 		}
 		l.Build.LDFlagsX = append(l.Build.LDFlagsX, x)
+	}
+	if isGoMod {
+		return generateGoModLock(ctx, r, req, src, l)
 	}
 	var unpinned []Unpinned
 	for _, root := range groupRoots(deps, req) {
@@ -370,12 +378,19 @@ func resolve(ctx context.Context, r Resolver, rootPath, rev, comment string, hin
 func setFix(ctx context.Context, r Resolver, l *pins.Lock, srcDir string) error {
 	dir, requires := srcDir, kmemDisabled
 	if l.Source.Path != runcModule {
-		i := slices.IndexFunc(l.Vendor, func(v pins.VendorEntry) bool { return v.Root == runcModule })
-		if i < 0 {
+		var runc *pins.Module
+		if l.GoMod != nil {
+			if m, _, err := srctree.Provider(l, runcModule); err == nil && m.Path == runcModule {
+				runc = &m
+			}
+		} else if i := slices.IndexFunc(l.Vendor, func(v pins.VendorEntry) bool { return v.Root == runcModule }); i >= 0 {
+			runc = &l.Vendor[i].Module
+		}
+		if runc == nil {
 			l.Fix = pins.Fix{Kind: pins.FixPatch}
 			return nil
 		}
-		d, err := r.Download(ctx, l.Vendor[i].Module.Path, l.Vendor[i].Module.Version)
+		d, err := r.Download(ctx, runc.Path, runc.Version)
 		if err != nil {
 			return fmt.Errorf("vendored runc: %w", err)
 		}
@@ -456,6 +471,12 @@ func Compare(want, got *pins.Lock) []string {
 	}
 	if !slices.Equal(want.Build.Tags, got.Build.Tags) {
 		add("build tags: %v, generated %v", want.Build.Tags, got.Build.Tags)
+	}
+	if want.Source.Kind != got.Source.Kind {
+		add("source kind: %q, generated %q", want.Source.Kind, got.Source.Kind)
+	}
+	if want.GoMod != nil && got.GoMod != nil {
+		diffs = append(diffs, compareGoMod(want.GoMod, got.GoMod)...)
 	}
 	type pin struct {
 		m   pins.Module

@@ -230,3 +230,135 @@ func CheckZip(m pins.Module, zip string) error {
 	}
 	return nil
 }
+
+// ErrGoModMismatch is returned when a go.mod file's h1 differs from the lock.
+var ErrGoModMismatch = errors.New("go.mod h1 hash mismatch")
+
+// ModResult is a downloaded and verified go.mod file.
+type ModResult struct {
+	pins.Module // H1 is the go.mod h1
+	// GoMod is the .mod file in the module cache's download folder.
+	GoMod string
+}
+
+// FetchGoMods downloads the go.mod file of every module (mods' H1 being
+// the go.mod h1, as go.sum's "/go.mod" lines) with `go list -m -json`,
+// which fetches .info and .mod but no zip, and checks each against its
+// h1. Offline (GOPROXY=off) it reads the module cache as Fetch does.
+func (f *Fetcher) FetchGoMods(ctx context.Context, mods []pins.Module) ([]ModResult, error) {
+	var errs []error
+	for _, m := range mods {
+		if !strings.HasPrefix(m.H1, "h1:") {
+			errs = append(errs, fmt.Errorf("%s go.mod: %w", m, ErrMissingHash))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "nokmem-modfetch-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	env, err := f.env(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	// Outside a module -mod means nothing, and a -mod=mod from the
+	// caller's GOFLAGS would make the go command refuse to run.
+	env = append(env, "GOFLAGS=")
+	results := make([]ModResult, len(mods))
+	errs = make([]error, len(mods))
+	const batch = 64 // .mod files are small: fewer go commands
+	jobs := f.Jobs
+	if jobs <= 0 {
+		jobs = DefaultJobs
+	}
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, jobs)
+	for start := 0; start < len(mods); start += batch {
+		end := min(start+batch, len(mods))
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			f.fetchGoModBatch(ctx, dir, env, mods[start:end], results[start:end], errs[start:end])
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if f.Progress != nil {
+		fmt.Fprintf(f.Progress, "%d go.mod files verified\n", len(mods))
+	}
+	return results, nil
+}
+
+func (f *Fetcher) fetchGoModBatch(ctx context.Context, dir string, env []string, mods []pins.Module, results []ModResult, errs []error) {
+	args := []string{"list", "-m", "-json"}
+	for _, m := range mods {
+		args = append(args, m.String())
+	}
+	cmd := exec.CommandContext(ctx, f.goCmd(), args...)
+	cmd.Dir, cmd.Env = dir, env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	got := map[string]struct{ Path, Version, GoMod string }{}
+	dec := json.NewDecoder(&stdout)
+	for {
+		var d struct {
+			Path, Version, GoMod string
+			Error                *struct{ Err string }
+		}
+		if err := dec.Decode(&d); err == io.EOF {
+			break
+		} else if err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("decode go list -m output: %w", err))
+			break
+		}
+		if d.Error == nil {
+			got[d.Path+"@"+d.Version] = struct{ Path, Version, GoMod string }{d.Path, d.Version, d.GoMod}
+		}
+	}
+	for i, m := range mods {
+		d, ok := got[m.String()]
+		if !ok || d.GoMod == "" {
+			errs[i] = fmt.Errorf("download %s go.mod: %w: %s", m, errors.Join(runErr, errors.New("no result")), strings.TrimSpace(stderr.String()))
+			continue
+		}
+		if errs[i] = CheckGoMod(m, d.GoMod); errs[i] == nil {
+			results[i] = ModResult{Module: m, GoMod: d.GoMod}
+		}
+	}
+}
+
+// CheckGoMod hashes a go.mod file as go.sum's "/go.mod" line does and
+// compares it with m.H1.
+func CheckGoMod(m pins.Module, file string) error {
+	got, err := dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) { return os.Open(file) })
+	if err != nil {
+		return fmt.Errorf("%s: hash %s: %w", m, file, err)
+	}
+	if got != m.H1 {
+		return fmt.Errorf("%s: %w: %s has %s, the lock says %s", m, ErrGoModMismatch, file, got, m.H1)
+	}
+	return nil
+}
+
+// ModCache returns the module cache the fetcher's go commands use (go env GOMODCACHE).
+func (f *Fetcher) ModCache(ctx context.Context) (string, error) {
+	cmd := exec.CommandContext(ctx, f.goCmd(), "env", "GOMODCACHE")
+	cmd.Env = append(os.Environ(), f.Env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMODCACHE: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	dir := strings.TrimSpace(string(out))
+	if dir == "" {
+		return "", errors.New("go env GOMODCACHE is empty")
+	}
+	return dir, nil
+}

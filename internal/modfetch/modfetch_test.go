@@ -220,3 +220,78 @@ func TestFetchOfflineWarmCache(t *testing.T) {
 		t.Fatalf("got %v, want the tampered cached zip of %s refused offline", err, a)
 	}
 }
+
+// FetchGoMods checks every go.mod file against the lock's go.mod h1 and
+// names the module whose file differs or is missing.
+func TestFetchGoMods(t *testing.T) {
+	tests := []struct {
+		name    string
+		tamper  func(t *testing.T, p *modfetchtest.Proxy) // after the lock was taken
+		extra   []pins.Module
+		wantErr []string
+		is      error
+	}{
+		{name: "good"},
+		{
+			name: "go.mod changed on the proxy",
+			tamper: func(t *testing.T, p *modfetchtest.Proxy) {
+				p.WriteGoMod(t, modA.Path, modA.Version, "module example.com/a\n\nrequire example.com/evil v1.0.0\n")
+			},
+			wantErr: []string{"example.com/a@v1.0.0", "go.mod h1 hash mismatch", "the lock says h1:"},
+			is:      modfetch.ErrGoModMismatch,
+		},
+		{
+			name:    "module not served",
+			extra:   []pins.Module{{Path: "example.com/missing", Version: "v1.2.3", H1: "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}},
+			wantErr: []string{"example.com/missing@v1.2.3 go.mod"},
+		},
+		{
+			name:    "no go.mod h1 in the lock",
+			extra:   []pins.Module{{Path: "example.com/x", Version: "v1.0.0"}},
+			wantErr: []string{"example.com/x@v1.0.0 go.mod", "no h1 hash"},
+			is:      modfetch.ErrMissingHash,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := modfetchtest.New(t)
+			p.Add(t, modA)
+			p.Add(t, modB)
+			mods := []pins.Module{
+				{Path: modA.Path, Version: modA.Version, H1: modfetchtest.GoModH1(t, modA)},
+				{Path: modB.Path, Version: modB.Version, H1: modfetchtest.GoModH1(t, modB)},
+			}
+			mods = append(mods, tc.extra...)
+			if tc.tamper != nil {
+				tc.tamper(t, p)
+			}
+			f := modfetch.Fetcher{Env: p.Env(t)}
+			got, err := f.FetchGoMods(context.Background(), mods)
+			if tc.wantErr == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, r := range got {
+					if r.Module != mods[i] {
+						t.Errorf("result %d = %v, want %v", i, r.Module, mods[i])
+					}
+					if err := modfetch.CheckGoMod(r.Module, r.GoMod); err != nil {
+						t.Error(err)
+					}
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error; want one containing %q", tc.wantErr)
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("error %v is not %v", err, tc.is)
+			}
+		})
+	}
+}

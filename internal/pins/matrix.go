@@ -17,6 +17,11 @@ const MatrixFile = "matrix.yaml"
 const (
 	// StatusBuildable: a lock file exists and the version builds from it.
 	StatusBuildable = "buildable"
+	// StatusLocked: a lock file exists and is checked (every h1, the
+	// assembled tree, the fix, the kmem proof), but no sha256 is committed
+	// yet (a full build has not been run twice): it builds on request, and
+	// is neither in Buildable nor offered in a bundle.
+	StatusLocked = "locked"
 	// StatusPlanned: the sources are known to be served, but no lock exists yet.
 	StatusPlanned = "planned"
 	// StatusUnbuildable: an input cannot be fetched with a verified hash;
@@ -82,12 +87,12 @@ func LoadMatrix(dir string) (*Matrix, error) {
 	}
 	var errs []error
 	for _, e := range m.Versions {
-		if e.Status != StatusBuildable {
+		if e.Status != StatusBuildable && e.Status != StatusLocked {
 			continue
 		}
 		l, err := loadLock(dir, e.Project, e.Version)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %s is buildable: %w", e.Project, e.Version, err))
+			errs = append(errs, fmt.Errorf("%s %s is %s: %w", e.Project, e.Version, e.Status, err))
 		} else if l.Fix.Kind != e.Fix {
 			errs = append(errs, fmt.Errorf("%s %s: matrix says fix %s, the lock says %s", e.Project, e.Version, e.Fix, l.Fix.Kind))
 		}
@@ -136,25 +141,25 @@ func (m *Matrix) validate() error {
 			defaults[e.Project]++
 		}
 		switch e.Status {
-		case StatusBuildable, StatusPlanned:
+		case StatusBuildable, StatusPlanned, StatusLocked:
 			if e.Fix != FixPatch && e.Fix != FixBuildTag {
 				bad("fix %q is not %s or %s", e.Fix, FixPatch, FixBuildTag)
 			}
-			if e.Status == StatusPlanned && e.Reason == "" {
-				bad("a planned version needs a reason (what is missing)")
+			if (e.Status == StatusPlanned || e.Status == StatusLocked) && e.Reason == "" {
+				bad("a %s version needs a reason (what is missing)", e.Status)
 			}
 		case StatusUnbuildable:
 			if e.Reason == "" || e.Nearest == "" {
 				bad("an unbuildable version needs a reason and the nearest buildable version")
-			} else if n := m.Entry(e.Project, e.Nearest); n == nil || (n.Status != StatusBuildable && n.Status != StatusPlanned) {
-				bad("nearest %s is not a buildable or planned version in the matrix", e.Nearest)
+			} else if n := m.Entry(e.Project, e.Nearest); n == nil || (n.Status != StatusBuildable && n.Status != StatusLocked && n.Status != StatusPlanned) {
+				bad("nearest %s is not a buildable, locked or planned version in the matrix", e.Nearest)
 			}
 		case StatusUnaffected:
 			if e.Reason == "" {
 				bad("an unaffected version needs a reason")
 			}
 		default:
-			bad("status %q is not %s, %s, %s or %s", e.Status, StatusBuildable, StatusPlanned, StatusUnbuildable, StatusUnaffected)
+			bad("status %q is not %s, %s, %s, %s or %s", e.Status, StatusBuildable, StatusLocked, StatusPlanned, StatusUnbuildable, StatusUnaffected)
 		}
 		if e.Default && e.Status != StatusBuildable {
 			bad("the default version must be buildable")
@@ -200,6 +205,18 @@ func (m *Matrix) Buildable(project string) []string {
 	var vs []string
 	for _, e := range m.Versions {
 		if e.Project == project && e.Status == StatusBuildable {
+			vs = append(vs, e.Version)
+		}
+	}
+	return vs
+}
+
+// Locked lists the project's locked versions (lock checked, no committed
+// sha256 yet) in matrix order.
+func (m *Matrix) Locked(project string) []string {
+	var vs []string
+	for _, e := range m.Versions {
+		if e.Project == project && e.Status == StatusLocked {
 			vs = append(vs, e.Version)
 		}
 	}

@@ -19,11 +19,19 @@ func TestCommittedMatrix(t *testing.T) {
 	if got := m.Default("runc"); got != "v1.0.0-rc5" {
 		t.Errorf("default runc %q, want v1.0.0-rc5", got)
 	}
-	// Every lock file is in the matrix as buildable, with the lock's fix kind.
+	// Every lock file is in the matrix as buildable or locked, with the
+	// lock's fix kind; a buildable version has committed checksums, a
+	// locked one none yet.
 	for _, project := range []string{"kubernetes", "runc"} {
 		for _, v := range Known(repoPins, project) {
-			if e := m.Entry(project, v); e == nil || e.Status != StatusBuildable {
-				t.Errorf("%s %s has a lock file but is not buildable in %s", project, v, MatrixFile)
+			e := m.Entry(project, v)
+			if e == nil || (e.Status != StatusBuildable && e.Status != StatusLocked) {
+				t.Errorf("%s %s has a lock file but is not buildable or locked in %s", project, v, MatrixFile)
+				continue
+			}
+			_, err := os.Stat(filepath.Join(repoPins, project, v+".CHECKSUMS"))
+			if (e.Status == StatusBuildable) != (err == nil) {
+				t.Errorf("%s %s is %s, and its .CHECKSUMS: %v (buildable needs one, locked has none)", project, v, e.Status, err)
 			}
 		}
 	}
@@ -63,7 +71,7 @@ func TestMatrixBadInput(t *testing.T) {
 	}{
 		{"good", nil, nil, ""},
 		{"unbuildable without nearest", func(s string) string { return strings.Replace(s, ", nearest: v1.0.0", "", 1) }, nil, "demo v1.0.1: an unbuildable version needs a reason and the nearest"},
-		{"nearest not in the matrix", func(s string) string { return strings.Replace(s, "nearest: v1.0.0", "nearest: v0.9.0", 1) }, nil, "demo v1.0.1: nearest v0.9.0 is not a buildable or planned version"},
+		{"nearest not in the matrix", func(s string) string { return strings.Replace(s, "nearest: v1.0.0", "nearest: v0.9.0", 1) }, nil, "demo v1.0.1: nearest v0.9.0 is not a buildable, locked or planned version"},
 		{"nearest unaffected", func(s string) string { return strings.Replace(s, "nearest: v1.0.0", "nearest: v2.0.0", 1) }, nil, "nearest v2.0.0 is not a buildable"},
 		{"unknown status", func(s string) string { return strings.Replace(s, "status: planned", "status: maybe", 1) }, nil, `demo v1.1.0: status "maybe"`},
 		{"unknown source", func(s string) string { return strings.Replace(s, "source: gomod, fix", "source: glide, fix", 1) }, nil, `demo v1.1.0: source "glide"`},
@@ -77,6 +85,14 @@ func TestMatrixBadInput(t *testing.T) {
 		{"buildable without a lock", func(s string) string { return strings.Replace(s, "status: planned", "status: buildable", 1) }, nil, "demo v1.1.0 is buildable: demo v1.1.0: unknown version"},
 		{"fix kind differs from the lock", func(s string) string { return strings.Replace(s, "fix: patch", "fix: buildtag", 1) }, nil, "demo v1.0.0: matrix says fix buildtag, the lock says patch"},
 		{"invalid lock", nil, func(s string) string { return strings.Replace(s, "fix:\n  kind: patch\n", "", 1) }, "demo v1.0.0 is buildable: "},
+		{"locked without a lock", func(s string) string { return strings.Replace(s, "status: planned", "status: locked", 1) }, nil, "demo v1.1.0 is locked: demo v1.1.0: unknown version"},
+		{"locked without a reason", func(s string) string {
+			return strings.Replace(s, "status: buildable, source: godeps, fix: patch, default: true", "status: locked, source: godeps, fix: patch", 1)
+		}, nil, "demo v1.0.0: a locked version needs a reason"},
+		{"bundle of a locked version", func(s string) string {
+			return strings.Replace(s, "status: buildable, source: godeps, fix: patch, default: true", "status: locked, source: godeps, fix: patch, reason: r", 1) +
+				"bundles:\n  - {kubelet: v1.0.0, runc: v1.0.0}\n"
+		}, nil, "kubernetes v1.0.0 is not a buildable version"},
 		{"bundle of a planned version", func(s string) string { return s + "bundles:\n  - {kubelet: v1.0.0, runc: v1.0.0}\n" }, nil, "bundle kubelet v1.0.0 + runc v1.0.0: kubernetes v1.0.0 is not a buildable version"},
 	}
 	for _, tc := range tests {

@@ -38,10 +38,14 @@ type Lock struct {
 	// Staging, when set, links the source tree's own staging repositories
 	// into vendor/ (kubernetes); projects without staging repos (runc) leave it out.
 	Staging *Staging `json:"staging,omitempty"`
-	// Vendor maps every vendored repository root to the module that provides it.
-	Vendor []VendorEntry `json:"vendor"`
+	// Vendor maps every vendored repository root to the module that provides
+	// it (GOPATH trees; a go.mod tree has GoMod instead).
+	Vendor []VendorEntry `json:"vendor,omitempty"`
 	// Excluded lists upstream vendor roots deliberately left out, with the reason.
 	Excluded []Excluded `json:"excluded,omitempty"`
+	// GoMod, for source.kind gomod, pins the module graph of upstream's
+	// go.mod and the lock's changes to it (see GoMod).
+	GoMod *GoMod `json:"gomod,omitempty"`
 }
 
 // Fix kinds.
@@ -135,6 +139,10 @@ type Source struct {
 	CommitTime string `json:"commitTime"`
 	// ImportPath is where the tree sits in GOPATH/src, e.g. "k8s.io/kubernetes".
 	ImportPath string `json:"importPath"`
+	// Kind is how the tree gets its dependencies: "" for a GOPATH tree
+	// filled from Lock.Vendor, SourceGoMod for a module-mode tree built
+	// from upstream's go.mod with Lock.GoMod's module graph.
+	Kind string `json:"kind,omitempty"`
 }
 
 // Build holds the build settings.
@@ -276,6 +284,16 @@ func (l *Lock) Validate() error {
 		errs = append(errs, fmt.Errorf("source: commit %s is set, so commitUnknown must be empty", l.Source.Commit))
 	}
 	check("toolchain", l.Toolchain)
+	switch l.Source.Kind {
+	case "":
+		if l.GoMod != nil {
+			errs = append(errs, fmt.Errorf("gomod: only for source.kind %s", SourceGoMod))
+		}
+	case SourceGoMod:
+		errs = append(errs, l.validateGoMod())
+	default:
+		errs = append(errs, fmt.Errorf("source: unknown kind %q (want none or %s)", l.Source.Kind, SourceGoMod))
+	}
 	if l.Staging != nil && (l.Staging.Dir == "" || l.Staging.Prefix == "") {
 		errs = append(errs, errors.New("staging: dir and prefix are required"))
 	}
@@ -311,12 +329,16 @@ func (l *Lock) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Modules returns every module the lock names (source, toolchain, vendor), in
-// lock order, for downloading and checking.
+// Modules returns every module zip the lock names (source, toolchain,
+// vendor, or the go.mod graph's modules with a zip h1), in lock order, for
+// downloading and checking. A go.mod lock's go.mod files: GoModFiles.
 func (l *Lock) Modules() []Module {
 	ms := []Module{l.Source.Module, l.Toolchain}
 	for _, v := range l.Vendor {
 		ms = append(ms, v.Module)
+	}
+	if l.GoMod != nil {
+		ms = append(ms, l.GoMod.Zips()...)
 	}
 	return ms
 }

@@ -200,6 +200,7 @@ func Spec(l *pins.Lock, tree srctree.Tree, marker, outDir string) (gobuild.Spec,
 	return gobuild.Spec{
 		GOPATH: tree.GOPATH, ImportPath: l.Source.ImportPath, Packages: l.Build.Packages,
 		OutDir: outDir, CGO: l.Build.CGO, Static: l.Build.Static, Tags: l.Build.Tags, X: x,
+		Env: srctree.ModEnv(l, tree), // module mode, offline, for a go.mod tree
 	}, nil
 }
 
@@ -288,7 +289,10 @@ func checkFix(l *pins.Lock, tree srctree.Tree) error {
 	if l.Fix.Kind != pins.FixBuildTag {
 		return nil
 	}
-	f := filepath.Join(tree.Root, filepath.FromSlash(l.Fix.Requires))
+	f, err := srctree.File(l, tree, l.Fix.Requires)
+	if err != nil {
+		return fmt.Errorf("%s %s: fix %s: %w", l.Project, l.Version, pins.FixBuildTag, err)
+	}
 	if _, err := os.Stat(f); err != nil {
 		return fmt.Errorf("%s %s: fix %s: %w: %v (this tree needs fix: patch)", l.Project, l.Version, pins.FixBuildTag, ErrNoKmemDisabled, err)
 	}

@@ -64,7 +64,14 @@ func Paths(l *pins.Lock, buildDir string) Tree {
 // Assemble fetches the source and vendor modules of l through f (checking
 // every h1), builds the tree in <buildDir>/gopath, and returns it. An
 // existing tree there is replaced only when the new one is complete.
+//
+// A go.mod lock (source.kind gomod) gets a module-mode tree instead (see
+// ModEnv): the same layout, upstream's go.mod with the lock's replaces, and
+// a go.sum written from the lock.
 func Assemble(ctx context.Context, f *modfetch.Fetcher, l *pins.Lock, buildDir string) (Tree, error) {
+	if l.Source.Kind == pins.SourceGoMod {
+		return assembleGoMod(ctx, f, l, buildDir)
+	}
 	start := time.Now()
 	mods := []pins.Module{l.Source.Module}
 	for _, v := range l.Vendor {

@@ -168,3 +168,111 @@ func TestKubeletSubsetCatchesOldReflect2(t *testing.T) {
 	}
 	t.Logf("red as expected: %v", err)
 }
+
+// VersionsEnv lists go.mod-era kubelet versions (space-separated) whose
+// assembled trees (go tool mage kubelet:tree <version>) get the
+// upstream subset.
+const VersionsEnv = "NOKMEM_UPSTREAMTEST_VERSIONS"
+
+// goModTree returns a go.mod-era kubelet's lock, tree and pinned go, or
+// skips when VersionsEnv does not name versions.
+func goModTree(t *testing.T, v string) (*pins.Lock, srctree.Tree, string) {
+	t.Helper()
+	const repoRoot = "../.."
+	lock, err := pins.Load(filepath.Join(repoRoot, "vendor-pins"), "kubernetes", v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lock.Source.Kind != pins.SourceGoMod {
+		t.Fatalf("kubernetes %s is not a go.mod-era lock", v)
+	}
+	tree := srctree.Paths(lock, srctree.DefaultBuildDir(repoRoot, lock))
+	if tree.GOPATH, err = filepath.Abs(tree.GOPATH); err != nil {
+		t.Fatal(err)
+	}
+	tree.Root = filepath.Join(tree.GOPATH, "src", filepath.FromSlash(lock.Source.ImportPath))
+	testenv.RequireFile(t, "assembled kubelet "+v+" tree (go tool mage kubelet:tree "+v+")", filepath.Join(tree.Root, "go.sum"))
+	goBin, err := toolchain.Go(context.Background(), &modfetch.Fetcher{}, lock.Toolchain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lock, tree, goBin
+}
+
+// goModSpec is the subset's spec on a go.mod tree: the JSON serializer's
+// module (apimachinery) is a writable copy of its verified zip, so that
+// the probe can be placed into it (go refuses overlays in the module
+// cache); modFile is the go.mod that points at the copy.
+func goModSpec(t *testing.T, lock *pins.Lock, tree srctree.Tree, goBin string) (Spec, string) {
+	t.Helper()
+	const jsonPkg = "k8s.io/apimachinery/pkg/runtime/serializer/json"
+	pkgDir, modFile, err := srctree.WritableModule(lock, tree, jsonPkg, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	probes := []Probe{{Dir: pkgDir, Name: KubeletProbes[0].Name, Source: KubeletProbes[0].Source}}
+	return Spec{Go: goBin, GOPATH: tree.GOPATH, Root: tree.Root, Packages: GoModSubset, Probes: probes,
+		CGO: lock.Build.CGO, Tags: []string{"netgo", "osusergo"}, Env: srctree.ModEnv(lock, tree), Args: append([]string{"-modfile=" + modFile}, GoModSkip...)}, modFile
+}
+
+// TestGoModSubset runs the subset with the probe on each go.mod-era tree
+// named in VersionsEnv (all green), then puts upstream's reflect2 v1.0.1
+// back in place of the lock's override and checks that it turns red.
+func TestGoModSubset(t *testing.T) {
+	versions := strings.Fields(os.Getenv(VersionsEnv))
+	if len(versions) == 0 {
+		t.Skip(VersionsEnv + " is not set (e.g. v1.20.15): no go.mod-era tree to test")
+	}
+	for _, v := range versions {
+		t.Run(v, func(t *testing.T) {
+			lock, tree, goBin := goModTree(t, v)
+			spec, modFile := goModSpec(t, lock, tree, goBin)
+			pkgs, err := Run(context.Background(), spec)
+			for _, p := range pkgs {
+				t.Logf("%-4s %s: %d passed, %d failed, %d skipped", p.Action, p.ImportPath, p.Passed, len(p.Failed), p.Skipped)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pkgs) != len(GoModSubset) {
+				t.Errorf("ran %d packages, want %d", len(pkgs), len(GoModSubset))
+			}
+
+			// Without the override: reflect2 v1.0.1 (upstream's pin),
+			// fetched and checked against its go.sum h1.
+			old := pins.Module{Path: "github.com/modern-go/reflect2", Version: "v1.0.1", H1: "h1:9f412s+6RmYXLWZSEzVVgPGK7C2PphHj5RJrvfx9AWI="}
+			if _, err := (&modfetch.Fetcher{}).Fetch(context.Background(), []pins.Module{old}); err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(modFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			edited := strings.Replace(string(data), "github.com/modern-go/reflect2 => github.com/modern-go/reflect2 v1.0.2", "github.com/modern-go/reflect2 => github.com/modern-go/reflect2 v1.0.1", 1)
+			if edited == string(data) {
+				t.Fatalf("%s has no reflect2 v1.0.2 replace to undo", modFile)
+			}
+			if err := os.WriteFile(modFile, []byte(edited), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			sumFile := strings.TrimSuffix(modFile, ".mod") + ".sum"
+			f, err := os.OpenFile(sumFile, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = f.WriteString(old.Path + " " + old.Version + " " + old.H1 + "\n" + old.Path + " " + old.Version + "/go.mod h1:bx2lNnkwVCuqBIxFjflWJWanXIb3RllmbCylyMrvgv0=\n")
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec.Packages = []string{"k8s.io/apimachinery/pkg/runtime/serializer/json"}
+			_, err = Run(context.Background(), spec)
+			if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "serializer/json") {
+				t.Fatalf("Run with reflect2 %s = %v, want ErrFailed naming the JSON serializer", old.Version, err)
+			}
+			t.Logf("red as expected without the override: %v", err)
+		})
+	}
+}

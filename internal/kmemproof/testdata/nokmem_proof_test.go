@@ -11,6 +11,11 @@
 // "memory" hierarchy that populates new cgroups with their control files,
 // like cgroupfs). The caller watches every write to it.
 //
+// nokmemApply and nokmemFindMemoryMount come from an adapter file that
+// internal/kmemproof places beside this one, written for the libcontainer
+// API of the tree (Apply(d) up to rc10, Apply(path, d) from rc91;
+// FindCgroupMountpoint with or without the cgroup path argument).
+//
 // NOKMEM_PROOF_EXPLICIT=skip leaves out the explicit kernel memory limit
 // case: built with the nokmem tag, libcontainer ignores (before rc7) or
 // refuses (rc7 on) a kernel memory limit, so that case shows the tag's
@@ -26,7 +31,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/opencontainers/runc/libcontainer/cgroups"
 	"github.com/opencontainers/runc/libcontainer/configs"
 )
 
@@ -38,7 +42,7 @@ func proofRoot(t *testing.T) string {
 	}
 	// cgroupData.path joins root with the base name of the host's memory
 	// mount point, so the host must have a cgroup v1 memory mount named memory.
-	mnt, err := cgroups.FindCgroupMountpoint("memory")
+	mnt, err := nokmemFindMemoryMount()
 	if err != nil {
 		t.Fatalf("libcontainer finds no cgroup v1 memory mount on this host (%v): Apply would not run", err)
 	}
@@ -106,15 +110,15 @@ func TestNokmemProof(t *testing.T) {
 				pid:       -1, // as the kubelet's cgroupManagerImpl: create, do not join
 			}
 			mem := &MemoryGroup{}
-			if err := mem.Apply(d); err != nil {
-				t.Fatalf("MemoryGroup.Apply(%s): %v", tt.cgroup, err)
-			}
 			path, err := d.path("memory")
 			if err != nil {
 				t.Fatalf("path of %s: %v", tt.cgroup, err)
 			}
 			if !strings.HasPrefix(path, root) {
-				t.Fatalf("Apply used %s, outside the fake root %s", path, root)
+				t.Fatalf("Apply would use %s, outside the fake root %s", path, root)
+			}
+			if err := nokmemApply(mem, path, d); err != nil {
+				t.Fatalf("MemoryGroup.Apply(%s): %v", tt.cgroup, err)
 			}
 			if err := mem.Set(path, d.config); err != nil {
 				t.Fatalf("MemoryGroup.Set(%s): %v", path, err)

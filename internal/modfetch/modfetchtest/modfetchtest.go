@@ -6,6 +6,7 @@ package modfetchtest
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,5 +112,28 @@ func (p *Proxy) Env(t testing.TB) []string {
 		"GONOSUMDB=",
 		"GOPRIVATE=",
 		"GOTOOLCHAIN=local",
+	}
+}
+
+// GoModH1 is the go.sum "/go.mod" h1 of the go.mod file Add publishes for m.
+func GoModH1(t testing.TB, m Module) string {
+	t.Helper()
+	mod := "module " + m.Path + "\n"
+	if gm, ok := m.Files["go.mod"]; ok {
+		mod = gm
+	}
+	h, err := dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(mod)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// WriteGoMod (re)writes the .mod file the proxy serves for path@version.
+func (p *Proxy) WriteGoMod(t testing.TB, path, version, content string) {
+	t.Helper()
+	f := strings.TrimSuffix(p.ZipPath(t, path, version), ".zip") + ".mod"
+	if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
