@@ -363,14 +363,26 @@ func (m *Matrix) fix(f *Finding, project string, match func(Entry) bool, cmp fun
 }
 
 // offer names e (buildable) as the fix, with its bundle when one pairs it.
+// A runc may come in several bundles (one per kubelet line): Bundle is the
+// first, and Remedy names them all, since the one to install is the one
+// whose kubelet is the node's (verify install refuses another minor).
 func (m *Matrix) offer(f *Finding, e *Entry) {
 	f.FixVersion, f.FixStatus = e.Version, e.Status
+	var names []string
 	for _, b := range m.Bundles {
 		if e.Project == Kubernetes && b.Kubelet == e.Version || e.Project == Runc && b.Runc == e.Version {
-			f.Bundle = b.Name()
-			f.Remedy = "install bundle " + f.Bundle + " (verify install --bundle)"
-			return
+			names = append(names, b.Name())
 		}
+	}
+	switch {
+	case len(names) == 1:
+		f.Bundle = names[0]
+		f.Remedy = "install bundle " + f.Bundle + " (verify install --bundle)"
+		return
+	case len(names) > 1:
+		f.Bundle = names[0]
+		f.Remedy = "install the bundle whose kubelet is the node's: " + strings.Join(names, ", ") + " (verify install --bundle)"
+		return
 	}
 	target := "kubelet"
 	if e.Project == Runc {
