@@ -301,6 +301,14 @@ var List = []Mutation{
 		Run:     "^TestLoadBadInput$",
 	},
 	{
+		Name:    "detect-runc-fix-ignores-node-kubelet",
+		File:    "verify/detect/binaries.go",
+		Old:     "\tpreferNodeKubelet(out)",
+		New:     "\t_ = preferNodeKubelet",
+		Package: "./verify",
+		Run:     "^TestDetectStockVersions$",
+	},
+	{
 		Name:    "mutants-ignores-survivors",
 		File:    "internal/mutants/mutants.go",
 		Old:     "if r.Verdict == Survived {",

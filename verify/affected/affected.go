@@ -144,6 +144,9 @@ type Finding struct {
 	// Bundle is the bundle (without its build marker) that contains
 	// FixVersion, "" when no bundle pairs it yet.
 	Bundle string `json:"bundle,omitempty"`
+	// Bundles are all the bundles that contain FixVersion (several for a
+	// runc paired with more than one kubelet line); see PreferKubelet.
+	Bundles []Bundle `json:"-"`
 	// Remedy is what to do, one sentence.
 	Remedy string `json:"remedy"`
 	// NokmemTag: the binary was built with -tags nokmem (it holds
@@ -372,6 +375,7 @@ func (m *Matrix) offer(f *Finding, e *Entry) {
 	for _, b := range m.Bundles {
 		if e.Project == Kubernetes && b.Kubelet == e.Version || e.Project == Runc && b.Runc == e.Version {
 			names = append(names, b.Name())
+			f.Bundles = append(f.Bundles, b)
 		}
 	}
 	switch {
@@ -389,6 +393,22 @@ func (m *Matrix) offer(f *Finding, e *Entry) {
 		target = "runc"
 	}
 	f.Remedy = fmt.Sprintf("build it: go tool mage %s:build %s (no bundle pairs it yet)", target, e.Version)
+}
+
+// PreferKubelet narrows a runc fix offered in several bundles to the one
+// whose kubelet is of the node's kubelet minor release (kubelet: its
+// version, e.g. v1.12.4): that is the bundle verify install accepts.
+func (f *Finding) PreferKubelet(kubelet string) {
+	if len(f.Bundles) < 2 || !semver.IsValid(kubelet) {
+		return
+	}
+	for _, b := range f.Bundles {
+		if semver.MajorMinor(b.Kubelet) == semver.MajorMinor(kubelet) {
+			f.Bundle = b.Name()
+			f.Remedy = "install bundle " + f.Bundle + " (verify install --bundle)"
+			return
+		}
+	}
 }
 
 func (m *Matrix) entry(project, version string) *Entry {

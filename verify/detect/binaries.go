@@ -107,7 +107,26 @@ func FindBinaries(o BinaryOptions) ([]Binary, error) {
 		}
 		out = append(out, b)
 	}
+	preferNodeKubelet(out)
 	return out, nil
+}
+
+// preferNodeKubelet points a runc fix offered in several bundles at the
+// one whose kubelet matches the node's kubelet minor release.
+func preferNodeKubelet(bins []Binary) {
+	kubelet := ""
+	for _, b := range bins {
+		if b.Name == "kubelet" {
+			if v, ok := affected.Parse("kubelet", b.Version); ok {
+				kubelet = v.Version
+			}
+		}
+	}
+	for i := range bins {
+		if u := bins[i].Upstream; u != nil && bins[i].Name != "kubelet" {
+			u.PreferKubelet(kubelet)
+		}
+	}
 }
 
 // Search returns the first regular file called name in dirs, or "".
