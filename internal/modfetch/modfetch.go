@@ -85,32 +85,18 @@ type download struct {
 // Results come back in the order of mods. Every failing module is reported
 // (joined), each error naming its module; nothing is returned on failure.
 func (f *Fetcher) Fetch(ctx context.Context, mods []pins.Module) ([]Result, error) {
-	var errs []error
-	for _, m := range mods {
-		if !strings.HasPrefix(m.H1, "h1:") {
-			errs = append(errs, fmt.Errorf("%s: %w", m, ErrMissingHash))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	// Run outside any module so that no go.mod or go.work around the caller matters.
-	dir, err := os.MkdirTemp("", "nokmem-modfetch-")
+	dir, env, err := f.scratch(ctx, mods, "")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	env, err := f.env(ctx, dir)
-	if err != nil {
-		return nil, err
-	}
 
 	jobs := f.Jobs
 	if jobs <= 0 {
 		jobs = DefaultJobs
 	}
 	results := make([]Result, len(mods))
-	errs = make([]error, len(mods))
+	errs := make([]error, len(mods))
 	var mu sync.Mutex
 	done := 0
 	var wg sync.WaitGroup
@@ -140,6 +126,30 @@ func (f *Fetcher) Fetch(ctx context.Context, mods []pins.Module) ([]Result, erro
 		return nil, err
 	}
 	return results, nil
+}
+
+// scratch checks that every module has an h1 (what, e.g. " go.mod",
+// follows the module in the error) and returns an empty directory outside
+// any module, so that no go.mod or go.work around the caller matters, and
+// the go command's environment for it. The caller removes dir.
+func (f *Fetcher) scratch(ctx context.Context, mods []pins.Module, what string) (dir string, env []string, err error) {
+	var errs []error
+	for _, m := range mods {
+		if !strings.HasPrefix(m.H1, "h1:") {
+			errs = append(errs, fmt.Errorf("%s%s: %w", m, what, ErrMissingHash))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return "", nil, err
+	}
+	if dir, err = os.MkdirTemp("", "nokmem-modfetch-"); err != nil {
+		return "", nil, err
+	}
+	if env, err = f.env(ctx, dir); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return dir, env, nil
 }
 
 // batchSize is how many modules one go command downloads: fewer go
@@ -246,29 +256,16 @@ type ModResult struct {
 // which fetches .info and .mod but no zip, and checks each against its
 // h1. Offline (GOPROXY=off) it reads the module cache as Fetch does.
 func (f *Fetcher) FetchGoMods(ctx context.Context, mods []pins.Module) ([]ModResult, error) {
-	var errs []error
-	for _, m := range mods {
-		if !strings.HasPrefix(m.H1, "h1:") {
-			errs = append(errs, fmt.Errorf("%s go.mod: %w", m, ErrMissingHash))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "nokmem-modfetch-")
+	dir, env, err := f.scratch(ctx, mods, " go.mod")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	env, err := f.env(ctx, dir)
-	if err != nil {
-		return nil, err
-	}
 	// Outside a module -mod means nothing, and a -mod=mod from the
 	// caller's GOFLAGS would make the go command refuse to run.
 	env = append(env, "GOFLAGS=")
 	results := make([]ModResult, len(mods))
-	errs = make([]error, len(mods))
+	errs := make([]error, len(mods))
 	const batch = 64 // .mod files are small: fewer go commands
 	jobs := f.Jobs
 	if jobs <= 0 {
