@@ -35,6 +35,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -80,6 +81,16 @@ type Result struct {
 type download struct {
 	Path, Version, Zip, Dir, Error string
 }
+
+func (d download) id() string { return d.Path + "@" + d.Version }
+
+// listedModule is what `go list -m -json` prints for a module.
+type listedModule struct {
+	Path, Version, GoMod string
+	Error                *struct{ Err string }
+}
+
+func (m listedModule) id() string { return m.Path + "@" + m.Version }
 
 // Fetch downloads every module and checks its zip against the lock's h1.
 // Results come back in the order of mods. Every failing module is reported
@@ -189,28 +200,8 @@ func (f *Fetcher) env(ctx context.Context, dir string) ([]string, error) {
 // fetchBatch downloads mods with one go command and fills results and errs
 // (same length as mods) for each module.
 func (f *Fetcher) fetchBatch(ctx context.Context, dir string, env []string, mods []pins.Module, results []Result, errs []error) {
-	args := []string{"mod", "download", "-json"}
-	for _, m := range mods {
-		args = append(args, m.String())
-	}
-	cmd := exec.CommandContext(ctx, f.goCmd(), args...)
-	cmd.Dir, cmd.Env = dir, env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
 	// One JSON object per module; with an error, its Error field says why.
-	got := map[string]download{}
-	dec := json.NewDecoder(&stdout)
-	for {
-		var d download
-		if err := dec.Decode(&d); err == io.EOF {
-			break
-		} else if err != nil {
-			runErr = errors.Join(runErr, fmt.Errorf("decode go mod download output: %w", err))
-			break
-		}
-		got[d.Path+"@"+d.Version] = d
-	}
+	got, runErr, stderr := goJSON[download](ctx, f, dir, env, []string{"mod", "download", "-json"}, mods)
 	for i, m := range mods {
 		d, ok := got[m.String()]
 		switch {
@@ -221,9 +212,38 @@ func (f *Fetcher) fetchBatch(ctx context.Context, dir string, env []string, mods
 				results[i] = Result{Module: m, Zip: d.Zip, Dir: d.Dir}
 			}
 		default:
-			errs[i] = fmt.Errorf("download %s: %w: %s", m, errors.Join(runErr, errors.New("no result")), strings.TrimSpace(stderr.String()))
+			errs[i] = fmt.Errorf("download %s: %w: %s", m, errors.Join(runErr, errors.New("no result")), stderr)
 		}
 	}
+}
+
+// goJSON runs the go command with args followed by every module of mods,
+// in dir with env, and decodes its stream of JSON objects by path@version.
+// runErr joins the command's failure and a decoding error; stderr is its
+// trimmed standard error, for the messages.
+func goJSON[T interface{ id() string }](ctx context.Context, f *Fetcher, dir string, env, args []string, mods []pins.Module) (got map[string]T, runErr error, stderr string) {
+	args = slices.Clone(args)
+	for _, m := range mods {
+		args = append(args, m.String())
+	}
+	cmd := exec.CommandContext(ctx, f.goCmd(), args...)
+	cmd.Dir, cmd.Env = dir, env
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	runErr = cmd.Run()
+	got = map[string]T{}
+	dec := json.NewDecoder(&out)
+	for {
+		var d T
+		if err := dec.Decode(&d); err == io.EOF {
+			break
+		} else if err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("decode go %s output: %w", strings.Join(args[:2], " "), err))
+			break
+		}
+		got[d.id()] = d
+	}
+	return got, runErr, strings.TrimSpace(errOut.String())
 }
 
 // CheckZip hashes the zip file and compares it with the module's h1.
@@ -292,36 +312,11 @@ func (f *Fetcher) FetchGoMods(ctx context.Context, mods []pins.Module) ([]ModRes
 }
 
 func (f *Fetcher) fetchGoModBatch(ctx context.Context, dir string, env []string, mods []pins.Module, results []ModResult, errs []error) {
-	args := []string{"list", "-m", "-json"}
-	for _, m := range mods {
-		args = append(args, m.String())
-	}
-	cmd := exec.CommandContext(ctx, f.goCmd(), args...)
-	cmd.Dir, cmd.Env = dir, env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
-	got := map[string]struct{ Path, Version, GoMod string }{}
-	dec := json.NewDecoder(&stdout)
-	for {
-		var d struct {
-			Path, Version, GoMod string
-			Error                *struct{ Err string }
-		}
-		if err := dec.Decode(&d); err == io.EOF {
-			break
-		} else if err != nil {
-			runErr = errors.Join(runErr, fmt.Errorf("decode go list -m output: %w", err))
-			break
-		}
-		if d.Error == nil {
-			got[d.Path+"@"+d.Version] = struct{ Path, Version, GoMod string }{d.Path, d.Version, d.GoMod}
-		}
-	}
+	got, runErr, stderr := goJSON[listedModule](ctx, f, dir, env, []string{"list", "-m", "-json"}, mods)
 	for i, m := range mods {
 		d, ok := got[m.String()]
-		if !ok || d.GoMod == "" {
-			errs[i] = fmt.Errorf("download %s go.mod: %w: %s", m, errors.Join(runErr, errors.New("no result")), strings.TrimSpace(stderr.String()))
+		if !ok || d.Error != nil || d.GoMod == "" {
+			errs[i] = fmt.Errorf("download %s go.mod: %w: %s", m, errors.Join(runErr, errors.New("no result")), stderr)
 			continue
 		}
 		if errs[i] = CheckGoMod(m, d.GoMod); errs[i] == nil {
