@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/magefile/mage/mg"
@@ -109,37 +108,10 @@ func checkPrebuilt(ctx context.Context, project, version string) error {
 	}
 	why := "missing or its files do not match their sums"
 	if got, err := os.ReadFile(filepath.Join(plan.Dest, publish.StampFile)); err == nil {
-		if d := stampDiff(string(got), plan.Stamp.Text()); d != "" {
-			why = "built from other inputs: " + d
+		if d := plan.Stamp.Diff(string(got)); len(d) > 0 {
+			why = "built from other inputs: " + strings.Join(d, ", ")
 		}
 	}
 	return fmt.Errorf("%s %s: %s=1 builds nothing, and %s is not the build of this checkout (%s); bring the build job's artifact for this commit, or unset %s",
 		project, version, ciworkflow.PrebuiltEnv, plan.Dest, why, ciworkflow.PrebuiltEnv)
-}
-
-// stampDiff names the entries of two stamp texts ("<sha256>  <name>" lines) that differ.
-func stampDiff(got, want string) string {
-	entries := func(s string) map[string]string {
-		m := map[string]string{}
-		for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
-			if sum, name, ok := strings.Cut(line, "  "); ok {
-				m[name] = sum
-			}
-		}
-		return m
-	}
-	g, w := entries(got), entries(want)
-	var diff []string
-	for name, sum := range w {
-		if g[name] != sum {
-			diff = append(diff, name)
-		}
-	}
-	for name := range g {
-		if _, ok := w[name]; !ok {
-			diff = append(diff, name)
-		}
-	}
-	slices.Sort(diff)
-	return strings.Join(diff, ", ")
 }

@@ -72,6 +72,30 @@ func (s *Stamp) Text() string {
 	return b.String()
 }
 
+// Diff names the inputs in which a stamp file's text (as Text writes it)
+// differs from s: changed, added or dropped entries, sorted.
+func (s *Stamp) Diff(text string) []string {
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
+		if sum, name, ok := strings.Cut(line, "  "); ok {
+			got[name] = sum
+		}
+	}
+	var diff []string
+	for name, sum := range s.entries {
+		if got[name] != sum {
+			diff = append(diff, name)
+		}
+	}
+	for name := range got {
+		if _, ok := s.entries[name]; !ok {
+			diff = append(diff, name)
+		}
+	}
+	sort.Strings(diff)
+	return diff
+}
+
 // Current reports whether dest holds artifacts built from exactly these
 // inputs, with every checksum file agreeing with the files. A missing folder
 // is not an error: it is simply not current.

@@ -223,3 +223,20 @@ func TestCommittedChecksums(t *testing.T) {
 		})
 	}
 }
+
+// TestStampDiff names exactly the inputs that changed, appeared or went.
+func TestStampDiff(t *testing.T) {
+	var old, cur Stamp
+	old.Add("lock", []byte("a"))
+	old.Add("patch", []byte("p"))
+	old.Add("gone", []byte("g"))
+	cur.Add("lock", []byte("b"))
+	cur.Add("patch", []byte("p"))
+	cur.Add("new", []byte("n"))
+	if got, want := strings.Join(cur.Diff(old.Text()), ","), "gone,lock,new"; got != want {
+		t.Errorf("Diff = %q, want %q", got, want)
+	}
+	if d := cur.Diff(cur.Text()); len(d) != 0 {
+		t.Errorf("Diff of the same stamp = %q, want none", d)
+	}
+}
