@@ -1,6 +1,10 @@
 package affected
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/nokmem/nokmem/verify/affected/vulnorder"
+)
 
 // Vulnerability is a known, fixed-upstream vulnerability of a runc or
 // kubelet release: a record of the pinned Go vulnerability database
@@ -58,10 +62,10 @@ func (r *vulnRecord) affects(v Version) bool {
 		return false
 	}
 	for _, rg := range r.Ranges {
-		if rg.Introduced != "" && Compare(r.Project, v.Version, rg.Introduced) < 0 {
+		if rg.Introduced != "" && CompareVuln(r.Project, v.Version, rg.Introduced) < 0 {
 			continue
 		}
-		if rg.Fixed != "" && Compare(r.Project, v.Version, rg.Fixed) >= 0 {
+		if rg.Fixed != "" && CompareVuln(r.Project, v.Version, rg.Fixed) >= 0 {
 			continue
 		}
 		return true
@@ -73,3 +77,8 @@ func (r *vulnRecord) affects(v Version) bool {
 // replacement must not carry more known vulnerabilities than the binary
 // it replaces.
 func OpenCount(v Version) int { return len(Vulnerabilities(v)) }
+
+// CompareVuln orders two versions of project's module for matching an
+// affected range (vulnorder.Compare: Go semver, runc's pre-1.0 release
+// candidates by number).
+func CompareVuln(project, a, b string) int { return vulnorder.Compare(project == Runc, a, b) }

@@ -1,8 +1,10 @@
 // Package affectedgen writes verify/affected/matrix_gen.go from
-// vendor-pins/matrix.yaml and its lock files (`go tool mage
-// verify:genAffected`), and checks that the committed file is up to date.
-// The output depends only on those files: versions and bundles in matrix
-// order, gofmt'ed.
+// vendor-pins/matrix.yaml and its lock files, and
+// verify/affected/vulns_gen.go from the pinned vulnerability database and
+// its supplement (`go tool mage verify:genAffected`), and checks that the
+// committed files are up to date. The output depends only on those inputs:
+// versions and bundles in matrix order, records by project and id,
+// gofmt'ed.
 package affectedgen
 
 import (
@@ -114,6 +116,12 @@ func Check(pinsDir, genPath string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w (run `%s`)", genPath, err, Command)
 	}
+	return compare(genPath, got, want, "vendor-pins/matrix.yaml and its lock files")
+}
+
+// compare names the first line where got differs from want, and the
+// command that regenerates genPath from what.
+func compare(genPath string, got, want []byte, what string) error {
 	if bytes.Equal(got, want) {
 		return nil
 	}
@@ -128,5 +136,5 @@ func Check(pinsDir, genPath string) error {
 		}
 		return "(end of file)"
 	}
-	return fmt.Errorf("%s is %w with vendor-pins/matrix.yaml and its lock files: run `%s` and commit it\nline %d is   %s\nwould become %s", genPath, ErrStale, Command, i+1, line(gl), line(wl))
+	return fmt.Errorf("%s is %w with %s: run `%s` and commit it\nline %d is   %s\nwould become %s", genPath, ErrStale, what, Command, i+1, line(gl), line(wl))
 }

@@ -73,3 +73,30 @@ func TestGenerateRefusesABadMatrix(t *testing.T) {
 		t.Fatalf("bad matrix: %v", err)
 	}
 }
+
+// TestCheckVulnsCatchesASupplementEdit: the committed vulns_gen.go is up to
+// date with the pinned database; after a supplement entry changes its fixed
+// version, the check fails naming the command.
+func TestCheckVulnsCatchesASupplementEdit(t *testing.T) {
+	pinsDir := copyPins(t)
+	const gen = "../vulns_gen.go"
+	if err := affectedgen.CheckVulns(t.Context(), pinsDir, gen); err != nil {
+		t.Fatalf("committed table: %v", err)
+	}
+	p := filepath.Join(pinsDir, "vulndb", "supplement.yaml")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(data), "fixed: v1.0.0-rc7", "fixed: v1.0.0-rc8", 1)
+	if edited == string(data) {
+		t.Fatalf("%s has no rc7 fix to edit", p)
+	}
+	if err := os.WriteFile(p, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = affectedgen.CheckVulns(t.Context(), pinsDir, gen)
+	if !errors.Is(err, affectedgen.ErrStale) || !strings.Contains(err.Error(), "go tool mage verify:genAffected") || !strings.Contains(err.Error(), "v1.0.0-rc8") {
+		t.Fatalf("after editing the supplement: %v", err)
+	}
+}
