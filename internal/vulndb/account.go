@@ -208,6 +208,16 @@ func (a *Account) Artifact(name string) *Artifact {
 // affected finding.
 var ErrOpenFinding = errors.New("known vulnerability without a not_affected statement")
 
+// RuncFix is what to do when the default bundle's runc has a finding.
+const RuncFix = "build the bundle with a maintained runc that fixes them (vendor-pins/matrix.yaml's default runc; " +
+	"its fixed versions are listed above), or, for a finding that does not apply to this build, commit a reviewed " +
+	"not_affected statement with its evidence to vendor-pins/vulndb/vex.yaml (docs/security.md)"
+
+// BundleGate is the default bundle's check: its runc has no finding
+// without a reviewed not_affected statement. Kubelet findings are listed
+// in the account and the release notes, not gated.
+func BundleGate(a *Account) error { return a.Gate("runc", RuncFix) }
+
 // Gate fails when artifact name has a finding that is not covered by a
 // not_affected statement, listing them and what to do.
 func (a *Account) Gate(name, fix string) error {

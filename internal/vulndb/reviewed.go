@@ -33,22 +33,34 @@ type supplement struct {
 	Entries []SupplementEntry `json:"entries"`
 }
 
-// addSupplement reads the supplement file and adds its entries.
-func (db *DB) addSupplement(p string) error {
+// LoadSupplement reads and checks the supplement file; sha256 is its hex
+// digest, recorded in every account.
+func LoadSupplement(p string) (entries []SupplementEntry, sha string, err error) {
 	data, err := os.ReadFile(p)
 	if err != nil {
-		return fmt.Errorf("vulnerability supplement: %w", err)
+		return nil, "", fmt.Errorf("vulnerability supplement: %w", err)
 	}
 	sum := sha256.Sum256(data)
-	db.SupplementSHA256 = hex.EncodeToString(sum[:])
 	var s supplement
 	if err := yaml.UnmarshalStrict(data, &s); err != nil {
-		return fmt.Errorf("%s: %w", p, err)
+		return nil, "", fmt.Errorf("%s: %w", p, err)
 	}
 	for i, e := range s.Entries {
 		if err := e.validate(); err != nil {
-			return fmt.Errorf("%s: entry %d (%s): %w", p, i+1, e.ID, err)
+			return nil, "", fmt.Errorf("%s: entry %d (%s): %w", p, i+1, e.ID, err)
 		}
+	}
+	return s.Entries, hex.EncodeToString(sum[:]), nil
+}
+
+// addSupplement adds the supplement's entries.
+func (db *DB) addSupplement(p string) error {
+	entries, sha, err := LoadSupplement(p)
+	if err != nil {
+		return err
+	}
+	db.SupplementSHA256 = sha
+	for _, e := range entries {
 		db.add(&Record{ID: e.ID, Aliases: e.Aliases, Summary: e.Summary, Module: e.Module, Ranges: e.Ranges, FixCommits: e.FixCommits, Source: "supplement"})
 	}
 	return nil
