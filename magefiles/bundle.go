@@ -22,6 +22,7 @@ import (
 	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/publish"
 	"github.com/nokmem/nokmem/internal/release/sums"
+	"github.com/nokmem/nokmem/internal/vulndb"
 )
 
 // Bundle assembles the signed node bundle.
@@ -61,13 +62,16 @@ func bundleName() (string, error) {
 // date) assembles _output/bundle/<name>/ for the default pair (kubelet
 // v1.12.4, runc v1.0.0-rc5) from the kubelet, runc and verify release sets
 // (each checked with the public key first): the three binaries, their
-// SBOMs and provenance, manifest.json, SHA256SUMS, SHA512SUMS and one
+// SBOMs and provenance, manifest.json, the merged vulnerability account
+// (VULNERABILITIES.json and .md), SHA256SUMS, SHA512SUMS and one
 // signature over SHA256SUMS; then packs it as the reproducible
 // _output/bundle/<name>.tar.gz (mtime: HEAD's commit time, or
 // SOURCE_DATE_EPOCH), publishes both atomically and prints the release notes.
+// It fails, before writing anything, when runc has a known vulnerability
+// without a reviewed not_affected statement (docs/security.md).
 func (Bundle) Build(ctx context.Context) error {
 	mg.SerialCtxDeps(ctx, Release.All, Verify.Build)
-	return buildPair(ctx, kubeVersion, runcVersion, bundleOutput)
+	return buildPair(ctx, kubeVersion, runcVersion, bundleOutput, true)
 }
 
 // Matrix assembles, into _output/bundles/, the bundle of every other pair
@@ -87,7 +91,7 @@ func (Bundle) Matrix(ctx context.Context) error {
 		if b.Kubelet == kubeVersion && b.Runc == runcVersion {
 			continue
 		}
-		if err := buildPair(ctx, b.Kubelet, b.Runc, pairsOutput); err != nil {
+		if err := buildPair(ctx, b.Kubelet, b.Runc, pairsOutput, false); err != nil {
 			errs = append(errs, fmt.Errorf("bundle kubelet %s + runc %s: %w", b.Kubelet, b.Runc, err))
 		}
 	}
@@ -95,8 +99,11 @@ func (Bundle) Matrix(ctx context.Context) error {
 }
 
 // buildPair assembles, checks, packs and publishes into out the bundle of
-// kubelet and runc (versions of the matrix) with the published verify.
-func buildPair(ctx context.Context, kubelet, runc, out string) error {
+// kubelet and runc (versions of the matrix) with the published verify,
+// and the merged vulnerability account of the three. gate (the default
+// bundle) refuses a runc with a finding that has no reviewed not_affected
+// statement, before anything is written.
+func buildPair(ctx context.Context, kubelet, runc, out string, gate bool) error {
 	start := time.Now()
 	k, err := releaseKey()
 	if err != nil {
@@ -122,6 +129,18 @@ func buildPair(ctx context.Context, kubelet, runc, out string) error {
 		{Dir: filepath.Join("_output", "runc", runc), Binary: bundle.Binary{Name: "runc", Project: "runc", Version: runc + "+" + runcSet.Marker(), Replaces: []string{"runc", "docker-runc"}}},
 		{Dir: verifyOutput, Binary: bundle.Binary{Name: "verify", Project: "nokmem", Version: verifyVersion}},
 	}
+	var partDirs []string
+	for _, p := range parts {
+		partDirs = append(partDirs, p.Dir)
+	}
+	acct, err := bundleAccount(partDirs, gate)
+	if err != nil {
+		return err
+	}
+	acctJSON, err := acct.JSON()
+	if err != nil {
+		return err
+	}
 	mtime, err := sourceDate(ctx)
 	if err != nil {
 		return err
@@ -135,7 +154,8 @@ func buildPair(ctx context.Context, kubelet, runc, out string) error {
 	}
 	defer os.RemoveAll(staging)
 	dir := filepath.Join(staging, name)
-	m, err := bundle.Assemble(dir, name, parts, key, pub, k.Dev)
+	m, err := bundle.Assemble(dir, name, parts, key, pub, k.Dev,
+		bundle.File{Name: vulndb.JSONFile, Data: acctJSON}, bundle.File{Name: vulndb.MarkdownFile, Data: acct.Markdown()})
 	if err != nil {
 		return err
 	}
@@ -155,11 +175,12 @@ func buildPair(ctx context.Context, kubelet, runc, out string) error {
 	if err := os.Rename(tgz, destTgz); err != nil {
 		return err
 	}
-	return bundleNotes(m, destDir, destTgz, pub, k.Dev, time.Since(start))
+	return bundleNotes(m, acct, destDir, destTgz, pub, k.Dev, time.Since(start))
 }
 
-// bundleNotes prints the release notes of a published bundle.
-func bundleNotes(m *bundle.Manifest, dir, tgz, pub string, dev bool, took time.Duration) error {
+// bundleNotes prints the release notes of a published bundle, with the
+// open findings of each binary (VULNERABILITIES.md has the table).
+func bundleNotes(m *bundle.Manifest, acct *vulndb.Account, dir, tgz, pub string, dev bool, took time.Duration) error {
 	tgzSHA, err := sums.File(sums.SHA256, tgz)
 	if err != nil {
 		return err
@@ -178,6 +199,10 @@ func bundleNotes(m *bundle.Manifest, dir, tgz, pub string, dev bool, took time.D
 	fmt.Fprintf(&b, "bundle folder   %s\n  SHA256SUMS sha256 %s\n", dir, sumsSHA)
 	for _, bin := range m.Binaries {
 		fmt.Fprintf(&b, "  %-8s %-40s sha256 %s replaces %v\n", bin.Name, bin.Version, bin.SHA256, bin.Replaces)
+	}
+	fmt.Fprintf(&b, "known vulnerabilities (%s, database %s):\n", vulndb.MarkdownFile, acct.Database.Version)
+	for _, line := range acct.Summary() {
+		fmt.Fprintf(&b, "  %s\n", line)
 	}
 	fmt.Fprintf(&b, "signed with key %s (public key %s)\n", m.SigningKey.ID, pub)
 	if dev {

@@ -97,7 +97,8 @@ func (Release) Verify(dir, pub string) error {
 }
 
 // writeRelease fills the release inputs from the lock, the patches and the
-// build settings, writes the set and verifies it.
+// build settings, writes the vulnerability account and the set (which
+// signs the account with the rest) and verifies it.
 func writeRelease(ctx context.Context, project, version, key, pub string) error {
 	start := time.Now()
 	// The pipeline's loader: a buildtag version may have no patch folder.
@@ -125,6 +126,9 @@ func writeRelease(ctx context.Context, project, version, key, pub string) error 
 	var artifacts []string
 	for _, p := range l.Build.Packages {
 		artifacts = append(artifacts, p.Output)
+	}
+	if err := writeAccount(dir, in, artifacts); err != nil {
+		return fmt.Errorf("release %s %s: %w", project, version, err)
 	}
 	if err := release.Write(dir, in, artifacts, key); err != nil {
 		return err

@@ -33,7 +33,7 @@ var verifyOutput = filepath.Join("_output", "verify")
 // rebuilds are byte-identical), checks it (pinned Go, static ELF that runs
 // on CentOS 7) and publishes it atomically into _output/verify with its
 // release set: SHA256SUMS, SHA512SUMS, SBOM (module graph from go.sum),
-// provenance and signature. A sha256 that differs from
+// provenance, vulnerability account and signature. A sha256 that differs from
 // vendor-pins/verify/verify.CHECKSUMS is a warning here and an error in
 // verify:checksums.
 func (Verify) Build(ctx context.Context) error {
@@ -145,6 +145,9 @@ func buildVerify(ctx context.Context, dest string) (map[string]string, error) {
 	}
 	key, pub, err := signingKey()
 	if err != nil {
+		return nil, err
+	}
+	if err := writeAccount(dest, in, []string{"verify"}); err != nil {
 		return nil, err
 	}
 	if err := release.Write(dest, in, []string{"verify"}, key); err != nil {

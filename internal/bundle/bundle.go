@@ -99,12 +99,19 @@ func Name(kubeletVersion, runcVersion, marker string) string {
 	return NamePrefix + kubeletVersion + "-" + runcVersion + "+" + marker
 }
 
+// File is a record of the whole bundle written beside the manifest, such
+// as its vulnerability account (VULNERABILITIES.json and .md).
+type File struct {
+	Name string
+	Data []byte
+}
+
 // Assemble writes the bundle name into the new folder dir (which must not
 // exist): each part's release set is checked with the public key pub, its
-// binary, SBOM and provenance are copied, the manifest is written, then the
-// sums over every file and the signature with the secret key key.
-// devKey marks the bundle as signed with the development key.
-func Assemble(dir, name string, parts []Part, key, pub string, devKey bool) (*Manifest, error) {
+// binary, SBOM and provenance are copied, the manifest and the files are
+// written, then the sums over every file and the signature with the secret
+// key key. devKey marks the bundle as signed with the development key.
+func Assemble(dir, name string, parts []Part, key, pub string, devKey bool, files ...File) (*Manifest, error) {
 	id, err := sign.KeyID(pub)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", name, err)
@@ -147,6 +154,16 @@ func Assemble(dir, name string, parts []Part, key, pub string, devKey bool) (*Ma
 		return nil, fmt.Errorf("bundle %s: manifest: %w", name, err)
 	}
 	names = append(names, ManifestFile)
+	for _, f := range files {
+		if f.Name != filepath.Base(f.Name) || slices.Contains(names, f.Name) || f.Name == release.SignatureFile ||
+			slices.ContainsFunc(sums.Algorithms, func(a sums.Algorithm) bool { return a.SumsFile == f.Name }) {
+			return nil, fmt.Errorf("bundle %s: file %q clashes with the bundle's own files", name, f.Name)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f.Name), f.Data, 0o644); err != nil {
+			return nil, fmt.Errorf("bundle %s: %w", name, err)
+		}
+		names = append(names, f.Name)
+	}
 	if _, err := sums.Write(dir, names, nil); err != nil {
 		return nil, err
 	}

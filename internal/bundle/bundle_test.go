@@ -59,6 +59,30 @@ func bytesHex(b []byte) []byte {
 }
 
 // TestVerifyRejects: each bad bundle fails with a message naming the cause.
+// TestAssembleSignsFiles: a bundle file (the vulnerability account) is
+// listed and signed like the binaries: an edit to it fails Verify, and a
+// file that would shadow the manifest is refused.
+func TestAssembleSignsFiles(t *testing.T) {
+	f := bundletest.Make(t, name, "", "", bundle.File{Name: "VULNERABILITIES.json", Data: []byte("{}\n")})
+	if _, err := bundle.Verify(f.Dir, f.Pub); err != nil {
+		t.Fatal(err)
+	}
+	listed, err := sums.Parse(filepath.Join(f.Dir, sums.SHA256.SumsFile))
+	if err != nil || listed["VULNERABILITIES.json"] == "" {
+		t.Fatalf("VULNERABILITIES.json not in SHA256SUMS: %v %v", listed, err)
+	}
+	if err := os.WriteFile(filepath.Join(f.Dir, "VULNERABILITIES.json"), []byte("{\"edited\": true}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bundle.Verify(f.Dir, f.Pub); err == nil {
+		t.Fatal("an edited VULNERABILITIES.json verifies")
+	}
+	tmp := t.TempDir()
+	if _, err := bundle.Assemble(filepath.Join(tmp, "b"), name, nil, f.Key, f.Pub, false, bundle.File{Name: bundle.ManifestFile, Data: []byte("{}")}); err == nil || !strings.Contains(err.Error(), "clashes") {
+		t.Fatalf("a file named like the manifest: %v", err)
+	}
+}
+
 func TestVerifyRejects(t *testing.T) {
 	tests := []struct {
 		name   string

@@ -131,10 +131,16 @@ func (db *DB) ScanSBOM(path string) ([]Artifact, error) {
 	if err != nil {
 		return nil, err
 	}
-	arts, comps := Components(doc)
-	if len(arts) == 0 {
+	out := db.ScanDoc(doc)
+	if len(out) == 0 {
 		return nil, fmt.Errorf("%s: the SBOM describes no artifact", path)
 	}
+	return out, nil
+}
+
+// ScanDoc scans each artifact an SBOM document describes.
+func (db *DB) ScanDoc(doc *spdx.Document) []Artifact {
+	arts, comps := Components(doc)
 	var out []Artifact
 	for _, p := range arts {
 		sha := ""
@@ -145,7 +151,7 @@ func (db *DB) ScanSBOM(path string) ([]Artifact, error) {
 		}
 		out = append(out, db.Scan(p.PackageName, p.PackageVersion, sha, comps))
 	}
-	return out, nil
+	return out
 }
 
 // Components splits an SBOM into its artifact packages and the Go
@@ -192,6 +198,29 @@ func (a *Account) Merge(other *Account) error {
 	a.Artifacts = append(a.Artifacts, other.Artifacts...)
 	sort.SliceStable(a.Artifacts, func(i, j int) bool { return a.Artifacts[i].Name < a.Artifacts[j].Name })
 	return nil
+}
+
+// MergeDirs merges the VULNERABILITIES.json of release set folders into
+// one account (the bundle's).
+func MergeDirs(dirs ...string) (*Account, error) {
+	var out *Account
+	for _, d := range dirs {
+		a, err := Read(filepath.Join(d, JSONFile))
+		if err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = a
+			continue
+		}
+		if err := out.Merge(a); err != nil {
+			return nil, fmt.Errorf("%s: %w", d, err)
+		}
+	}
+	if out == nil {
+		return nil, errors.New("vulnerability account: no release set to merge")
+	}
+	return out, nil
 }
 
 // Artifact returns the named artifact's findings, or nil.

@@ -11,10 +11,12 @@ package vulndb
 import (
 	"archive/zip"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
@@ -306,4 +308,29 @@ func semverRanges(events []*osvschema.Event) ([]Range, error) {
 		}
 	}
 	return out, nil
+}
+
+// Resolve downloads the database module at version with the go command,
+// which checks the zip against the Go checksum database (GOSUMDB), and
+// returns it with that h1, for OpenVersion and for the lock.
+func Resolve(ctx context.Context, version string) (pins.Module, error) {
+	m := pins.Module{Path: DatabaseModule, Version: version}
+	dir, err := os.MkdirTemp("", "nokmem-vulndb-")
+	if err != nil {
+		return m, err
+	}
+	defer os.RemoveAll(dir)
+	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", m.String())
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=")
+	out, err := cmd.Output()
+	var d struct{ Version, Sum, Error string }
+	if jerr := json.Unmarshal(out, &d); jerr != nil || d.Error != "" || err != nil {
+		return m, fmt.Errorf("download %s: %v %s %v", m, err, d.Error, jerr)
+	}
+	if d.Version != version || !strings.HasPrefix(d.Sum, "h1:") {
+		return m, fmt.Errorf("download %s: the go command gave %s %q", m, d.Version, d.Sum)
+	}
+	m.H1 = d.Sum
+	return m, nil
 }

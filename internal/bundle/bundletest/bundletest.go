@@ -29,9 +29,9 @@ const (
 )
 
 // Make writes a bundle named name under t.TempDir() holding kubelet, runc
-// and verify with the given contents ("" for the defaults), signed with a
-// new key pair.
-func Make(t testing.TB, name string, kubelet, runc string) *Fixture {
+// and verify with the given contents ("" for the defaults), and the bundle
+// files, signed with a new key pair.
+func Make(t testing.TB, name string, kubelet, runc string, files ...bundle.File) *Fixture {
 	t.Helper()
 	if kubelet == "" {
 		kubelet = Kubelet
@@ -69,7 +69,7 @@ func Make(t testing.TB, name string, kubelet, runc string) *Fixture {
 		}
 		parts = append(parts, bundle.Part{Dir: dir, Binary: bundle.Binary{Name: b.name, Project: b.project, Version: b.version, Replaces: b.replaces}})
 	}
-	m, err := bundle.Assemble(f.Dir, name, parts, f.Key, f.Pub, false)
+	m, err := bundle.Assemble(f.Dir, name, parts, f.Key, f.Pub, false, files...)
 	if err != nil {
 		t.Fatal(err)
 	}
