@@ -130,7 +130,9 @@ type Statement struct {
 }
 
 type vexFile struct {
-	Statements []Statement `json:"statements"`
+	// Templates are shared fields that statements merge in (YAML <<: *name).
+	Templates  map[string]any `json:"templates,omitempty"`
+	Statements []Statement    `json:"statements"`
 }
 
 // LoadVEX reads and checks the statements file.

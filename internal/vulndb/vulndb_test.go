@@ -277,3 +277,66 @@ func TestAccountRoundTrip(t *testing.T) {
 		t.Error("merged accounts of two databases")
 	}
 }
+
+// TestKubeletStatements: the committed statements make the vendored
+// runc's container-setup findings of kubelet v1.12.4 not_affected, leave
+// the others open, and do not apply to another kubelet version.
+func TestKubeletStatements(t *testing.T) {
+	db := pinned(t)
+	scan := func(version string) map[string]vulndb.Finding {
+		l, err := pins.Load(pinsDir, "kubernetes", version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := inputs.FromLock(l, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]vulndb.Finding{}
+		for _, f := range account(t, db, writeSBOM(t, in, "kubelet")).Artifacts[0].Findings {
+			got[f.ID+" "+f.Module] = f
+		}
+		return got
+	}
+	v1124 := scan("v1.12.4")
+	for id, want := range map[string]string{
+		"NOKMEM-2019-0001 " + vulndb.RuncModule:          vulndb.StatusNotAffected,
+		"GO-2022-0914 " + vulndb.RuncModule:              vulndb.StatusNotAffected,
+		"GO-2021-0070 " + vulndb.RuncModule:              vulndb.StatusOpen,
+		"GO-2021-0085 github.com/opencontainers/selinux": vulndb.StatusOpen,
+	} {
+		if f, ok := v1124[id]; !ok || f.Status != want {
+			t.Errorf("kubelet v1.12.4 %s: %+v (found %v), want %s", id, f, ok, want)
+		}
+	}
+	if f := scan("v1.12.8")["NOKMEM-2019-0001 "+vulndb.RuncModule]; f.Status != vulndb.StatusOpen {
+		t.Errorf("kubelet v1.12.8's CVE-2019-5736 finding: %+v, want open (the statement is about v1.12.4)", f)
+	}
+}
+
+// TestMergeDirsGate: the bundle's account merges its parts' accounts and
+// the default bundle's gate reads runc's findings from it; a part without
+// an account is an error naming it.
+func TestMergeDirsGate(t *testing.T) {
+	db := pinned(t)
+	runcDir, kubeletDir := t.TempDir(), t.TempDir()
+	if err := account(t, db, writeSBOM(t, inputstest.Runc(), "runc")).Write(runcDir); err != nil {
+		t.Fatal(err)
+	}
+	k := inputstest.Runc()
+	k.Name, k.Version = "kubernetes", "v1.12.4"
+	if err := account(t, db, writeSBOM(t, k, "kubelet")).Write(kubeletDir); err != nil {
+		t.Fatal(err)
+	}
+	a, err := vulndb.MergeDirs(kubeletDir, runcDir)
+	if err != nil || len(a.Artifacts) != 2 || a.Artifacts[0].Name != "kubelet" {
+		t.Fatalf("merged: %+v %v", a, err)
+	}
+	if err := vulndb.BundleGate(a); !errors.Is(err, vulndb.ErrOpenFinding) {
+		t.Fatalf("gate on a bundle with rc5: %v", err)
+	}
+	empty := t.TempDir()
+	if _, err := vulndb.MergeDirs(kubeletDir, empty); err == nil || !strings.Contains(err.Error(), empty) {
+		t.Fatalf("part without an account: %v", err)
+	}
+}
