@@ -257,6 +257,10 @@ func detectMetrics(r *detect.Report) []report.Metric {
 		m = append(m, report.Metric{Name: "nokmem_binary_affected", Help: "1 when the binary may activate kmem accounting: a stock version that does (verdict affected) or that verify cannot classify (unknown); 0 for a nokmem build or an unaffected stock version. fix: the bundle (or matrix version) that fixes it.",
 			Labels: map[string]string{"name": b.Name, "version": version, "verdict": b.Verdict(), "fix": fix}, Value: report.Bool(b.Problem())})
 	}
+	for _, b := range r.Binaries {
+		m = append(m, report.Metric{Name: "nokmem_binary_vulnerabilities", Help: "Known vulnerabilities of the binary's version (Go vulnerability database and nokmem's supplement); 0 when none or the version is not recognised (version=\"\").",
+			Labels: map[string]string{"name": b.Name, "path": b.Path, "version": b.VulnVersion()}, Value: float64(b.VulnCount())})
+	}
 	m = append(m, report.Metric{Name: "nokmem_problem", Help: "detect's exit status: 0 healthy, 1 problem found, 2 unknown.", Value: float64(r.Status())})
 	return m
 }
@@ -300,6 +304,9 @@ func printDetect(w io.Writer, r *detect.Report) {
 			if u.Remedy != "" {
 				fmt.Fprintf(w, "  %-17s%s\n", "fix:", u.Remedy)
 			}
+		}
+		for _, l := range b.VulnLines() {
+			fmt.Fprintf(w, "  %-17s%s\n", "vulnerability:", l)
 		}
 	}
 	for _, t := range r.Leftovers.TempTrees {

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
@@ -14,13 +15,19 @@ import (
 	"github.com/nokmem/nokmem/internal/testenv"
 )
 
-// promtool validates the rule file and runs its unit tests: each alert
+// ruleFiles are the rule files; each <name>.yml has its unit tests in
+// <name>.test.yml.
+var ruleFiles = []string{"nokmem-alerts.yml", "nokmem-security-alerts.yml"}
+
+// promtool validates the rule files and runs their unit tests: each alert
 // fires on a bad node and stays quiet on a healthy and a modern one.
 func TestPromtool(t *testing.T) {
 	testenv.RequireCommand(t, "promtool")
-	for _, args := range [][]string{{"check", "rules", "nokmem-alerts.yml"}, {"test", "rules", "nokmem-alerts.test.yml"}} {
-		if out, err := exec.Command("promtool", args...).CombinedOutput(); err != nil {
-			t.Errorf("promtool %v: %v\n%s", args, err, out)
+	for _, f := range ruleFiles {
+		for _, args := range [][]string{{"check", "rules", f}, {"test", "rules", strings.TrimSuffix(f, ".yml") + ".test.yml"}} {
+			if out, err := exec.Command("promtool", args...).CombinedOutput(); err != nil {
+				t.Errorf("promtool %v: %v\n%s", args, err, out)
+			}
 		}
 	}
 }
@@ -48,7 +55,24 @@ func TestRulesNameWrittenMetrics(t *testing.T) {
 	if len(known) < 5 {
 		t.Fatalf("found only %v in verify/cmd_detect.go", known)
 	}
-	data, err := os.ReadFile("nokmem-alerts.yml")
+	used := map[string]bool{}
+	alerts := 0
+	for _, file := range ruleFiles {
+		alerts += checkRules(t, file, known, used)
+	}
+	for _, want := range []string{"nokmem_kmem_active_cgroups", "nokmem_leaked_ids_estimate", "nokmem_binary_affected", "nokmem_memory_num_cgroups", "nokmem_binary_vulnerabilities"} {
+		if !used[want] {
+			t.Errorf("no alert on %s", want)
+		}
+	}
+	t.Logf("%d alerts over %d metrics", alerts, len(used))
+}
+
+// checkRules checks the rules of file against the known metrics, marks the
+// metrics they use, and returns how many alerts it has.
+func checkRules(t *testing.T, file string, known, used map[string]bool) int {
+	t.Helper()
+	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,9 +89,8 @@ func TestRulesNameWrittenMetrics(t *testing.T) {
 		} `json:"groups"`
 	}
 	if err := yaml.UnmarshalStrict(data, &f); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", file, err)
 	}
-	used := map[string]bool{}
 	alerts := 0
 	for _, g := range f.Groups {
 		for _, r := range g.Rules {
@@ -87,10 +110,5 @@ func TestRulesNameWrittenMetrics(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"nokmem_kmem_active_cgroups", "nokmem_leaked_ids_estimate", "nokmem_binary_affected", "nokmem_memory_num_cgroups"} {
-		if !used[want] {
-			t.Errorf("no alert on %s", want)
-		}
-	}
-	t.Logf("%d alerts over %d metrics", alerts, len(used))
+	return alerts
 }

@@ -3,6 +3,8 @@ package affected
 import (
 	"slices"
 
+	"golang.org/x/mod/semver"
+
 	"github.com/nokmem/nokmem/verify/affected/vulnorder"
 )
 
@@ -82,3 +84,30 @@ func OpenCount(v Version) int { return len(Vulnerabilities(v)) }
 // affected range (vulnorder.Compare: Go semver, runc's pre-1.0 release
 // candidates by number).
 func CompareVuln(project, a, b string) int { return vulnorder.Compare(project == Runc, a, b) }
+
+// CleanVersions are, per release line (major.minor), the first release of
+// project that fixes a known vulnerability and has none left: the versions
+// to upgrade to (runc: v1.3.6, v1.4.3 with the pinned database).
+func CleanVersions(project string) []string {
+	best := map[string]string{}
+	for _, r := range generatedVulns {
+		if r.Project != project {
+			continue
+		}
+		for _, f := range r.Fixed {
+			if semver.Prerelease(f) != "" || OpenCount(Version{Project: project, Version: f}) != 0 {
+				continue
+			}
+			line := semver.MajorMinor(f)
+			if old, ok := best[line]; !ok || semver.Compare(f, old) < 0 {
+				best[line] = f
+			}
+		}
+	}
+	out := make([]string, 0, len(best))
+	for _, v := range best {
+		out = append(out, v)
+	}
+	semver.Sort(out)
+	return out
+}

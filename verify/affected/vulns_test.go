@@ -98,3 +98,18 @@ func TestVulnerabilitiesNamed(t *testing.T) {
 		}
 	}
 }
+
+// TestCleanVersions: the runc releases to upgrade to have no known
+// vulnerability; v1.2.8 (CVE-2026-41579 unfixed on its line) is not one.
+func TestCleanVersions(t *testing.T) {
+	got := CleanVersions(Runc)
+	if len(got) == 0 {
+		t.Fatal("no clean runc version")
+	}
+	for _, v := range got {
+		if n := OpenCount(Version{Project: Runc, Version: v}); n != 0 || v == "v1.2.8" {
+			t.Errorf("clean version %s has %d known vulnerabilities", v, n)
+		}
+	}
+	t.Logf("clean runc versions: %v", got)
+}

@@ -63,6 +63,8 @@ type Binary struct {
 	// Upstream, for a stock binary, says whether its version activates
 	// kmem and what fixes it (verify/affected).
 	Upstream *affected.Finding `json:"upstream,omitempty"`
+	// Vulnerabilities are the known vulnerabilities of its version (vulns.go).
+	Vulnerabilities *Vulns `json:"vulnerabilities,omitempty"`
 }
 
 // Nokmem reports whether b is a nokmem build.
@@ -162,6 +164,7 @@ func Identify(name, path string, o BinaryOptions) (Binary, error) {
 	runErr := cmd.Run()
 	b.Version = firstLine(stdout.String())
 	_, parsed := affected.Parse(name, stdout.String())
+	b.Vulnerabilities = knownVulns(name, stdout.String())
 	switch {
 	case strings.Contains(stdout.String(), NokmemMarker):
 		b.Kind, b.Reason = KindNokmem, "version has "+NokmemMarker

@@ -424,23 +424,26 @@ func TestCheckProbeMemory(t *testing.T) {
 
 // TestIdentifyUpstream: a stock binary carries verify/affected's verdict
 // on its version, and only an unaffected stock version is no problem on
-// 3.10 semantics.
+// 3.10 semantics; a runc with known vulnerabilities (cves) is a problem on
+// any kernel, a kubelet's are listed but no problem.
 func TestIdentifyUpstream(t *testing.T) {
 	testenv.RequireCommand(t, "sh")
 	tests := []struct {
 		name, version string
 		kind, verdict string
-		problem       bool
+		problem, cves bool
 	}{
-		{"kubelet", "Kubernetes v1.12.4", detect.KindStock, "affected", true},
-		{"kubelet", "Kubernetes v1.12.4+nokmem.1bb862bb7552", detect.KindNokmem, detect.KindNokmem, false},
-		{"kubelet", "Kubernetes v1.21.1", detect.KindStock, "affected", true},
-		{"kubelet", "Kubernetes v1.21.2", detect.KindStock, "unaffected", false},
-		{"kubelet", "Kubernetes v1.8.15", detect.KindStock, "unknown", true},
-		{"kubelet", "hello", detect.KindUnknown, "unknown", true},
-		{"runc", "runc version 1.0.0-rc93\ncommit: 12644e614e25b05da6fd08a38ffa0cfe1903fdec", detect.KindStock, "affected", true},
-		{"runc", "runc version 1.0.0-rc95\ncommit: b9ee9c6314599f1b4a7f497e1f1f856fe433d3b7", detect.KindStock, "unaffected", false},
-		{"docker-runc", "runc version 1.0.0-rc5+dev\ncommit: 69663f0bd4b60df09991c08812a60108003fa340\nspec: 1.0.0", detect.KindStock, "affected", true},
+		{"kubelet", "Kubernetes v1.12.4", detect.KindStock, "affected", true, false},
+		{"kubelet", "Kubernetes v1.12.4+nokmem.1bb862bb7552", detect.KindNokmem, detect.KindNokmem, false, false},
+		{"kubelet", "Kubernetes v1.21.1", detect.KindStock, "affected", true, false},
+		{"kubelet", "Kubernetes v1.21.2", detect.KindStock, "unaffected", false, false},
+		{"kubelet", "Kubernetes v1.8.15", detect.KindStock, "unknown", true, false},
+		{"kubelet", "hello", detect.KindUnknown, "unknown", true, false},
+		{"runc", "runc version 1.0.0-rc93\ncommit: 12644e614e25b05da6fd08a38ffa0cfe1903fdec", detect.KindStock, "affected", true, true},
+		{"runc", "runc version 1.0.0-rc95\ncommit: b9ee9c6314599f1b4a7f497e1f1f856fe433d3b7", detect.KindStock, "unaffected", false, true},
+		{"runc", "runc version 1.4.3", detect.KindStock, "unaffected", false, false},
+		{"runc", "runc version 1.0.0-rc5+nokmem.1bb862bb7552", detect.KindNokmem, detect.KindNokmem, false, true},
+		{"docker-runc", "runc version 1.0.0-rc5+dev\ncommit: 69663f0bd4b60df09991c08812a60108003fa340\nspec: 1.0.0", detect.KindStock, "affected", true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"/"+tt.version, func(t *testing.T) {
@@ -456,15 +459,24 @@ func TestIdentifyUpstream(t *testing.T) {
 				t.Errorf("upstream %+v for kind %s", b.Upstream, b.Kind)
 			}
 			r := &detect.Report{Semantics: memcg.Semantics{Kind: memcg.Kind310}, Semantics310: true, Binaries: []detect.Binary{b}}
-			if got := len(r.Problems()) == 1; got != tt.problem || (r.Status() == detect.ProblemFound) != tt.problem {
-				t.Errorf("problems %+v, status %d", r.Problems(), r.Status())
+			want := 0
+			for _, p := range []bool{tt.problem, tt.cves} {
+				if p {
+					want++
+				}
+			}
+			if got := len(r.Problems()); got != want || (r.Status() == detect.ProblemFound) != (want > 0) {
+				t.Errorf("problems %+v, status %d, want %d problems", r.Problems(), r.Status(), want)
 			}
 			if tt.problem && b.Upstream != nil && b.Upstream.Verdict == "affected" && !strings.Contains(r.Problems()[0].Text, "fix: ") {
 				t.Errorf("problem text names no fix: %s", r.Problems()[0].Text)
 			}
 			r.Semantics, r.Semantics310 = memcg.Semantics{Kind: memcg.KindModern}, false
-			if len(r.Problems()) != 0 {
-				t.Errorf("modern kernel: problems %+v", r.Problems())
+			if got := len(r.Problems()); (got == 1) != tt.cves || got > 1 {
+				t.Errorf("modern kernel: problems %+v, want the CVEs only (%v)", r.Problems(), tt.cves)
+			}
+			if tt.cves && (!strings.Contains(r.Problems()[0].Text, "CVE-") || !strings.Contains(r.Problems()[0].Text, "fix: replace it with the maintained runc")) {
+				t.Errorf("CVE problem: %s", r.Problems()[0].Text)
 			}
 		})
 	}

@@ -32,8 +32,9 @@ type Problem struct {
 
 // Problems lists what is wrong, most important first: kmem-active cgroups
 // and binaries that activate kmem or may (only on 3.10 semantics; a stock
-// version verify/affected knows to be unaffected is no problem), then what an
-// earlier verify run left (on any kernel).
+// version verify/affected knows to be unaffected is no problem), then runc
+// and docker-runc binaries with known vulnerabilities and what an earlier
+// verify run left (on any kernel).
 func (r *Report) Problems() []Problem {
 	var p []Problem
 	if r.Semantics310 {
@@ -50,6 +51,7 @@ func (r *Report) Problems() []Problem {
 			}
 		}
 	}
+	p = append(p, r.vulnProblems()...)
 	if n := len(r.Leftovers.TempTrees); n > 0 {
 		p = append(p, Problem{Count: n, Short: fmt.Sprintf("%d leftover %s trees", n, TempPrefix),
 			Text: fmt.Sprintf("%d temporary migration trees left under the memory root: %v (finish or roll back with verify migrate, or remove them once empty)", n, r.Leftovers.TempTrees)})
