@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,7 +17,6 @@ import (
 	"github.com/nokmem/nokmem/internal/release/inputs"
 	"github.com/nokmem/nokmem/internal/release/sbom"
 	"github.com/nokmem/nokmem/internal/release/sums"
-	"github.com/nokmem/nokmem/internal/verifybuild"
 	"github.com/nokmem/nokmem/internal/vulndb"
 )
 
@@ -115,33 +115,10 @@ func vulnCheck(ctx context.Context, db *vulndb.DB) error {
 	if err != nil {
 		return err
 	}
-	locked := vulndb.NewAccount(db)
-	for _, project := range []string{kubeProject, "runc"} {
-		for _, v := range m.Buildable(project) {
-			l, err := pins.Load(pinsDir, project, v)
-			if err != nil {
-				return err
-			}
-			in, err := inputs.FromLock(l, "")
-			if err != nil {
-				return err
-			}
-			var arts []inputs.Artifact
-			for _, p := range l.Build.Packages {
-				arts = append(arts, inputs.Artifact{Name: p.Output, SHA256: "(not built)"})
-			}
-			doc, err := sbom.Document(in, arts)
-			if err != nil {
-				return err
-			}
-			locked.Artifacts = append(locked.Artifacts, db.ScanDoc(doc)...)
-		}
-	}
-	verifyArt, err := verifyLockAccount(ctx, db)
+	locked, err := vulndb.LockAccount(ctx, db, pinsDir, ".")
 	if err != nil {
 		return err
 	}
-	locked.Artifacts = append(locked.Artifacts, verifyArt...)
 	fmt.Println("\ncommitted locks (what a build of each would carry):")
 	for _, line := range locked.Summary() {
 		fmt.Println("  " + line)
@@ -154,24 +131,6 @@ func vulnCheck(ctx context.Context, db *vulndb.DB) error {
 		}
 	}
 	return errors.Join(published, vulndb.BundleGate(gate))
-}
-
-// verifyLockAccount scans verify's modules (go.sum, the modules linked
-// into it) and its pinned toolchain.
-func verifyLockAccount(ctx context.Context, db *vulndb.DB) ([]vulndb.Artifact, error) {
-	l, err := verifybuild.LoadLock(verifybuild.LockFile)
-	if err != nil {
-		return nil, err
-	}
-	mods, err := verifybuild.Modules(ctx, "go", ".")
-	if err != nil {
-		return nil, err
-	}
-	comps := []vulndb.Component{{Path: vulndb.Stdlib, Version: "v" + strings.TrimSuffix(strings.TrimPrefix(l.Toolchain.Version, "v0.0.1-go"), ".linux-amd64")}}
-	for _, m := range mods {
-		comps = append(comps, vulndb.Component{Path: m.Path, Version: m.Version})
-	}
-	return []vulndb.Artifact{db.Scan("verify", "(this tree)", "", comps)}, nil
 }
 
 // vulnPublished re-scans every SBOM under _output and reports the findings
@@ -221,4 +180,31 @@ func vulnPublished(db *vulndb.DB) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// securityDoc holds the generated table of what each artifact carries.
+const securityDoc = "docs/security.md"
+
+// VulnDocs writes the table of docs/security.md: the findings of every
+// buildable kubelet and runc lock and of verify against the pinned
+// database (vulndb.LockAccount). `go test ./internal/vulndb` fails while
+// the committed table is out of date.
+func VulnDocs(ctx context.Context) error {
+	db, err := pinnedVulnDB()
+	if err != nil {
+		return err
+	}
+	a, err := vulndb.LockAccount(ctx, db, pinsDir, ".")
+	if err != nil {
+		return err
+	}
+	doc, err := os.ReadFile(securityDoc)
+	if err != nil {
+		return err
+	}
+	out, err := vulndb.ReplaceDocTable(doc, vulndb.DocTable(a))
+	if err != nil {
+		return fmt.Errorf("%s: %w", securityDoc, err)
+	}
+	return writeGenerated(securityDoc, out)
 }

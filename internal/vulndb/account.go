@@ -164,10 +164,7 @@ func Components(doc *spdx.Document) (artifacts []*spdx.Package, comps []Componen
 		case strings.HasPrefix(id, string(sbom.ArtifactID(""))):
 			artifacts = append(artifacts, p)
 		case id == string(sbom.ToolchainID):
-			// golang.org/toolchain v0.0.1-go1.26.11.linux-amd64: the standard library go1.26.11.
-			v := strings.TrimPrefix(p.PackageVersion, "v0.0.1-go")
-			v, _, _ = strings.Cut(v, ".linux")
-			comps = append(comps, Component{Path: Stdlib, Version: "v" + v})
+			comps = append(comps, ToolchainComponent(p.PackageVersion))
 		case isGoModule(p):
 			c := Component{Path: p.PackageName, Version: p.PackageVersion}
 			if id == string(sbom.SourceID) {

@@ -310,9 +310,10 @@ func semverRanges(events []*osvschema.Event) ([]Range, error) {
 	return out, nil
 }
 
-// Resolve downloads the database module at version with the go command,
-// which checks the zip against the Go checksum database (GOSUMDB), and
-// returns it with that h1, for OpenVersion and for the lock.
+// Resolve downloads the database module at version (a version or a query
+// such as "latest") with the go command, which checks the zip against the
+// Go checksum database (GOSUMDB), and returns it with its version and that
+// h1, for OpenVersion and for the lock.
 func Resolve(ctx context.Context, version string) (pins.Module, error) {
 	m := pins.Module{Path: DatabaseModule, Version: version}
 	dir, err := os.MkdirTemp("", "nokmem-vulndb-")
@@ -328,9 +329,9 @@ func Resolve(ctx context.Context, version string) (pins.Module, error) {
 	if jerr := json.Unmarshal(out, &d); jerr != nil || d.Error != "" || err != nil {
 		return m, fmt.Errorf("download %s: %v %s %v", m, err, d.Error, jerr)
 	}
-	if d.Version != version || !strings.HasPrefix(d.Sum, "h1:") {
+	if d.Version == "" || !strings.HasPrefix(d.Sum, "h1:") {
 		return m, fmt.Errorf("download %s: the go command gave %s %q", m, d.Version, d.Sum)
 	}
-	m.H1 = d.Sum
+	m.Version, m.H1 = d.Version, d.Sum
 	return m, nil
 }

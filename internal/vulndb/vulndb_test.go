@@ -340,3 +340,41 @@ func TestMergeDirsGate(t *testing.T) {
 		t.Fatalf("part without an account: %v", err)
 	}
 }
+
+// TestSecurityDocUpToDate fails when the table of docs/security.md no
+// longer matches the committed locks, verify's modules and the pinned
+// database (run `go tool mage vulnDocs`); an edited table is caught.
+func TestSecurityDocUpToDate(t *testing.T) {
+	a, err := vulndb.LockAccount(t.Context(), pinned(t), pinsDir, "../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := vulndb.DocTable(a)
+	const doc = "../../docs/security.md"
+	if err := vulndb.CheckDoc(doc, table); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := filepath.Join(t.TempDir(), "security.md")
+	os.WriteFile(edited, []byte(strings.Replace(string(data), "| runc | v1.0.0-rc5 |", "| runc | v1.0.0-rc6 |", 1)), 0o644)
+	if err := vulndb.CheckDoc(edited, table); !errors.Is(err, vulndb.ErrDocStale) || !strings.Contains(err.Error(), "go tool mage vulnDocs") {
+		t.Fatalf("edited table: %v", err)
+	}
+}
+
+// TestResolve: the go command resolves a query to the pinned version and
+// its h1 (from the module cache, checked against the checksum database when
+// first downloaded).
+func TestResolve(t *testing.T) {
+	l, err := vulndb.LoadLock(pinsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := vulndb.Resolve(t.Context(), l.Database.Version)
+	if err != nil || m != l.Database {
+		t.Fatalf("Resolve(%s) = %+v, %v; want %+v", l.Database.Version, m, err, l.Database)
+	}
+}

@@ -32,7 +32,8 @@ type Inputs struct {
 	Version string
 	// Source is the module holding the project's own tree.
 	Source Source
-	// Vendor lists every module copied into the vendor tree.
+	// Vendor lists every module copied into the vendor tree, or, for a
+	// go.mod build, every module of its build graph (Root "").
 	Vendor []Vendored
 	// Toolchain is the Go toolchain module that compiled the binaries.
 	Toolchain pins.Module
@@ -116,6 +117,13 @@ func FromLock(l *pins.Lock, patchDir string) (*Inputs, error) {
 	}
 	for _, v := range l.Vendor {
 		in.Vendor = append(in.Vendor, Vendored{Root: v.Root, Module: v.Module})
+	}
+	if l.GoMod != nil {
+		// A go.mod build: the modules of its build graph (go.sum), so that
+		// the SBOM and the vulnerability account list them.
+		for _, m := range l.GoMod.Zips() {
+			in.Vendor = append(in.Vendor, Vendored{Module: m})
+		}
 	}
 	for _, p := range l.Build.Packages {
 		in.Build.Packages = append(in.Build.Packages, p.Package)
