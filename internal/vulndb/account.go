@@ -232,7 +232,7 @@ func (a *Account) Artifact(name string) *Artifact {
 
 // ErrOpenFinding stops a build whose gated artifact has an open or
 // affected finding.
-var ErrOpenFinding = errors.New("known vulnerability without a not_affected statement")
+var ErrOpenFinding = errors.New("finding(s) without a reviewed not_affected statement")
 
 // RuncFix is what to do when the default bundle's runc has a finding.
 const RuncFix = "build the bundle with a maintained runc that fixes them (vendor-pins/matrix.yaml's default runc; " +

@@ -378,3 +378,45 @@ func TestResolve(t *testing.T) {
 		t.Fatalf("Resolve(%s) = %+v, %v; want %+v", l.Database.Version, m, err, l.Database)
 	}
 }
+
+// runc144 is runc v1.4.4 with the modules of its go.mod, as its go.mod
+// lock's SBOM lists them.
+func runc144(userVersion string) *inputs.Inputs {
+	in := inputstest.Runc()
+	in.Version = "v1.4.4"
+	in.Source.Module.Version, in.Source.Commit = "v1.4.4", ""
+	in.Vendor = nil
+	for _, m := range [][2]string{
+		{"cyphar.com/go-pathrs", "v0.2.5"}, {"github.com/checkpoint-restore/go-criu/v7", "v7.2.0"},
+		{"github.com/containerd/console", "v1.0.5"}, {"github.com/coreos/go-systemd/v22", "v22.7.0"},
+		{"github.com/cyphar/filepath-securejoin", "v0.7.0"}, {"github.com/docker/go-units", "v0.5.0"},
+		{"github.com/godbus/dbus/v5", "v5.1.0"}, {"github.com/moby/sys/capability", "v0.5.0"},
+		{"github.com/moby/sys/mountinfo", "v0.7.2"}, {"github.com/moby/sys/user", userVersion},
+		{"github.com/moby/sys/userns", "v0.1.0"}, {"github.com/mrunalp/fileutils", "v0.5.1"},
+		{"github.com/opencontainers/cgroups", "v0.1.0"}, {"github.com/opencontainers/runtime-spec", "v1.3.0"},
+		{"github.com/opencontainers/selinux", "v1.13.0"}, {"github.com/seccomp/libseccomp-golang", "v0.11.1"},
+		{"github.com/sirupsen/logrus", "v1.9.3"}, {"github.com/urfave/cli", "v1.22.17"},
+		{"github.com/vishvananda/netlink", "v1.3.1"}, {"github.com/vishvananda/netns", "v0.0.5"},
+		{"golang.org/x/net", "v0.43.0"}, {"golang.org/x/sys", "v0.38.0"}, {"google.golang.org/protobuf", "v1.36.8"},
+		{"github.com/cilium/ebpf", "v0.17.3"}, {"github.com/cpuguy83/go-md2man/v2", "v2.0.7"}, {"github.com/russross/blackfriday/v2", "v2.1.0"},
+	} {
+		in.Vendor = append(in.Vendor, inputs.Vendored{Module: pins.Module{Path: m[0], Version: m[1], H1: anyH1}})
+	}
+	return in
+}
+
+// TestMaintainedRuncGate: what the default bundle's gate says about runc
+// v1.4.4 built from its own go.mod: the module findings in packages it
+// does not contain carry reviewed statements, and the one left open is
+// github.com/moby/sys/user v0.4.0 (GO-2026-6686, linked: runc parses the
+// container's /etc/passwd); with its fix, v0.4.1, the gate passes.
+func TestMaintainedRuncGate(t *testing.T) {
+	db := pinned(t)
+	err := vulndb.BundleGate(account(t, db, writeSBOM(t, runc144("v0.4.0"), "runc")))
+	if !errors.Is(err, vulndb.ErrOpenFinding) || !strings.Contains(err.Error(), "1 finding(s)") || !strings.Contains(err.Error(), "GO-2026-6686") {
+		t.Fatalf("runc v1.4.4 with its go.mod: %v", err)
+	}
+	if err := vulndb.BundleGate(account(t, db, writeSBOM(t, runc144("v0.4.1"), "runc"))); err != nil {
+		t.Fatalf("runc v1.4.4 with moby/sys/user v0.4.1: %v", err)
+	}
+}
