@@ -33,6 +33,39 @@ var List = []Mutation{
 		Package: "./internal/publish",
 		Run:     "^TestPublishAndCurrent$",
 	},
+	// The vulnerability account (internal/vulndb, verify/affected, detect).
+	{
+		Name:    "vuln-gate-ignores-open-findings",
+		File:    "internal/vulndb/account.go",
+		Old:     "if f.Status != StatusNotAffected {",
+		New:     "if false {",
+		Package: "./internal/vulndb",
+		Run:     "^(TestRc5Account|TestGatePlantedModule)$",
+	},
+	{
+		Name:    "vuln-supplement-dropped",
+		File:    "internal/vulndb/vulndb.go",
+		Old:     "if err := db.addSupplement(filepath.Join(pinsDir, SupplementFile)); err != nil {",
+		New:     "if err := error(nil); err != nil {",
+		Package: "./internal/vulndb",
+		Run:     "^TestRc5Account$",
+	},
+	{
+		Name:    "vuln-fix-commit-ignored",
+		File:    "verify/affected/vulns.go",
+		Old:     `if v.Commit != "" && slices.ContainsFunc(r.FixCommits,`,
+		New:     `if false && slices.ContainsFunc(r.FixCommits,`,
+		Package: "./verify/affected",
+		Run:     "^TestVulnerabilitiesNamed$",
+	},
+	{
+		Name:    "detect-vulnerable-runc-no-problem",
+		File:    "verify/detect/status.go",
+		Old:     "p = append(p, r.vulnProblems()...)",
+		New:     "_ = r.vulnProblems",
+		Package: "./verify/detect",
+		Run:     "^TestIdentifyUpstream$",
+	},
 	// The kmem patches, read from their hunks without a build.
 	{
 		Name:    "kubelet-kmem-guard-always-true",
