@@ -170,7 +170,7 @@ func vulnPublished(db *vulndb.DB) error {
 			var added []string
 			for _, f := range a.Findings {
 				if !known[f.ID+" "+f.Module] {
-					added = append(added, fmt.Sprintf("%s %s %s@%s fixed in %s: %s", f.ID, strings.Join(f.Aliases, " "), f.Module, f.Version, strings.Join(f.Fixed, ", "), f.Status))
+					added = append(added, fmt.Sprintf("%s %s@%s fixed in %s: %s", strings.Join(append([]string{f.ID}, f.Aliases...), " "), f.Module, f.Version, strings.Join(f.Fixed, ", "), f.Status))
 				}
 			}
 			fmt.Printf("  %s: %s %s: %d findings, %d open, %d new since publication (database %s)\n", dir, a.Name, a.Version, len(a.Findings), a.Open, len(added), old.Database.Version)

@@ -254,7 +254,7 @@ func (a *Account) Gate(name, fix string) error {
 	var lines []string
 	for _, f := range art.Findings {
 		if f.Status != StatusNotAffected {
-			lines = append(lines, fmt.Sprintf("  %s %s %s@%s (fixed in %s): %s", f.ID, strings.Join(f.Aliases, " "), f.Module, f.Version, orNone(f.Fixed), f.Status))
+			lines = append(lines, fmt.Sprintf("  %s %s@%s (fixed in %s): %s", strings.Join(append([]string{f.ID}, f.Aliases...), " "), f.Module, f.Version, orNone(f.Fixed), f.Status))
 		}
 	}
 	if len(lines) == 0 {
