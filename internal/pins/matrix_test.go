@@ -16,8 +16,15 @@ func TestCommittedMatrix(t *testing.T) {
 	if got := m.Default("kubernetes"); got != "v1.12.4" {
 		t.Errorf("default kubelet %q, want v1.12.4", got)
 	}
-	if got := m.Default("runc"); got != "v1.0.0-rc5" {
-		t.Errorf("default runc %q, want v1.0.0-rc5", got)
+	if got := m.Default("runc"); got != "v1.4.4" {
+		t.Errorf("default runc %q, want the maintained v1.4.4", got)
+	}
+	// Every runc before rc95 has known container escapes (CVE-2021-30465,
+	// CVE-2024-21626, ...): marked vulnerable, unlike the default.
+	for _, e := range m.Versions {
+		if e.Project == "runc" && e.Vulnerable != (e.Version != "v1.4.4") {
+			t.Errorf("runc %s: vulnerable=%v", e.Version, e.Vulnerable)
+		}
 	}
 	// Every lock file is in the matrix as buildable or locked, with the
 	// lock's fix kind; a buildable version has committed checksums, a
