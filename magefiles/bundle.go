@@ -36,16 +36,29 @@ var (
 	pairsOutput  = filepath.Join("_output", "bundles")
 )
 
-// pairName is nokmem-<kubelet version>-<runc version>+<marker>, the marker
-// being nokmem. and 12 hex digits of the sha256 of both fix markers (patch
-// set or build tag), so it changes whenever either fix does.
-func pairName(kubelet, runc string, kubeSet, runcSet *patchset.Set) string {
+// vulnerableMarker ends the kubelet/runc part of the name of a bundle
+// that pairs a version matrix.yaml marks vulnerable.
+const vulnerableMarker = "-vulnerable"
+
+// pairName is nokmem-<kubelet version>-<runc version>[-vulnerable]+<marker>,
+// the marker being nokmem. and 12 hex digits of the sha256 of both fix
+// markers (patch set or build tag), so it changes whenever either fix does;
+// -vulnerable when the matrix marks either version vulnerable.
+func pairName(m *pins.Matrix, kubelet, runc string, kubeSet, runcSet *patchset.Set) string {
 	h := sha256.Sum256([]byte(kubeSet.Marker() + "\n" + runcSet.Marker()))
-	return bundle.Name(kubelet, runc, patchset.MarkerPrefix+hex.EncodeToString(h[:])[:12])
+	label := runc
+	if m.Vulnerable(pins.Bundle{Kubelet: kubelet, Runc: runc}) {
+		label += vulnerableMarker
+	}
+	return bundle.Name(kubelet, label, patchset.MarkerPrefix+hex.EncodeToString(h[:])[:12])
 }
 
 // bundleName is the default pair's bundle name (see pairName).
 func bundleName() (string, error) {
+	m, err := pins.LoadMatrix(pinsDir)
+	if err != nil {
+		return "", err
+	}
 	p := newPipeline()
 	_, kubeSet, err := p.Load(kubeProject, kubeVersion)
 	if err != nil {
@@ -55,12 +68,12 @@ func bundleName() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return pairName(kubeVersion, runcVersion, kubeSet, runcSet), nil
+	return pairName(m, kubeVersion, runcVersion, kubeSet, runcSet), nil
 }
 
 // Build (after release:all and verify:build, which are no-ops when up to
 // date) assembles _output/bundle/<name>/ for the default pair (kubelet
-// v1.12.4, runc v1.0.0-rc5) from the kubelet, runc and verify release sets
+// v1.12.4, runc v1.4.4) from the kubelet, runc and verify release sets
 // (each checked with the public key first): the three binaries, their
 // SBOMs and provenance, manifest.json, the merged vulnerability account
 // (VULNERABILITIES.json and .md), SHA256SUMS, SHA512SUMS and one
@@ -114,6 +127,10 @@ func buildPair(ctx context.Context, kubelet, runc, out string, gate bool) error 
 	if err != nil {
 		return fmt.Errorf("bundle: build verify first: %w", err)
 	}
+	matrix, err := pins.LoadMatrix(pinsDir)
+	if err != nil {
+		return err
+	}
 	p := newPipeline()
 	_, kubeSet, err := p.Load(kubeProject, kubelet)
 	if err != nil {
@@ -123,7 +140,7 @@ func buildPair(ctx context.Context, kubelet, runc, out string, gate bool) error 
 	if err != nil {
 		return err
 	}
-	name := pairName(kubelet, runc, kubeSet, runcSet)
+	name := pairName(matrix, kubelet, runc, kubeSet, runcSet)
 	parts := []bundle.Part{
 		{Dir: filepath.Join("_output", kubeProject, kubelet), Binary: bundle.Binary{Name: "kubelet", Project: kubeProject, Version: kubelet + "+" + kubeSet.Marker(), Replaces: []string{"kubelet"}}},
 		{Dir: filepath.Join("_output", "runc", runc), Binary: bundle.Binary{Name: "runc", Project: "runc", Version: runc + "+" + runcSet.Marker(), Replaces: []string{"runc", "docker-runc"}}},
@@ -175,7 +192,13 @@ func buildPair(ctx context.Context, kubelet, runc, out string, gate bool) error 
 	if err := os.Rename(tgz, destTgz); err != nil {
 		return err
 	}
-	return bundleNotes(m, acct, destDir, destTgz, pub, k.Dev, time.Since(start))
+	if err := bundleNotes(m, acct, destDir, destTgz, pub, k.Dev, time.Since(start)); err != nil {
+		return err
+	}
+	if matrix.Vulnerable(pins.Bundle{Kubelet: kubelet, Runc: runc}) {
+		fmt.Printf("WARNING: %s pairs a version vendor-pins/matrix.yaml marks vulnerable (known container escapes, see docs/runc.md): install it only on nodes that must keep their engine's exact runc; every other node takes a bundle with runc %s\n", name, runcVersion)
+	}
+	return nil
 }
 
 // bundleNotes prints the release notes of a published bundle, with the

@@ -15,7 +15,7 @@ import (
 	"github.com/nokmem/nokmem/internal/testrun"
 )
 
-// Build builds the default artifacts, kubelet v1.12.4 and runc v1.0.0-rc5,
+// Build builds the default artifacts, kubelet v1.12.4 and runc v1.4.4,
 // into _output/<project>/<version> with their release sets (checksums, SBOM,
 // provenance, signature), the verify node program into _output/verify (with
 // its own release set), and the signed node bundle of all three into
@@ -31,11 +31,15 @@ func Build(ctx context.Context) error {
 // and binaries), checks that rebuilds reproduce the committed checksums,
 // then runs all Go tests, which include the kmem proofs on the unpatched and
 // patched trees, the upstream test subset, the simulator, the real-kernel
-// and runc tests. For the other buildable versions of the matrix it runs
+// and runc tests (the default runc's strace kmem proof, with rc5 patched and
+// unpatched to show it can fail), and runc:proveKernel (which says it
+// skipped without NOKMEM_KERNEL_IMAGE). For the other buildable versions of the matrix it runs
 // the cheap per-version checks (matrixChecks) and the kmem proof of every
 // kubelet tree. It ends with one "N passed, N failed" line.
 func Test(ctx context.Context) error {
-	mg.SerialCtxDeps(ctx, Build, mg.F(Kubelet.Tree, kubeVersion), mg.F(Kubelet.Checksums, kubeVersion), mg.F(Runc.Checksums, runcVersion), Verify.Checksums)
+	mg.SerialCtxDeps(ctx, Build, mg.F(Kubelet.Tree, kubeVersion), mg.F(Kubelet.Checksums, kubeVersion), mg.F(Runc.Checksums, runcVersion), Verify.Checksums,
+		mg.F(Runc.Build, runcProofVersion), // the runc kmem proof's patched and unpatched rc5
+		Runc.ProveKernel)                   // says SKIPPED without NOKMEM_KERNEL_IMAGE
 	kubelets, err := matrixChecks(ctx)
 	if err != nil {
 		return err

@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"os"
 	"path/filepath"
 
 	"golang.org/x/mod/modfile"
 
+	"github.com/nokmem/nokmem/internal/kmemsrc"
 	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/srctree"
 )
@@ -68,9 +66,23 @@ func AuditVersion(ctx context.Context, r Resolver, req AuditRequest) (*Audit, er
 		a.Runc = src.String()
 	}
 	fsDir := filepath.Join(dir, "libcontainer", "cgroups", "fs")
-	if a.ActivatesKmem, err = applyCallsKmem(fsDir); err != nil {
+	if _, err := os.Stat(fsDir); err != nil {
+		// runc 1.3+: the drivers are in github.com/opencontainers/cgroups.
+		m, merr := goModRequire(dir, cgroupsModule)
+		if merr != nil {
+			return nil, fmt.Errorf("%s %s: no libcontainer/cgroups/fs: %w", req.Project, req.Version, merr)
+		}
+		d, err := r.Download(ctx, m.Path, m.Version)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: cgroup drivers: %w", req.Project, req.Version, err)
+		}
+		fsDir, a.Runc = filepath.Join(d.Dir, "fs"), a.Runc+" with "+m.String()
+	}
+	rep, err := kmemsrc.Read(fsDir)
+	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", req.Project, req.Version, err)
 	}
+	a.ActivatesKmem = rep.ApplyCalls
 	_, statErr := os.Stat(filepath.Join(fsDir, pins.KmemDisabledFile))
 	a.KmemDisabled = statErr == nil
 	switch {
@@ -122,30 +134,3 @@ func vendoredRunc(ctx context.Context, r Resolver, req AuditRequest, srcDir stri
 }
 
 func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
-
-// applyCallsKmem reports whether MemoryGroup.Apply in the fs package calls
-// EnableKernelMemoryAccounting.
-func applyCallsKmem(fsDir string) (bool, error) {
-	file := filepath.Join(fsDir, "memory.go")
-	f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.SkipObjectResolution)
-	if err != nil {
-		return false, err
-	}
-	for _, decl := range f.Decls {
-		fn, ok := decl.(*ast.FuncDecl)
-		if !ok || fn.Name.Name != "Apply" || fn.Recv == nil || fn.Body == nil {
-			continue
-		}
-		found := false
-		ast.Inspect(fn.Body, func(n ast.Node) bool {
-			if c, ok := n.(*ast.CallExpr); ok {
-				if id, ok := c.Fun.(*ast.Ident); ok && id.Name == "EnableKernelMemoryAccounting" {
-					found = true
-				}
-			}
-			return !found
-		})
-		return found, nil
-	}
-	return false, fmt.Errorf("%s: no MemoryGroup.Apply", file)
-}

@@ -55,7 +55,46 @@ var testPackages = map[string][]string{
 		"k8s.io/apimachinery/pkg/runtime/serializer/json",
 		"k8s.io/apimachinery/pkg/runtime/serializer/yaml",
 	},
-	"runc": {"./libcontainer/cgroups/fs"},
+	"runc": {"./libcontainer/cgroups/fs"}, // runc 1.3+: cgroupsModule's fs (runcTestPackages)
+}
+
+// runcTestPackages is testPackages["runc"] for a runc tree: its own
+// libcontainer/cgroups/fs, or from runc 1.3 on (which moved the drivers
+// out) the fs package of github.com/opencontainers/cgroups.
+func runcTestPackages(srcDir string) []string {
+	if _, err := os.Stat(filepath.Join(srcDir, "libcontainer", "cgroups", "fs")); err != nil {
+		return []string{cgroupsModule + "/fs"}
+	}
+	return testPackages["runc"]
+}
+
+// upstreamRuncBuild gives a runc tree that needs no fix upstream's own
+// build settings: the Makefile's BUILDTAGS (runc 1.4: seccomp
+// urfave_cli_no_docs) and, when main.go has extraVersion (runc 1.2+, whose
+// version comes from the embedded VERSION file), the marker as
+// main.extraVersion instead of main.version.
+func upstreamRuncBuild(srcDir string, l *pins.Lock) error {
+	mk, err := os.ReadFile(filepath.Join(srcDir, "Makefile"))
+	if err != nil {
+		return fmt.Errorf("%s %s: upstream build tags: %w", l.Project, l.Version, err)
+	}
+	m := regexp.MustCompile(`(?m)^BUILDTAGS\s*:?=[ \t]*(.*)$`).FindSubmatch(mk)
+	if m == nil {
+		return fmt.Errorf("%s %s: Makefile has no BUILDTAGS := line", l.Project, l.Version)
+	}
+	l.Build.Tags = strings.Fields(string(m[1]))
+	main, err := os.ReadFile(filepath.Join(srcDir, "main.go"))
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", l.Project, l.Version, err)
+	}
+	if bytes.Contains(main, []byte("var extraVersion")) {
+		for i, x := range l.Build.LDFlagsX {
+			if strings.HasPrefix(x, "main.version=") {
+				l.Build.LDFlagsX[i] = "main.extraVersion=+{{.Marker}}"
+			}
+		}
+	}
+	return nil
 }
 
 // generateGoMod writes the gomod lock of req from the source module src,
@@ -84,7 +123,11 @@ func generateGoMod(ctx context.Context, r Resolver, req Request, src Download, l
 		}
 		g.Load = append(g.Load, pkg)
 	}
-	g.Load = append(g.Load, testPackages[req.Project]...)
+	if req.Project == "runc" {
+		g.Load = append(g.Load, runcTestPackages(src.Dir)...)
+	} else {
+		g.Load = append(g.Load, testPackages[req.Project]...)
+	}
 
 	var unpinned []Unpinned
 	upstreamVersion := map[string]string{}
@@ -360,6 +403,18 @@ func generateGoModLock(ctx context.Context, r Resolver, req Request, src Downloa
 			return nil, nil, fmt.Errorf("source %s: %w", src.Module, err)
 		}
 		l.Build.LDFlagsX = x
+	}
+	if l.Source.Path == runcModule {
+		// A runc that needs no fix builds as upstream does; the tags
+		// decide the graph, so before loading it.
+		if err := setFix(ctx, r, l, src.Dir); err != nil {
+			return nil, nil, err
+		}
+		if l.Fix.Kind == pins.FixNone {
+			if err := upstreamRuncBuild(src.Dir, l); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
 	unpinned, err := generateGoMod(ctx, r, req, src, l)
 	if err != nil || len(unpinned) > 0 {

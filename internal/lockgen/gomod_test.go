@@ -158,3 +158,54 @@ replace (
 		t.Errorf("Generate without a commit: source %+v, want an empty commit and the reason", l.Source)
 	}
 }
+
+// A runc 1.3+ tree (drivers in github.com/opencontainers/cgroups, whose
+// MemoryGroup.Apply only joins): fix none naming the module's memory.go,
+// upstream's Makefile tags, the marker as main.extraVersion, and the
+// driver package loaded for the proofs. The same tree with an Apply that
+// activates kmem gets a patch fix.
+func TestGenerateGoModRuncNoFix(t *testing.T) {
+	src := writeTree(t, map[string]string{
+		"go.mod":   "module github.com/opencontainers/runc\n\ngo 1.24.0\n\nrequire github.com/opencontainers/cgroups v0.1.0\n",
+		"go.sum":   "",
+		"main.go":  "package main\n\nvar version string\n\nvar extraVersion = \"\"\n",
+		"Makefile": "GO ?= go\nBUILDTAGS := seccomp urfave_cli_no_docs\nBUILDTAGS += $(EXTRA_BUILDTAGS)\n",
+	})
+	applyJoins := "package fs\n\ntype MemoryGroup struct{}\n\nfunc (s *MemoryGroup) Apply(path string, pid int) error { return apply(path, pid) }\n"
+	cgroups := writeTree(t, map[string]string{"fs/memory.go": applyJoins})
+	sum := "github.com/opencontainers/cgroups v0.1.0 h1:cg=\ngithub.com/opencontainers/cgroups v0.1.0/go.mod h1:cgmod=\n"
+	r := &fakeLoader{fakeResolver: &fakeResolver{served: map[string]Download{
+		"github.com/opencontainers/runc@v1.4.4":    {Module: pins.Module{Path: "github.com/opencontainers/runc", Version: "v1.4.4", H1: "h1:r44="}, Dir: src, Time: "2026-11-12T07:34:35Z"},
+		"github.com/opencontainers/cgroups@v0.1.0": {Module: pins.Module{Path: "github.com/opencontainers/cgroups", Version: "v0.1.0", H1: "h1:cg="}, Dir: cgroups},
+	}}, sum: sum}
+	tmpl := template()
+	tmpl.Build.Tags = []string{"seccomp", "apparmor", "selinux", "static_build"}
+	l, unpinned, err := Generate(context.Background(), r, Request{Project: "runc", Version: "v1.4.4", CommitUnknown: "not recorded", Template: tmpl})
+	if err != nil || len(unpinned) > 0 {
+		t.Fatalf("Generate: %v, unpinned %v", err, unpinned)
+	}
+	if want := (pins.Fix{Kind: pins.FixNone, Requires: "vendor/github.com/opencontainers/cgroups/fs/memory.go"}); l.Fix != want {
+		t.Errorf("fix %+v, want %+v", l.Fix, want)
+	}
+	if want := []string{"seccomp", "urfave_cli_no_docs"}; !slices.Equal(l.Build.Tags, want) {
+		t.Errorf("tags %v, want upstream's %v", l.Build.Tags, want)
+	}
+	if want := []string{"main.extraVersion=+{{.Marker}}"}; !slices.Equal(l.Build.LDFlagsX, want) {
+		t.Errorf("ldflagsX %v, want %v", l.Build.LDFlagsX, want)
+	}
+	if want := []string{".", "github.com/opencontainers/cgroups/fs"}; !slices.Equal(r.pkgs, want) {
+		t.Errorf("loaded %v, want %v", r.pkgs, want)
+	}
+
+	// The same tree whose driver activates kmem is not "none".
+	if err := os.WriteFile(filepath.Join(cgroups, "fs", "memory.go"), []byte(applyKmem), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, _, err = Generate(context.Background(), r, Request{Project: "runc", Version: "v1.4.4", CommitUnknown: "not recorded", Template: tmpl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Fix.Kind != pins.FixPatch {
+		t.Errorf("fix %+v for a driver whose Apply activates kmem, want patch", l.Fix)
+	}
+}

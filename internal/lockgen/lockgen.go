@@ -13,8 +13,9 @@
 //   - what cannot be pinned is listed with the reason, never guessed.
 //
 // The build settings, toolchain and staging come from a template lock (the
-// project's default version). The fix kind follows the tree: buildtag when
-// libcontainer/cgroups/fs/kmem_disabled.go is present, patch otherwise.
+// project's default version). The fix kind follows the tree's cgroupfs
+// driver: none when its source never activates kmem (runc rc94+), buildtag
+// when libcontainer/cgroups/fs/kmem_disabled.go is present, patch otherwise.
 package lockgen
 
 import (
@@ -30,9 +31,11 @@ import (
 	"slices"
 	"strings"
 
+	"golang.org/x/mod/modfile"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
 
+	"github.com/nokmem/nokmem/internal/kmemsrc"
 	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/srctree"
 )
@@ -127,9 +130,6 @@ type Unpinned struct {
 }
 
 func (u Unpinned) String() string { return u.Root + " " + u.Rev + ": " + u.Reason }
-
-// kmemDisabled is where libcontainer keeps the file the nokmem tag selects.
-const kmemDisabled = "libcontainer/cgroups/fs/" + pins.KmemDisabledFile
 
 // runcModule is the module that holds libcontainer.
 const runcModule = "github.com/opencontainers/runc"
@@ -373,37 +373,98 @@ func resolve(ctx context.Context, r Resolver, rootPath, rev, comment string, hin
 	return pins.Module{}, "", errors.Join(errs...)
 }
 
-// setFix chooses the fix kind from the tree: the project's own libcontainer
-// (runc) or the vendored runc module's (kubelet).
+// setFix chooses the fix kind from the tree's cgroupfs driver (the
+// project's own libcontainer or, from runc 1.3 on, the
+// github.com/opencontainers/cgroups module; a kubelet's vendored runc
+// module's): none when its source cannot activate kmem (kmemsrc), buildtag
+// when it has kmem_disabled.go, patch otherwise.
 func setFix(ctx context.Context, r Resolver, l *pins.Lock, srcDir string) error {
-	dir, requires := srcDir, kmemDisabled
-	if l.Source.Path != runcModule {
-		var runc *pins.Module
-		if l.GoMod != nil {
-			if m, _, err := srctree.Provider(l, runcModule); err == nil && m.Path == runcModule {
-				runc = &m
-			}
-		} else if i := slices.IndexFunc(l.Vendor, func(v pins.VendorEntry) bool { return v.Root == runcModule }); i >= 0 {
-			runc = &l.Vendor[i].Module
+	l.Build.Tags = slices.DeleteFunc(l.Build.Tags, func(t string) bool { return t == pins.NokmemTag })
+	dir, rel, err := driverSource(ctx, r, l, srcDir)
+	if err != nil {
+		return err
+	}
+	if dir == "" {
+		l.Fix = pins.Fix{Kind: pins.FixPatch}
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, pins.MemoryFile)); err == nil {
+		rep, err := kmemsrc.Read(dir)
+		if err != nil {
+			return fmt.Errorf("%s %s: cgroupfs driver: %w", l.Project, l.Version, err)
 		}
-		if runc == nil {
-			l.Fix = pins.Fix{Kind: pins.FixPatch}
+		if !rep.Activates() {
+			l.Fix = pins.Fix{Kind: pins.FixNone, Requires: path.Join(rel, pins.MemoryFile)}
 			return nil
 		}
-		d, err := r.Download(ctx, runc.Path, runc.Version)
-		if err != nil {
-			return fmt.Errorf("vendored runc: %w", err)
-		}
-		dir, requires = d.Dir, "vendor/"+runcModule+"/"+kmemDisabled
 	}
-	l.Build.Tags = slices.DeleteFunc(l.Build.Tags, func(t string) bool { return t == pins.NokmemTag })
-	if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(kmemDisabled))); err == nil {
-		l.Fix = pins.Fix{Kind: pins.FixBuildTag, Tag: pins.NokmemTag, Requires: requires}
+	if _, err := os.Stat(filepath.Join(dir, pins.KmemDisabledFile)); err == nil {
+		l.Fix = pins.Fix{Kind: pins.FixBuildTag, Tag: pins.NokmemTag, Requires: path.Join(rel, pins.KmemDisabledFile)}
 		l.Build.Tags = append(l.Build.Tags, pins.NokmemTag)
 	} else {
 		l.Fix = pins.Fix{Kind: pins.FixPatch}
 	}
 	return nil
+}
+
+// cgroupsModule holds libcontainer's cgroup drivers from runc 1.3 on
+// (runc #4638 moved libcontainer/cgroups there).
+const cgroupsModule = "github.com/opencontainers/cgroups"
+
+// driverSource finds the cgroupfs driver package l builds with: its
+// directory on disk and its slash path in the tree (as fix.requires names
+// it). dir is "" for a kubelet that vendors no runc.
+func driverSource(ctx context.Context, r Resolver, l *pins.Lock, srcDir string) (dir, rel string, err error) {
+	const ownFS = "libcontainer/cgroups/fs"
+	if l.Source.Path == runcModule {
+		own := filepath.Join(srcDir, filepath.FromSlash(ownFS))
+		if _, err := os.Stat(own); err == nil {
+			return own, ownFS, nil
+		}
+		m, err := goModRequire(srcDir, cgroupsModule)
+		if err != nil {
+			return own, ownFS, nil // no driver to read: the fix is a patch
+		}
+		d, err := r.Download(ctx, m.Path, m.Version)
+		if err != nil {
+			return "", "", fmt.Errorf("cgroup drivers: %w", err)
+		}
+		return filepath.Join(d.Dir, "fs"), "vendor/" + cgroupsModule + "/fs", nil
+	}
+	var runc *pins.Module
+	if l.GoMod != nil {
+		if m, _, err := srctree.Provider(l, runcModule); err == nil && m.Path == runcModule {
+			runc = &m
+		}
+	} else if i := slices.IndexFunc(l.Vendor, func(v pins.VendorEntry) bool { return v.Root == runcModule }); i >= 0 {
+		runc = &l.Vendor[i].Module
+	}
+	if runc == nil {
+		return "", "", nil
+	}
+	d, err := r.Download(ctx, runc.Path, runc.Version)
+	if err != nil {
+		return "", "", fmt.Errorf("vendored runc: %w", err)
+	}
+	return filepath.Join(d.Dir, filepath.FromSlash(ownFS)), "vendor/" + runcModule + "/" + ownFS, nil
+}
+
+// goModRequire is the version of modPath that the go.mod in dir requires.
+func goModRequire(dir, modPath string) (pins.Module, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil {
+		return pins.Module{}, err
+	}
+	f, err := modfile.ParseLax("go.mod", data, nil)
+	if err != nil {
+		return pins.Module{}, err
+	}
+	for _, rq := range f.Require {
+		if rq.Mod.Path == modPath {
+			return pins.Module{Path: modPath, Version: rq.Mod.Version}, nil
+		}
+	}
+	return pins.Module{}, fmt.Errorf("go.mod does not require %s", modPath)
 }
 
 // DownloadError is a failed download; Resolved is the version the proxy

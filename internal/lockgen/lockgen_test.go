@@ -121,7 +121,7 @@ func TestGenerate(t *testing.T) {
 		{"h from the hint", got["github.com/h/h"].Module.Version == "v0.0.0-20190303000000-eeeeeeeeeeee" && strings.Contains(got["github.com/h/h"].Found, "hint")},
 		{"tag", got["github.com/t/tag"].Module.Version == "v1.2.0"},
 		{"excluded carried at the same revision only", len(l.Excluded) == 1 && l.Excluded[0].Root == "github.com/tool/t" && l.Excluded[0].UpstreamRev == revX},
-		{"buildtag fix", l.Fix == pins.Fix{Kind: pins.FixBuildTag, Tag: pins.NokmemTag, Requires: kmemDisabled}},
+		{"buildtag fix", l.Fix == pins.Fix{Kind: pins.FixBuildTag, Tag: pins.NokmemTag, Requires: "libcontainer/cgroups/fs/kmem_disabled.go"}},
 		{"nokmem tag", strings.Join(l.Build.Tags, ",") == "seccomp,nokmem"},
 		{"version in -X", l.Build.LDFlagsX[0] == "main.version=1.0.0-rc6+{{.Marker}}"},
 	}

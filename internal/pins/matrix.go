@@ -67,6 +67,11 @@ type MatrixEntry struct {
 	Nearest string `json:"nearest,omitempty"`
 	// Ships lists what ships this version (e.g. Docker CE releases for a runc commit).
 	Ships []string `json:"ships,omitempty"`
+	// Vulnerable marks a version with known, fixed vulnerabilities (every
+	// runc before rc95: CVE-2021-30465, CVE-2024-21626 and more). It stays
+	// buildable for users who must match an engine exactly; it is never the
+	// default, and a bundle pairs it only when an engine ships it (Ships).
+	Vulnerable bool `json:"vulnerable,omitempty"`
 }
 
 // Bundle is a kubelet and runc pair offered together.
@@ -142,8 +147,8 @@ func (m *Matrix) validate() error {
 		}
 		switch e.Status {
 		case StatusBuildable, StatusPlanned, StatusLocked:
-			if e.Fix != FixPatch && e.Fix != FixBuildTag {
-				bad("fix %q is not %s or %s", e.Fix, FixPatch, FixBuildTag)
+			if !slices.Contains(FixKinds, e.Fix) {
+				bad("fix %q is not one of %v", e.Fix, FixKinds)
 			}
 			if (e.Status == StatusPlanned || e.Status == StatusLocked) && e.Reason == "" {
 				bad("a %s version needs a reason (what is missing)", e.Status)
@@ -164,6 +169,9 @@ func (m *Matrix) validate() error {
 		if e.Default && e.Status != StatusBuildable {
 			bad("the default version must be buildable")
 		}
+		if e.Default && e.Vulnerable {
+			bad("the default version must not be vulnerable")
+		}
 	}
 	for project, n := range defaults {
 		if n > 1 {
@@ -175,6 +183,9 @@ func (m *Matrix) validate() error {
 			if e := m.Entry(pv[0], pv[1]); e == nil || e.Status != StatusBuildable {
 				errs = append(errs, fmt.Errorf("bundle kubelet %s + runc %s: %s %s is not a buildable version in the matrix", b.Kubelet, b.Runc, pv[0], pv[1]))
 			}
+		}
+		if r := m.Entry("runc", b.Runc); r != nil && r.Vulnerable && len(r.Ships) == 0 {
+			errs = append(errs, fmt.Errorf("bundle kubelet %s + runc %s: runc %s is vulnerable and no engine ships it (ships:), so the pair must use the default runc %s", b.Kubelet, b.Runc, b.Runc, m.Default("runc")))
 		}
 	}
 	return errors.Join(errs...)
@@ -188,6 +199,16 @@ func (m *Matrix) Entry(project, version string) *MatrixEntry {
 		}
 	}
 	return nil
+}
+
+// Vulnerable reports whether the pair has a version marked vulnerable.
+func (m *Matrix) Vulnerable(b Bundle) bool {
+	for _, pv := range [][2]string{{"kubernetes", b.Kubelet}, {"runc", b.Runc}} {
+		if e := m.Entry(pv[0], pv[1]); e != nil && e.Vulnerable {
+			return true
+		}
+	}
+	return false
 }
 
 // Default returns the project's default version ("" when none).

@@ -16,8 +16,15 @@ func TestCommittedMatrix(t *testing.T) {
 	if got := m.Default("kubernetes"); got != "v1.12.4" {
 		t.Errorf("default kubelet %q, want v1.12.4", got)
 	}
-	if got := m.Default("runc"); got != "v1.0.0-rc5" {
-		t.Errorf("default runc %q, want v1.0.0-rc5", got)
+	if got := m.Default("runc"); got != "v1.4.4" {
+		t.Errorf("default runc %q, want the maintained v1.4.4", got)
+	}
+	// Every runc before rc95 has known container escapes (CVE-2021-30465,
+	// CVE-2024-21626, ...): marked vulnerable, unlike the default.
+	for _, e := range m.Versions {
+		if e.Project == "runc" && e.Vulnerable != (e.Version != "v1.4.4") {
+			t.Errorf("runc %s: vulnerable=%v", e.Version, e.Vulnerable)
+		}
 	}
 	// Every lock file is in the matrix as buildable or locked, with the
 	// lock's fix kind; a buildable version has committed checksums, a
@@ -75,7 +82,7 @@ func TestMatrixBadInput(t *testing.T) {
 		{"nearest unaffected", func(s string) string { return strings.Replace(s, "nearest: v1.0.0", "nearest: v2.0.0", 1) }, nil, "nearest v2.0.0 is not a buildable"},
 		{"unknown status", func(s string) string { return strings.Replace(s, "status: planned", "status: maybe", 1) }, nil, `demo v1.1.0: status "maybe"`},
 		{"unknown source", func(s string) string { return strings.Replace(s, "source: gomod, fix", "source: glide, fix", 1) }, nil, `demo v1.1.0: source "glide"`},
-		{"buildable without fix", func(s string) string { return strings.Replace(s, ", fix: patch", "", 1) }, nil, `demo v1.0.0: fix "" is not patch or buildtag`},
+		{"buildable without fix", func(s string) string { return strings.Replace(s, ", fix: patch", "", 1) }, nil, `demo v1.0.0: fix "" is not one of [patch buildtag none]`},
 		{"listed twice", func(s string) string {
 			return s + "  - {project: demo, version: v2.0.0, status: unaffected, source: gomod, reason: x}\n"
 		}, nil, "demo v2.0.0: listed twice"},
@@ -128,6 +135,49 @@ func TestMatrixBadInput(t *testing.T) {
 				if _, err := Load(dir, "demo", "v1.0.0"); err != nil {
 					t.Errorf("Load(v1.0.0): %v", err)
 				}
+			}
+		})
+	}
+}
+
+// A vulnerable version is never the default, and a bundle pairs a
+// vulnerable runc only when an engine ships it (users who must match that
+// engine exactly); every other pair takes the maintained runc.
+func TestMatrixVulnerable(t *testing.T) {
+	base := func() *Matrix {
+		return &Matrix{
+			Versions: []MatrixEntry{
+				{Project: "kubernetes", Version: "v1.12.4", Status: StatusBuildable, Source: SourceGodeps, Fix: FixPatch, Default: true},
+				{Project: "runc", Version: "v1.4.4", Status: StatusBuildable, Source: SourceGoMod, Fix: FixNone, Default: true},
+				{Project: "runc", Version: "v1.0.0-rc5", Status: StatusBuildable, Source: SourceVendorConf, Fix: FixPatch, Vulnerable: true},
+				{Project: "runc", Version: "v1.0.0-rc5.0.20180309195151-69663f0bd4b6", Status: StatusBuildable, Source: SourceVendorConf, Fix: FixPatch, Vulnerable: true, Ships: []string{"Docker CE 18.06.0"}},
+			},
+			Bundles: []Bundle{{Kubelet: "v1.12.4", Runc: "v1.4.4"}, {Kubelet: "v1.12.4", Runc: "v1.0.0-rc5.0.20180309195151-69663f0bd4b6"}},
+		}
+	}
+	if err := base().validate(); err != nil {
+		t.Fatalf("good matrix: %v", err)
+	}
+	m := base()
+	if m.Vulnerable(m.Bundles[0]) || !m.Vulnerable(m.Bundles[1]) {
+		t.Errorf("Vulnerable: %v %v, want false true", m.Vulnerable(m.Bundles[0]), m.Vulnerable(m.Bundles[1]))
+	}
+	tests := []struct {
+		name    string
+		edit    func(*Matrix)
+		wantErr string
+	}{
+		{"vulnerable default", func(m *Matrix) { m.Versions[1].Vulnerable = true }, "runc v1.4.4: the default version must not be vulnerable"},
+		{"vulnerable runc no engine ships", func(m *Matrix) { m.Bundles = append(m.Bundles, Bundle{Kubelet: "v1.12.4", Runc: "v1.0.0-rc5"}) },
+			"bundle kubelet v1.12.4 + runc v1.0.0-rc5: runc v1.0.0-rc5 is vulnerable and no engine ships it (ships:), so the pair must use the default runc v1.4.4"},
+		{"fix none", func(m *Matrix) { m.Versions[1].Fix = "nothing" }, `runc v1.4.4: fix "nothing" is not one of`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := base()
+			tc.edit(m)
+			if err := m.validate(); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
 			}
 		})
 	}

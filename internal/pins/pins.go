@@ -57,7 +57,15 @@ const (
 	// (runc 6a2c1559, "libcontainer: ability to compile without kmem");
 	// building with the tag selects it, no source change.
 	FixBuildTag = "buildtag"
+	// FixNone: the tree's cgroupfs driver never activates kmem (runc rc94
+	// and later, #2840: MemoryGroup.Apply only joins the cgroup); nothing
+	// to change. The pipeline reads the driver named by Requires and
+	// refuses the tree if it can activate kmem after all.
+	FixNone = "none"
 )
+
+// FixKinds are the fix kinds, for messages.
+var FixKinds = []string{FixPatch, FixBuildTag, FixNone}
 
 // NokmemTag is the build tag that selects libcontainer's kmem_disabled.go.
 const NokmemTag = "nokmem"
@@ -65,9 +73,13 @@ const NokmemTag = "nokmem"
 // KmemDisabledFile is the file a buildtag fix needs in the tree.
 const KmemDisabledFile = "kmem_disabled.go"
 
+// MemoryFile is the cgroupfs driver file a none fix names: the one that
+// holds MemoryGroup.Apply.
+const MemoryFile = "memory.go"
+
 // Fix is how a build keeps kmem accounting off.
 type Fix struct {
-	// Kind is FixPatch or FixBuildTag.
+	// Kind is FixPatch, FixBuildTag or FixNone.
 	Kind string `json:"kind"`
 	// Tag (buildtag only) is the build tag, NokmemTag; it must be in build.tags.
 	Tag string `json:"tag,omitempty"`
@@ -75,6 +87,9 @@ type Fix struct {
 	// root, of the kmem_disabled.go the tag selects, e.g.
 	// vendor/github.com/opencontainers/runc/libcontainer/cgroups/fs/kmem_disabled.go.
 	// A tree without it would build with kmem on, so the pipeline refuses it.
+	// For FixNone it is the cgroupfs driver's memory.go, e.g.
+	// vendor/github.com/opencontainers/cgroups/fs/memory.go (runc 1.3+),
+	// whose package the pipeline reads for any kmem activation.
 	Requires string `json:"requires,omitempty"`
 }
 
@@ -83,7 +98,7 @@ func (f Fix) validate(b Build) error {
 	switch f.Kind {
 	case FixPatch:
 		if f.Tag != "" || f.Requires != "" {
-			return fmt.Errorf("fix: kind %s takes no tag or requires (those are for %s)", FixPatch, FixBuildTag)
+			return fmt.Errorf("fix: kind %s takes no tag or requires (those are for %s and %s)", FixPatch, FixBuildTag, FixNone)
 		}
 	case FixBuildTag:
 		var errs []error
@@ -92,17 +107,32 @@ func (f Fix) validate(b Build) error {
 		} else if !slices.Contains(b.Tags, f.Tag) {
 			errs = append(errs, fmt.Errorf("fix: tag %s is not in build.tags %v", f.Tag, b.Tags))
 		}
-		if clean := path.Clean(f.Requires); f.Requires == "" || clean != f.Requires || path.IsAbs(clean) || strings.HasPrefix(clean, "../") ||
-			path.Base(clean) != KmemDisabledFile {
+		if !relPathTo(f.Requires, KmemDisabledFile) {
 			errs = append(errs, fmt.Errorf("fix: kind %s needs requires: the relative path of libcontainer/cgroups/fs/%s in the tree, got %q", FixBuildTag, KmemDisabledFile, f.Requires))
 		}
 		return errors.Join(errs...)
+	case FixNone:
+		var errs []error
+		if f.Tag != "" || slices.Contains(b.Tags, NokmemTag) {
+			errs = append(errs, fmt.Errorf("fix: kind %s takes no tag, and build.tags %v must not have %s (it would select nothing)", FixNone, b.Tags, NokmemTag))
+		}
+		if !relPathTo(f.Requires, MemoryFile) {
+			errs = append(errs, fmt.Errorf("fix: kind %s needs requires: the relative path of the cgroupfs driver's %s in the tree, got %q", FixNone, MemoryFile, f.Requires))
+		}
+		return errors.Join(errs...)
 	case "":
-		return fmt.Errorf("fix: kind is required (%s or %s)", FixPatch, FixBuildTag)
+		return fmt.Errorf("fix: kind is required (one of %s)", strings.Join(FixKinds, ", "))
 	default:
-		return fmt.Errorf("fix: unknown kind %q (want %s or %s)", f.Kind, FixPatch, FixBuildTag)
+		return fmt.Errorf("fix: unknown kind %q (want one of %s)", f.Kind, strings.Join(FixKinds, ", "))
 	}
 	return nil
+}
+
+// relPathTo reports whether p is a clean relative slash path inside the
+// tree whose last element is base.
+func relPathTo(p, base string) bool {
+	clean := path.Clean(p)
+	return p != "" && clean == p && !path.IsAbs(clean) && !strings.HasPrefix(clean, "../") && path.Base(clean) == base
 }
 
 // Staging names a directory of the source tree laid out like GOPATH/src

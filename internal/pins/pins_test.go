@@ -157,7 +157,7 @@ func TestLoadBadInput(t *testing.T) {
 		{"commit and commitUnknown both", func(s string) string {
 			return strings.Replace(s, "commit: abc", "commit: abc\n  commitUnknown: the proxy does not record it", 1)
 		}, "source: commit abc is set, so commitUnknown must be empty"},
-		{"no fix", func(s string) string { return strings.Replace(s, "fix:\n  kind: patch\n", "", 1) }, "fix: kind is required (patch or buildtag)"},
+		{"no fix", func(s string) string { return strings.Replace(s, "fix:\n  kind: patch\n", "", 1) }, "fix: kind is required (one of patch, buildtag, none)"},
 		{"unknown fix kind", func(s string) string { return strings.Replace(s, "kind: patch", "kind: sed", 1) }, `fix: unknown kind "sed"`},
 		{"patch with a tag", func(s string) string { return strings.Replace(s, "kind: patch", "kind: patch\n  tag: nokmem", 1) }, "fix: kind patch takes no tag"},
 		{"good buildtag", buildtag(fsKmem, "[nokmem]"), ""},
@@ -168,6 +168,14 @@ func TestLoadBadInput(t *testing.T) {
 		{"buildtag without requires", buildtag("", "[nokmem]"), "needs requires: the relative path of libcontainer/cgroups/fs/kmem_disabled.go"},
 		{"buildtag requiring another file", buildtag("libcontainer/cgroups/fs/kmem.go", "[nokmem]"), "needs requires"},
 		{"buildtag requiring a path outside the tree", buildtag("../fs/kmem_disabled.go", "[nokmem]"), "needs requires"},
+		{"good none", none(cgroupsMemory, "[seccomp]"), ""},
+		{"none with the nokmem tag", none(cgroupsMemory, "[seccomp, nokmem]"), "fix: kind none takes no tag, and build.tags [seccomp nokmem] must not have nokmem"},
+		{"none naming a tag", func(s string) string {
+			return strings.Replace(none(cgroupsMemory, "[seccomp]")(s), "kind: none", "kind: none\n  tag: nokmem", 1)
+		}, "fix: kind none takes no tag"},
+		{"none without requires", none("", "[seccomp]"), "fix: kind none needs requires: the relative path of the cgroupfs driver's memory.go"},
+		{"none requiring another file", none("vendor/github.com/opencontainers/cgroups/fs/cpu.go", "[seccomp]"), "kind none needs requires"},
+		{"none requiring an absolute path", none("/fs/memory.go", "[seccomp]"), "kind none needs requires"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -209,6 +217,17 @@ func TestDigest(t *testing.T) {
 
 // fsKmem is where runc's own tree has kmem_disabled.go.
 const fsKmem = "libcontainer/cgroups/fs/kmem_disabled.go"
+
+// cgroupsMemory is the cgroupfs driver's memory.go in a runc 1.3+ tree.
+const cgroupsMemory = "vendor/github.com/opencontainers/cgroups/fs/memory.go"
+
+// none turns goodLock into a none lock requiring file, with build tags tags.
+func none(file, tags string) func(string) string {
+	return func(s string) string {
+		s = strings.Replace(s, "kind: patch", "kind: none\n  requires: \""+file+"\"", 1)
+		return strings.Replace(s, "      output: demo\n", "      output: demo\n  tags: "+tags+"\n", 1)
+	}
+}
 
 // buildtag turns goodLock into a buildtag lock requiring file, with build tags tags.
 func buildtag(file, tags string) func(string) string {

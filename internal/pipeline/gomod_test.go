@@ -153,3 +153,77 @@ func TestBuildGoModRefused(t *testing.T) {
 		})
 	}
 }
+
+// A none lock (runc rc94+, whose cgroupfs driver only joins) builds with
+// no patch and no tag after the pipeline has read the driver; a tree whose
+// driver still activates kmem is refused before the build, naming it.
+func TestBuildGoModFixNone(t *testing.T) {
+	const joins = "package fs\n\ntype MemoryGroup struct{}\n\nfunc (s *MemoryGroup) Apply(path string, pid int) error { return apply(path, pid) }\n"
+	const activates = "package fs\n\ntype MemoryGroup struct{}\n\nfunc (s *MemoryGroup) Apply(path string) error { return EnableKernelMemoryAccounting(path) }\n"
+	for _, tc := range []struct {
+		name, memory string
+		wantErr      error
+	}{
+		{"driver only joins", joins, nil},
+		{"driver activates kmem", activates, pipeline.ErrActivatesKmem},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, l := goModWorld(t, true)
+			// Serve a runc whose driver is tc.memory under another version.
+			m := modfetchtest.Module{Path: "github.com/opencontainers/runc", Version: "v1.0.0-rc95",
+				Files: map[string]string{"go.mod": "module github.com/opencontainers/runc\n", fsDir + "memory.go": tc.memory}}
+			pm := w.proxy.Add(t, m)
+			l.GoMod.Modules[0] = pins.GoModule{Path: m.Path, Version: m.Version, H1: pm.H1, GoModH1: modfetchtest.GoModH1(t, m)}
+			src := w.proxy.Add(t, modfetchtest.Module{Path: "example.com/demo", Version: "v1.0.1", Files: map[string]string{
+				"go.mod":           "module example.com/demo\n\ngo 1.15\n\nrequire (\n\tgithub.com/opencontainers/runc v1.0.0-rc95\n\texample.io/staged v0.0.0\n)\n\nreplace example.io/staged => ./staging/src/example.io/staged\n",
+				"cmd/demo/main.go": "package main\n\nfunc main() {}\n",
+			}})
+			l.Source.Module = src
+			l.Fix = pins.Fix{Kind: pins.FixNone, Requires: "vendor/github.com/opencontainers/runc/" + fsDir + "memory.go"}
+			l.Build.Tags = []string{"seccomp"}
+			data, err := yaml.Marshal(l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			write(t, pins.Path(filepath.Join(w.root, "vendor-pins"), "demo", "v1.0.0"), string(data))
+			write(t, filepath.Join(w.root, "vendor-pins", pins.MatrixFile),
+				"versions:\n  - {project: demo, version: v1.0.0, status: buildable, source: gomod, fix: none}\n")
+			b := &fakeBuilder{}
+			_, err = w.pipeline(b).Build(context.Background(), demo, "v1.0.0")
+			if tc.wantErr == nil {
+				if err != nil || len(b.specs) != 1 || slices.Contains(b.specs[0].Tags, pins.NokmemTag) {
+					t.Fatalf("Build = %v, %d builds, tags %v; want one build without nokmem", err, len(b.specs), b.specs)
+				}
+				return
+			}
+			if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), "demo v1.0.0: fix none") || !strings.Contains(err.Error(), "libcontainer/cgroups/fs") {
+				t.Fatalf("Build = %v, want %v naming the driver", err, tc.wantErr)
+			}
+			if len(b.specs) != 0 {
+				t.Errorf("built %d times despite the refusal", len(b.specs))
+			}
+		})
+	}
+}
+
+// runc prints its commit only when one was stamped: a lock without a known
+// commit wants no commit line, one with a commit wants it.
+func TestRuncVersionWant(t *testing.T) {
+	l := &pins.Lock{Version: "v1.4.4"}
+	if got, want := pipeline.Runc.VersionWant(l, "nokmem.abc"), []string{"runc version 1.4.4+nokmem.abc\n"}; !slices.Equal(got, want) {
+		t.Errorf("without a commit: %q, want %q", got, want)
+	}
+	l.Source.Commit = "4fc53a81"
+	if got := pipeline.Runc.VersionWant(l, "m"); len(got) != 2 || got[1] != "commit: 4fc53a81\n" {
+		t.Errorf("with a commit: %q", got)
+	}
+	out := "runc version 1.4.4+nokmem.abc\nspec: 1.3.0\ngo: go1.26.11\nlibseccomp: 2.5.4\n"
+	c := pipeline.Check{Binary: "runc", VersionArgs: []string{"--version"}, VersionWant: pipeline.Runc.VersionWant(&pins.Lock{Version: "v1.4.4"}, "nokmem.abc")}
+	if err := pipeline.CheckVersionOutput(c, out); err != nil {
+		t.Error(err)
+	}
+	c.VersionWant = pipeline.Runc.VersionWant(&pins.Lock{Version: "v1.4.4"}, "nokmem.def")
+	if err := pipeline.CheckVersionOutput(c, out); err == nil {
+		t.Error("another marker passed")
+	}
+}

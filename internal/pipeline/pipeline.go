@@ -2,7 +2,8 @@
 //
 //	plan (matrix, lock, fix kind, patches, build spec, input stamp)
 //	→ inputs (pinned toolchain, h1-checked source tree)
-//	→ fix (apply the patch series, or check that the tree has kmem_disabled.go for -tags nokmem)
+//	→ fix (apply the patch series, check that the tree has kmem_disabled.go for -tags nokmem,
+//	  or, for fix none, that its cgroupfs driver cannot activate kmem)
 //	→ build → checks (Go version, static ELF, version output) → publish
 //
 // Fetching and building sit behind two small interfaces, Inputs and
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/nokmem/nokmem/internal/gobuild"
+	"github.com/nokmem/nokmem/internal/kmemsrc"
 	"github.com/nokmem/nokmem/internal/patchset"
 	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/publish"
@@ -143,8 +145,8 @@ func (p *Pipeline) BuildEnvPath(project, version string) string {
 
 // Load reads project@version's lock (refused when the matrix marks the
 // version unbuildable) and its patch series, checked against the fix kind:
-// a patch lock needs a non-empty series; a buildtag lock may have none
-// (a missing folder is an empty series) or compatibility patches.
+// a patch lock needs a non-empty series; a buildtag or none lock may have
+// none (a missing folder is an empty series) or compatibility patches.
 func (p *Pipeline) Load(project, version string) (*pins.Lock, *patchset.Set, error) {
 	l, err := pins.Load(p.PinsDir(), project, version)
 	if err != nil {
@@ -153,7 +155,7 @@ func (p *Pipeline) Load(project, version string) (*pins.Lock, *patchset.Set, err
 	dir := p.PatchDir(project, version)
 	set, err := patchset.Load(dir)
 	switch {
-	case err != nil && l.Fix.Kind == pins.FixBuildTag && errors.Is(err, os.ErrNotExist):
+	case err != nil && l.Fix.Kind != pins.FixPatch && errors.Is(err, os.ErrNotExist):
 		set = &patchset.Set{Dir: dir}
 	case err != nil:
 		return nil, nil, fmt.Errorf("%s %s: %w", project, version, err)
@@ -283,15 +285,33 @@ func (p *Pipeline) Tree(ctx context.Context, project, version string) (*pins.Loc
 // kmem_disabled.go that -tags nokmem would select.
 var ErrNoKmemDisabled = errors.New("the nokmem build tag has nothing to select")
 
-// checkFix checks a buildtag lock's tree: without kmem_disabled.go the tag
-// selects nothing and the binary would still activate kmem.
+// ErrActivatesKmem is returned for a none lock whose cgroupfs driver can
+// activate kmem after all.
+var ErrActivatesKmem = errors.New("the cgroupfs driver can activate kmem")
+
+// checkFix checks the tree against the lock's fix: a buildtag lock needs
+// kmem_disabled.go (without it the tag selects nothing and the binary would
+// still activate kmem); a none lock's cgroupfs driver (the package of
+// fix.requires) must neither call EnableKernelMemoryAccounting from
+// MemoryGroup.Apply nor declare it.
 func checkFix(l *pins.Lock, tree srctree.Tree) error {
-	if l.Fix.Kind != pins.FixBuildTag {
+	if l.Fix.Kind == pins.FixPatch {
 		return nil
 	}
 	f, err := srctree.File(l, tree, l.Fix.Requires)
 	if err != nil {
-		return fmt.Errorf("%s %s: fix %s: %w", l.Project, l.Version, pins.FixBuildTag, err)
+		return fmt.Errorf("%s %s: fix %s: %w", l.Project, l.Version, l.Fix.Kind, err)
+	}
+	if l.Fix.Kind == pins.FixNone {
+		rep, err := kmemsrc.Read(filepath.Dir(f))
+		if err != nil {
+			return fmt.Errorf("%s %s: fix %s: %w", l.Project, l.Version, pins.FixNone, err)
+		}
+		if rep.Activates() {
+			return fmt.Errorf("%s %s: fix %s: %w: %s (MemoryGroup.Apply calls %s: %v; declared in %v); this tree needs fix: buildtag or patch",
+				l.Project, l.Version, pins.FixNone, ErrActivatesKmem, filepath.Dir(f), kmemsrc.Enabler, rep.ApplyCalls, rep.Declared)
+		}
+		return nil
 	}
 	if _, err := os.Stat(f); err != nil {
 		return fmt.Errorf("%s %s: fix %s: %w: %v (this tree needs fix: patch)", l.Project, l.Version, pins.FixBuildTag, ErrNoKmemDisabled, err)

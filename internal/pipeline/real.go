@@ -98,11 +98,17 @@ var Kubelet = Project{
 }
 
 // Runc is the runc project: `runc --version` shows the version without
-// its leading v plus the marker, and the commit, as upstream's Makefile stamps them.
+// its leading v plus the marker, and the commit, as upstream's Makefile
+// stamps them (no commit line when the lock's commit is not known: runc
+// prints none for an empty main.gitCommit).
 var Runc = Project{
 	Name:        "runc",
 	VersionArgs: []string{"--version"},
 	VersionWant: func(l *pins.Lock, marker string) []string {
-		return []string{"runc version " + strings.TrimPrefix(l.Version, "v") + "+" + marker + "\n", "commit: " + l.Source.Commit + "\n"}
+		want := []string{"runc version " + strings.TrimPrefix(l.Version, "v") + "+" + marker + "\n"}
+		if l.Source.Commit != "" {
+			want = append(want, "commit: "+l.Source.Commit+"\n")
+		}
+		return want
 	},
 }

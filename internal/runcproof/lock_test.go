@@ -75,3 +75,47 @@ func TestLockAndPatches(t *testing.T) {
 		t.Errorf("%s: EnableKernelMemoryAccounting calls %v, want %v (unguarded before, guarded by a kernel memory limit after)", set.Patches[0].Name, calls, want)
 	}
 }
+
+// TestMaintainedLock checks the default runc's lock: runc v1.4.4 from the
+// module proxy, fix none naming the cgroupfs driver of
+// github.com/opencontainers/cgroups (runc 1.3+ keeps its drivers there),
+// upstream's static build tags, the marker in main.extraVersion, and no
+// patch series.
+func TestMaintainedLock(t *testing.T) {
+	l, err := pins.Load("../../vendor-pins", "runc", maintainedVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := pins.LoadMatrix("../../vendor-pins")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cgroups := l.GoMod.Module("github.com/opencontainers/cgroups", "v0.1.0")
+	checks := []struct {
+		name string
+		ok   bool
+	}{
+		{"the matrix default", m.Default("runc") == maintainedVersion && !m.Entry("runc", maintainedVersion).Vulnerable},
+		{"source", l.Source.String() == "github.com/opencontainers/runc@v1.4.4" && l.Source.H1 == "h1:mvhKTP28W0+S2JQ6RCZXRJzwvaipR4pQl81n5xBnGbA=" && l.Source.Kind == pins.SourceGoMod},
+		{"fix none on the cgroups module's driver", l.Fix == pins.Fix{Kind: pins.FixNone, Requires: "vendor/github.com/opencontainers/cgroups/fs/memory.go"}},
+		{"cgroups v0.1.0 in the graph with its zip", cgroups != nil && cgroups.H1 == "h1:6W05KiDvgj1yi/6D13SJCvYx8TAESz67szvHPxhfcrs="},
+		{"upstream's tags, no nokmem", slices.Equal(l.Build.Tags, []string{"seccomp", "urfave_cli_no_docs"})},
+		{"cgo static", l.Build.CGO && l.Build.Static},
+		{"marker in extraVersion", slices.Contains(l.Build.LDFlagsX, "main.extraVersion=+{{.Marker}}")},
+		{"toolchain", l.Toolchain.String() == "golang.org/toolchain@v0.0.1-go1.26.11.linux-amd64"},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("%s: not as expected", c.name)
+		}
+	}
+	if _, err := patchset.Load("../../patches/runc/" + maintainedVersion); err == nil {
+		t.Errorf("patches/runc/%s exists: fix none takes no patch", maintainedVersion)
+	}
+	// Every runc before rc95 is marked vulnerable.
+	for _, e := range m.Versions {
+		if e.Project == "runc" && e.Version != maintainedVersion && !e.Vulnerable {
+			t.Errorf("runc %s is not marked vulnerable", e.Version)
+		}
+	}
+}

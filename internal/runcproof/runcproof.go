@@ -150,25 +150,36 @@ func (tr *Trace) Wait() ([]Write, error) {
 	if cerr != nil {
 		return nil, fmt.Errorf("trace output: %w", cerr)
 	}
+	return tr.Writes(KmemLimitFile)
+}
+
+// Writes returns the writes the traced processes made to files named file
+// (e.g. memory.limit_in_bytes: a proof that sees those sees kmem writes
+// too), in order. Call it after Wait.
+func (tr *Trace) Writes(file string) ([]Write, error) {
 	f, err := os.Open(tr.log)
 	if err != nil {
 		return nil, fmt.Errorf("read strace log: %w", err)
 	}
 	defer f.Close()
-	return KmemWrites(f)
+	return FileWrites(f, file)
 }
 
 // writeLine matches strace -y output such as
 // `1234 write(7</sys/fs/cgroup/memory/x/memory.kmem.limit_in_bytes>, "-1", 2) = 2`.
-var writeLine = regexp.MustCompile(`write\(\d+<([^>]*/` + regexp.QuoteMeta(KmemLimitFile) + `)>, ("(?:[^"\\]|\\.)*")`)
+var writeLine = regexp.MustCompile(`write\(\d+<([^>]*)>, ("(?:[^"\\]|\\.)*")`)
 
 // KmemWrites parses an strace -y log and returns the writes to kmem limit files, in order.
-func KmemWrites(r io.Reader) ([]Write, error) {
+func KmemWrites(r io.Reader) ([]Write, error) { return FileWrites(r, KmemLimitFile) }
+
+// FileWrites parses an strace -y log and returns the writes to files named
+// file (in any directory), in order.
+func FileWrites(r io.Reader, file string) ([]Write, error) {
 	var ws []Write
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		m := writeLine.FindStringSubmatch(sc.Text())
-		if m == nil {
+		if m == nil || filepath.Base(m[1]) != file {
 			continue
 		}
 		v, err := strconv.Unquote(m[2])

@@ -18,12 +18,18 @@ import (
 	"github.com/nokmem/nokmem/internal/testenv"
 )
 
-// Where the build puts the two binaries, seen from this package. The
-// environment variables override them (for a build elsewhere).
+// Where the build puts the binaries, seen from this package: the default
+// (maintained) runc, and rc5 patched and unpatched, whose proof shows that
+// the check fails for a runc that activates kmem. The environment
+// variables override them (for a build elsewhere).
 var (
-	patchedRunc   = binPath("NOKMEM_RUNC", "../../_output/runc/v1.0.0-rc5/runc")
-	unpatchedRunc = binPath("NOKMEM_RUNC_UNPATCHED", "../../_build/runc/v1.0.0-rc5-unpatched/runc")
+	maintainedRunc = binPath("NOKMEM_RUNC_MAINTAINED", "../../_output/runc/"+maintainedVersion+"/runc")
+	patchedRunc    = binPath("NOKMEM_RUNC", "../../_output/runc/v1.0.0-rc5/runc")
+	unpatchedRunc  = binPath("NOKMEM_RUNC_UNPATCHED", "../../_build/runc/v1.0.0-rc5-unpatched/runc")
 )
+
+// maintainedVersion is the default runc of vendor-pins/matrix.yaml.
+const maintainedVersion = "v1.4.4"
 
 const busybox = "/bin/busybox" // Debian's busybox-static
 
@@ -61,6 +67,10 @@ func TestKmemWrites(t *testing.T) {
 	if want := []string{"1", "-1", "33554432"}; !slices.Equal(values, want) {
 		t.Fatalf("values %q, want %q", values, want)
 	}
+	limits, err := FileWrites(strings.NewReader(log), "memory.limit_in_bytes")
+	if err != nil || len(limits) != 1 || limits[0].Value != "67108864" {
+		t.Fatalf("memory.limit_in_bytes writes %+v (%v), want the one 67108864", limits, err)
+	}
 }
 
 // TestKmemActivation creates containers with a memory limit in a scratch
@@ -92,7 +102,7 @@ func TestKmemActivation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			checkVersion(t, tt.runc, tt.runc == patchedRunc)
+			checkVersion(t, tt.runc, "1.0.0-rc5", "4fc53a81fb7c994640722ac585fa9ca548971871", tt.runc == patchedRunc)
 
 			scratch := scratchCgroup(t)
 			stateRoot := filepath.Join(t.TempDir(), "state")
@@ -160,6 +170,107 @@ func TestKmemActivation(t *testing.T) {
 	}
 }
 
+// TestMaintainedRuncNeverWritesKmem runs real containers with the default
+// runc under strace (create, start, update while running, delete) in a
+// scratch cgroup, with a memory limit and with an explicit kernel memory
+// limit too: it never writes memory.kmem.limit_in_bytes (runc rc94+ has
+// no kmem writer, and ignores linux.resources.memory.kernel), while the
+// same traces do see its writes to memory.limit_in_bytes, so a kmem write
+// could not hide. The same check run on unpatched rc5 sees its activation
+// ("1", "-1"): the proof can fail.
+func TestMaintainedRuncNeverWritesKmem(t *testing.T) {
+	testenv.RequireCgroupV1Memory(t)
+	strace := testenv.RequireCommand(t, "strace")
+	testenv.RequireFile(t, "busybox-static", busybox)
+	testenv.RequireFile(t, "runc "+maintainedVersion+" (go tool mage runc:build "+maintainedVersion+")", maintainedRunc)
+	checkVersion(t, maintainedRunc, strings.TrimPrefix(maintainedVersion, "v"), "", true)
+
+	for _, kernelLimit := range []int64{0, 32 << 20} {
+		t.Run("kernel limit "+strconv.FormatInt(kernelLimit, 10), func(t *testing.T) {
+			for step, kmem := range traceLifecycle(t, strace, maintainedRunc, kernelLimit) {
+				if len(kmem) != 0 {
+					t.Errorf("runc %s %s wrote %s: %+v", maintainedVersion, step, KmemLimitFile, kmem)
+				}
+			}
+		})
+	}
+	t.Run("the check sees unpatched rc5's activation", func(t *testing.T) {
+		testenv.RequireFile(t, "unpatched runc (go tool mage runc:build v1.0.0-rc5)", unpatchedRunc)
+		kmem := traceLifecycle(t, strace, unpatchedRunc, 0)["create"]
+		if len(kmem) < 2 || kmem[0].Value != "1" || kmem[1].Value != "-1" {
+			t.Errorf("unpatched rc5 create: kmem writes %+v, want the activation \"1\", \"-1\"", kmem)
+		}
+	})
+}
+
+// traceLifecycle runs one container (sleep 3, a 64 MiB memory limit, and
+// kernelLimit when not 0) through create and update --memory 96M
+// --kernel-memory 48M, each under strace, then start, stop and delete, and
+// returns each traced step's writes to memory.kmem.limit_in_bytes. It fails
+// the test if a trace misses the step's write to memory.limit_in_bytes.
+func traceLifecycle(t *testing.T, strace, runc string, kernelLimit int64) map[string][]Write {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	scratch := scratchCgroup(t)
+	stateRoot := filepath.Join(t.TempDir(), "state")
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	id := "nokmem-proof-" + filepath.Base(scratch)
+	spec := Spec{CgroupsPath: "/" + filepath.Base(scratch) + "/ctr", MemoryLimit: 64 << 20, KernelLimit: kernelLimit, Args: []string{"sleep", "3"}}
+	if err := Bundle(ctx, runc, busybox, bundle, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { forceDelete(t, runc, stateRoot, id) })
+	create, err := StartTraced(ctx, strace, t.TempDir(), runc, "--root", stateRoot, "create", "--bundle", bundle, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, runc, stateRoot, id, "created")
+	ctr := filepath.Join(scratch, "ctr")
+	assertFile(t, filepath.Join(ctr, "memory.limit_in_bytes"), strconv.Itoa(64<<20))
+	run(t, runc, "--root", stateRoot, "start", id)
+	waitStatus(t, runc, stateRoot, id, "running")
+	update, err := StartTraced(ctx, strace, t.TempDir(), runc, "--root", stateRoot, "update", "--memory", strconv.Itoa(96<<20), "--kernel-memory", strconv.Itoa(48<<20), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]Write{}
+	for _, step := range []struct {
+		name  string
+		tr    *Trace
+		limit string
+	}{{"update", update, strconv.Itoa(96 << 20)}, {"create", create, strconv.Itoa(64 << 20)}} {
+		kmem, err := step.tr.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		limits, err := step.tr.Writes("memory.limit_in_bytes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		limitFile := filepath.Join(ctr, "memory.limit_in_bytes")
+		if !slices.ContainsFunc(limits, func(w Write) bool { return w.Path == limitFile && w.Value == step.limit }) {
+			t.Errorf("runc %s: the trace shows no write of %s to %s (writes %+v): it would not show a kmem write either", step.name, step.limit, limitFile, limits)
+		}
+		t.Logf("runc %s: writes to %s %q, %d to memory.limit_in_bytes", step.name, KmemLimitFile, values(kmem), len(limits))
+		out[step.name] = kmem
+	}
+	waitStatus(t, runc, stateRoot, id, "stopped")
+	run(t, runc, "--root", stateRoot, "delete", id)
+	if _, err := os.Stat(ctr); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("runc delete left cgroup %s behind (%v)", ctr, err)
+	}
+	return out
+}
+
+func values(ws []Write) []string {
+	var vs []string
+	for _, w := range ws {
+		vs = append(vs, w.Value)
+	}
+	return vs
+}
+
 // waitStatus polls `runc state` until the container has the status.
 func waitStatus(t *testing.T, runc, stateRoot, id, status string) {
 	t.Helper()
@@ -183,20 +294,21 @@ func waitStatus(t *testing.T, runc, stateRoot, id, status string) {
 	t.Fatalf("container %s: status %q, want %q", id, last, status)
 }
 
-// checkVersion makes sure each slot holds the right build: the patched one
-// carries the patch-set marker in its version, the unpatched one does not.
-func checkVersion(t *testing.T, runc string, patched bool) {
+// checkVersion makes sure each slot holds the right build: runc version
+// (without v) at commit ("" when the build stamps none), with the
+// patch-set marker exactly when marker is set.
+func checkVersion(t *testing.T, runc, version, commit string, marker bool) {
 	t.Helper()
 	out, err := exec.Command(runc, "--version").CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s --version: %v: %s", runc, err, out)
 	}
 	v := string(out)
-	if !strings.Contains(v, "runc version 1.0.0-rc5") || !strings.Contains(v, "commit: 4fc53a81fb7c994640722ac585fa9ca548971871") {
-		t.Fatalf("%s is not runc 1.0.0-rc5 at 4fc53a81: %s", runc, v)
+	if !strings.HasPrefix(v, "runc version "+version+"\n") && !strings.HasPrefix(v, "runc version "+version+"+") || commit != "" && !strings.Contains(v, "commit: "+commit) {
+		t.Fatalf("%s is not runc %s at %q: %s", runc, version, commit, v)
 	}
-	if got := strings.Contains(v, "+nokmem."); got != patched {
-		t.Fatalf("%s: patch-set marker present=%v, want %v: %s", runc, got, patched, v)
+	if got := strings.Contains(v, "+nokmem."); got != marker {
+		t.Fatalf("%s: patch-set marker present=%v, want %v: %s", runc, got, marker, v)
 	}
 }
 

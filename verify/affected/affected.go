@@ -29,10 +29,14 @@ const (
 	Unknown    = "unknown"
 )
 
-// Fix kinds (as in vendor-pins/matrix.yaml).
+// Fix kinds (as in vendor-pins/matrix.yaml). FixNone marks a matrix runc
+// that needs no fix (its cgroupfs driver never activates kmem): the
+// maintained runc every bundle ships by default, and the fix offered for
+// every affected runc (docs/runc.md).
 const (
 	FixPatch    = "patch"
 	FixBuildTag = "buildtag"
+	FixNone     = "none"
 )
 
 // Projects (as in vendor-pins/matrix.yaml).
@@ -308,6 +312,12 @@ func classifyRunc(m *Matrix, v Version) Finding {
 		f.Proven = true
 		f.Reason += " (nokmem's kmem proof of this version)"
 	}
+	if r := m.maintainedRunc(); r != nil {
+		// The maintained runc fixes kmem for every affected runc, without
+		// the old releases' known container escapes.
+		m.offer(&f, r)
+		return f
+	}
 	if exact != nil {
 		m.fixExact(&f, exact)
 		return f
@@ -371,8 +381,16 @@ func (m *Matrix) fix(f *Finding, project string, match func(Entry) bool, cmp fun
 // whose kubelet is the node's (verify install refuses another minor).
 func (m *Matrix) offer(f *Finding, e *Entry) {
 	f.FixVersion, f.FixStatus = e.Version, e.Status
+	bundles := m.Bundles
+	if r := m.maintainedRunc(); r != nil && e.Project == Kubernetes {
+		// A kubelet comes with the maintained runc where a bundle pairs them.
+		with := slices.DeleteFunc(slices.Clone(bundles), func(b Bundle) bool { return b.Kubelet != e.Version || b.Runc != r.Version })
+		if len(with) > 0 {
+			bundles = with
+		}
+	}
 	var names []string
-	for _, b := range m.Bundles {
+	for _, b := range bundles {
 		if e.Project == Kubernetes && b.Kubelet == e.Version || e.Project == Runc && b.Runc == e.Version {
 			names = append(names, b.Name())
 			f.Bundles = append(f.Bundles, b)
@@ -409,6 +427,18 @@ func (f *Finding) PreferKubelet(kubelet string) {
 			return
 		}
 	}
+}
+
+// maintainedRunc is the matrix's buildable runc with fix none (the newest
+// if several), nil when there is none.
+func (m *Matrix) maintainedRunc() *Entry {
+	var best *Entry
+	for i := range m.Versions {
+		if e := &m.Versions[i]; e.Project == Runc && e.Status == StatusBuildable && e.Fix == FixNone && (best == nil || compareRunc(e.Version, best.Version) > 0) {
+			best = e
+		}
+	}
+	return best
 }
 
 func (m *Matrix) entry(project, version string) *Entry {

@@ -51,7 +51,7 @@ func TestKnowledgeAgreesWithMatrix(t *testing.T) {
 				t.Errorf("%s %s: matrix says unaffected, knowledge.go says fix %s", e.Project, e.Version, fix)
 			}
 		case StatusBuildable, StatusPlanned:
-			if fix != e.Fix {
+			if want := e.Fix; fix != want && !(want == FixNone && fix == "") { // none: a runc that needs no fix
 				t.Errorf("%s %s: matrix says fix %s, knowledge.go says %q", e.Project, e.Version, e.Fix, fix)
 			}
 		}
