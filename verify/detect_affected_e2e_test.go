@@ -28,7 +28,7 @@ func versionScript(out string) string {
 // counts them in nokmem_binary_vulnerabilities.
 func TestDetectStockVersions(t *testing.T) {
 	const (
-		runc143  = "runc version 1.4.3\nspec: 1.2.1" // no known vulnerability in the pinned database
+		runc144  = "runc version 1.4.4\nspec: 1.2.1" // no known vulnerability in the pinned database
 		kube122  = "Kubernetes v1.22.0"
 		docker06 = "runc version 1.0.0-rc5+dev\ncommit: 69663f0bd4b60df09991c08812a60108003fa340\nspec: 1.0.0"
 	)
@@ -50,16 +50,16 @@ func TestDetectStockVersions(t *testing.T) {
 			[]string{"kubelet stock, ", "runc stock, runc "},
 			`nokmem_binary_affected{fix="nokmem-v1.12.4-v1.4.4",name="kubelet",verdict="affected",version="v1.12.4"} 1`,
 			map[string]string{"kubelet": "affected", "runc": "affected"}, "nokmem-v1.12.4-v1.4.4", ""},
-		{"v1.22 + runc 1.4.3", memcgsim.RHEL78, map[string]string{"kubelet": kube122, "runc": runc143}, 0,
-			[]string{"  upstream:        unaffected: kubelet v1.22.0 vendors runc v1.0.1 or later", "  upstream:        unaffected: runc v1.4.3", "verdict:           healthy (exit 0)"},
+		{"v1.22 + runc 1.4.4", memcgsim.RHEL78, map[string]string{"kubelet": kube122, "runc": runc144}, 0,
+			[]string{"  upstream:        unaffected: kubelet v1.22.0 vendors runc v1.0.1 or later", "  upstream:        unaffected: runc v1.4.4", "verdict:           healthy (exit 0)"},
 			[]string{"OK: ", "no affected builds"},
-			`nokmem_binary_affected{fix="",name="runc",verdict="unaffected",version="v1.4.3"} 0`,
+			`nokmem_binary_affected{fix="",name="runc",verdict="unaffected",version="v1.4.4"} 0`,
 			map[string]string{"kubelet": "unaffected", "runc": "unaffected"}, "", ""},
-		{"kubelet v1.21.1", memcgsim.RHEL78, map[string]string{"kubelet": "Kubernetes v1.21.1", "runc": runc143}, 1,
+		{"kubelet v1.21.1", memcgsim.RHEL78, map[string]string{"kubelet": "Kubernetes v1.21.1", "runc": runc144}, 1,
 			[]string{"affected: kubelet v1.21.1 vendors runc v1.0.0-rc93", "fix:             no nokmem version of kubelet v1.21 in the matrix yet"},
 			[]string{"kubelet stock"}, `nokmem_binary_affected{fix="",name="kubelet",verdict="affected",version="v1.21.1"} 1`,
 			map[string]string{"kubelet": "affected", "runc": "unaffected"}, "", ""},
-		{"kubelet v1.21.2", memcgsim.RHEL78, map[string]string{"kubelet": "Kubernetes v1.21.2", "runc": runc143}, 0,
+		{"kubelet v1.21.2", memcgsim.RHEL78, map[string]string{"kubelet": "Kubernetes v1.21.2", "runc": runc144}, 0,
 			[]string{"unaffected: kubelet v1.21.2: vendors runc rc95"}, []string{"no affected builds"},
 			`nokmem_binary_affected{fix="",name="kubelet",verdict="unaffected",version="v1.21.2"} 0`,
 			map[string]string{"kubelet": "unaffected", "runc": "unaffected"}, "", ""},
@@ -76,7 +76,7 @@ func TestDetectStockVersions(t *testing.T) {
 				"fix:             install the bundle whose kubelet is the node's: nokmem-v1.12.4-v1.4.4, nokmem-v1.12.8-v1.4.4"},
 			[]string{"docker-runc stock"}, `nokmem_binary_affected{fix="nokmem-v1.12.4-v1.4.4",name="docker-runc",verdict="affected",version="v1.0.0-rc5"} 1`,
 			map[string]string{"kubelet": "unaffected", "docker-runc": "affected"}, "nokmem-v1.12.4-v1.4.4", ""},
-		{"unrecognised kubelet", memcgsim.RHEL78, map[string]string{"kubelet": "my kubelet", "runc": runc143}, 1,
+		{"unrecognised kubelet", memcgsim.RHEL78, map[string]string{"kubelet": "my kubelet", "runc": runc144}, 1,
 			[]string{`unknown (unrecognised version output "my kubelet")`}, []string{"kubelet unknown"},
 			`nokmem_binary_affected{fix="",name="kubelet",verdict="unknown",version=""} 1`,
 			map[string]string{"kubelet": "unknown", "runc": "unaffected"}, "", ""},
@@ -89,20 +89,20 @@ func TestDetectStockVersions(t *testing.T) {
 			[]string{"kubelet stock", "docker-runc stock"},
 			`nokmem_binary_affected{fix="nokmem-v1.13.12-v1.4.4",name="docker-runc",verdict="affected",version="v1.0.0-rc5"} 1`,
 			map[string]string{"kubelet": "affected", "docker-runc": "affected"}, "nokmem-v1.13.12-v1.4.4", ""},
-		{"affected on a modern kernel", memcgsim.Modern, map[string]string{"kubelet": "Kubernetes v1.12.4", "runc": runc143}, 0,
+		{"affected on a modern kernel", memcgsim.Modern, map[string]string{"kubelet": "Kubernetes v1.12.4", "runc": runc144}, 0,
 			[]string{"affected: kubelet v1.12.4", "verdict:           healthy (exit 0)"}, []string{"OK: kernel 6.18.44"},
 			`nokmem_binary_affected{fix="nokmem-v1.12.4-v1.4.4",name="kubelet",verdict="affected",version="v1.12.4"} 1`,
 			map[string]string{"kubelet": "affected", "runc": "unaffected"}, "nokmem-v1.12.4-v1.4.4", ""},
 		{"stock rc5 on a modern kernel: its CVEs", memcgsim.Modern, map[string]string{"kubelet": kube122, "runc": "runc version 1.0.0-rc5\ncommit: 4fc53a81fb7c994640722ac585fa9ca548971871\nspec: 1.0.0"}, 1,
 			[]string{"  vulnerability:   NOKMEM-2019-0001 CVE-2019-5736 fixed in v1.0.0-rc7: Container breakout by overwriting the host runc binary",
-				"  vulnerability:   fix: replace it with the maintained runc of a nokmem bundle (verify install --bundle), or any runc v1.3.6+",
+				"  vulnerability:   fix: replace it with the maintained runc of a nokmem bundle (verify install --bundle), or any runc v1.3.7+",
 				"PROBLEM:           runc at ", "CVE-2019-5736", "verdict:           problem found (exit 1)"},
-			[]string{"runc 13 CVEs"},
-			`nokmem_binary_vulnerabilities{name="runc",path="RUNC",version="v1.0.0-rc5"} 13`,
+			[]string{"runc 14 CVEs"},
+			`nokmem_binary_vulnerabilities{name="runc",path="RUNC",version="v1.0.0-rc5"} 14`,
 			map[string]string{"kubelet": "unaffected", "runc": "affected"}, "nokmem-v1.12.4-v1.4.4", ""},
 		{"Docker CE 18.06.3's docker-runc carries the CVE-2019-5736 fix", memcgsim.Modern, map[string]string{"kubelet": kube122, "docker-runc": "runc version 1.0.0-rc5+dev\ncommit: a592beb5bc4c4092b1b1bac971afed27687340c5\nspec: 1.0.0"}, 1,
-			[]string{"PROBLEM:           docker-runc at "}, []string{"docker-runc 12 CVEs"},
-			`nokmem_binary_vulnerabilities{name="docker-runc",path="DOCKER-RUNC",version="v1.0.0-rc5"} 12`,
+			[]string{"PROBLEM:           docker-runc at "}, []string{"docker-runc 13 CVEs"},
+			`nokmem_binary_vulnerabilities{name="docker-runc",path="DOCKER-RUNC",version="v1.0.0-rc5"} 13`,
 			map[string]string{"kubelet": "unaffected", "docker-runc": "affected"}, "nokmem-v1.12.4-v1.4.4", ""},
 	}
 	for _, tt := range tests {

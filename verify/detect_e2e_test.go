@@ -166,7 +166,7 @@ func TestDetectLeftovers(t *testing.T) {
 	n := newNode(t, memcgsim.Modern)
 	n.kubelet("kubepods", 0)
 	// A runc without known vulnerabilities: the stock rc5 would be a problem.
-	n.write("bin/runc", versionScript("runc version 1.4.3"), 0o755)
+	n.write("bin/runc", versionScript("runc version 1.4.4"), 0o755)
 	args := append([]string{"detect"}, n.detectArgs()...)
 	if _, stderr, code := n.verify(args...); code != 0 {
 		t.Fatalf("clean modern node: exit %d, want 0 (healthy)\n%s", code, stderr)
@@ -214,7 +214,7 @@ func TestDetectExitCodes(t *testing.T) {
 		{"modern, stock builds", memcgsim.Modern, func(n *node) { n.kubelet("kubepods", 1) }, 0},
 		{"release contradicts the root", memcgsim.Modern, func(n *node) {
 			n.write("osrelease", "3.10.0-1127.el7.x86_64\n", 0o644)
-			n.write("bin/runc", versionScript("runc version 1.4.3"), 0o755) // rc5's CVEs would be a problem
+			n.write("bin/runc", versionScript("runc version 1.4.4"), 0o755) // rc5's CVEs would be a problem
 		}, 2},
 	}
 	for _, tt := range tests {
@@ -237,7 +237,7 @@ func TestDetectExitCodes(t *testing.T) {
 // fails with EBUSY": a full ID space is reported as exhausted at N.
 func TestProbeIDsFullIDSpace(t *testing.T) {
 	n := newNode(t, memcgsim.Modern)
-	n.write("bin/runc", versionScript("runc version 1.4.3"), 0o755) // rc5's CVEs would make detect exit 1
+	n.write("bin/runc", versionScript("runc version 1.4.4"), 0o755) // rc5's CVEs would make detect exit 1
 	const free = 5
 	n.sim.LimitIDs(n.sim.IDsInUse() + free)
 	n.sim.SetHook(func(op memcgsim.Op) error {

@@ -148,12 +148,12 @@ func account(t *testing.T, db *vulndb.DB, sbomPath string) *vulndb.Account {
 
 // TestPinnedDatabase: the pinned database has the runc and kubelet
 // records: 18 reports for runc, one withdrawn (GO-2025-3543), plus the
-// supplement's CVE-2019-5736; 45 for k8s.io/kubernetes, one withdrawn
+// supplement's CVE-2019-5736 and CVE-2026-119101; 45 for k8s.io/kubernetes, one withdrawn
 // (GO-2022-0617).
 func TestPinnedDatabase(t *testing.T) {
 	db := pinned(t)
-	if n := len(db.Records(vulndb.RuncModule)); n != 18 {
-		t.Errorf("%d runc records, want 18", n)
+	if n := len(db.Records(vulndb.RuncModule)); n != 19 {
+		t.Errorf("%d runc records, want 19", n)
 	}
 	if n := len(db.Records(vulndb.KubeletModule)); n != 44 {
 		t.Errorf("%d kubernetes records, want 44", n)

@@ -87,7 +87,8 @@ func CompareVuln(project, a, b string) int { return vulnorder.Compare(project ==
 
 // CleanVersions are, per release line (major.minor), the first release of
 // project that fixes a known vulnerability and has none left: the versions
-// to upgrade to (runc: v1.3.6, v1.4.3 with the pinned database).
+// to upgrade to (runc: v1.3.7, v1.4.4 with the pinned database and the
+// supplement).
 func CleanVersions(project string) []string {
 	best := map[string]string{}
 	for _, r := range generatedVulns {

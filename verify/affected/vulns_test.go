@@ -25,13 +25,13 @@ func TestVulnerabilities(t *testing.T) {
 		v    Version
 		want int
 	}{
-		{Version{Project: Runc, Version: "v1.0.0-rc5"}, 13},
-		{Version{Project: Runc, Version: "v1.0.0-rc5", Commit: "a592beb5"}, 12},
-		{Version{Project: Runc, Version: "v1.0.0-rc10"}, 10},
-		{Version{Project: Runc, Version: "v1.0.0-rc93"}, 10},
-		{Version{Project: Runc, Version: "v1.1.12"}, 5},
-		{Version{Project: Runc, Version: "v1.3.6"}, 0},
-		{Version{Project: Runc, Version: "v1.4.2"}, 1},
+		{Version{Project: Runc, Version: "v1.0.0-rc5"}, 14},
+		{Version{Project: Runc, Version: "v1.0.0-rc5", Commit: "a592beb5"}, 13},
+		{Version{Project: Runc, Version: "v1.0.0-rc10"}, 11},
+		{Version{Project: Runc, Version: "v1.0.0-rc93"}, 11},
+		{Version{Project: Runc, Version: "v1.1.12"}, 6},
+		{Version{Project: Runc, Version: "v1.3.6"}, 1},
+		{Version{Project: Runc, Version: "v1.4.2"}, 2},
 		{Version{Project: Runc, Version: "v1.4.4"}, 0},
 	} {
 		if got := OpenCount(c.v); got != c.want {
@@ -92,6 +92,8 @@ func TestVulnerabilitiesNamed(t *testing.T) {
 		{"rc10 has CVE-2021-30465", rc10["CVE-2021-30465"], true},
 		{"kubelet v1.12.4 has no CVE-2019-11245 (introduced in 1.13)", kubelet["CVE-2019-11245"], false},
 		{"kubelet v1.12.4 has GO-2021-0066", kubelet["GO-2021-0066"], true},
+		{"v1.3.6 has CVE-2026-119101 (supplement)", ids(Vulnerabilities(Version{Project: Runc, Version: "v1.3.6"}))["CVE-2026-119101"], true},
+		{"v1.4.4 has no CVE-2026-119101", ids(Vulnerabilities(Version{Project: Runc, Version: "v1.4.4"}))["CVE-2026-119101"], false},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: %v, want %v", c.what, c.got, c.want)

@@ -441,7 +441,7 @@ func TestIdentifyUpstream(t *testing.T) {
 		{"kubelet", "hello", detect.KindUnknown, "unknown", true, false},
 		{"runc", "runc version 1.0.0-rc93\ncommit: 12644e614e25b05da6fd08a38ffa0cfe1903fdec", detect.KindStock, "affected", true, true},
 		{"runc", "runc version 1.0.0-rc95\ncommit: b9ee9c6314599f1b4a7f497e1f1f856fe433d3b7", detect.KindStock, "unaffected", false, true},
-		{"runc", "runc version 1.4.3", detect.KindStock, "unaffected", false, false},
+		{"runc", "runc version 1.4.4", detect.KindStock, "unaffected", false, false},
 		{"runc", "runc version 1.0.0-rc5+nokmem.1bb862bb7552", detect.KindNokmem, detect.KindNokmem, false, true},
 		{"docker-runc", "runc version 1.0.0-rc5+dev\ncommit: 69663f0bd4b60df09991c08812a60108003fa340\nspec: 1.0.0", detect.KindStock, "affected", true, true},
 	}

@@ -12,7 +12,7 @@ import (
 // TestIdentifyVulns: Identify attaches the known vulnerabilities of a
 // binary's version and commit: a stock rc5 has CVE-2019-5736 (the
 // supplement) and names the fix, Docker CE 18.06.3's a592beb5 carries that
-// fix, a nokmem rc5 build carries rc5's list, runc 1.4.3 has none, an
+// fix, a nokmem rc5 build carries rc5's list, runc 1.4.4 has none, an
 // unrecognised binary has no count; the JSON report carries them.
 func TestIdentifyVulns(t *testing.T) {
 	testenv.RequireCommand(t, "sh")
@@ -25,7 +25,7 @@ func TestIdentifyVulns(t *testing.T) {
 		{"runc", "runc version 1.0.0-rc5\ncommit: 4fc53a81fb7c994640722ac585fa9ca548971871", "v1.0.0-rc5", "CVE-2019-5736", "", false, false},
 		{"docker-runc", "runc version 1.0.0-rc5+dev\ncommit: a592beb5bc4c4092b1b1bac971afed27687340c5\nspec: 1.0.0", "v1.0.0-rc5", "CVE-2021-30465", "CVE-2019-5736", false, false},
 		{"runc", "runc version 1.0.0-rc5+nokmem.1bb862bb7552\ncommit: 4fc53a81", "v1.0.0-rc5", "CVE-2019-5736", "", false, false},
-		{"runc", "runc version 1.4.3", "v1.4.3", "", "", true, false},
+		{"runc", "runc version 1.4.4", "v1.4.4", "", "", true, false},
 		{"kubelet", "Kubernetes v1.12.4", "v1.12.4", "CVE-2024-10220", "", false, false},
 		{"runc", "not a runc", "", "", "", true, true},
 	} {
