@@ -2,7 +2,11 @@ package runcreplay
 
 import (
 	"context"
+	"encoding/json"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -128,5 +132,73 @@ func TestReplayFails(t *testing.T) {
 			}
 			t.Logf("caught: %v", err)
 		})
+	}
+}
+
+// flagLiteral matches the flags go-runc's runc.go writes as string literals.
+var flagLiteral = regexp.MustCompile(`"(--?[a-z][a-z-]*(?:=[a-z]*)?)"`)
+
+// notReplayed are go-runc flags that no engine passes (see the data file).
+var notReplayed = []string{"--rootless="}
+
+// TestArgSetsMatchGoRunc checks the pinned sets against go-runc's source,
+// for the versions the Go module proxy serves: the module's h1 is the
+// pinned one, every flag literal of its runc.go is in the set (or listed
+// as not replayed), and every flag of the set is one runc.go writes.
+func TestArgSetsMatchGoRunc(t *testing.T) {
+	f, err := Load(argsets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goCmd := testenv.RequireCommand(t, "go")
+	checked := 0
+	for _, set := range f.GoRunc {
+		if set.H1 == "" {
+			continue
+		}
+		checked++
+		cmd := exec.Command(goCmd, "mod", "download", "-json", "github.com/containerd/go-runc@"+set.Version)
+		cmd.Dir = t.TempDir()
+		out, err := cmd.Output()
+		var mod struct{ Dir, Sum, Error string }
+		if jerr := json.Unmarshal(out, &mod); err != nil || jerr != nil || mod.Error != "" {
+			t.Fatalf("go mod download go-runc@%s: %v %v %s", set.Version, err, jerr, mod.Error)
+		}
+		if mod.Sum != set.H1 {
+			t.Errorf("go-runc@%s: h1 %s, pinned %s", set.Version, mod.Sum, set.H1)
+		}
+		src, err := os.ReadFile(filepath.Join(mod.Dir, "runc.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var literals []string
+		for _, m := range flagLiteral.FindAllStringSubmatch(string(src), -1) {
+			literals = append(literals, m[1])
+		}
+		var args []string
+		for _, st := range set.Steps {
+			args = append(args, st.Args...)
+		}
+		for _, l := range literals {
+			used := slices.ContainsFunc(args, func(a string) bool { return a == l || strings.HasSuffix(l, "=") && strings.HasPrefix(a, l) })
+			if !used && !slices.Contains(notReplayed, l) {
+				t.Errorf("go-runc@%s: runc.go passes %s, no step of the set does", set.Version, l)
+			}
+		}
+		for _, a := range args {
+			flag, _, hasValue := strings.Cut(a, "=")
+			// "-" is stdin (update --resources -); -ef is Top's psOptions,
+			// which runc passes on to ps(1).
+			if !strings.HasPrefix(a, "-") || a == "-" || a == "-ef" {
+				continue
+			}
+			// --interval=%ds is built with Sprintf in Runc.Events.
+			if !slices.Contains(literals, a) && !(hasValue && (slices.Contains(literals, flag+"=") || flag == "--interval")) {
+				t.Errorf("go-runc@%s: the set passes %s, runc.go never does", set.Version, a)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no set with an h1 to check")
 	}
 }
