@@ -31,9 +31,12 @@ func Build(ctx context.Context) error {
 // and binaries), checks that rebuilds reproduce the committed checksums,
 // then runs all Go tests, which include the kmem proofs on the unpatched and
 // patched trees, the upstream test subset, the simulator, the real-kernel
-// and runc tests. For the other buildable versions of the matrix it runs
-// the cheap per-version checks (matrixChecks) and the kmem proof of every
-// kubelet tree. It ends with one "N passed, N failed" line.
+// and runc tests, and the engine tests with the default bundle's runc
+// (internal/enginetest: containerd 1.6 and Docker 20.10; internal/runcreplay:
+// the go-runc argument sets of containerd 1.0-1.4 and Docker CE 17.11-19.03).
+// For the other buildable versions of the matrix it runs the cheap
+// per-version checks (matrixChecks) and the kmem proof of every kubelet
+// tree. It ends with one "N passed, N failed" line.
 func Test(ctx context.Context) error {
 	mg.SerialCtxDeps(ctx, Build, mg.F(Kubelet.Tree, kubeVersion), mg.F(Kubelet.Checksums, kubeVersion), mg.F(Runc.Checksums, runcVersion), Verify.Checksums)
 	kubelets, err := matrixChecks(ctx)
