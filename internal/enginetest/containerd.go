@@ -28,7 +28,10 @@ type ContainerdConfig struct {
 	// oom_score_adj even to root, and without it runc fails with "can't get
 	// final child's PID from pipe: EOF".
 	CRI bool
-	// Extra is appended to config.toml verbatim (more plugin settings).
+	// CRIExtra are more keys of the CRI plugin's table, e.g.
+	// `sandbox_image = "…"`, inserted verbatim.
+	CRIExtra string
+	// Extra is appended to config.toml verbatim (more plugin tables).
 	Extra string
 }
 
@@ -110,6 +113,10 @@ func (c *Containerd) config(cfg ContainerdConfig) string {
     restrict_oom_score_adj = true
     stream_server_address = "127.0.0.1"
     stream_server_port = "0"
+%s
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      conf_dir = %q
+      bin_dir = %q
     [plugins."io.containerd.grpc.v1.cri".containerd]
       default_runtime_name = "nokmem"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nokmem]
@@ -118,7 +125,7 @@ func (c *Containerd) config(cfg ContainerdConfig) string {
           BinaryName = %q
           Root = %q
           SystemdCgroup = false
-`, c.Runc, c.RuncRoot)
+`, cfg.CRIExtra, filepath.Join(c.Dir, "cni", "net.d"), filepath.Join(c.Dir, "cni", "bin"), c.Runc, c.RuncRoot)
 	}
 	b.WriteString(cfg.Extra)
 	return b.String()
@@ -151,7 +158,7 @@ func (c *Containerd) CtrErr(args ...string) (string, error) { return c.ctr(args.
 func (c *Containerd) Pid() int { return c.d.pid() }
 
 // Log is containerd's log so far.
-func (c *Containerd) Log() string { return c.d.tail() }
+func (c *Containerd) Log() string { return c.d.all() }
 
 // cleanup removes what the test left in containerd, stops it and its
 // shims, and detaches every mount under Dir.

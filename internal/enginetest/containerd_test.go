@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -186,5 +187,32 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 			t.Fatalf("%s: not after %s", what, timeout)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestContainerdCRI starts containerd with the CRI plugin as the kubelet
+// harness does and checks, in the configuration the plugin logs when it
+// starts, that it took restrict_oom_score_adj, our runtime as default with
+// our runc and root, the scratch CNI directories and the extra keys.
+func TestContainerdCRI(t *testing.T) {
+	runc := BundleRunc(t, repo)
+	c := StartContainerd(t, ContainerdConfig{Runc: runc.Path, CRI: true, CRIExtra: `    sandbox_image = "docker.io/library/nokmem-pause:test"`})
+	out := c.Ctr(t, "plugins", "ls")
+	if !regexp.MustCompile(`io\.containerd\.grpc\.v1\s+cri\s+.*\s+ok`).MatchString(out) {
+		t.Fatalf("CRI plugin not ok:\n%s", out)
+	}
+	var log string
+	waitFor(t, 10*time.Second, "CRI config in containerd's log", func() bool {
+		log = c.Log()
+		return strings.Contains(log, "Start cri plugin with config")
+	})
+	for _, want := range []string{"RestrictOOMScoreAdj:true", "DefaultRuntimeName:nokmem", "BinaryName:" + runc.Path, "Root:" + c.RuncRoot,
+		"NetworkPluginConfDir:" + filepath.Join(c.Dir, "cni", "net.d"), "SandboxImage:docker.io/library/nokmem-pause:test"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("containerd's CRI config lacks %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("containerd's log:\n%s", log)
 	}
 }

@@ -92,6 +92,12 @@ func (d *daemon) tail() string {
 	return string(bytes.TrimSpace(data))
 }
 
+// all is the daemon's whole log.
+func (d *daemon) all() string {
+	data, _ := os.ReadFile(d.log)
+	return string(data)
+}
+
 // pidsWithArg lists the processes whose command line holds arg (the
 // daemon's own socket path): the shims a daemon started, which outlive it.
 func pidsWithArg(arg string) []int {

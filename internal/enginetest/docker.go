@@ -147,7 +147,7 @@ func (d *Dockerd) DockerErr(args ...string) (string, error) { return d.docker(ar
 func (d *Dockerd) Pid() int { return d.d.pid() }
 
 // Log is dockerd's log so far.
-func (d *Dockerd) Log() string { return d.d.tail() }
+func (d *Dockerd) Log() string { return d.d.all() }
 
 // Inspect decodes `docker inspect id` into v.
 func (d *Dockerd) Inspect(t testing.TB, id string, v any) {
