@@ -2,6 +2,7 @@ package enginetest
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -117,7 +118,12 @@ func TestContainerd(t *testing.T) {
 	p.mark("run")
 	runcRoot := filepath.Join(c.RuncRoot, c.Namespace)
 	pid := checkContainer(t, runc.Path, runcRoot, id, c.Cgroup, id)
-	checkRuntimeOptions(t, c.Ctr(t, "containers", "info", id), runc.Path, c.RuncRoot)
+	info := c.Ctr(t, "containers", "info", id)
+	checkRuntimeOptions(t, info, runc.Path, c.RuncRoot)
+	// The check tells runtimes apart: the same record fails it for another runc.
+	if runtimeOptions(info, "/usr/local/sbin/other-runc", c.RuncRoot) == nil {
+		t.Error("the container record passes the check for another runc")
+	}
 
 	out := c.Ctr(t, "tasks", "exec", "--fifo-dir", c.FifoDir, "--exec-id", "e1", id, "/bin/sh", "-c", "echo exec-ok > /tmp/exec-ok; cat /proc/self/cgroup")
 	p.mark("exec")
@@ -146,12 +152,19 @@ func TestContainerd(t *testing.T) {
 	p.log("containerd " + containerdVersion(t))
 }
 
-// checkRuntimeOptions checks that the container record (ctr containers
-// info) gives the io.containerd.runc.v2 shim our runc as BinaryName and
-// our runc root: its options are a containerd.runc.v1.Options protobuf,
-// whose string fields hold both paths verbatim.
+// checkRuntimeOptions fails the test unless runtimeOptions accepts info.
 func checkRuntimeOptions(t *testing.T, info, runc, runcRoot string) {
 	t.Helper()
+	if err := runtimeOptions(info, runc, runcRoot); err != nil {
+		t.Error(err)
+	}
+}
+
+// runtimeOptions checks that a container record (ctr containers info)
+// gives the io.containerd.runc.v2 shim runc as BinaryName and runcRoot as
+// Root: its options are a containerd.runc.v1.Options protobuf, whose
+// string fields hold both paths verbatim.
+func runtimeOptions(info, runc, runcRoot string) error {
 	var rec struct {
 		Runtime struct {
 			Name    string
@@ -162,12 +175,13 @@ func checkRuntimeOptions(t *testing.T, info, runc, runcRoot string) {
 		}
 	}
 	if err := json.Unmarshal([]byte(info), &rec); err != nil {
-		t.Fatalf("ctr containers info: %v", err)
+		return fmt.Errorf("ctr containers info: %w", err)
 	}
 	opts := string(rec.Runtime.Options.Value)
 	if rec.Runtime.Name != "io.containerd.runc.v2" || !strings.Contains(opts, runc) || !strings.Contains(opts, runcRoot) {
-		t.Errorf("container runtime %s, options %s %q: want io.containerd.runc.v2 with BinaryName %s and Root %s", rec.Runtime.Name, rec.Runtime.Options.TypeURL, opts, runc, runcRoot)
+		return fmt.Errorf("container runtime %s, options %s %q: want io.containerd.runc.v2 with BinaryName %s and Root %s", rec.Runtime.Name, rec.Runtime.Options.TypeURL, opts, runc, runcRoot)
 	}
+	return nil
 }
 
 func containerdVersion(t *testing.T) string {
