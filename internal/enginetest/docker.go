@@ -135,7 +135,7 @@ func (d *Dockerd) Docker(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := d.docker(args...)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v\ndockerd's log ends:\n%s", err, d.d.tail())
 	}
 	return out
 }
