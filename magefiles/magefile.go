@@ -32,10 +32,13 @@ func Build(ctx context.Context) error {
 // then runs all Go tests, which include the kmem proofs on the unpatched and
 // patched trees, the upstream test subset, the simulator, the real-kernel
 // and runc tests (the default runc's strace kmem proof, with rc5 patched and
-// unpatched to show it can fail), and runc:proveKernel (which says it
-// skipped without NOKMEM_KERNEL_IMAGE). For the other buildable versions of the matrix it runs
-// the cheap per-version checks (matrixChecks) and the kmem proof of every
-// kubelet tree. It ends with one "N passed, N failed" line.
+// unpatched to show it can fail), the engine tests with the default bundle's
+// runc (internal/enginetest: containerd 1.6 and Docker 20.10;
+// internal/runcreplay: the go-runc argument sets of containerd 1.0-1.4 and
+// Docker CE 17.11-19.03), and runc:proveKernel (which says it skipped without
+// NOKMEM_KERNEL_IMAGE). For the other buildable versions of the matrix it
+// runs the cheap per-version checks (matrixChecks) and the kmem proof of
+// every kubelet tree. It ends with one "N passed, N failed" line.
 func Test(ctx context.Context) error {
 	mg.SerialCtxDeps(ctx, Build, mg.F(Kubelet.Tree, kubeVersion), mg.F(Kubelet.Checksums, kubeVersion), mg.F(Runc.Checksums, runcVersion), Verify.Checksums,
 		mg.F(Runc.Build, runcProofVersion), // the runc kmem proof's patched and unpatched rc5

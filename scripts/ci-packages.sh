@@ -12,12 +12,15 @@
 # systemd: systemd-analyze verify checks scripts/*.service (it needs no running systemd); git: the
 # mutation check copies the files git lists; rpm, dnf, createrepo-c: the RPMs and the yum repository
 # (internal/rpmrepo); ansible-core, ansible-lint: the fleet playbook (deploy/ansible); prometheus:
-# promtool checks the alert rules (deploy/prometheus).
+# promtool checks the alert rules (deploy/prometheus); containerd (with ctr and the runc v2 shim),
+# docker.io: the engine tests run real containers through Debian's containerd 1.6 and Docker 20.10
+# with our runc (internal/enginetest, docs/engines.md).
 set -euo pipefail
 
 packages=(
   gcc libc6-dev binutils libseccomp-dev busybox-static strace minisign systemtap systemd git
   rpm dnf createrepo-c ansible-core ansible-lint prometheus
+  containerd docker.io
 )
 
 case "${1:-}" in
