@@ -71,11 +71,11 @@ func TestSweep(t *testing.T) {
 	}
 	names := map[string]bool{ // name → swept
 		TempPrefix + strconv.Itoa(dead.Process.Pid) + "-kubelet-123": true,
-		TempPrefix + "garbage": true,
+		TempPrefix + "garbage":                                true,
 		TempPrefix + strconv.Itoa(os.Getpid()) + "-kubelet-1": false,
-		TempPrefix + "1-kubelet-1": false, // pid 1 is alive
-		"kubelet":                  false,
-		".kubelet.nokmem-1":        false,
+		TempPrefix + "1-kubelet-1":                            false, // pid 1 is alive
+		"kubelet":                                             false,
+		".kubelet.nokmem-1":                                   false,
 	}
 	for n := range names {
 		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o600); err != nil {
