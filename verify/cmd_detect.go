@@ -257,6 +257,7 @@ func detectMetrics(r *detect.Report) []report.Metric {
 		m = append(m, report.Metric{Name: "nokmem_binary_affected", Help: "1 when the binary may activate kmem accounting: a stock version that does (verdict affected) or that verify cannot classify (unknown); 0 for a nokmem build or an unaffected stock version. fix: the bundle (or matrix version) that fixes it.",
 			Labels: map[string]string{"name": b.Name, "version": version, "verdict": b.Verdict(), "fix": fix}, Value: report.Bool(b.Problem())})
 	}
+	m = append(m, installRecordMetrics(r)...)
 	m = append(m, report.Metric{Name: "nokmem_problem", Help: "detect's exit status: 0 healthy, 1 problem found, 2 unknown.", Value: float64(r.Status())})
 	return m
 }

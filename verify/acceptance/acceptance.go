@@ -238,7 +238,7 @@ func (r *runner) run() {
 				r.kubelet = b
 			}
 			found = append(found, fmt.Sprintf("%s %s (%s)", b.Name, b.Path, b.Kind))
-			if !b.Nokmem() {
+			if b.Problem() { // neither a nokmem build nor a version that does not activate kmem
 				bad = append(bad, fmt.Sprintf("%s at %s is %s: %s", b.Name, b.Path, b.Kind, b.Reason))
 			}
 		}
@@ -247,7 +247,7 @@ func (r *runner) run() {
 			return errors.New("no kubelet or runc binary found: a migrated tree could be re-activated by whatever creates pod cgroups")
 		}
 		if len(bad) > 0 {
-			return fmt.Errorf("not every kubelet/runtime binary is a nokmem build, so a migrated tree would become kmem-active again: %s", strings.Join(bad, "; "))
+			return fmt.Errorf("not every kubelet/runtime binary is a nokmem build or a version that does not activate kmem, so a migrated tree would become kmem-active again: %s", strings.Join(bad, "; "))
 		}
 		return nil
 	}) {
