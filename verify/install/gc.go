@@ -29,14 +29,19 @@ type GCResult struct {
 	KeptBytes int64    `json:"kept_bytes"`
 }
 
+// sweepDirs are stateDir, its backup folder and dirs, each once.
+func sweepDirs(stateDir string, dirs []string) []string {
+	all := append([]string{stateDir, filepath.Join(stateDir, BackupDir)}, dirs...)
+	slices.Sort(all)
+	return slices.Compact(all)
+}
+
 // sweep removes the temporary files of killed runs from stateDir, its
 // backup folder, and dirs.
 func sweep(stateDir string, dirs []string) ([]string, error) {
-	all := append([]string{stateDir, filepath.Join(stateDir, BackupDir)}, dirs...)
-	slices.Sort(all)
 	var out []string
 	var errs []error
-	for _, d := range slices.Compact(all) {
+	for _, d := range sweepDirs(stateDir, dirs) {
 		got, err := atomicfile.Sweep(d)
 		out = append(out, got...)
 		errs = append(errs, err)
@@ -63,7 +68,7 @@ func GC(stateDir string, dirs []string, dryRun bool) (*GCResult, error) {
 		}
 	}
 	if dryRun {
-		for _, d := range append([]string{stateDir, filepath.Join(stateDir, BackupDir)}, dirs...) {
+		for _, d := range sweepDirs(stateDir, dirs) {
 			ents, _ := os.ReadDir(d)
 			for _, e := range ents {
 				if atomicfile.Stray(e.Name()) {
