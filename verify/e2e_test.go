@@ -664,6 +664,15 @@ func TestRunRefuses(t *testing.T) {
 			n.write("bin/kubelet", "#!/bin/sh\necho 'my kubelet'\n", 0o755)
 		}, nil, acceptance.StepInstall, "unknown kubelet"},
 		{"stock runtime without a bundle", func(n *node) { n.kubelet("kubepods", 1) }, []string{"--bundle="}, acceptance.StepBinaries, "runc at"},
+		// run installs through the same plan as install (issue 21, 1).
+		{"kubelet of another minor release that only claims nokmem", func(n *node) {
+			n.kubelet("kubepods", 1)
+			n.write("bin/kubelet", "#!/bin/sh\necho 'Kubernetes v1.20.15+nokmem.5f2e1c1'\n", 0o755)
+		}, nil, acceptance.StepInstall, "claims nokmem"},
+		{"Docker CE 18.06.3's runc", func(n *node) {
+			n.kubelet("kubepods", 1)
+			n.write("bin/runc", "#!/bin/sh\necho 'runc version 1.0.0-rc5+dev'\necho 'commit: a592beb5bc4c4092b1b1bac971afed27687340c5'\n", 0o755)
+		}, nil, acceptance.StepInstall, "--allow-security-downgrade"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -688,7 +697,7 @@ func TestRunRefuses(t *testing.T) {
 				}
 			}
 			if !strings.Contains(msg, tt.wantMsg) {
-				t.Errorf("step %s message %q, want %q", tt.wantStep, msg, tt.wantMsg)
+				t.Errorf("step %s message %q, want %q\n%s", tt.wantStep, msg, tt.wantMsg, stderr)
 			}
 			if after := n.state(); after != before {
 				t.Errorf("node changed:\nbefore\n%s\nafter\n%s", before, after)
