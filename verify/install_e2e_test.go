@@ -308,3 +308,44 @@ func TestDetectInstallingRecord(t *testing.T) {
 
 // bundletestEpoch is the tarballs' file time.
 var bundletestEpoch = time.Unix(1, 0)
+
+// TestGarbageRecordAbandon is issue 21's "a garbage install.json shows in
+// the NPD line as 'unsigned install' and blocks both install and rollback
+// with no way out". Now install and rollback refuse it naming the file and
+// --abandon; detect calls it untrusted; install --abandon sets it aside,
+// changes nothing else and lists what is installed; install then works.
+func TestGarbageRecordAbandon(t *testing.T) {
+	n := newInstallNode(t)
+	if _, stderr, err := n.run(verifyBin, nil, n.installArgs()...); err != nil {
+		t.Fatalf("install: %v\n%s", err, stderr)
+	}
+	rec := filepath.Join(n.state, install.RecordFile)
+	if err := os.WriteFile(rec, []byte("garbage\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := files(t, n.bin)
+	for _, args := range [][]string{n.installArgs(), {"rollback"}} {
+		_, stderr, err := n.run(verifyBin, nil, args...)
+		if err == nil || !strings.Contains(stderr, "untrusted install record "+rec) || !strings.Contains(stderr, "--abandon") {
+			t.Errorf("verify %s: %v\n%s", args[0], err, stderr)
+		}
+	}
+	out, _, _ := n.run(verifyBin, nil, "detect", "--npd", "--search-dirs", n.bin)
+	if !strings.Contains(out, "untrusted install record") {
+		t.Errorf("detect --npd: %q", out)
+	}
+	out, stderr, err := n.run(verifyBin, nil, "install", "--abandon", "--search-dirs", n.bin)
+	if err != nil || !strings.Contains(out, "set "+rec+" aside") || !strings.Contains(out, "installed now:") ||
+		!strings.Contains(out, "kubelet "+filepath.Join(n.bin, "kubelet")) {
+		t.Fatalf("install --abandon: %v\n%s%s", err, out, stderr)
+	}
+	if !sameFiles(bin, files(t, n.bin)) {
+		t.Error("--abandon changed a binary")
+	}
+	if aside, _ := filepath.Glob(filepath.Join(n.state, install.AbandonedPrefix+"*")); len(aside) != 1 {
+		t.Errorf("set aside: %v", aside)
+	}
+	if _, stderr, err := n.run(verifyBin, nil, n.installArgs()...); err != nil {
+		t.Errorf("install after --abandon: %v\n%s", err, stderr)
+	}
+}
