@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -218,7 +219,12 @@ func (r *runner) run() {
 		r.res.Install = rec
 		var parts []string
 		for _, e := range rec.Entries {
-			parts = append(parts, fmt.Sprintf("%s %s → %s", e.Installed, short(e.Original.SHA256), short(e.NewSHA256)))
+			if slices.Contains(rec.Replaced, e.Installed) {
+				parts = append(parts, fmt.Sprintf("replaced %s %s → %s", e.Installed, short(e.Original.SHA256), short(e.NewSHA256)))
+			}
+		}
+		for _, d := range rec.Kept {
+			parts = append(parts, fmt.Sprintf("kept %s: %s", d.Path, d.Reason))
 		}
 		s.Details = strings.Join(parts, "; ")
 		return nil
