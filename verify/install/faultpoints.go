@@ -11,7 +11,7 @@ import (
 // Built with -tags nokmem_faultpoints (by tests only), a verify process
 // kills itself with SIGKILL at the fault point NOKMEM_KILL_AT names: a step
 // of Install ("unpacked", "backup <path>", "record", "swap <path>",
-// "commit"), "copy <target>" (a swap's temporary file is written, not yet
+// "commit") or Rollback ("restore <path>"), "copy <target>" (a swap's temporary file is written, not yet
 // renamed) or "copy backup" (the same for a backup copy).
 func init() {
 	at := os.Getenv("NOKMEM_KILL_AT")

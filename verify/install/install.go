@@ -189,7 +189,8 @@ var (
 
 // Hooks for tests: faultAfterCopy interrupts a copy after the data is
 // written and before it is synced and renamed; faultStep fails the named
-// step ("backup <path>", "record", "swap <path>", "commit").
+// step ("unpacked", "backup <path>", "record", "swap <path>", "commit";
+// rollback's "restore <path>").
 var (
 	faultAfterCopy func(dst string) error
 	faultStep      func(step string) error
@@ -596,6 +597,10 @@ func Rollback(stateDir string, force bool) (*RollbackResult, error) {
 				continue
 			}
 			res.Actions = append(res.Actions, "removed "+e.Installed+" (created by install)")
+			continue
+		}
+		if err := fault("restore " + e.Installed); err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		if err := copyAtomic(e.Backup, e.Installed, e.Original.SHA256, e.Original.Mode, atomicfile.Owner{UID: e.Original.UID, GID: e.Original.GID}); err != nil {
