@@ -270,7 +270,6 @@ func Install(o Options) (*Record, error) {
 			log.Warn("an earlier install was interrupted; this install finishes it", "bundle", prev.Bundle.Name)
 		}
 	}
-	rec.Kept, rec.Replaced = nil, nil
 	idx, kept, err := planAll(o, rec)
 	if err != nil {
 		return nil, err
