@@ -261,6 +261,7 @@ func detectMetrics(r *detect.Report) []report.Metric {
 		m = append(m, report.Metric{Name: "nokmem_binary_vulnerabilities", Help: "Known vulnerabilities of the binary's version (Go vulnerability database and nokmem's supplement); 0 when none or the version is not recognised (version=\"\").",
 			Labels: map[string]string{"name": b.Name, "path": b.Path, "version": b.VulnVersion()}, Value: float64(b.VulnCount())})
 	}
+	m = append(m, installRecordMetrics(r)...)
 	m = append(m, report.Metric{Name: "nokmem_problem", Help: "detect's exit status: 0 healthy, 1 problem found, 2 unknown.", Value: float64(r.Status())})
 	return m
 }

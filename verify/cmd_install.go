@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -24,6 +25,7 @@ type installFlags struct {
 	create                     []string
 	allowSymlink, allowUnknown bool
 	allowVersionChange         bool
+	allowSecurityDowngrade     bool
 	force                      bool
 }
 
@@ -35,7 +37,8 @@ func (f *installFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.tmpDir, "tmp-dir", os.TempDir(), "where a bundle tarball is unpacked (needs room for about 200 MB)")
 	fs.BoolVar(&f.allowSymlink, "allow-symlink", false, "install through a symlinked target (replaces the file it points at)")
 	fs.BoolVar(&f.allowUnknown, "allow-unknown", false, "replace a binary whose version output is not recognised")
-	fs.BoolVar(&f.allowVersionChange, "allow-version-change", false, "replace a stock binary that does not activate kmem, a kubelet of another minor release, or a runc newer than the bundle's")
+	fs.BoolVar(&f.allowVersionChange, "allow-version-change", false, "replace a binary the bundle does not fix (a nokmem build, a stock version that does not activate kmem), a kubelet of another minor release, or a runc newer than the bundle's")
+	fs.BoolVar(&f.allowSecurityDowngrade, "allow-security-downgrade", false, "put in place a binary with more known vulnerabilities than the one it replaces")
 	fs.BoolVar(&f.force, "force", false, "replace (or, with --rollback, restore over) a binary someone changed since verify installed it")
 }
 
@@ -59,7 +62,7 @@ func (f *installFlags) installer(g *globalOptions, bo detect.BinaryOptions, warn
 		}
 		o := b.Options()
 		o.StateDir, o.AllowSymlink, o.AllowUnknown, o.Force, o.Binaries, o.Logger = g.StateDir, f.allowSymlink, f.allowUnknown, f.force, bo, g.Logger
-		o.AllowVersionChange = f.allowVersionChange
+		o.AllowVersionChange, o.AllowSecurityDowngrade = f.allowVersionChange, f.allowSecurityDowngrade
 		if o.Targets, err = b.Targets(bo.Paths, bo.SearchDirs, f.create); err != nil {
 			return nil, err
 		}
@@ -72,6 +75,7 @@ func newInstallCmd(g *globalOptions) *cobra.Command {
 		bf       binaryFlags
 		f        installFlags
 		rollback bool
+		abandon  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "install --bundle DIR|TARBALL [--pubkey KEY] | install --rollback",
@@ -85,18 +89,42 @@ is replaced, or none is. A binary the node lacks is created only with --create.
 Installing over an earlier install is an upgrade; the first install's backups
 stay the rollback target.
 
+Every target, on a first install and on an upgrade, is planned the same way:
+replaced; kept (it already holds a nokmem build, or a stock version that does
+not activate kmem: said why, --allow-version-change replaces it); or refused
+with the reason and the flag that overrides (an unknown binary:
+--allow-unknown; a kubelet of another minor release or a runc newer than the
+bundle's: --allow-version-change; a binary with fewer known vulnerabilities
+than the bundle's: --allow-security-downgrade; a change by someone else:
+--force). A refusal changes nothing. A symlink such as docker-runc → runc is
+one file, installed once through runc; the link is kept.
+
+Temporary files are named .nokmem-tmp-<pid>-… and swept by the next install,
+rollback or verify gc. Backups kept: the originals (the rollback target) and
+those of the last rolled-back install; verify gc frees the rest.
+
+install --abandon sets an install record aside (for one that cannot be
+trusted, which install and rollback refuse), changes nothing else, and
+lists the binaries the node has now.
+
 install --rollback (alias: verify rollback) restores the original binaries
 byte for byte with their mode and owner, unless one was changed by someone
 else since (then it names the file and both digests, and --force overrides).`,
 		Args:        cobra.NoArgs,
 		Annotations: annotations(mutating),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if rollback && abandon {
+				return errors.New("--rollback and --abandon exclude each other")
+			}
 			if rollback {
 				return runRollback(g, f.force)
 			}
 			bo, err := bf.options()
 			if err != nil {
 				return err
+			}
+			if abandon {
+				return runAbandon(g, bo)
 			}
 			do, err := f.installer(g, bo, g.Stderr)
 			if err != nil {
@@ -116,11 +144,49 @@ else since (then it names the file and both digests, and --force overrides).`,
 	bf.register(cmd.Flags())
 	f.register(cmd.Flags())
 	cmd.Flags().BoolVar(&rollback, "rollback", false, "restore the binaries from before the first install")
+	cmd.Flags().BoolVar(&abandon, "abandon", false, "set the install record aside (changes nothing else) and list what is installed")
 	return cmd
 }
 
+// runAbandon sets the install record aside and says what the node runs now.
+func runAbandon(g *globalOptions, bo detect.BinaryOptions) error {
+	res, err := install.Abandon(g.StateDir)
+	if err != nil {
+		return err
+	}
+	bins, err := detect.FindBinaries(bo)
+	if err != nil {
+		return err
+	}
+	if g.JSON() {
+		return report.WriteJSON(g.Stdout, struct {
+			*install.AbandonResult
+			Binaries []detect.Binary `json:"binaries"`
+		}{res, bins})
+	}
+	fmt.Fprintln(g.Stdout, res.Message)
+	fmt.Fprintln(g.Stdout, "installed now:")
+	for _, b := range bins {
+		fmt.Fprintf(g.Stdout, "  %s %s: %s (%s), sha256 %s\n", b.Name, b.Path, b.Kind, b.Reason, b.SHA256)
+	}
+	if len(bins) == 0 {
+		fmt.Fprintln(g.Stdout, "  no kubelet, runc or docker-runc found")
+	}
+	return nil
+}
+
 func printInstall(w io.Writer, stateDir string, rec *install.Record) {
+	for _, d := range rec.Kept {
+		fmt.Fprintf(w, "kept %s: %s\n", d.Path, d.Reason)
+	}
+	if len(rec.Replaced) == 0 {
+		fmt.Fprintln(w, "nothing to replace: the node and the install record are unchanged")
+		return
+	}
 	for _, e := range rec.Entries {
+		if !slices.Contains(rec.Replaced, e.Installed) {
+			continue
+		}
 		fmt.Fprintf(w, "installed %s → %s (sha256 %s; original %s, backup %s)\n", e.Name, e.Installed, e.NewSHA256, orNone(e.Original.SHA256), orNone(e.Backup))
 		for _, n := range e.Notes {
 			fmt.Fprintf(w, "  note: %s: %s\n", e.Installed, n)

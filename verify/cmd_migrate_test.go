@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/nokmem/nokmem/verify/cgtest"
+	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/memcgsim"
 	"github.com/nokmem/nokmem/verify/migrate"
@@ -20,7 +21,7 @@ import (
 type migrateNode struct {
 	sim                *memcgsim.Sim
 	root, state, procs string
-	kubelet            string
+	kubelet, sums      string
 }
 
 func newMigrateNode(t *testing.T, kubeletVersion string, kubeletRunning bool) *migrateNode {
@@ -67,12 +68,25 @@ func newMigrateNodeOn(t *testing.T, p memcgsim.Profile, kubeletVersion string, k
 	if err := os.WriteFile(n.kubelet, []byte("#!/bin/sh\necho '"+kubeletVersion+"'\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// A "+nokmem" stand-in is a nokmem build by its sha256 (--known-sums).
+	n.sums = filepath.Join(t.TempDir(), "SHA256SUMS")
+	sums := ""
+	if strings.Contains(kubeletVersion, "+nokmem") {
+		sum, err := detect.FileSHA256(n.kubelet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums = sum + "  kubelet\n"
+	}
+	if err := os.WriteFile(n.sums, []byte(sums), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return n
 }
 
 func (n *migrateNode) run(args ...string) (code int, stdout, stderr string) {
 	var o, e bytes.Buffer
-	base := []string{"migrate", "--root", n.root, "--state-dir", n.state, "--proc", n.procs, "--kubelet-path", n.kubelet}
+	base := []string{"migrate", "--root", n.root, "--state-dir", n.state, "--proc", n.procs, "--kubelet-path", n.kubelet, "--known-sums", n.sums}
 	code = run(append(base, args...), &o, &e)
 	return code, o.String(), e.String()
 }

@@ -140,7 +140,7 @@ func TestDetectNeedsWritableRoot(t *testing.T) {
 // simulator's hidden leak table is the oracle.
 func TestDetectLeakedIDsCountedByName(t *testing.T) {
 	n := newMigratableNode(t, 3, 1)
-	if _, stderr, code := n.verify("migrate", "--proc", n.path("proc"), "--kubelet-path", n.nokmemKubelet()); code != 0 {
+	if _, stderr, code := n.verify(append([]string{"migrate", "--proc", n.path("proc")}, n.nokmemKubeletArgs()...)...); code != 0 {
 		t.Fatalf("migrate: exit %d: %s", code, stderr)
 	}
 	leaked := len(n.sim.LeakedIDs())
@@ -210,6 +210,7 @@ func TestDetectExitCodes(t *testing.T) {
 			}
 			n.write("bin/kubelet", "#!/bin/sh\necho 'Kubernetes v1.12.4+nokmem'\n", 0o755)
 			n.write("bin/runc", "#!/bin/sh\necho 'runc version 1.0.0-rc5+nokmem'\n", 0o755)
+			n.knownSums("bin/kubelet", "bin/runc")
 		}, 0},
 		{"modern, stock builds", memcgsim.Modern, func(n *node) { n.kubelet("kubepods", 1) }, 0},
 		{"release contradicts the root", memcgsim.Modern, func(n *node) {

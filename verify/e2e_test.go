@@ -145,20 +145,58 @@ func newNode(t *testing.T, p memcgsim.Profile) *node {
 	n.write("bin/kubelet", stockKubelet, 0o755)
 	n.write("bin/runc", stockRunc, 0o755)
 	n.bundle = bundletest.Make(t, "nokmem-v1.12.4-v1.0.0-rc5+nokmem.test", "", "")
+	// The bundle's stand-ins are no published nokmem builds: detect knows
+	// them by their sha256 (--known-sums), as an operator would list a
+	// build of their own.
+	sums, err := os.ReadFile(filepath.Join(n.bundle.Dir, "SHA256SUMS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.write("known.sums", string(sums), 0o644)
 	return n
+}
+
+// knownSums adds the sha256 of the node's files rels to --known-sums.
+func (n *node) knownSums(rels ...string) {
+	n.t.Helper()
+	f, err := os.OpenFile(n.path("known.sums"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer f.Close()
+	for _, rel := range rels {
+		sum, err := detect.FileSHA256(n.path(rel))
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		fmt.Fprintf(f, "%s  %s\n", sum, filepath.Base(rel))
+	}
 }
 
 func (n *node) path(rel string) string { return filepath.Join(n.dir, rel) }
 
 // nokmemKubelet writes a stand-in for an installed nokmem kubelet (only its
-// --version is read) and returns its path, for migrate's precondition in
-// tests that are not about the bundle.
+// --version and sha256 are read) and returns its path, for migrate's
+// precondition in tests that are not about the bundle.
 func (n *node) nokmemKubelet() string {
 	p := n.path("nokmem/kubelet")
 	if _, err := os.Stat(p); err != nil {
 		n.write("nokmem/kubelet", "#!/bin/sh\necho 'Kubernetes v1.12.4+nokmem'\n", 0o755)
 	}
 	return p
+}
+
+// nokmemKubeletArgs are migrate's flags for nokmemKubelet: its path, and
+// --known-sums with its sha256 (a nokmem build is known by its digest).
+func (n *node) nokmemKubeletArgs() []string {
+	n.t.Helper()
+	p := n.nokmemKubelet()
+	sum, err := detect.FileSHA256(p)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.write("nokmem/SHA256SUMS", sum+"  kubelet\n", 0o644)
+	return []string{"--kubelet-path", p, "--known-sums", n.path("nokmem/SHA256SUMS")}
 }
 
 func (n *node) write(rel, content string, mode os.FileMode) {
@@ -230,7 +268,7 @@ func (n *node) verifyWith(bin string, args ...string) (string, string, int) {
 // at the node's binaries.
 func (n *node) detectArgs() []string {
 	return []string{"--os-release", n.path("osrelease"), "--proc-cgroups", n.m.ProcCgroups, "--slab-dir", n.m.Slab,
-		"--search-dirs", n.path("bin")}
+		"--search-dirs", n.path("bin"), "--known-sums", n.path("known.sums")}
 }
 
 func (n *node) runArgs(extra ...string) []string {
@@ -626,6 +664,15 @@ func TestRunRefuses(t *testing.T) {
 			n.write("bin/kubelet", "#!/bin/sh\necho 'my kubelet'\n", 0o755)
 		}, nil, acceptance.StepInstall, "unknown kubelet"},
 		{"stock runtime without a bundle", func(n *node) { n.kubelet("kubepods", 1) }, []string{"--bundle="}, acceptance.StepBinaries, "runc at"},
+		// run installs through the same plan as install (issue 21, 1).
+		{"kubelet of another minor release that only claims nokmem", func(n *node) {
+			n.kubelet("kubepods", 1)
+			n.write("bin/kubelet", "#!/bin/sh\necho 'Kubernetes v1.20.15+nokmem.5f2e1c1'\n", 0o755)
+		}, nil, acceptance.StepInstall, "claims nokmem"},
+		{"Docker CE 18.06.3's runc", func(n *node) {
+			n.kubelet("kubepods", 1)
+			n.write("bin/runc", "#!/bin/sh\necho 'runc version 1.0.0-rc5+dev'\necho 'commit: a592beb5bc4c4092b1b1bac971afed27687340c5'\n", 0o755)
+		}, nil, acceptance.StepInstall, "--allow-security-downgrade"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -650,7 +697,7 @@ func TestRunRefuses(t *testing.T) {
 				}
 			}
 			if !strings.Contains(msg, tt.wantMsg) {
-				t.Errorf("step %s message %q, want %q", tt.wantStep, msg, tt.wantMsg)
+				t.Errorf("step %s message %q, want %q\n%s", tt.wantStep, msg, tt.wantMsg, stderr)
 			}
 			if after := n.state(); after != before {
 				t.Errorf("node changed:\nbefore\n%s\nafter\n%s", before, after)

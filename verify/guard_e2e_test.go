@@ -46,8 +46,8 @@ func newMigratableNode(t *testing.T, pods, ctrs int) *node {
 
 // migrateCmd is verify migrate on n with its own state and lock directory.
 func (n *node) migrateCmd(state, lockDir string) *exec.Cmd {
-	return exec.Command(verifyBin, "--root", n.m.Memory, "--state-dir", state, "--lock-dir", lockDir,
-		"migrate", "--proc", n.path("proc"), "--kubelet-path", n.nokmemKubelet())
+	args := []string{"--root", n.m.Memory, "--state-dir", state, "--lock-dir", lockDir, "migrate", "--proc", n.path("proc")}
+	return exec.Command(verifyBin, append(args, n.nokmemKubeletArgs()...)...)
 }
 
 // blockFirstRead makes the first read of a kubepods control file wait until

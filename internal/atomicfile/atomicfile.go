@@ -2,6 +2,9 @@
 // point, see either the old or the new content, never part of it: the data
 // goes to a temporary file in the same directory, which is fsync'ed and
 // renamed over the target, and then the directory is fsync'ed.
+//
+// Every temporary file is named TempPrefix<pid>-<target>-<random>, so that
+// one that a killed writer left behind is recognised and swept (Sweep).
 package atomicfile
 
 import (
@@ -11,7 +14,71 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 )
+
+// TempPrefix starts the name of every temporary file Write creates; the
+// writer's pid follows it.
+const TempPrefix = ".nokmem-tmp-"
+
+// TempPattern is the os.CreateTemp pattern of a temporary file for target
+// written by this process.
+func TempPattern(target string) string {
+	return TempPrefix + strconv.Itoa(os.Getpid()) + "-" + filepath.Base(target) + "-*"
+}
+
+// Stray reports whether name (a file name in some directory) is a
+// temporary file or folder named with TempPrefix whose writer process is
+// gone. This process's own are never stray.
+func Stray(name string) bool {
+	rest, ok := strings.CutPrefix(name, TempPrefix)
+	if !ok {
+		return false
+	}
+	pidStr, _, ok := strings.Cut(rest, "-")
+	pid, err := strconv.Atoi(pidStr)
+	if !ok || err != nil || pid <= 0 {
+		return true // ours by name, but no writer can be named: left behind
+	}
+	if pid == os.Getpid() {
+		return false
+	}
+	return !alive(pid)
+}
+
+// alive reports whether a process with this pid exists.
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// Sweep removes the temporary files and folders of writers that are gone
+// from dir (see Stray) and returns their paths. A missing dir is empty.
+func Sweep(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sweep %s: %w", dir, err)
+	}
+	var removed []string
+	var errs []error
+	for _, e := range ents {
+		if !Stray(e.Name()) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if err := os.RemoveAll(p); err != nil {
+			errs = append(errs, fmt.Errorf("sweep: %w", err))
+			continue
+		}
+		removed = append(removed, p)
+	}
+	return removed, errors.Join(errs...)
+}
 
 // Owner is the uid and gid the new file gets; -1 keeps the creating process's.
 type Owner struct{ UID, GID int }
@@ -23,7 +90,7 @@ var KeepOwner = Owner{UID: -1, GID: -1}
 // On error the temporary file is removed and path is untouched.
 func Write(path string, mode fs.FileMode, owner Owner, fill func(io.Writer) error) (err error) {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".nokmem-*")
+	tmp, err := os.CreateTemp(dir, TempPattern(path))
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}

@@ -2,9 +2,13 @@ package atomicfile
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -54,5 +58,60 @@ func TestFailedWriteLeavesOld(t *testing.T) {
 func TestWriteMissingDir(t *testing.T) {
 	if err := WriteFile(filepath.Join(t.TempDir(), "missing", "f"), nil, 0o600); err == nil {
 		t.Fatal("no error for a missing directory")
+	}
+}
+
+// TestSweep: a temporary file of a writer that is gone is swept; this
+// process's own, a live process's and other files are kept.
+func TestSweep(t *testing.T) {
+	dir := t.TempDir()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{ // name → swept
+		TempPrefix + strconv.Itoa(dead.Process.Pid) + "-kubelet-123": true,
+		TempPrefix + "garbage":                                true,
+		TempPrefix + strconv.Itoa(os.Getpid()) + "-kubelet-1": false,
+		TempPrefix + "1-kubelet-1":                            false, // pid 1 is alive
+		"kubelet":                                             false,
+		".kubelet.nokmem-1":                                   false,
+	}
+	for n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := Sweep(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, swept := range names {
+		_, statErr := os.Stat(filepath.Join(dir, n))
+		if gone := statErr != nil; gone != swept {
+			t.Errorf("%s: gone %v, want %v", n, gone, swept)
+		}
+	}
+	if len(removed) != 2 {
+		t.Errorf("removed %v, want the 2 stray files", removed)
+	}
+	if got, err := Sweep(filepath.Join(dir, "missing")); err != nil || got != nil {
+		t.Errorf("missing dir: %v, %v", got, err)
+	}
+}
+
+// TestTempName: Write's temporary file carries TempPrefix and the pid.
+func TestTempName(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "kubelet")
+	err := Write(p, 0o600, KeepOwner, func(io.Writer) error {
+		ents, _ := os.ReadDir(dir)
+		if len(ents) != 1 || !strings.HasPrefix(ents[0].Name(), TempPrefix+strconv.Itoa(os.Getpid())+"-kubelet-") {
+			return fmt.Errorf("temporary files %v", ents)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -302,11 +302,11 @@ var List = []Mutation{
 	},
 	{
 		Name:    "install-replaces-unaffected-kubelet",
-		File:    "verify/install/versionguard.go",
-		Old:     "case cur.Verdict == affected.Unaffected:",
+		File:    "verify/install/plan.go",
+		Old:     "case id.Upstream != nil && id.Upstream.Verdict == affected.Unaffected:",
 		New:     "case false:",
 		Package: "./verify/install",
-		Run:     "^TestInstallRefuses$",
+		Run:     "^TestOneBinaryInstall$",
 	},
 	// The version matrix: refusals, progress, locks without a known commit.
 	{
@@ -340,6 +340,43 @@ var List = []Mutation{
 		New:     "\t_ = preferNodeKubelet",
 		Package: "./verify",
 		Run:     "^TestDetectStockVersions$",
+	},
+	// verify install: the node lock on every command that changes binaries
+	// (issue 25, 1), and rollback's foreign-change check on a binary that
+	// install created (issue 25, 5).
+	{
+		Name:    "install-commands-skip-node-lock",
+		File:    "verify/guard.go",
+		Old:     "\tif !mut {\n\t\treturn nil\n\t}",
+		New:     "\tif !mut || !root {\n\t\treturn nil\n\t}",
+		Package: "./verify",
+		Run:     "^TestInstallCommandsTakeTheNodeLock$",
+	},
+	{
+		Name:    "rollback-checks-only-preexisting-binaries",
+		File:    "verify/install/install.go",
+		Old:     "\t\tif !e.owns(cur) {",
+		New:     "\t\tif e.Existed && !e.owns(cur) {",
+		Package: "./verify/install",
+		Run:     "^TestRollbackCreatedForeign$",
+	},
+	// Identity by checksum: a "+nokmem" version alone is no nokmem build.
+	{
+		Name:    "nokmem-by-version-string",
+		File:    "verify/detect/binaries.go",
+		Old:     "\tcase nokmem:\n",
+		New:     "\tcase nokmem || strings.Contains(stdout.String(), NokmemMarker):\n",
+		Package: "./verify/detect",
+		Run:     "^TestFakeNokmemIsUnknown$",
+	},
+	// Debris: the next install sweeps what a killed one left.
+	{
+		Name:    "install-does-not-sweep-tmp-dir",
+		File:    "verify/install/open.go",
+		Old:     "if _, err := atomicfile.Sweep(tmpParent); err != nil {",
+		New:     "if _, err := []string(nil), error(nil); err != nil {",
+		Package: "./verify",
+		Run:     "^TestInstallKilledAtEachStep$",
 	},
 	{
 		Name:    "mutants-ignores-survivors",

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -218,7 +219,12 @@ func (r *runner) run() {
 		r.res.Install = rec
 		var parts []string
 		for _, e := range rec.Entries {
-			parts = append(parts, fmt.Sprintf("%s %s → %s", e.Installed, short(e.Original.SHA256), short(e.NewSHA256)))
+			if slices.Contains(rec.Replaced, e.Installed) {
+				parts = append(parts, fmt.Sprintf("replaced %s %s → %s", e.Installed, short(e.Original.SHA256), short(e.NewSHA256)))
+			}
+		}
+		for _, d := range rec.Kept {
+			parts = append(parts, fmt.Sprintf("kept %s: %s", d.Path, d.Reason))
 		}
 		s.Details = strings.Join(parts, "; ")
 		return nil
@@ -238,7 +244,7 @@ func (r *runner) run() {
 				r.kubelet = b
 			}
 			found = append(found, fmt.Sprintf("%s %s (%s)", b.Name, b.Path, b.Kind))
-			if !b.Nokmem() {
+			if b.Problem() { // neither a nokmem build nor a version that does not activate kmem
 				bad = append(bad, fmt.Sprintf("%s at %s is %s: %s", b.Name, b.Path, b.Kind, b.Reason))
 			}
 		}
@@ -247,7 +253,7 @@ func (r *runner) run() {
 			return errors.New("no kubelet or runc binary found: a migrated tree could be re-activated by whatever creates pod cgroups")
 		}
 		if len(bad) > 0 {
-			return fmt.Errorf("not every kubelet/runtime binary is a nokmem build, so a migrated tree would become kmem-active again: %s", strings.Join(bad, "; "))
+			return fmt.Errorf("not every kubelet/runtime binary is a nokmem build or a version that does not activate kmem, so a migrated tree would become kmem-active again: %s", strings.Join(bad, "; "))
 		}
 		return nil
 	}) {

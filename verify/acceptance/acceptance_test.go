@@ -44,16 +44,71 @@ func (f *fakeService) Start(context.Context) error {
 	return nil
 }
 
-func nokmemBinaries(t *testing.T) detect.BinaryOptions {
+// nokmemBinaries are stand-ins of nokmem builds, known by their sha256
+// (--known-sums), with the given runc version ("" for a nokmem build).
+func nokmemBinaries(t *testing.T, runc ...string) detect.BinaryOptions {
 	t.Helper()
 	testenv.RequireCommand(t, "sh")
 	dir := t.TempDir()
+	o := detect.BinaryOptions{SearchDirs: []string{dir}, KnownSums: map[string]string{}}
 	for name, v := range map[string]string{"kubelet": "Kubernetes v1.12.4+nokmem", "runc": "runc version 1.0.0-rc5+nokmem"} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\necho '"+v+"'\n"), 0o755); err != nil {
+		known := true
+		if name == "runc" && len(runc) > 0 {
+			v, known = runc[0], false
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\necho '"+v+"'\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
+		if sum, err := detect.FileSHA256(p); err != nil {
+			t.Fatal(err)
+		} else if known {
+			o.KnownSums[sum] = name
+		}
 	}
-	return detect.BinaryOptions{SearchDirs: []string{dir}}
+	return o
+}
+
+// TestBinariesStep: run's binaries step passed only when every binary was
+// a nokmem build (issue 21: "run's binaries step requires every binary to
+// be a nokmem build"); a stock runc that does not activate kmem (1.1.4)
+// passes now, an affected one (rc5) or one that only claims nokmem does not.
+func TestBinariesStep(t *testing.T) {
+	for _, tt := range []struct {
+		runc string
+		pass bool
+	}{
+		{"runc version 1.1.4", true},
+		{"runc version 1.0.0-rc5", false},
+		{"runc version 1.0.0-rc5+nokmem.fake", false},
+	} {
+		t.Run(tt.runc, func(t *testing.T) {
+			_, m := memcgsim.MountForTest(t, memcgsim.RHEL78)
+			h := memcg.Hierarchy{Root: m.Memory}
+			if err := h.Mkdir("kubepods"); err != nil {
+				t.Fatal(err)
+			}
+			osr := filepath.Join(t.TempDir(), "osrelease")
+			if err := os.WriteFile(osr, []byte("3.10.0-1127.el7.x86_64\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			res := acceptance.Run(context.Background(), acceptance.Config{
+				Hierarchy: h,
+				Detect:    detect.Options{Root: m.Memory, OSRelease: osr, ProcCgroups: m.ProcCgroups, SlabDir: m.Slab, Binaries: nokmemBinaries(t, tt.runc)},
+				Service:   &fakeService{},
+				Migrate:   func(string) (string, bool, error) { return "migrated", false, nil },
+			})
+			var binaries report.Step
+			for _, s := range res.Steps {
+				if s.Name == acceptance.StepBinaries {
+					binaries = s
+				}
+			}
+			if (binaries.Status == report.Passed) != tt.pass {
+				t.Errorf("binaries step %s: %s (%s), want passed %v", binaries.Status, binaries.Message, binaries.Details, tt.pass)
+			}
+		})
+	}
 }
 
 // TestRunFailures checks where a failed run stops, whether the kubelet is

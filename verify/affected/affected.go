@@ -60,6 +60,26 @@ const BundlePrefix = "nokmem-"
 type Matrix struct {
 	Versions []Entry
 	Bundles  []Bundle
+	// Published are the sha256 digests of every nokmem build this project
+	// published: the committed CHECKSUMS of every buildable matrix version.
+	Published []Published
+}
+
+// Published is one nokmem build of the matrix, by its sha256.
+type Published struct {
+	SHA256, Name, Project, Version string
+}
+
+// PublishedBuild returns the nokmem build of the matrix whose sha256 is
+// sum: a binary is a nokmem build of this project only when its digest is
+// one of these (or one the operator lists with --known-sums).
+func PublishedBuild(sum string) (Published, bool) {
+	for _, p := range generated.Published {
+		if p.SHA256 == sum {
+			return p, true
+		}
+	}
+	return Published{}, false
 }
 
 // Entry is one version of the matrix.

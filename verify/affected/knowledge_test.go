@@ -1,6 +1,7 @@
 package affected
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -79,5 +80,21 @@ func TestCompareRunc(t *testing.T) {
 				t.Errorf("compareRunc(%s, %s) = %d, want %d", ordered[i], ordered[j], got, want)
 			}
 		}
+	}
+}
+
+// TestPublishedBuild: the committed sha256 of a matrix build is known by
+// digest, nothing else is.
+func TestPublishedBuild(t *testing.T) {
+	b, err := os.ReadFile("../../vendor-pins/kubernetes/v1.12.4.CHECKSUMS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, _, _ := strings.Cut(string(b), " ")
+	if p, ok := PublishedBuild(sum); !ok || p.Project != Kubernetes || p.Version != "v1.12.4" || p.Name != "kubelet" {
+		t.Errorf("PublishedBuild(%s) = %+v, %v", sum, p, ok)
+	}
+	if p, ok := PublishedBuild(strings.Repeat("0", 64)); ok {
+		t.Errorf("an unknown digest is published: %+v", p)
 	}
 }

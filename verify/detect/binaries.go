@@ -28,7 +28,8 @@ var DefaultSearchDirs = []string{"/usr/local/bin", "/usr/bin", "/usr/libexec/doc
 
 // Build kinds of a binary.
 const (
-	// KindNokmem: a nokmem build ("+nokmem" in its version, or a known checksum).
+	// KindNokmem: a nokmem build: its sha256 is a published one or one of
+	// KnownSums (identity.go). A "+nokmem" version alone is KindUnknown.
 	KindNokmem = "nokmem"
 	// KindStock: a recognised kubelet/runc that is not a nokmem build;
 	// Binary.Upstream says whether its version activates kmem.
@@ -165,11 +166,12 @@ func Identify(name, path string, o BinaryOptions) (Binary, error) {
 	b.Version = firstLine(stdout.String())
 	_, parsed := affected.Parse(name, stdout.String())
 	b.Vulnerabilities = knownVulns(name, stdout.String())
+	nokmemWhy, nokmem := nokmemBuild(sum, o.KnownSums)
 	switch {
+	case nokmem:
+		b.Kind, b.Reason = KindNokmem, nokmemWhy
 	case strings.Contains(stdout.String(), NokmemMarker):
-		b.Kind, b.Reason = KindNokmem, "version has "+NokmemMarker
-	case o.KnownSums[sum] != "":
-		b.Kind, b.Reason = KindNokmem, "sha256 matches "+o.KnownSums[sum]
+		b.Kind, b.Reason = KindUnknown, claimsNokmemReason(sum)
 	case runErr != nil:
 		b.Kind, b.Reason = KindUnknown, fmt.Sprintf("%s --version: %v: %s", path, runErr, firstLine(stderr.String()))
 	case !parsed:

@@ -53,6 +53,8 @@ type InstallState struct {
 	Path string `json:"path"`
 	// SignatureSkipped is true when install ran without a signature check.
 	SignatureSkipped bool `json:"signature_skipped"`
+	// State is the record's state: "installing" after an interrupted install.
+	State string `json:"state"`
 	// Error says why the record could not be read, if so.
 	Error string `json:"error,omitempty"`
 }
@@ -86,11 +88,12 @@ func FindLeftovers(h memcg.Hierarchy, stateDir string) (Leftovers, error) {
 		return l, rerr
 	}
 	var rec struct {
-		SignatureSkipped bool `json:"signature_skipped"`
+		SignatureSkipped bool   `json:"signature_skipped"`
+		State            string `json:"state"`
 	}
 	p = filepath.Join(stateDir, InstallRecordFile)
 	if found, rerr := readJSON(p, &rec); found {
-		l.Install = &InstallState{Path: p, SignatureSkipped: rec.SignatureSkipped}
+		l.Install = &InstallState{Path: p, SignatureSkipped: rec.SignatureSkipped, State: rec.State}
 		if rerr != nil {
 			l.Install.Error = rerr.Error()
 		}

@@ -63,12 +63,8 @@ func (r *Report) Problems() []Problem {
 		}
 		p = append(p, Problem{Short: "unfinished migration", Text: fmt.Sprintf("unfinished migration journal %s (%s): rerun verify migrate, or verify migrate --rollback", j.Path, what)})
 	}
-	if in := r.Leftovers.Install; in != nil && (in.SignatureSkipped || in.Error != "") {
-		what := "installed without a signature check (signature_skipped)"
-		if in.Error != "" {
-			what = "unreadable: " + in.Error
-		}
-		p = append(p, Problem{Short: "unsigned install", Text: fmt.Sprintf("install record %s: %s", in.Path, what)})
+	if ip := installProblem(r.Leftovers.Install); ip != nil {
+		p = append(p, *ip)
 	}
 	return p
 }

@@ -25,7 +25,6 @@ package install
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -35,7 +34,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -109,8 +107,12 @@ type Bundle struct {
 	Time   time.Time `json:"time"`
 }
 
-// Record is what the state directory remembers of installs.
+// Record is what the state directory remembers of installs. It is
+// untrusted input when read back: a checksum covers the whole content and
+// every path is checked (ReadRecord).
 type Record struct {
+	// Version is the record format (recordVersion).
+	Version int `json:"version"`
 	// State is "installing" while binaries are being swapped, "installed" after.
 	State string `json:"state"`
 	// Bundle is the latest bundle; History the ones installed before it.
@@ -123,6 +125,12 @@ type Record struct {
 	KeyID            string  `json:"key_id,omitempty"`
 	DevelopmentKey   bool    `json:"development_key,omitempty"`
 	Entries          []Entry `json:"entries"`
+	// Replaced lists the files the latest install replaced and Kept the
+	// targets it left as they were, with the reason.
+	Replaced []string   `json:"replaced"`
+	Kept     []Decision `json:"kept,omitempty"`
+	// Checksum is "sha256:<hex>" of the record encoded with Checksum empty.
+	Checksum string `json:"checksum"`
 }
 
 // Entry returns the entry installed at path, or nil.
@@ -153,9 +161,13 @@ type Options struct {
 	AllowSymlink bool
 	// AllowUnknown replaces a binary whose version cannot be recognised.
 	AllowUnknown bool
-	// AllowVersionChange replaces a binary that the version guard refuses
-	// (see checkVersionChange).
+	// AllowVersionChange replaces a binary that the bundle does not fix
+	// (a nokmem build, a stock version that does not activate kmem) and one
+	// that the version guard refuses (see checkVersionChange).
 	AllowVersionChange bool
+	// AllowSecurityDowngrade puts in place a binary with more known
+	// vulnerabilities than the one it replaces (see checkSecurity).
+	AllowSecurityDowngrade bool
 	// Force replaces a target that changed since verify installed it.
 	Force bool
 	// Binaries is how existing binaries are identified.
@@ -177,7 +189,8 @@ var (
 
 // Hooks for tests: faultAfterCopy interrupts a copy after the data is
 // written and before it is synced and renamed; faultStep fails the named
-// step ("backup <path>", "record", "swap <path>", "commit").
+// step ("unpacked", "backup <path>", "record", "swap <path>", "commit";
+// rollback's "restore <path>").
 var (
 	faultAfterCopy func(dst string) error
 	faultStep      func(step string) error
@@ -216,23 +229,6 @@ func existingAncestor(p string) string {
 	}
 }
 
-// ReadRecord reads the install record; nil (no error) when there is none.
-func ReadRecord(stateDir string) (*Record, error) {
-	p := filepath.Join(stateDir, RecordFile)
-	b, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("install record: %w", err)
-	}
-	var r Record
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("install record %s: %w", p, err)
-	}
-	return &r, nil
-}
-
 // Install installs o.Targets from the bundle in o.Dir. On any error the
 // node is left as it was.
 func Install(o Options) (*Record, error) {
@@ -254,6 +250,16 @@ func Install(o Options) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
+	if prev != nil {
+		for _, e := range prev.Entries {
+			dirs = append(dirs, filepath.Dir(e.Installed))
+		}
+	}
+	if swept, err := sweep(o.StateDir, dirs); err != nil {
+		return nil, fmt.Errorf("install: %w", err)
+	} else if len(swept) > 0 {
+		log.Info("removed temporary files of an earlier run that was killed", "files", swept)
+	}
 	rec := &Record{State: StateInstalling, Signed: o.Signed, SignatureSkipped: o.SignatureSkipped, KeyID: o.KeyID,
 		DevelopmentKey: o.Manifest.SigningKey.Development,
 		Bundle:         Bundle{Name: o.Manifest.Name, Source: o.Source, Time: time.Now().UTC()}}
@@ -264,20 +270,23 @@ func Install(o Options) (*Record, error) {
 			log.Warn("an earlier install was interrupted; this install finishes it", "bundle", prev.Bundle.Name)
 		}
 	}
-	var idx []int
-	for _, t := range o.Targets {
-		i, err := plan(t, rec, o)
-		if err != nil {
-			return nil, err
-		}
-		if slices.Contains(idx, i) {
-			return nil, fmt.Errorf("install: two targets resolve to %s", rec.Entries[i].Installed)
-		}
-		idx = append(idx, i)
+	idx, kept, err := planAll(o, rec)
+	if err != nil {
+		return nil, err
 	}
+	rec.Kept = kept
 	var run []*Entry // the entries this run replaces
 	for _, i := range idx {
 		run = append(run, &rec.Entries[i])
+		rec.Replaced = append(rec.Replaced, rec.Entries[i].Installed)
+	}
+	if len(run) == 0 {
+		// Nothing to replace: the node and the record stay as they are.
+		out := &Record{Kept: kept, Replaced: []string{}}
+		if prev != nil {
+			out.State, out.Bundle, out.Entries = prev.State, prev.Bundle, prev.Entries
+		}
+		return out, nil
 	}
 	if err := checkSpace(o, run); err != nil {
 		return nil, err
@@ -310,7 +319,7 @@ func Install(o Options) (*Record, error) {
 	if err := os.MkdirAll(backups, 0o700); err != nil {
 		return nil, fmt.Errorf("install: state dir: %w", err)
 	}
-	stamp := time.Now().UTC().Format("20060102T150405.000000000Z")
+	now := stamp()
 	for i, e := range run {
 		if !fileExists(e.Installed) {
 			continue
@@ -319,7 +328,7 @@ func Install(o Options) (*Record, error) {
 		if err != nil {
 			return nil, undo(err)
 		}
-		dst := filepath.Join(backups, fmt.Sprintf("%s-%d-%s", stamp, i, filepath.Base(e.Installed)))
+		dst := filepath.Join(backups, fmt.Sprintf("%s-%d-%s", now, i, filepath.Base(e.Installed)))
 		if err := fault("backup " + e.Installed); err != nil {
 			return nil, undo(err)
 		}
@@ -360,87 +369,12 @@ func Install(o Options) (*Record, error) {
 			os.Remove(e.undo)
 		}
 	}
+	if g, err := GC(o.StateDir, nil, false); err != nil {
+		log.Warn("install done; collecting old backups failed (run verify gc)", "err", err)
+	} else if len(g.Freed) > 0 {
+		log.Info("freed old backups", "files", g.Freed, "bytes", g.FreedBytes)
+	}
 	return rec, nil
-}
-
-// plan checks one target without changing anything and returns the index
-// of its entry in rec.Entries (added when new).
-func plan(t Target, rec *Record, o Options) (int, error) {
-	b := o.Manifest.Binary(t.Name)
-	if b == nil {
-		return -1, fmt.Errorf("install: the bundle has no %s", t.Name)
-	}
-	installed := t.Path
-	fi, err := os.Lstat(t.Path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if !t.Create {
-			return -1, fmt.Errorf("install %s: %s does not exist; refusing to create it (--create %s)", t.Name, t.Path, t.Path)
-		}
-	case err != nil:
-		return -1, fmt.Errorf("install %s: %w", t.Name, err)
-	case fi.Mode()&fs.ModeSymlink != 0:
-		if !o.AllowSymlink {
-			return -1, fmt.Errorf("install %s: %s is a symlink; refusing to replace it (--allow-symlink installs to the file it points at)", t.Name, t.Path)
-		}
-		if installed, err = filepath.EvalSymlinks(t.Path); err != nil {
-			return -1, fmt.Errorf("install %s: %w", t.Name, err)
-		}
-		if fi, err = os.Stat(installed); err != nil {
-			return -1, fmt.Errorf("install %s: %w", t.Name, err)
-		}
-	}
-	if fi != nil && !fi.Mode().IsRegular() {
-		return -1, fmt.Errorf("install %s: %s is not a regular file (%s); refusing to replace it", t.Name, installed, fi.Mode().Type())
-	}
-	if i := slices.IndexFunc(rec.Entries, func(e Entry) bool { return e.Installed == installed }); i >= 0 {
-		e := &rec.Entries[i]
-		// Installed before: it must still hold what verify put there (or
-		// the original, when an interrupted install had not reached it).
-		cur := ""
-		if fi != nil {
-			if cur, err = detect.FileSHA256(installed); err != nil {
-				return -1, fmt.Errorf("install %s: %w", t.Name, err)
-			}
-		}
-		if !e.owns(cur) && !o.Force {
-			return -1, fmt.Errorf("install %s: %s %w (it has sha256 %s; verify installed %s): someone else changed it, so it is not replaced (--force replaces it anyway)", t.Name, installed, ErrForeignChange, orNone(cur), e.NewSHA256)
-		}
-		e.NewSHA256 = b.SHA256
-		if !slices.Contains(e.Ours, b.SHA256) {
-			e.Ours = append(e.Ours, b.SHA256)
-		}
-		return i, nil
-	}
-	e := Entry{Target: t, Installed: installed, NewSHA256: b.SHA256, Ours: []string{b.SHA256}}
-	if fi == nil {
-		rec.Entries = append(rec.Entries, e)
-		return len(rec.Entries) - 1, nil
-	}
-	e.Existed = true
-	e.Original.Mode = fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		e.Original.UID, e.Original.GID = int(st.Uid), int(st.Gid)
-	}
-	if e.Original.SHA256, err = detect.FileSHA256(installed); err != nil {
-		return -1, fmt.Errorf("install %s: %w", t.Name, err)
-	}
-	id, err := detect.Identify(t.Name, installed, o.Binaries)
-	if err != nil {
-		return -1, fmt.Errorf("install: %w", err)
-	}
-	e.OldKind = id.Kind
-	if id.Kind == detect.KindUnknown && !o.AllowUnknown {
-		return -1, fmt.Errorf("install %s: unknown %s at %s (%s); refusing to replace it (--allow-unknown overrides)", t.Name, t.Name, installed, id.Reason)
-	}
-	if !o.AllowVersionChange {
-		if err := checkVersionChange(t.Name, installed, id.Upstream, b); err != nil {
-			return -1, err
-		}
-	}
-	e.Notes = metaNotes(e.Original)
-	rec.Entries = append(rec.Entries, e)
-	return len(rec.Entries) - 1, nil
 }
 
 // owns reports whether a file with sha256 cur is verify's or the original.
@@ -551,14 +485,6 @@ func restoreRecord(stateDir string, prev *Record) error {
 	return writeRecord(stateDir, prev)
 }
 
-func writeRecord(stateDir string, r *Record) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(filepath.Join(stateDir, RecordFile), append(b, '\n'), 0o644)
-}
-
 // missingDirs lists dir and those of its parents that do not exist, deepest first.
 func missingDirs(dir string) []string {
 	var out []string
@@ -640,6 +566,9 @@ func Rollback(stateDir string, force bool) (*RollbackResult, error) {
 	if err := CheckPrivileges(stateDir, dirs); err != nil {
 		return nil, err
 	}
+	if _, err := sweep(stateDir, dirs); err != nil {
+		return nil, fmt.Errorf("rollback: %w", err)
+	}
 	// Check every target first, so that a refusal changes nothing.
 	var foreign []string
 	for _, e := range rec.Entries {
@@ -669,6 +598,10 @@ func Rollback(stateDir string, force bool) (*RollbackResult, error) {
 			res.Actions = append(res.Actions, "removed "+e.Installed+" (created by install)")
 			continue
 		}
+		if err := fault("restore " + e.Installed); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		if err := copyAtomic(e.Backup, e.Installed, e.Original.SHA256, e.Original.Mode, atomicfile.Owner{UID: e.Original.UID, GID: e.Original.GID}); err != nil {
 			errs = append(errs, fmt.Errorf("restore %s from %s: %w", e.Installed, e.Backup, err))
 			continue
@@ -679,10 +612,15 @@ func Rollback(stateDir string, force bool) (*RollbackResult, error) {
 		return nil, fmt.Errorf("rollback: %w (the record is kept; rerun rollback)", err)
 	}
 	recPath := filepath.Join(stateDir, RecordFile)
-	done := recPath + ".rolled-back-" + time.Now().UTC().Format("20060102T150405Z")
+	done := filepath.Join(stateDir, RolledBackPrefix+stamp())
 	if err := os.Rename(recPath, done); err != nil {
 		return nil, fmt.Errorf("rollback: %w", err)
 	}
 	res.Message = fmt.Sprintf("rolled back %s: %d binaries restored; record kept as %s", rec.Bundle.Name, len(res.Actions), done)
+	if g, err := GC(stateDir, nil, false); err != nil {
+		res.Message += fmt.Sprintf("; collecting old backups failed (%v): run verify gc", err)
+	} else if len(g.Freed) > 0 {
+		res.Message += fmt.Sprintf("; freed %d bytes of older backups", g.FreedBytes)
+	}
 	return res, nil
 }

@@ -331,9 +331,6 @@ func TestInstallRefuses(t *testing.T) {
 		{"unknown kubelet", func(t *testing.T, n node, o *Options) {
 			n.put(t, "kubelet", script("my own kubelet"), 0o755)
 		}, "unknown kubelet"},
-		{"stock kubelet that never activates kmem", func(t *testing.T, n node, o *Options) {
-			n.put(t, "kubelet", script("Kubernetes v1.22.0"), 0o755)
-		}, "kubelet v1.22.0, which does not activate kmem accounting"},
 		{"kubelet of another minor release", func(t *testing.T, n node, o *Options) {
 			n.put(t, "kubelet", script("Kubernetes v1.14.10"), 0o755)
 		}, "would change the node's Kubernetes minor version"},

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/nokmem/nokmem/internal/atomicfile"
 	"github.com/nokmem/nokmem/internal/bundle"
 	"github.com/nokmem/nokmem/internal/release/sign"
 	"github.com/nokmem/nokmem/verify/detect"
@@ -39,7 +40,9 @@ var ErrNoKey = errors.New("no release public key")
 
 // Open checks the bundle at source (a bundle folder or its .tar.gz, which
 // is unpacked under tmpParent first) with the minisign public key pubKey
-// (DefaultPubKey when ""). skipSignature checks everything but the
+// (DefaultPubKey when ""). The unpacked folder is named with
+// atomicfile.TempPrefix, and what a killed run left in tmpParent is swept
+// first. skipSignature checks everything but the
 // signature and says so in Warnings.
 func Open(source, pubKey string, skipSignature bool, tmpParent string) (*Opened, error) {
 	fi, err := os.Stat(source)
@@ -48,12 +51,20 @@ func Open(source, pubKey string, skipSignature bool, tmpParent string) (*Opened,
 	}
 	b := &Opened{Dir: source, Source: source}
 	if !fi.IsDir() {
-		tmp, err := os.MkdirTemp(tmpParent, "nokmem-bundle-")
+		// What a killed run left here goes first.
+		if _, err := atomicfile.Sweep(tmpParent); err != nil {
+			return nil, fmt.Errorf("bundle: %w", err)
+		}
+		tmp, err := os.MkdirTemp(tmpParent, atomicfile.TempPattern("bundle"))
 		if err != nil {
 			return nil, fmt.Errorf("bundle: %w", err)
 		}
 		b.cleanup = tmp
 		if b.Dir, err = bundle.Unpack(source, tmp); err != nil {
+			b.Close()
+			return nil, err
+		}
+		if err := fault("unpacked"); err != nil {
 			b.Close()
 			return nil, err
 		}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nokmem/nokmem/verify/detect"
 )
 
 func TestMemswFirst(t *testing.T) {
@@ -188,11 +190,13 @@ func TestKubeletPIDs(t *testing.T) {
 func TestCheckKubeletBuild(t *testing.T) {
 	tests := []struct {
 		name, version string
+		known         bool // its sha256 is one of --known-sums
 		wantErr       bool
 	}{
-		{"nokmem", "Kubernetes v1.12.4+nokmem", false},
-		{"stock", "Kubernetes v1.12.4", true},
-		{"garbage", "hello", true},
+		{"nokmem", "Kubernetes v1.12.4+nokmem", true, false},
+		{"claims nokmem", "Kubernetes v1.12.4+nokmem", false, true},
+		{"stock", "Kubernetes v1.12.4", false, true},
+		{"garbage", "hello", false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -200,7 +204,13 @@ func TestCheckKubeletBuild(t *testing.T) {
 			if err := os.WriteFile(p, []byte("#!/bin/sh\necho '"+tt.version+"'\n"), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			err := CheckKubeletBuild(p, nil)
+			known := map[string]string{}
+			if sum, err := detect.FileSHA256(p); err != nil {
+				t.Fatal(err)
+			} else if tt.known {
+				known[sum] = "kubelet"
+			}
+			err := CheckKubeletBuild(p, known)
 			if (err != nil) != tt.wantErr || (err != nil && !errors.Is(err, ErrStockKubelet)) {
 				t.Errorf("CheckKubeletBuild(%s) = %v", tt.version, err)
 			}

@@ -33,6 +33,20 @@ const (
 // files, signed with a new key pair.
 func Make(t testing.TB, name string, kubelet, runc string, files ...bundle.File) *Fixture {
 	t.Helper()
+	return MakeVersions(t, name, kubelet, "", runc, "", files...)
+}
+
+// MakeVersions is Make with the versions the manifest gives the kubelet
+// and runc ("" for the default pair's, v1.12.4 and v1.0.0-rc5 with
+// +nokmem.test).
+func MakeVersions(t testing.TB, name string, kubelet, kubeletVersion, runc, runcVersion string, files ...bundle.File) *Fixture {
+	t.Helper()
+	if kubeletVersion == "" {
+		kubeletVersion = "v1.12.4+nokmem.test"
+	}
+	if runcVersion == "" {
+		runcVersion = "v1.0.0-rc5+nokmem.test"
+	}
 	if kubelet == "" {
 		kubelet = Kubelet
 	}
@@ -51,8 +65,8 @@ func Make(t testing.TB, name string, kubelet, runc string, files ...bundle.File)
 	}{
 		// The default pair's versions, as `go tool mage build` writes them
 		// (install's version guard compares the node's binaries with them).
-		{"kubelet", kubelet, "kubernetes", "v1.12.4+nokmem.test", []string{"kubelet"}},
-		{"runc", runc, "runc", "v1.0.0-rc5+nokmem.test", []string{"runc", "docker-runc"}},
+		{"kubelet", kubelet, "kubernetes", kubeletVersion, []string{"kubelet"}},
+		{"runc", runc, "runc", runcVersion, []string{"runc", "docker-runc"}},
 		{"verify", Verify, "nokmem", "v0.0.0+test", nil},
 	} {
 		dir := filepath.Join(tmp, "release-"+b.name)

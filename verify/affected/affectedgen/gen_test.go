@@ -100,3 +100,34 @@ func TestCheckVulnsCatchesASupplementEdit(t *testing.T) {
 		t.Fatalf("after editing the supplement: %v", err)
 	}
 }
+
+// TestCheckCatchesAChangedChecksum: the published sha256 of every
+// buildable version is part of the generated file, so a changed CHECKSUMS
+// makes it stale.
+func TestCheckCatchesAChangedChecksum(t *testing.T) {
+	pinsDir := copyPins(t)
+	gen := filepath.Join(t.TempDir(), "matrix_gen.go")
+	src, err := affectedgen.Generate(pinsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(pinsDir, "runc", "v1.0.0-rc5.CHECKSUMS")
+	old, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, _, _ := strings.Cut(string(old), " ")
+	if !strings.Contains(string(src), `SHA256: "`+sum+`", Name: "runc", Project: "runc", Version: "v1.0.0-rc5"`) {
+		t.Fatalf("generated file lacks the published runc rc5 sha256 %s", sum)
+	}
+	if err := os.WriteFile(gen, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := strings.Repeat("0", 64)
+	if err := os.WriteFile(p, []byte(strings.Replace(string(old), sum, other, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := affectedgen.Check(pinsDir, gen); !errors.Is(err, affectedgen.ErrStale) || !strings.Contains(err.Error(), other) {
+		t.Fatalf("after changing %s: %v", p, err)
+	}
+}

@@ -1,0 +1,163 @@
+package install
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/nokmem/nokmem/internal/atomicfile"
+)
+
+// recordVersion is bumped when the record format changes incompatibly.
+// Version 2: checksum, kept binaries, replaced paths.
+const recordVersion = 2
+
+// AbandonedPrefix and RolledBackPrefix start the names under which a record
+// is set aside (verify install --abandon) or kept after a rollback.
+const (
+	AbandonedPrefix  = RecordFile + ".abandoned-"
+	RolledBackPrefix = RecordFile + ".rolled-back-"
+)
+
+// ErrUntrustedRecord: the install record is not one this state directory's
+// installs wrote (garbage, edited, from another state directory or an
+// older format); install and rollback refuse to act on it.
+var ErrUntrustedRecord = errors.New("untrusted install record")
+
+var hexSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// stamp names set-aside records and backups in time order.
+func stamp() string { return time.Now().UTC().Format("20060102T150405.000000000Z") }
+
+// sum is "sha256:<hex>" of r encoded with an empty Checksum.
+func (r *Record) sum() (string, error) {
+	c := *r
+	c.Checksum = ""
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(h[:]), nil
+}
+
+// validate checks a record read back from stateDir: its checksum, its
+// state, and that every path is one an install into stateDir writes.
+func (r *Record) validate(stateDir string) error {
+	sum, err := r.sum()
+	switch {
+	case err != nil:
+		return err
+	case r.Version != recordVersion:
+		return fmt.Errorf("format version %d, want %d (written by another verify release?)", r.Version, recordVersion)
+	case r.Checksum != sum:
+		return fmt.Errorf("checksum %q does not match the content (%s): edited or damaged", r.Checksum, sum)
+	case r.State != StateInstalling && r.State != StateInstalled:
+		return fmt.Errorf("unknown state %q", r.State)
+	}
+	backups := filepath.Join(stateDir, BackupDir)
+	seen := map[string]bool{}
+	for _, e := range r.Entries {
+		switch {
+		case e.Name == "" || filepath.Base(e.Name) != e.Name:
+			return fmt.Errorf("entry %q: not a binary name", e.Name)
+		case !filepath.IsAbs(e.Installed) || filepath.Clean(e.Installed) != e.Installed:
+			return fmt.Errorf("entry %s: installed path %q is not clean and absolute", e.Name, e.Installed)
+		case seen[e.Installed]:
+			return fmt.Errorf("%s twice", e.Installed)
+		case e.Existed && (e.Backup == "" || !hexSHA256.MatchString(e.Original.SHA256)):
+			return fmt.Errorf("%s existed but has no backup and original sha256", e.Installed)
+		case e.Backup != "" && filepath.Dir(e.Backup) != backups:
+			return fmt.Errorf("%s: backup %s is not in %s: the record belongs to another state directory", e.Installed, e.Backup, backups)
+		case !hexSHA256.MatchString(e.NewSHA256):
+			return fmt.Errorf("%s: sha256 %q", e.Installed, e.NewSHA256)
+		}
+		seen[e.Installed] = true
+		for _, s := range e.Ours {
+			if !hexSHA256.MatchString(s) {
+				return fmt.Errorf("%s: sha256 %q", e.Installed, s)
+			}
+		}
+	}
+	return nil
+}
+
+// ReadRecord reads and checks the install record; nil (no error) when
+// there is none. A record that fails the checks is refused with
+// ErrUntrustedRecord, naming the file and what to do.
+func ReadRecord(stateDir string) (*Record, error) {
+	p := filepath.Join(stateDir, RecordFile)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("install record: %w", err)
+	}
+	var r Record
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(&r)
+	if err == nil {
+		err = r.validate(stateDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w (nothing was changed; the record cannot be trusted to say what an earlier install replaced: "+
+			"compare the node's binaries with it (verify detect), then run `verify install --abandon --state-dir %s` to set it aside)",
+			ErrUntrustedRecord, p, err, stateDir)
+	}
+	return &r, nil
+}
+
+func writeRecord(stateDir string, r *Record) error {
+	r.Version = recordVersion
+	sum, err := r.sum()
+	if err != nil {
+		return err
+	}
+	r.Checksum = sum
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(stateDir, RecordFile), append(b, '\n'), 0o644)
+}
+
+// AbandonResult is what Abandon did.
+type AbandonResult struct {
+	// Nothing is true when there was no record to set aside.
+	Nothing bool `json:"nothing"`
+	// SetAside is where the record now is.
+	SetAside string `json:"set_aside,omitempty"`
+	Message  string `json:"message"`
+}
+
+// Abandon sets the install record aside as install.json.abandoned-<time>,
+// trusted or not, and changes nothing else: no binary, no backup (gc keeps
+// the backups an abandoned record names). Install then starts afresh and
+// rollback has nothing to do.
+func Abandon(stateDir string) (*AbandonResult, error) {
+	if err := CheckPrivileges(stateDir, nil); err != nil {
+		return nil, err
+	}
+	p := filepath.Join(stateDir, RecordFile)
+	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+		return &AbandonResult{Nothing: true, Message: "nothing to abandon: no install record at " + p}, nil
+	}
+	dst := filepath.Join(stateDir, AbandonedPrefix+stamp())
+	if err := os.Rename(p, dst); err != nil {
+		return nil, fmt.Errorf("abandon: %w", err)
+	}
+	if err := atomicfile.SyncDir(stateDir); err != nil {
+		return nil, fmt.Errorf("abandon: %w", err)
+	}
+	return &AbandonResult{SetAside: dst, Message: fmt.Sprintf("set %s aside as %s; no binary and no backup was changed (the backups it names stay in %s)", p, dst, filepath.Join(stateDir, BackupDir))}, nil
+}
