@@ -265,6 +265,12 @@ func TestUsageErrors(t *testing.T) {
 	if _, err := os.Stat(n.path("state")); err == nil {
 		t.Errorf("state dir created")
 	}
+	// cobra's own commands are no usage errors.
+	for _, args := range [][]string{{"help"}, {"help", "detect"}, {"completion", "bash"}, {"--help"}, {"detect", "--help"}, {"--version"}} {
+		if stdout, stderr, code := runBin(t, exec.Command(verifyBin, args...)); code != 0 || stdout == "" {
+			t.Errorf("verify %v: exit %d\n%s", args, code, stderr)
+		}
+	}
 }
 
 // TestJSONErrors: with -o json every failure writes exactly one JSON

@@ -161,6 +161,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	out := &countingWriter{w: stdout}
 	root, g := newRoot(out, stderr)
 	root.SetArgs(args)
+	// Execute adds these itself; Find must know them too.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd(args...)
 	var err error
 	if cmd, _, ferr := root.Find(args); ferr != nil {
 		err = usageError(cmd, ferr)
