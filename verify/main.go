@@ -96,8 +96,12 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 func newRoot(stdout, stderr io.Writer) (*cobra.Command, *globalOptions) {
 	g := &globalOptions{Stdout: stdout, Stderr: stderr}
 	root := &cobra.Command{
-		Use:           "verify",
-		Short:         "Detect, install, repair and assert the nokmem state of a node",
+		Use:   "verify",
+		Short: "Detect, install, repair and assert the nokmem state of a node",
+		Long: `verify detects, installs, repairs and asserts the nokmem state of a node.
+Reports go to stdout (-o json: exactly one JSON object, errors included),
+logs and errors to stderr. Exit statuses: verify exit-codes (a usage error
+exits 64).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
