@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"time"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
@@ -19,6 +20,7 @@ type binaryFlags struct {
 	paths      map[string]*string
 	searchDirs []string
 	knownSums  string
+	timeout    time.Duration
 }
 
 func (b *binaryFlags) register(fs *pflag.FlagSet) {
@@ -28,10 +30,11 @@ func (b *binaryFlags) register(fs *pflag.FlagSet) {
 	}
 	fs.StringSliceVar(&b.searchDirs, "search-dirs", detect.DefaultSearchDirs, "directories searched for kubelet, runc and docker-runc")
 	fs.StringVar(&b.knownSums, "known-sums", "", "SHA256SUMS of a nokmem release: binaries with these checksums count as nokmem builds")
+	fs.DurationVar(&b.timeout, "version-timeout", detect.DefaultVersionTimeout, "how long one `BINARY --version` may run before it is killed (with its process group); the binaries run at once")
 }
 
 func (b *binaryFlags) options() (detect.BinaryOptions, error) {
-	o := detect.BinaryOptions{Paths: map[string]string{}, SearchDirs: b.searchDirs}
+	o := detect.BinaryOptions{Paths: map[string]string{}, SearchDirs: b.searchDirs, Timeout: b.timeout}
 	for n, p := range b.paths {
 		if *p != "" {
 			o.Paths[n] = *p
@@ -86,7 +89,8 @@ func newDetectCmd(g *globalOptions) *cobra.Command {
 the kernel semantics from the kernel release and the root memcg's
 memory.kmem.slabinfo (EIO only on 3.10 / RHEL 7 kernels, where removed
 kmem-active memcgs leak their IDs), the kubepods tree of the cgroupfs
-(kubepods) or systemd (kubepods.slice) driver and its kmem-active cgroups,
+(kubepods) or systemd (kubepods.slice) driver and its kmem-active cgroups
+(with what activated each, as far as it shows),
 the memory line of /proc/cgroups, leaked memcg IDs counted by kmemcg ID from
 the /sys/kernel/slab aliases, the kubelet, runc and docker-runc builds, and
 what an earlier verify run left: nokmem-migrate* trees under the memory
@@ -95,10 +99,13 @@ check (in --state-dir).
 
 --probe-slabinfo and --probe-ids create scratch cgroups (root only).
 
+The report goes to stdout (JSON with -o json), diagnostics to stderr.
+
 Exit status (also with --npd, node-problem-detector custom-plugin codes):
   0  healthy: nothing wrong; a kernel where the leak cannot happen is healthy
   1  problem found (each listed on a PROBLEM line)
   2  unknown: the kernel semantics could not be decided, or detect failed
+  64 usage error (with --npd also an "unknown:" line; see verify exit-codes)
 
 --npd prints one line of at most 80 characters on stdout, leading with the
 number that matters.`,
@@ -127,7 +134,7 @@ number that matters.`,
 					return err
 				}
 			} else {
-				printDetect(g.Stderr, r)
+				printDetect(g.Stdout, r)
 			}
 			if st := r.Status(); st != detect.Healthy {
 				return withExitCode(int(st), nil)
@@ -179,6 +186,9 @@ func npdStatus(r *detect.Report, err error) (report.NPDStatus, string) {
 		if !b.Nokmem() {
 			builds = "no affected builds"
 		}
+	}
+	if r.Driver == detect.DriverSystemd {
+		return report.NPDOK, fitLine([]string{"OK: systemd driver, kmem only on request", fmt.Sprintf("0 kmem-active of %d cgroups", r.KubepodsCgroups), leaked})
 	}
 	return report.NPDOK, fitLine([]string{"OK: " + leaked, fmt.Sprintf("0 kmem-active of %d kubepods cgroups", r.KubepodsCgroups), builds})
 }
@@ -277,10 +287,17 @@ func printDetect(w io.Writer, r *detect.Report) {
 		fmt.Fprintf(w, " (%s, %d cgroups)", r.Kubepods, r.KubepodsCgroups)
 	}
 	fmt.Fprintln(w)
+	if r.DriverNote != "" {
+		fmt.Fprintf(w, "driver note:       %s\n", r.DriverNote)
+	}
 	if r.Semantics310 {
 		fmt.Fprintf(w, "kmem-active:       %d\n", len(r.KmemActive))
 		for _, c := range r.KmemActive {
-			fmt.Fprintf(w, "  %s\n", c)
+			if cause := r.KmemCauses[c]; cause != "" {
+				fmt.Fprintf(w, "  %s (%s)\n", c, cause)
+			} else {
+				fmt.Fprintf(w, "  %s\n", c)
+			}
 		}
 	} else {
 		fmt.Fprintf(w, "kmem-active:       not decidable here (slabinfo proves nothing on this kernel)\n")

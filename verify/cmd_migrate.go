@@ -31,10 +31,6 @@ type migrateFlags struct {
 	abandon      bool
 }
 
-// exitPointless is the exit status of a migration refused on a kernel
-// without 3.10 semantics.
-const exitPointless = 3
-
 func newMigrateCmd(g *globalOptions) *cobra.Command {
 	var f migrateFlags
 	cmd := &cobra.Command{
@@ -114,7 +110,7 @@ func runMigrate(g *globalOptions, f *migrateFlags) error {
 		if g.JSON() {
 			return report.WriteJSON(g.Stdout, p)
 		}
-		printPlan(g.Stderr, p)
+		printPlan(g.Stdout, p)
 		return nil
 	}
 	var rep *migrate.Report
@@ -137,7 +133,7 @@ func runMigrate(g *globalOptions, f *migrateFlags) error {
 	if g.JSON() {
 		return report.WriteJSON(g.Stdout, rep)
 	}
-	printMigrate(g.Stderr, rep)
+	printMigrate(g.Stdout, rep)
 	return nil
 }
 

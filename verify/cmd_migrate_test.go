@@ -115,7 +115,7 @@ func TestMigrateCommand(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			n := newMigrateNode(t, tt.version, tt.running)
 			code, stdout, stderr := n.run(tt.args...)
-			out := stderr
+			out := stdout + stderr // the report on stdout, errors on stderr
 			if slices.Contains(tt.args, "json") {
 				out = stdout
 				var rep migrate.Report
@@ -157,9 +157,9 @@ func TestMigrateCommandRerunIsNoop(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(n.procs, "1", "comm"), []byte("kubelet\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, _, stderr := n.run()
-	if code != 0 || !strings.Contains(stderr, "already-migrated") || !strings.Contains(stderr, "nothing to do") {
-		t.Errorf("rerun: exit %d, %s", code, stderr)
+	code, stdout, _ := n.run()
+	if code != 0 || !strings.Contains(stdout, "already-migrated") || !strings.Contains(stdout, "nothing to do") {
+		t.Errorf("rerun: exit %d, %s", code, stdout)
 	}
 }
 
@@ -202,15 +202,15 @@ func TestMigrateCommandWrongKernel(t *testing.T) {
 // the kubelet running, and says so.
 func TestMigrateCommandCleanupWithKubeletRunning(t *testing.T) {
 	n := newMigrateNode(t, "Kubernetes v1.12.4+nokmem", false)
-	if code, _, stderr := n.run("--no-cleanup"); code != 0 || !strings.Contains(stderr, "swapped:") {
-		t.Fatalf("critical part: exit %d: %s", code, stderr)
+	if code, stdout, stderr := n.run("--no-cleanup"); code != 0 || !strings.Contains(stdout, "swapped:") {
+		t.Fatalf("critical part: exit %d: %s%s", code, stdout, stderr)
 	}
 	if err := os.WriteFile(filepath.Join(n.procs, "1", "comm"), []byte("kubelet\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, _, stderr := n.run()
-	if code != 0 || !strings.Contains(stderr, "the old tree is removed") || !strings.Contains(stderr, "resumed from phase swapped") {
-		t.Errorf("cleanup with the kubelet running: exit %d: %s", code, stderr)
+	code, stdout, stderr := n.run()
+	if code != 0 || !strings.Contains(stdout, "the old tree is removed") || !strings.Contains(stdout, "resumed from phase swapped") {
+		t.Errorf("cleanup with the kubelet running: exit %d: %s%s", code, stdout, stderr)
 	}
 	if ok, _ := (memcg.Hierarchy{Root: n.root}).Exists(migrate.AsideName("kubepods")); ok {
 		t.Error("the old tree is still there")

@@ -37,15 +37,22 @@ kubelet and runc are nokmem builds; stops the kubelet (--stop-cmd); migrates
 kubepods to a fresh non-kmem tree; starts the kubelet (--start-cmd) and waits
 until a process runs the new kubelet binary (scanning --proc) and, with
 --healthz, until that URL answers 200; runs the cleanup step when there is one;
-and asserts slabinfo EIO. The report gives the kubelet downtime (stop command
-issued → kubelet process running again) and the cleanup time apart. On a kernel
-without 3.10 semantics it changes nothing and reports "not applicable".
+and asserts slabinfo EIO (with a probe child under kubepods, created and
+removed). The report gives the kubelet downtime (stop command issued → kubelet
+process running again) and the cleanup time apart, and lists every change it
+made ("changed:"; JSON "changed"). On a kernel without 3.10 semantics it
+changes nothing and reports "not applicable". A systemd-driver node
+(kubepods.slice) is judged by its cgroups: without kmem-active cgroups it
+needs nothing ("healthy", exit 0: kubelet and runc activate kmem there only
+when a kernel-memory limit is requested); with some, detect fails (exit 10)
+naming them, with the options (cgroup.memory=nokmem and a reboot, or
+draining and recreating those pods).
 
 When a step fails the run stops there, starts the kubelet again when that is
 safe (not on a half-migrated tree), and the report's "next" says what to run.
-Exit codes: 0 passed or not applicable; 10 detect, 11 install, 12 binaries,
-13 stop-kubelet, 14 migrate, 15 start-kubelet (or the kubelet did not come
-back), 16 assert, 17 cleanup.`,
+Exit codes: 0 passed, healthy or not applicable; 10 detect, 11 install,
+12 binaries, 13 stop-kubelet, 14 migrate, 15 start-kubelet (or the kubelet did
+not come back), 16 assert, 17 cleanup; 64 usage error (verify exit-codes).`,
 		Args:        cobra.NoArgs,
 		Annotations: annotations(mutating, usesRoot),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -162,7 +169,7 @@ func cleaner(g *globalOptions, h memcg.Hierarchy, proc string) func(ctx context.
 }
 
 func printRun(g *globalOptions, res *acceptance.Result) {
-	w := g.Stderr
+	w := g.Stdout
 	for _, s := range res.Steps {
 		fmt.Fprintf(w, "%-8s %-14s %s\n", s.Status, s.Name, firstNonEmpty(s.Message, s.Details))
 	}
@@ -173,6 +180,12 @@ func printRun(g *globalOptions, res *acceptance.Result) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "kubelet downtime: %s (stop command issued → kubelet running again); cleanup: %s\n",
 		res.Downtime.Round(time.Millisecond), res.Cleanup.Round(time.Millisecond))
+	if len(res.Changed) == 0 {
+		fmt.Fprintln(w, "changed: nothing")
+	}
+	for _, c := range res.Changed {
+		fmt.Fprintf(w, "changed: %s\n", c)
+	}
 	if res.Next != "" {
 		fmt.Fprintf(w, "next: %s\n", res.Next)
 	}

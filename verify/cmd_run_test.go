@@ -22,7 +22,7 @@ func TestRunReportsTimings(t *testing.T) {
 		Steps:    []report.Step{{Name: acceptance.StepStart, Status: report.Passed}},
 		Downtime: 1500 * time.Millisecond, DowntimeSeconds: 1.5, Cleanup: 250 * time.Millisecond, CleanupSeconds: 0.25}
 	var buf bytes.Buffer
-	printRun(&globalOptions{Stderr: &buf, StateDir: "/var/lib/nokmem"}, res)
+	printRun(&globalOptions{Stdout: &buf, StateDir: "/var/lib/nokmem"}, res)
 	if !strings.Contains(buf.String(), "kubelet downtime: 1.5s") || !strings.Contains(buf.String(), "cleanup: 250ms") {
 		t.Errorf("text output lacks the timings:\n%s", buf.String())
 	}

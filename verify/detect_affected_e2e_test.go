@@ -124,13 +124,13 @@ func TestDetectStockVersions(t *testing.T) {
 				n.write("bin/"+name, script, 0o755)
 			}
 			prom := n.path("detect.prom")
-			_, stderr, code := n.verify(append([]string{"detect", "--textfile", prom}, n.detectArgs()...)...)
-			if code != tt.want || strings.Contains(stderr, "PROBLEM") != (tt.want == 1) {
-				t.Errorf("exit %d, want %d\n%s", code, tt.want, stderr)
+			stdout, stderr, code := n.verify(append([]string{"detect", "--textfile", prom}, n.detectArgs()...)...)
+			if code != tt.want || strings.Contains(stdout, "PROBLEM") != (tt.want == 1) {
+				t.Errorf("exit %d, want %d\n%s%s", code, tt.want, stdout, stderr)
 			}
 			for _, w := range tt.text {
-				if !strings.Contains(stderr, w) {
-					t.Errorf("text output lacks %q:\n%s", w, stderr)
+				if !strings.Contains(stdout, w) {
+					t.Errorf("text output lacks %q:\n%s", w, stdout)
 				}
 			}
 			pb, err := os.ReadFile(prom)

@@ -176,7 +176,7 @@ func TestDetectLeftovers(t *testing.T) {
 	}
 	n.write("state/"+migrate.JournalFile, `{"phase":"moved-out","kubepods":"kubepods","temp":"nokmem-migrate-kubepods"}`, 0o600)
 	n.write("state/install.json", `{"entries":[],"signature_skipped":true}`, 0o600)
-	_, stderr, code := n.verify(args...)
+	stdout, stderr, code := n.verify(args...)
 	if code != 1 {
 		t.Errorf("exit %d, want 1\n%s", code, stderr)
 	}
@@ -184,8 +184,8 @@ func TestDetectLeftovers(t *testing.T) {
 		"PROBLEM:           unfinished migration journal " + n.path("state/"+migrate.JournalFile) + " (phase moved-out)",
 		"PROBLEM:           install record " + n.path("state/install.json") + ": installed without a signature check",
 		"verdict:           problem found (exit 1)"} {
-		if !strings.Contains(stderr, want) {
-			t.Errorf("output lacks %q:\n%s", want, stderr)
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
 	}
 	out, _, code := n.verify(append([]string{"detect", "--npd"}, n.detectArgs()...)...)
@@ -222,9 +222,9 @@ func TestDetectExitCodes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			n := newNode(t, tt.profile)
 			tt.setup(n)
-			_, stderr, code := n.verify(append([]string{"detect"}, n.detectArgs()...)...)
-			if code != tt.want || strings.Contains(stderr, "PROBLEM") != (tt.want == 1) {
-				t.Errorf("exit %d, want %d\n%s", code, tt.want, stderr)
+			stdout, stderr, code := n.verify(append([]string{"detect"}, n.detectArgs()...)...)
+			if code != tt.want || strings.Contains(stdout, "PROBLEM") != (tt.want == 1) {
+				t.Errorf("exit %d, want %d\n%s%s", code, tt.want, stdout, stderr)
 			}
 			out, _, npdCode := n.verify(append([]string{"detect", "--npd"}, n.detectArgs()...)...)
 			if npdCode != tt.want || utf8.RuneCountInString(strings.TrimSuffix(out, "\n")) > report.NPDMaxMessage {
@@ -255,9 +255,9 @@ func TestProbeIDsFullIDSpace(t *testing.T) {
 	if p := r.IDProbe; p == nil || !p.Exhausted || p.Created != free || p.Errno != "device or resource busy" {
 		t.Fatalf("ID probe %+v", r.IDProbe)
 	}
-	_, stderr, _ = n.verify(append([]string{"detect", "--probe-ids", "70000"}, n.detectArgs()...)...)
-	if !strings.Contains(stderr, fmt.Sprintf("ID probe:          exhausted at %d (mkdir: device or resource busy)", free)) {
-		t.Errorf("text output:\n%s", stderr)
+	out, _, _ = n.verify(append([]string{"detect", "--probe-ids", "70000"}, n.detectArgs()...)...)
+	if !strings.Contains(out, fmt.Sprintf("ID probe:          exhausted at %d (mkdir: device or resource busy)", free)) {
+		t.Errorf("text output:\n%s", out)
 	}
 	if n.sim.Live() != 1 {
 		t.Errorf("probe left %d cgroups", n.sim.Live()-1)

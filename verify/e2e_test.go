@@ -400,7 +400,7 @@ func TestRunRepairsSimulatedNode(t *testing.T) {
 	bundled := filepath.Join(b.Dir, "verify")
 	n := newNode(t, memcgsim.RHEL78)
 	n.kubelet("kubepods", 3)
-	if _, _, code := n.verifyWith(bundled, "assert"); code != 1 {
+	if _, _, code := n.verifyWith(bundled, "assert", "--os-release", n.path("osrelease")); code != 1 {
 		t.Fatalf("assert before the repair: exit %d, want 1", code)
 	}
 	if out, _, code := n.verifyWith(bundled, "version"); code != 0 || !strings.Contains(out, b.Manifest.Name) || !strings.Contains(out, b.Manifest.Binary("verify").Version) {
@@ -512,7 +512,7 @@ func TestRunRepairsSimulatedNode(t *testing.T) {
 		t.Errorf("junit.xml lacks the kubelet downtime property:\n%s", data)
 	}
 	// The node now passes assert and the NPD check.
-	if out, stderr, code := n.verifyWith(bundled, "assert", "-o", "json"); code != 0 {
+	if out, stderr, code := n.verifyWith(bundled, "assert", "--os-release", n.path("osrelease"), "-o", "json"); code != 0 {
 		t.Errorf("assert after run: exit %d\n%s%s", code, out, stderr)
 	}
 	if out, _, code := n.verifyWith(bundled, append([]string{"detect", "--npd"}, n.detectArgs()...)...); code != 0 {

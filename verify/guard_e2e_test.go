@@ -142,12 +142,12 @@ func TestTwoMigratesAtOnce(t *testing.T) {
 
 			// Read-only commands neither take nor wait for the lock.
 			detectArgs := append([]string{"--root", n2.m.Memory, "--state-dir", n2.path("state3"), "--lock-dir", lock2, "detect"}, n2.detectArgs()...)
-			if _, stderr, code := runBin(t, exec.Command(verifyBin, detectArgs...)); code != 1 || !strings.Contains(stderr, "kmem-active cgroups under kubepods") {
-				t.Errorf("detect while the lock is held: exit %d\n%s", code, stderr)
+			if stdout, stderr, code := runBin(t, exec.Command(verifyBin, detectArgs...)); code != 1 || !strings.Contains(stdout, "kmem-active cgroups under kubepods") {
+				t.Errorf("detect while the lock is held: exit %d\n%s%s", code, stdout, stderr)
 			}
 			dry := append(n2.migrateCmd(n2.path("state3"), lock2).Args[1:], "--dry-run")
-			if _, stderr, code := runBin(t, exec.Command(verifyBin, dry...)); code != 0 || !strings.Contains(stderr, "nothing was changed") {
-				t.Errorf("migrate --dry-run while the lock is held: exit %d\n%s", code, stderr)
+			if stdout, stderr, code := runBin(t, exec.Command(verifyBin, dry...)); code != 0 || !strings.Contains(stdout, "nothing was changed") {
+				t.Errorf("migrate --dry-run while the lock is held: exit %d\n%s%s", code, stdout, stderr)
 			}
 
 			// kill -9 of the holder frees the lock. (Its FUSE read is
@@ -161,9 +161,9 @@ func TestTwoMigratesAtOnce(t *testing.T) {
 			}
 			done <- nil // for the cleanup
 			n1.sim.SetHook(nil)
-			_, stderr, code = runBin(t, n2.migrateCmd(state2, lock2))
-			if code != 0 || !strings.Contains(stderr, "migrated:") {
-				t.Errorf("migrate after kill -9 of the holder: exit %d\n%s", code, stderr)
+			stdout, stderr, code := runBin(t, n2.migrateCmd(state2, lock2))
+			if code != 0 || !strings.Contains(stdout, "migrated:") {
+				t.Errorf("migrate after kill -9 of the holder: exit %d\n%s%s", code, stdout, stderr)
 			}
 		})
 	}

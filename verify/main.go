@@ -28,6 +28,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nokmem/nokmem/verify/nodelock"
+	"github.com/nokmem/nokmem/verify/report"
 )
 
 // Defaults for the persistent flags.
@@ -49,7 +50,9 @@ type globalOptions struct {
 	// LockDir holds the node lock (verify/nodelock).
 	LockDir string
 
-	// Stdout receives machine output (JSON); Stderr human output and logs.
+	// Stdout receives what a command reports, human or JSON (as kubectl
+	// and runc do, so that `verify detect | grep` works); Stderr
+	// diagnostics: logs, warnings, errors.
 	Stdout io.Writer
 	Stderr io.Writer
 	// Logger is set up from LogLevel before any subcommand runs.
@@ -93,17 +96,29 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 func newRoot(stdout, stderr io.Writer) (*cobra.Command, *globalOptions) {
 	g := &globalOptions{Stdout: stdout, Stderr: stderr}
 	root := &cobra.Command{
-		Use:           "verify",
-		Short:         "Detect, install, repair and assert the nokmem state of a node",
+		Use:   "verify",
+		Short: "Detect, install, repair and assert the nokmem state of a node",
+		Long: `verify detects, installs, repairs and asserts the nokmem state of a node.
+Reports go to stdout (-o json: exactly one JSON object, errors included),
+logs and errors to stderr. Exit statuses: verify exit-codes (a usage error
+exits 64).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			// Flag groups before anything else (cobra checks them only
+			// after this hook, once the node lock is held).
+			if err := cmd.ValidateFlagGroups(); err != nil {
+				return usageError(cmd, err)
+			}
+			if err := checkConflicts(cmd); err != nil {
+				return usageError(cmd, err)
+			}
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(g.LogLevel)); err != nil {
-				return fmt.Errorf("--log-level %q: %w", g.LogLevel, err)
+				return usageError(cmd, fmt.Errorf("--log-level %q: %w", g.LogLevel, err))
 			}
 			if g.Output != "text" && g.Output != "json" {
-				return fmt.Errorf("-o %q: want text or json", g.Output)
+				return usageError(cmd, fmt.Errorf("-o %q: want text or json", g.Output))
 			}
 			g.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 			slog.SetDefault(g.Logger)
@@ -123,6 +138,18 @@ func newRoot(stdout, stderr io.Writer) (*cobra.Command, *globalOptions) {
 	for _, mk := range subcommands {
 		root.AddCommand(mk(g))
 	}
+	root.SetFlagErrorFunc(usageError)
+	for _, c := range root.Commands() {
+		if c.Args != nil {
+			args := c.Args
+			c.Args = func(cmd *cobra.Command, a []string) error {
+				if err := args(cmd, a); err != nil {
+					return usageError(cmd, err)
+				}
+				return nil
+			}
+		}
+	}
 	return root, g
 }
 
@@ -130,20 +157,32 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run executes the command line and returns the process exit code.
+// run executes the command line and returns the process exit code. An
+// error is said on stderr; with -o json the command's one JSON object on
+// stdout is then {"error": …, "exit_code": …}, unless the command wrote its
+// own; with detect --npd it is the plugin's one line.
 func run(args []string, stdout, stderr io.Writer) int {
-	root, g := newRoot(stdout, stderr)
+	out := &countingWriter{w: stdout}
+	root, g := newRoot(out, stderr)
 	root.SetArgs(args)
-	err := root.Execute()
+	// Execute adds these itself; Find must know them too.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd(args...)
+	var err error
+	if cmd, _, ferr := root.Find(args); ferr != nil {
+		err = usageError(cmd, ferr)
+	} else {
+		err = root.Execute()
+	}
 	if g.lock != nil {
 		if rerr := g.lock.Release(); rerr != nil && err == nil {
 			err = rerr
 		}
 	}
 	if err == nil {
-		return 0
+		return exitOK
 	}
-	code := 1
+	code := exitProblem
 	var ee *exitError
 	if errors.As(err, &ee) {
 		code = ee.code
@@ -152,5 +191,92 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fmt.Fprintf(stderr, "verify: %v\n", err)
+	if out.n > 0 {
+		return code
+	}
+	switch {
+	case wantsNPD(root, args):
+		report.WriteNPD(out, "unknown: "+err.Error())
+	case g.JSON() || wantsJSON(args):
+		report.WriteJSON(out, errorReport{Error: err.Error(), ExitCode: code, ExitName: exitName(code)})
+	}
 	return code
+}
+
+// errorReport is the one JSON object of a failed command with -o json.
+type errorReport struct {
+	Error    string `json:"error"`
+	ExitCode int    `json:"exit_code"`
+	ExitName string `json:"exit_name"`
+}
+
+func exitName(code int) string {
+	for _, c := range exitCodeTable() {
+		if c.Code == code {
+			return c.Name
+		}
+	}
+	return ""
+}
+
+// usageError marks err as a usage error (exit status exitUsage).
+func usageError(cmd *cobra.Command, err error) error {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	where := "verify --help"
+	if cmd != nil {
+		where = cmd.CommandPath() + " --help"
+	}
+	return withExitCode(exitUsage, fmt.Errorf("usage: %w (see %s)", err, where))
+}
+
+// wantsJSON reports whether args ask for -o json, for a command line that
+// failed before its flags were parsed.
+func wantsJSON(args []string) bool {
+	for i, a := range args {
+		switch {
+		case a == "--":
+			return false
+		case a == "-ojson", a == "-o=json", a == "--output=json":
+			return true
+		case (a == "-o" || a == "--output") && i+1 < len(args) && args[i+1] == "json":
+			return true
+		}
+	}
+	return false
+}
+
+// wantsNPD reports whether args run a command in node-problem-detector
+// mode (--npd), which answers every failure with its one line.
+func wantsNPD(root *cobra.Command, args []string) bool {
+	cmd, _, err := root.Find(args)
+	if err != nil || cmd.Flags().Lookup("npd") == nil {
+		return false
+	}
+	if f := cmd.Flags().Lookup("npd"); f.Changed {
+		return f.Value.String() == "true"
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--npd" || a == "--npd=true" {
+			return true
+		}
+	}
+	return false
+}
+
+// countingWriter counts what a command wrote to stdout.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }

@@ -61,7 +61,7 @@ func TestNPDPluginConfig(t *testing.T) {
 // subcommand whose flags parse, and systemd's own parser (systemd-analyze
 // verify, which does not need systemd running) accepts the unit without a
 // single complaint and exits 0. The unit's program is pointed at a stub,
-// because /usr/local/bin/verify is not installed here; everything else is
+// because /opt/nokmem/bin/verify is not installed here; everything else is
 // checked as written. Units with a typo are shown to be rejected, so the
 // check can fail.
 func TestSystemdUnit(t *testing.T) {

@@ -6,9 +6,12 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"github.com/nokmem/nokmem/internal/bundle/bundletest"
 	"github.com/nokmem/nokmem/internal/release/sign"
 	"github.com/nokmem/nokmem/internal/release/sums"
+	"github.com/nokmem/nokmem/internal/testenv"
 )
 
 const name = "nokmem-v1.12.4-v1.0.0-rc5+nokmem.test"
@@ -287,4 +291,57 @@ func writeTar(t *testing.T, entries []tarEntry, cut int) string {
 	p := filepath.Join(t.TempDir(), "t.tar.gz")
 	must(t, os.WriteFile(p, buf.Bytes()[:buf.Len()-cut], 0o644))
 	return p
+}
+
+// smallFS mounts a tmpfs of size bytes (read-only when ro) on a fresh
+// directory and unmounts it in cleanup.
+func smallFS(t *testing.T, size int, ro bool) string {
+	t.Helper()
+	testenv.RequireRoot(t)
+	mount := testenv.RequireCommand(t, "mount")
+	dir := t.TempDir()
+	opts := fmt.Sprintf("size=%d", size)
+	if ro {
+		opts += ",ro"
+	}
+	if out, err := exec.Command(mount, "-t", "tmpfs", "-o", opts, "nokmem-test", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// TestUnpackNamesTheDisk is the issue's "a full --tmp-dir is reported as
+// tarball truncated or corrupt": a full and a read-only file system under
+// the target fail with ENOSPC and EROFS, never ErrTruncated, and leave
+// nothing behind.
+func TestUnpackNamesTheDisk(t *testing.T) {
+	big := strings.Repeat("#!/bin/sh\n", 1<<17) // 1.3 MB, compresses well
+	f := bundletest.Make(t, name, big, "")
+	tgz := filepath.Join(t.TempDir(), "b.tar.gz")
+	must(t, bundle.Pack(f.Dir, tgz, time.Unix(0, 0)))
+	for _, tt := range []struct {
+		name  string
+		ro    bool
+		errno syscall.Errno
+		want  string
+	}{
+		{"full", false, syscall.ENOSPC, "no space left on device"},
+		{"read-only", true, syscall.EROFS, "read-only file system"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			parent := smallFS(t, 256<<10, tt.ro)
+			_, err := bundle.Unpack(tgz, parent)
+			if !errors.Is(err, tt.errno) || errors.Is(err, bundle.ErrTruncated) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), parent) {
+				t.Fatalf("Unpack into a %s file system: %v; want %v naming %s, not %v", tt.name, err, tt.errno, parent, bundle.ErrTruncated)
+			}
+			if ents, _ := os.ReadDir(parent); len(ents) != 0 {
+				t.Errorf("left behind: %v", ents)
+			}
+		})
+	}
 }

@@ -95,8 +95,10 @@ const maxFileSize = 1 << 30
 // Unpack extracts the bundle tarball at tarball into a new folder under
 // parent and returns the bundle folder (parent/<top folder>). Only regular
 // files directly inside one top folder are accepted; anything else fails
-// with ErrUnsafeEntry and a truncated or corrupt archive with ErrTruncated,
-// and then nothing is left under parent.
+// with ErrUnsafeEntry and a truncated or corrupt archive with ErrTruncated;
+// a failed write under parent (a full or read-only file system) fails with
+// the write's error (syscall.ENOSPC, syscall.EROFS), never ErrTruncated.
+// Then nothing is left under parent.
 func Unpack(tarball, parent string) (dir string, err error) {
 	f, err := os.Open(tarball)
 	if err != nil {
@@ -147,9 +149,8 @@ func Unpack(tarball, parent string) (dir string, err error) {
 			top = clean
 			dir = filepath.Join(parent, top)
 			if err := os.Mkdir(dir, 0o755); err != nil {
-				d := dir
-				dir = "" // not ours: never remove it
-				return "", fmt.Errorf("unpack %s: %w", tarball, errors.Join(err, fmt.Errorf("%s exists", d)))
+				dir = "" // not ours, or not made: never remove it
+				return "", fmt.Errorf("unpack %s into %s: %w", tarball, parent, err)
 			}
 		case tar.TypeReg:
 			d, base := path.Split(clean)
@@ -167,9 +168,16 @@ func Unpack(tarball, parent string) (dir string, err error) {
 			if err != nil {
 				return dir, fmt.Errorf("unpack %s: %w", tarball, err)
 			}
-			n, err := io.Copy(out, tr)
-			if cerr := out.Close(); err == nil {
-				err = cerr
+			w := &writeErr{w: out}
+			n, err := io.Copy(w, tr)
+			cerr := out.Close()
+			if w.err == nil && err == nil {
+				w.err = cerr
+			}
+			if w.err != nil {
+				// The disk, not the tarball: a full or read-only file
+				// system under parent.
+				return dir, fmt.Errorf("unpack %s into %s: writing %s: %w", tarball, parent, name, w.err)
 			}
 			if err != nil || n != h.Size {
 				return dir, fmt.Errorf("unpack %s: %s: %w: %v", tarball, name, ErrTruncated, err)
@@ -186,4 +194,20 @@ func Unpack(tarball, parent string) (dir string, err error) {
 		return dir, fmt.Errorf("unpack %s: no top folder: %w", tarball, ErrUnsafeEntry)
 	}
 	return dir, nil
+}
+
+// writeErr remembers the first error of its writer, so that Unpack tells
+// a failed write (ENOSPC, EROFS, EIO under the target) from a short read of
+// the tarball.
+type writeErr struct {
+	w   io.Writer
+	err error
+}
+
+func (w *writeErr) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
 }

@@ -51,7 +51,10 @@ var ExitCodes = map[string]int{
 const (
 	OutcomePassed        = "passed"
 	OutcomeNotApplicable = "not-applicable"
-	OutcomeFailed        = "failed"
+	// OutcomeHealthy: a 3.10 node that needs nothing (a systemd-driver
+	// node without kmem-active cgroups).
+	OutcomeHealthy = "healthy"
+	OutcomeFailed  = "failed"
 )
 
 // MigrateFunc migrates the kubepods tree. touched reports whether a failed
@@ -108,6 +111,10 @@ type Result struct {
 	Cleanup         time.Duration `json:"cleanup_ns"`
 	CleanupSeconds  float64       `json:"cleanup_seconds"`
 	CleanupSummary  string        `json:"cleanup_summary,omitempty"`
+	// Changed lists everything the run changed on the node, in order
+	// (scratch cgroups created and removed included); empty when it
+	// changed nothing.
+	Changed []string `json:"changed"`
 }
 
 type runner struct {
@@ -122,7 +129,7 @@ type runner struct {
 
 // Run runs the flow. It never returns an error: failures are in the Result.
 func Run(ctx context.Context, cfg Config) *Result {
-	r := &runner{cfg: cfg, ctx: ctx, res: &Result{Start: time.Now().UTC(), Steps: []report.Step{}}, log: cfg.Logger}
+	r := &runner{cfg: cfg, ctx: ctx, res: &Result{Start: time.Now().UTC(), Steps: []report.Step{}, Changed: []string{}}, log: cfg.Logger}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -145,6 +152,11 @@ func (r *runner) step(name string, f func(*report.Step) error) bool {
 	r.res.Steps = append(r.res.Steps, s)
 	r.log.Info("step", "name", name, "status", s.Status, "message", s.Message)
 	return err == nil
+}
+
+// changed records a change to the node.
+func (r *runner) changed(format string, args ...any) {
+	r.res.Changed = append(r.res.Changed, fmt.Sprintf(format, args...))
 }
 
 func (r *runner) skip(names []string, why string) {
@@ -174,6 +186,7 @@ func (r *runner) restart() {
 		r.res.Next += fmt.Sprintf("; starting the kubelet again failed (%v): start it by hand", err)
 		return
 	}
+	r.changed("started the kubelet again")
 	r.stopped = false
 	r.res.KubeletRestarted = true
 }
@@ -183,10 +196,17 @@ func (r *runner) run() {
 	var d *detect.Report
 	if !r.step(StepDetect, func(s *report.Step) error {
 		var err error
-		if d, err = detect.Run(r.cfg.Detect); err != nil {
+		d, err = detect.Run(r.cfg.Detect)
+		if r.cfg.Detect.ProbeSlabinfo {
+			r.changed("semantics probe (--probe-slabinfo): created and removed a scratch child of the memory root")
+		}
+		if err != nil {
 			return err
 		}
 		r.res.Detect = d
+		if p := d.IDProbe; p != nil {
+			r.changed("ID probe (--probe-ids): created and removed %d scratch cgroups under the memory root", p.Created)
+		}
 		s.Details = fmt.Sprintf("kernel %s, slabinfo %s, driver %s, %d cgroups under %q, %d kmem-active, leaked-ID estimate %d",
 			d.Kernel, d.Slabinfo, d.Driver, d.KubepodsCgroups, d.Kubepods, len(d.KmemActive), d.Leaked.IDs)
 		if !d.Semantics310 {
@@ -196,7 +216,16 @@ func (r *runner) run() {
 		case detect.DriverNone:
 			return fmt.Errorf("%w under %s: nothing to migrate (is the kubelet running with --cgroups-per-qos and the cgroupfs driver?)", detect.ErrNoKubepods, h.Root)
 		case detect.DriverSystemd:
-			return fmt.Errorf("systemd cgroup driver (%s): systemd owns these cgroups and would not know a recreated tree; this tool migrates only the cgroupfs driver's kubepods — boot with cgroup.memory=nokmem instead", h.Path(d.Kubepods))
+			// Judged by its cgroups (detect/systemd.go): systemd owns
+			// them, so verify never recreates them.
+			if ps := d.Problems(); len(ps) > 0 {
+				var texts []string
+				for _, p := range ps {
+					texts = append(texts, p.Text)
+				}
+				return errors.New(strings.Join(texts, "; "))
+			}
+			s.Details += "; " + d.DriverNote
 		}
 		return nil
 	}) {
@@ -206,6 +235,10 @@ func (r *runner) run() {
 
 	if !d.Semantics310 {
 		r.notApplicable(h)
+		return
+	}
+	if d.Driver == detect.DriverSystemd {
+		r.healthy(h, d)
 		return
 	}
 
@@ -221,6 +254,7 @@ func (r *runner) run() {
 		for _, e := range rec.Entries {
 			if slices.Contains(rec.Replaced, e.Installed) {
 				parts = append(parts, fmt.Sprintf("replaced %s %s → %s", e.Installed, short(e.Original.SHA256), short(e.NewSHA256)))
+				r.changed("installed %s (sha256 %s → %s; backup in the state dir)", e.Installed, short(e.Original.SHA256), short(e.NewSHA256))
 			}
 		}
 		for _, d := range rec.Kept {
@@ -264,6 +298,7 @@ func (r *runner) run() {
 	if !r.step(StepStop, func(*report.Step) error {
 		r.stopped = true // a failed stop may have half-stopped it
 		r.stoppedAt = time.Now()
+		r.changed("issued the kubelet stop command")
 		return r.cfg.Service.Stop(r.ctx)
 	}) {
 		r.fail(StepStop, "the kubelet could not be stopped; check the service command, then rerun `verify run`; no cgroup was changed")
@@ -277,6 +312,12 @@ func (r *runner) run() {
 		touched = t
 		r.res.Migrate = sum
 		s.Details = sum
+		switch {
+		case err == nil:
+			r.changed("migrated %s: %s", h.Path(d.Kubepods), sum)
+		case t:
+			r.changed("half migrated %s (resumable with verify migrate)", h.Path(d.Kubepods))
+		}
 		return err
 	}) {
 		if touched {
@@ -292,6 +333,7 @@ func (r *runner) run() {
 		if err := r.cfg.Service.Start(r.ctx); err != nil {
 			return err
 		}
+		r.changed("started the kubelet")
 		r.stopped = false
 		if r.cfg.Kubelet == nil {
 			// Nothing to watch: count until the start command returned.
@@ -326,22 +368,30 @@ func (r *runner) run() {
 		sum, err := r.cfg.Cleanup(r.ctx)
 		r.res.Cleanup, r.res.CleanupSeconds = time.Since(start), time.Since(start).Seconds()
 		r.res.CleanupSummary, s.Details = sum, sum
+		if err == nil {
+			r.changed("cleanup: %s", sum)
+		}
 		return err
 	}) {
 		r.fail(StepCleanup, "the kubelet is up on the migrated tree, but removing the old tree failed: rerun `verify migrate` to finish the cleanup, then `verify assert`")
 		return
 	}
 
-	r.assert(h)
+	r.assert(h, d.Kubepods)
 }
 
 func (r *runner) setDowntime(d time.Duration) {
 	r.res.Downtime, r.res.DowntimeSeconds = d, d.Seconds()
 }
 
-func (r *runner) assert(h memcg.Hierarchy) {
+// assert checks the migrated kubepods with the probe child (what new pods
+// inherit).
+func (r *runner) assert(h memcg.Hierarchy, kubepods string) {
 	if !r.step(StepAssert, func(s *report.Step) error {
-		a, err := assert.Check(h, assert.Options{Strict: r.cfg.Strict})
+		a, err := assert.Check(h, assert.Options{Kubepods: kubepods, OSRelease: r.cfg.Detect.OSRelease, Probe: true, Strict: r.cfg.Strict})
+		if a != nil && a.Probe != "" {
+			r.changed("assert probe: created and removed %s", h.Path(a.Probe))
+		}
 		if err != nil {
 			return err
 		}
@@ -360,12 +410,35 @@ func (r *runner) assert(h memcg.Hierarchy) {
 	}
 }
 
+// healthy records a 3.10 node that needs nothing (a systemd-driver node
+// without kmem-active cgroups, whose binaries activate kmem only on
+// request): nothing is changed, and a read-only assert confirms it.
+func (r *runner) healthy(h memcg.Hierarchy, d *detect.Report) {
+	why := "not needed: " + d.DriverNote
+	r.skip([]string{StepInstall, StepBinaries, StepStop, StepMigrate, StepStart, StepCleanup}, why)
+	r.res.Outcome = OutcomeHealthy
+	if !r.step(StepAssert, func(s *report.Step) error {
+		a, err := assert.Check(h, assert.Options{Kubepods: d.Kubepods, OSRelease: r.cfg.Detect.OSRelease})
+		if err != nil {
+			return err
+		}
+		r.res.Assert = a
+		s.Details = fmt.Sprintf("%d cgroups checked, %d offenders (read only)", a.Checked, len(a.Offenders))
+		if !a.Passed {
+			return fmt.Errorf("%d cgroups under %s became kmem-active since detect: rerun `verify detect`", len(a.Offenders), h.Path(d.Kubepods))
+		}
+		return nil
+	}) {
+		r.fail(StepAssert, "rerun `verify detect` for the advice on kmem-active systemd-managed cgroups")
+	}
+}
+
 // notApplicable records a kernel without 3.10 semantics: nothing is
-// changed; assert reports the reason.
+// changed; a read-only assert reports the reason.
 func (r *runner) notApplicable(h memcg.Hierarchy) {
 	why := "not applicable: kernel without 3.10 semantics, nothing changed"
 	r.skip([]string{StepInstall, StepBinaries, StepStop, StepMigrate, StepStart, StepCleanup}, why)
-	a, err := assert.Check(h, assert.Options{Strict: r.cfg.Strict})
+	a, err := assert.Check(h, assert.Options{OSRelease: r.cfg.Detect.OSRelease, Strict: r.cfg.Strict})
 	if err != nil {
 		r.res.Steps = append(r.res.Steps, report.Step{Name: StepAssert, Status: report.Failed, Message: err.Error()})
 		r.res.Outcome, r.res.StoppedAt, r.res.ExitCode = OutcomeFailed, StepAssert, ExitCodes[StepAssert]

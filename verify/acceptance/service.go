@@ -3,10 +3,13 @@ package acceptance
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/nokmem/nokmem/verify/nodeexec"
 )
 
 // Service stops and starts the kubelet.
@@ -49,7 +52,14 @@ func (s CommandService) run(ctx context.Context, command string) error {
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, "sh", "-c", command)
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
+	// A start command may leave a daemon holding its output: once the
+	// command itself has exited, stop waiting for the pipe.
+	cmd.WaitDelay = nodeexec.WaitDelay
+	err := cmd.Run()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil // exited 0; what it started keeps running
+	}
+	if err != nil {
 		return fmt.Errorf("%q: %w: %s", command, err, strings.TrimSpace(out.String()))
 	}
 	return nil

@@ -1,7 +1,9 @@
 // Package assert proves that kernel-memory accounting is off for the kubepods
 // tree: on a kernel with 3.10 semantics, memory.kmem.slabinfo must fail with
-// EIO for kubepods, every cgroup below it, and a probe child created under
-// kubepods (which shows what new pod cgroups will inherit). On other kernels
+// EIO for kubepods, every cgroup below it, and, when asked (Options.Probe), a
+// probe child created under kubepods (which shows what new pod cgroups will
+// inherit). The kernel's semantics are read (memcg.ReadSemantics), never
+// probed: without Options.Probe the check writes nothing. On other kernels
 // slabinfo never fails with EIO, so the check does not apply.
 package assert
 
@@ -33,7 +35,10 @@ type Result struct {
 	Reason   string `json:"reason,omitempty"`
 	Kubepods string `json:"kubepods,omitempty"`
 	// Checked counts the cgroups read, the probe child included.
-	Checked   int        `json:"checked"`
+	Checked int `json:"checked"`
+	// Probe is the probe child created and removed again (only with
+	// Options.Probe), relative to the root.
+	Probe     string     `json:"probe,omitempty"`
 	Offenders []Offender `json:"offenders"`
 	// Passed: applicable and no offenders, or not applicable and not strict.
 	Passed bool `json:"passed"`
@@ -44,20 +49,37 @@ type Options struct {
 	// Kubepods is the kubepods cgroup relative to the root; empty means
 	// whichever of kubepods and kubepods.slice exists.
 	Kubepods string
+	// OSRelease holds the kernel release; empty means
+	// memcg.DefaultOSRelease.
+	OSRelease string
+	// Probe also creates a child under Kubepods, reads its slabinfo (what a
+	// new pod cgroup inherits) and removes it again. It needs root; without
+	// it Check only reads.
+	Probe bool
 	// Strict makes "not applicable" a failure.
 	Strict bool
 }
 
-// Check runs the assertion on hierarchy h.
+// Check runs the assertion on hierarchy h. It writes nothing unless
+// o.Probe asks for the probe child; when the probe fails, the Result
+// returned with the error names the child if it was made.
 func Check(h memcg.Hierarchy, o Options) (*Result, error) {
 	r := &Result{Offenders: []Offender{}}
-	s, err := detect.ProbeSlabinfo(h)
+	kernel, err := memcg.ReadKernelRelease(o.OSRelease)
 	if err != nil {
 		return nil, fmt.Errorf("assert: %w", err)
 	}
-	if s != memcg.SlabinfoEIO {
-		r.Reason = fmt.Sprintf("not applicable: memory.kmem.slabinfo of a fresh cgroup under the root reads %s, not EIO, so this kernel does not have 3.10 semantics and EIO cannot prove kmem accounting is off", s)
+	sem, err := h.ReadSemantics(kernel)
+	if err != nil {
+		return nil, fmt.Errorf("assert: %w", err)
+	}
+	switch sem.Kind {
+	case memcg.KindModern:
+		r.Reason = fmt.Sprintf("not applicable: %s; this kernel does not have 3.10 semantics, so slabinfo EIO cannot prove kmem accounting is off (and removed cgroups do not leak their IDs)", sem.Reason)
 		r.Passed = !o.Strict
+		return r, nil
+	case memcg.KindUnknown:
+		r.Reason = "cannot assert: the kernel's kmem semantics are unknown: " + sem.Reason
 		return r, nil
 	}
 	r.Applicable = true
@@ -81,19 +103,28 @@ func Check(h memcg.Hierarchy, o Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	probe := r.Kubepods + "/" + detect.ScratchName("assert")
-	if err := h.Mkdir(probe); err != nil {
-		return nil, fmt.Errorf("assert: probe child: %w", err)
-	}
-	cerr := r.check(h, probe, true)
-	if rerr := h.Rmdir(probe); rerr != nil {
-		cerr = errors.Join(cerr, fmt.Errorf("assert: remove probe child: %w", rerr))
-	}
-	if cerr != nil {
-		return nil, cerr
+	if o.Probe {
+		if err := r.probe(h); err != nil {
+			return r, err // r.Probe says whether the child was made
+		}
 	}
 	r.Passed = len(r.Offenders) == 0
 	return r, nil
+}
+
+// probe creates a child of the checked kubepods, reads its slabinfo and
+// removes it; r.Probe names it.
+func (r *Result) probe(h memcg.Hierarchy) error {
+	probe := r.Kubepods + "/" + detect.ScratchName("assert")
+	if err := h.Mkdir(probe); err != nil {
+		return fmt.Errorf("assert: probe child: %w", err)
+	}
+	r.Probe = probe
+	cerr := r.check(h, probe, true)
+	if rerr := h.Rmdir(probe); rerr != nil {
+		cerr = errors.Join(cerr, fmt.Errorf("assert: remove probe child %s: %w", h.Path(probe), rerr))
+	}
+	return cerr
 }
 
 func (r *Result) check(h memcg.Hierarchy, rel string, probe bool) error {

@@ -2,7 +2,11 @@ package assert_test
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/nokmem/nokmem/verify/assert"
@@ -48,7 +52,7 @@ func TestCheckOnSimulator(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			r, err := assert.Check(h, assert.Options{Strict: tt.strict})
+			r, err := assert.Check(h, assert.Options{Strict: tt.strict, Probe: true, OSRelease: osRelease(t, tt.profile)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -83,8 +87,70 @@ func TestCheckOnSimulator(t *testing.T) {
 
 func TestCheckWithoutKubepods(t *testing.T) {
 	_, m := memcgsim.MountForTest(t, memcgsim.RHEL78)
-	_, err := assert.Check(memcg.Hierarchy{Root: m.Memory}, assert.Options{})
+	_, err := assert.Check(memcg.Hierarchy{Root: m.Memory}, assert.Options{OSRelease: osRelease(t, memcgsim.RHEL78)})
 	if !errors.Is(err, detect.ErrNoKubepods) {
 		t.Fatalf("err = %v, want ErrNoKubepods", err)
+	}
+}
+
+// osRelease writes the kernel release of profile p to a file.
+func osRelease(t *testing.T, p memcgsim.Profile) string {
+	t.Helper()
+	release := "3.10.0-1127.el7.x86_64"
+	if p == memcgsim.Modern {
+		release = "6.18.44"
+	}
+	f := filepath.Join(t.TempDir(), "osrelease")
+	if err := os.WriteFile(f, []byte(release+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestCheckReadOnly is the "read-only is not": assert made and
+// removed a probe cgroup under the memory root on every run, even with
+// --kubepods elsewhere. Without Probe it must change nothing, on either
+// kind of kernel; with Probe its only changes are one mkdir and one rmdir
+// under the kubepods it checks.
+func TestCheckReadOnly(t *testing.T) {
+	for _, p := range []memcgsim.Profile{memcgsim.RHEL78, memcgsim.Modern} {
+		t.Run(p.String(), func(t *testing.T) {
+			sim, m := memcgsim.MountForTest(t, p)
+			h := memcg.Hierarchy{Root: m.Memory}
+			for _, d := range []string{"other", "other/kp", "other/kp/pod1"} {
+				if err := h.Mkdir(d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var mu sync.Mutex
+			var ops []string
+			sim.SetHook(func(op memcgsim.Op) error {
+				if op.Kind != memcgsim.OpRead {
+					mu.Lock()
+					ops = append(ops, string(op.Kind)+" "+op.Cgroup)
+					mu.Unlock()
+				}
+				return nil
+			})
+			o := assert.Options{Kubepods: "other/kp", OSRelease: osRelease(t, p)}
+			r, err := assert.Check(h, o)
+			if err != nil || !r.Passed || r.Probe != "" {
+				t.Fatalf("read-only check: %+v, %v", r, err)
+			}
+			if len(ops) != 0 {
+				t.Fatalf("a check without Probe changed the hierarchy: %v", ops)
+			}
+			if p == memcgsim.Modern {
+				return // not applicable: nothing to probe
+			}
+			o.Probe = true
+			r, err = assert.Check(h, o)
+			if err != nil || !r.Passed || !strings.HasPrefix(r.Probe, "other/kp/nokmem-assert-") || r.Checked != 3 {
+				t.Fatalf("probe check: %+v, %v", r, err)
+			}
+			if len(ops) != 2 || ops[0] != "mkdir "+r.Probe || ops[1] != "rmdir "+r.Probe {
+				t.Fatalf("probe changes %v, want mkdir and rmdir of %s", ops, r.Probe)
+			}
+		})
 	}
 }

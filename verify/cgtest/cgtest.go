@@ -84,6 +84,11 @@ const (
 	QoS Layout = iota
 	// Flat is kubepods/pod<i>/<ctr>.
 	Flat
+	// Systemd is the systemd cgroup driver's tree:
+	// kubepods.slice/kubepods-{burstable,besteffort}.slice/
+	// kubepods-<qos>-pod<i>.slice/docker-<ctr>.scope (Guaranteed pods as
+	// kubepods-pod<i>.slice directly under kubepods.slice).
+	Systemd
 )
 
 // Kubepods builds a kubepods tree inside the scratch cgroup with pods pods
@@ -104,6 +109,9 @@ func BuildKubepods(t testing.TB, mkdir func(rel string) error, l Layout, pods, c
 			t.Fatal(err)
 		}
 	}
+	if l == Systemd {
+		return buildSystemd(must, pods, ctrs)
+	}
 	must("kubepods")
 	parents := []string{"kubepods"}
 	if l == QoS {
@@ -117,6 +125,30 @@ func BuildKubepods(t testing.TB, mkdir func(rel string) error, l Layout, pods, c
 		must(pod)
 		for c := range ctrs {
 			ctr := fmt.Sprintf("%s/ctr%d", pod, c)
+			must(ctr)
+			out = append(out, ctr)
+		}
+	}
+	return out
+}
+
+func buildSystemd(must func(string), pods, ctrs int) []string {
+	const top = "kubepods.slice"
+	must(top)
+	qos := []string{"burstable", "besteffort", ""}
+	for _, q := range qos[:2] {
+		must(top + "/kubepods-" + q + ".slice")
+	}
+	var out []string
+	for i := range pods {
+		q := qos[i%len(qos)]
+		pod := fmt.Sprintf("%s/kubepods-pod%d.slice", top, i)
+		if q != "" {
+			pod = fmt.Sprintf("%s/kubepods-%s.slice/kubepods-%s-pod%d.slice", top, q, q, i)
+		}
+		must(pod)
+		for c := range ctrs {
+			ctr := fmt.Sprintf("%s/docker-ctr%d%d.scope", pod, i, c)
 			must(ctr)
 			out = append(out, ctr)
 		}

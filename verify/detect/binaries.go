@@ -5,15 +5,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/nokmem/nokmem/verify/affected"
+	"github.com/nokmem/nokmem/verify/nodeexec"
 )
 
 // NokmemMarker is the version suffix the nokmem build stamps into kubelet
@@ -48,7 +49,9 @@ type BinaryOptions struct {
 	// KnownSums maps sha256 hex digests of nokmem builds to a file name
 	// (from a release's SHA256SUMS).
 	KnownSums map[string]string
-	// Timeout bounds each "--version" run; zero means 10 s.
+	// Timeout bounds each "--version" run; zero means DefaultVersionTimeout.
+	// The binaries run at once, so FindBinaries takes at most Timeout +
+	// nodeexec.WaitDelay plus the time to hash them.
 	Timeout time.Duration
 }
 
@@ -89,13 +92,21 @@ func (b Binary) Verdict() string {
 	return affected.Unknown
 }
 
-// FindBinaries identifies every binary of BinaryNames that exists.
+// DefaultVersionTimeout bounds one "--version" run.
+const DefaultVersionTimeout = 10 * time.Second
+
+// FindBinaries identifies every binary of BinaryNames that exists, all at
+// once, so that one that hangs delays detect by one timeout at most.
 func FindBinaries(o BinaryOptions) ([]Binary, error) {
 	dirs := o.SearchDirs
 	if dirs == nil {
 		dirs = DefaultSearchDirs
 	}
-	out := []Binary{}
+	type found struct {
+		b   Binary
+		err error
+	}
+	var results []chan found
 	for _, name := range BinaryNames {
 		p, ok := o.Paths[name]
 		if !ok {
@@ -104,11 +115,25 @@ func FindBinaries(o BinaryOptions) ([]Binary, error) {
 		if p == "" {
 			continue
 		}
-		b, err := Identify(name, p, o)
-		if err != nil {
-			return nil, err
+		ch := make(chan found, 1)
+		results = append(results, ch)
+		go func() {
+			b, err := Identify(name, p, o)
+			ch <- found{b, err}
+		}()
+	}
+	out := []Binary{}
+	var errs []error
+	for _, ch := range results {
+		f := <-ch
+		if f.err != nil {
+			errs = append(errs, f.err)
+			continue
 		}
-		out = append(out, b)
+		out = append(out, f.b)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	preferNodeKubelet(out)
 	return out, nil
@@ -155,29 +180,27 @@ func Identify(name, path string, o BinaryOptions) (Binary, error) {
 	b.SHA256 = sum
 	timeout := o.Timeout
 	if timeout == 0 {
-		timeout = 10 * time.Second
+		timeout = DefaultVersionTimeout
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, path, "--version")
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
-	b.Version = firstLine(stdout.String())
-	_, parsed := affected.Parse(name, stdout.String())
-	b.Vulnerabilities = knownVulns(name, stdout.String())
+	out, errOut, runErr := nodeexec.Run(context.Background(), timeout, path, "--version")
+	stdout, stderr := string(out), string(errOut)
+	b.Version = firstLine(stdout)
+	_, parsed := affected.Parse(name, stdout)
+	b.Vulnerabilities = knownVulns(name, stdout)
 	nokmemWhy, nokmem := nokmemBuild(sum, o.KnownSums)
 	switch {
+	case runErr != nil && errors.Is(runErr, nodeexec.ErrTimeout):
+		b.Kind, b.Reason = KindUnknown, fmt.Sprintf("%s --version: %v", path, runErr)
 	case nokmem:
 		b.Kind, b.Reason = KindNokmem, nokmemWhy
-	case strings.Contains(stdout.String(), NokmemMarker):
+	case strings.Contains(stdout, NokmemMarker):
 		b.Kind, b.Reason = KindUnknown, claimsNokmemReason(sum)
 	case runErr != nil:
-		b.Kind, b.Reason = KindUnknown, fmt.Sprintf("%s --version: %v: %s", path, runErr, firstLine(stderr.String()))
+		b.Kind, b.Reason = KindUnknown, fmt.Sprintf("%s --version: %v: %s", path, runErr, firstLine(stderr))
 	case !parsed:
 		b.Kind, b.Reason = KindUnknown, fmt.Sprintf("unrecognised version output %q", b.Version)
 	default:
-		f := affected.Classify(name, stdout.String())
+		f := affected.Classify(name, stdout)
 		if tagged {
 			f.BuiltWithNokmemTag()
 		}

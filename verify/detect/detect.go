@@ -111,6 +111,12 @@ type Report struct {
 	// KmemActive lists the kmem-active cgroups under kubepods (only
 	// decidable on 3.10 semantics).
 	KmemActive []string `json:"kmem_active"`
+	// KmemCauses says for each kmem-active cgroup what activated it, as
+	// far as its cgroup shows (KmemCause).
+	KmemCauses map[string]string `json:"kmem_causes,omitempty"`
+	// DriverNote explains the verdict on a systemd-driver node, which is
+	// judged by its cgroups (see systemd.go).
+	DriverNote string `json:"driver_note,omitempty"`
 	// ProcCgroups is the memory line of /proc/cgroups.
 	ProcCgroups ProcCgroupsLine `json:"proc_cgroups"`
 	// Leaked is the /sys/kernel/slab alias estimate of leaked memcg IDs.
@@ -158,6 +164,9 @@ func Run(o Options) (*Report, error) {
 			if r.KmemActive, err = KmemActive(h, all); err != nil {
 				return nil, err
 			}
+			if len(r.KmemActive) > 0 {
+				r.KmemCauses = kmemCauses(h, r.KmemActive)
+			}
 		}
 	}
 
@@ -183,6 +192,7 @@ func Run(o Options) (*Report, error) {
 	if r.Binaries, err = FindBinaries(o.Binaries); err != nil {
 		return nil, err
 	}
+	r.DriverNote = r.driverNote()
 	return r, nil
 }
 

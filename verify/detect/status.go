@@ -32,17 +32,25 @@ type Problem struct {
 
 // Problems lists what is wrong, most important first: kmem-active cgroups
 // and binaries that activate kmem or may (only on 3.10 semantics; a stock
-// version verify/affected knows to be unaffected is no problem), then runc
-// and docker-runc binaries with known vulnerabilities and what an earlier
-// verify run left (on any kernel).
+// version verify/affected knows to be unaffected is no problem, and with the
+// systemd driver neither is a recognised version, which activates kmem only
+// on request), then runc and docker-runc binaries with known vulnerabilities
+// and what an earlier verify run left (on any kernel).
 func (r *Report) Problems() []Problem {
 	var p []Problem
 	if r.Semantics310 {
-		if n := len(r.KmemActive); n > 0 {
+		systemd := r.Driver == DriverSystemd
+		switch n := len(r.KmemActive); {
+		case n > 0 && systemd:
+			p = append(p, r.systemdProblem())
+		case n > 0:
 			p = append(p, Problem{Count: n, Short: fmt.Sprintf("%d kmem-active cgroups", n), Text: fmt.Sprintf("%d kmem-active cgroups under %s", n, r.Kubepods)})
 		}
 		for _, b := range r.Binaries {
-			if b.Problem() {
+			// With the systemd driver a recognised kubelet or runc
+			// activates kmem only on request (systemd.go): the cgroups
+			// show whether anything asked.
+			if b.Problem() && !(systemd && b.OnRequestOnly()) {
 				text := fmt.Sprintf("%s at %s is %s (%s)", b.Name, b.Path, b.Kind, b.Reason)
 				if u := b.Upstream; u != nil {
 					text += fmt.Sprintf(": %s: %s; fix: %s", u.Verdict, u.Reason, u.Remedy)

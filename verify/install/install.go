@@ -212,7 +212,9 @@ func CheckPrivileges(stateDir string, dirs []string) error {
 	}
 	check := append([]string{existingAncestor(stateDir)}, dirs...)
 	for _, d := range check {
-		if err := unix.Access(d, unix.W_OK|unix.X_OK); err != nil {
+		if err := unix.Access(d, unix.W_OK|unix.X_OK); errors.Is(err, unix.EROFS) {
+			return fmt.Errorf("cannot write %s: %w (remount it read-write or choose another directory); nothing was changed", d, err)
+		} else if err != nil {
 			return fmt.Errorf("%w: cannot write %s: %v; nothing was changed", ErrPrivileges, d, err)
 		}
 	}
