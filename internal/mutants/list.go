@@ -386,4 +386,87 @@ var List = []Mutation{
 		Package: "./internal/mutants",
 		Run:     "^TestRun$",
 	},
+	// Issue 25, round 2 of the mutation review: regressions that the tests
+	// let through before (migrate journal and settings model, the
+	// simulator's inheritance, bundle metadata, tarball signature path,
+	// lockgen's go.sum cross-check).
+	{
+		// Every earlier ".." case was also caught by another check.
+		Name:    "journal-path-rule-allows-dotdot",
+		File:    "verify/migrate/journal.go",
+		Old:     `if el == "." || el == ".." || strings.ContainsAny(el, "\n\x00") {`,
+		New:     `if el == "." || strings.ContainsAny(el, "\n\x00") {`,
+		Package: "./verify/migrate",
+		Run:     "^(TestJournalPathRule|TestJournalDotDotResigned)$",
+	},
+	{
+		// A fresh cgroup inherits its parent's swappiness: 60 under 30 must be written.
+		Name:    "settings-model-swappiness-starts-at-60",
+		File:    "verify/migrate/settings.go",
+		Old:     "Swappiness:     pick(want.Swappiness, parent.Swappiness),",
+		New:     `Swappiness:     pick(want.Swappiness, "60"),`,
+		Package: "./verify/migrate",
+		Run:     "^TestDefaultValuedSettings(RealKernel)?$",
+	},
+	{
+		Name:    "settings-model-oom-kill-disable-starts-at-0",
+		File:    "verify/migrate/settings.go",
+		Old:     "OOMKillDisable: pick(want.OOMKillDisable, parent.OOMKillDisable),",
+		New:     `OOMKillDisable: pick(want.OOMKillDisable, "0"),`,
+		Package: "./verify/migrate",
+		Run:     "^TestDefaultValuedSettings(RealKernel)?$",
+	},
+	{
+		Name:    "sim-swappiness-not-inherited",
+		File:    "verify/memcgsim/sim.go",
+		Old:     "cg.swappiness = parent.swappiness",
+		New:     "cg.swappiness = 60",
+		Package: "./verify/memcgsim",
+		Run:     "^TestRules$",
+	},
+	{
+		// Killed between the swap's rename and its journal write.
+		Name: "rollback-unrecorded-swap-renames-old-tree-back-first",
+		File: "verify/migrate/rollback.go",
+		Old: `		if err := e.fs.Rename(e.kubepods, e.temp); err != nil {
+			return err
+		}
+		if err := e.fs.Rename(e.aside, e.kubepods); err != nil {
+			return err
+		}
+`,
+		New: `		if err := e.fs.Rename(e.aside, e.kubepods); err != nil {
+			return err
+		}
+		if err := e.fs.Rename(e.kubepods, e.temp); err != nil {
+			return err
+		}
+`,
+		Package: "./verify/migrate",
+		Run:     "^TestUnrecordedSwap(RealKernel)?$",
+	},
+	{
+		Name:    "bundle-any-sha-file-is-metadata",
+		File:    "internal/bundle/bundle.go",
+		Old:     "return a.SumsFile == n })",
+		New:     "return a.SumsFile == n || filepath.Ext(n) == a.Ext })",
+		Package: "./internal/bundle",
+		Run:     "^TestVerifyRejectsExtraMetadata$",
+	},
+	{
+		Name:    "install-checks-signature-over-tarball-path",
+		File:    "verify/install/open.go",
+		Old:     "b.Manifest, err = bundle.Verify(b.Dir, pubKey)",
+		New:     "b.Manifest, err = bundle.Verify(source, pubKey)",
+		Package: "./verify/install",
+		Run:     "^(TestInstallFromTarball|TestOpenTarballRefuses)$",
+	},
+	{
+		Name:    "lockgen-crosscheck-zip-wrong-key",
+		File:    "internal/lockgen/gomod.go",
+		Old:     `if h, ok := up[m.Path+" "+m.Version]; ok && m.H1 != "" && h != m.H1 {`,
+		New:     `if h, ok := up[m.Path+"@"+m.Version]; ok && m.H1 != "" && h != m.H1 {`,
+		Package: "./internal/lockgen",
+		Run:     "^TestCrossCheckZipAndGoMod$",
+	},
 }

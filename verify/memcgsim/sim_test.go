@@ -332,6 +332,24 @@ func TestRules(t *testing.T) {
 		{name: "swappiness 101", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.Swappiness, "101") }, want: syscall.EINVAL},
 		{name: "modern swappiness 101", profile: memcgsim.Modern, do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.Swappiness, "101") }},
 		{name: "modern swappiness 201", profile: memcgsim.Modern, do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.Swappiness, "201") }, want: syscall.EINVAL},
+		// A child inherits swappiness at mkdir, also a value set back to the
+		// default 60 under a parent at 30 (3.10 mem_cgroup_css_online, 6.x
+		// mem_cgroup_css_alloc; measured on 6.18 cgroup v1).
+		{name: "swappiness inherited", do: func(e *env) error {
+			e.mkdir("a")
+			e.write("a", memcg.Swappiness, "30")
+			e.mkdir("a/b")
+			return e.h.Write("a/b", memcg.Swappiness, "60")
+		}, check: func(e *env) {
+			e.mkdir("a/c")
+			e.mkdir("a/b/d")
+			if v := e.readInt("a/c", memcg.Swappiness); v != 30 {
+				e.t.Errorf("a/c swappiness = %d, want 30 inherited from a", v)
+			}
+			if v := e.readInt("a/b/d", memcg.Swappiness); v != 60 {
+				e.t.Errorf("a/b/d swappiness = %d, want 60 inherited from a/b", v)
+			}
+		}},
 		{name: "oom_control 1", do: func(e *env) error { e.mkdir("a"); return e.h.Write("a", memcg.OOMControl, "1") }, check: func(e *env) {
 			e.mkdir("a/b")
 			if s, err := e.h.ReadString("a/b", memcg.OOMControl); err != nil || !strings.HasPrefix(s, "oom_kill_disable 1") {

@@ -50,6 +50,23 @@ var layouts = map[string][]cg{
 		{rel: "pod2"},
 		{rel: "pod2/ctr2", tasks: 1, settings: [][2]string{{memcg.Swappiness, "0"}}},
 	},
+	// Children set back to the kernel default under a parent that is not
+	// at it: a new cgroup inherits swappiness and oom_kill_disable from its
+	// parent at mkdir (3.10 mm/memcontrol.c mem_cgroup_css_online, 6.x
+	// mem_cgroup_css_alloc), so 60 under 30 and 0 under 1 must be written.
+	// The first two cgroups inherit as modelled, so the build trusts its
+	// model from then on.
+	"defaults": {
+		{rel: ""},
+		{rel: "besteffort", settings: [][2]string{{memcg.Swappiness, "30"}}},
+		{rel: "besteffort/pod1", settings: [][2]string{{memcg.Swappiness, "60"}}},
+		{rel: "besteffort/pod1/ctr", tasks: 1},
+		{rel: "besteffort/pod2"},
+		{rel: "besteffort/pod2/ctr", tasks: 1},
+		{rel: "podG", settings: [][2]string{{memcg.OOMControl, "1"}}},
+		{rel: "podG/ctr1", tasks: 1, settings: [][2]string{{memcg.OOMControl, "0"}}},
+		{rel: "podG/ctr2", tasks: 1},
+	},
 	// A node without a kubepods tree.
 	"none": nil,
 }

@@ -62,7 +62,9 @@ func runc(t *testing.T, bin, state string, args ...string) string {
 // TestMigrateRuncContainers starts real runc containers whose cgroupsPath
 // lies under the scratch kubepods, migrates the tree, and checks that the
 // containers still answer runc state and runc ps, with their init process
-// in the same memory cgroup path.
+// in the same memory cgroup path. It is an end-to-end check of the runc
+// that `go tool mage build` ships (docs/testing.md); the migration's own
+// behaviour on the real kernel is TestMigrateRealKernel's.
 func TestMigrateRuncContainers(t *testing.T) {
 	testenv.RequireCgroupV1Memory(t)
 	testenv.RequireFile(t, "busybox-static", busyboxStatic)
