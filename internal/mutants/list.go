@@ -365,7 +365,7 @@ var List = []Mutation{
 		Name:    "nokmem-by-version-string",
 		File:    "verify/detect/binaries.go",
 		Old:     "\tcase nokmem:\n",
-		New:     "\tcase nokmem || strings.Contains(stdout.String(), NokmemMarker):\n",
+		New:     "\tcase nokmem || strings.Contains(stdout, NokmemMarker):\n",
 		Package: "./verify/detect",
 		Run:     "^TestFakeNokmemIsUnknown$",
 	},
