@@ -27,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/mod/semver"
 	"sigs.k8s.io/yaml"
 
 	"github.com/nokmem/nokmem/internal/runcproof"
@@ -146,13 +147,40 @@ type Env struct {
 	CgroupParent string
 	// Criu is the path given to --criu.
 	Criu string
+	// Unsupported names the steps the runc under test is known to refuse,
+	// with the reason (see Unsupported): such a step must fail with runc's
+	// unknown-flag error, and passes the replay only then.
+	Unsupported map[string]string
 }
+
+// Unsupported returns the steps of the pinned sets that runc version v
+// (vX.Y.Z, build metadata allowed) refuses by design, each with the
+// reason and what it means for an engine; nil when there are none.
+func Unsupported(v string) map[string]string {
+	v = semver.Canonical(v)
+	if v == "" || semver.Compare(v, "v1.4.0-0") < 0 {
+		return nil
+	}
+	return map[string]string{
+		"criu-path": "runc 1.4 removed the deprecated --criu flag (opencontainers/runc #4722, CHANGELOG 1.4.0); " +
+			"go-runc passes it only when a client sets CriuPath in the runc runtime options " +
+			"(containerd runtime/v1/linux/bundle.go, runtime/v2/runc/container.go), which Docker CE never does: " +
+			"leave CriuPath unset with this runc",
+	}
+}
+
+// ErrUnsupportedAccepted is returned when runc accepted a step that
+// Unsupported says it refuses: the list is out of date.
+var ErrUnsupportedAccepted = errors.New("runc accepted a step recorded as unsupported")
 
 // Result is one replayed step.
 type Result struct {
 	Step     Step
 	Args     []string // as run
 	Duration time.Duration
+	// Unsupported is the reason when runc refused the step as
+	// Env.Unsupported expects.
+	Unsupported string
 }
 
 // memoryLimit is each container's memory limit; updateLimit what the
@@ -176,7 +204,16 @@ func Replay(ctx context.Context, env Env, set ArgSet) ([]Result, error) {
 	for _, st := range set.Steps {
 		start := time.Now()
 		args, err := r.run(ctx, st)
-		results = append(results, Result{Step: st, Args: args, Duration: time.Since(start)})
+		res := Result{Step: st, Args: args, Duration: time.Since(start)}
+		if why, ok := env.Unsupported[st.Name]; ok {
+			switch {
+			case err == nil:
+				err = fmt.Errorf("%w (%s)", ErrUnsupportedAccepted, why)
+			case strings.Contains(err.Error(), "flag provided but not defined"):
+				err, res.Unsupported = nil, why
+			}
+		}
+		results = append(results, res)
 		if err != nil {
 			return results, fmt.Errorf("go-runc %s (%s) step %q (%s): %s %s: %w", set.Commit[:12], set.Version, st.Name, st.Call, env.Runc, strings.Join(args, " "), err)
 		}

@@ -2,6 +2,7 @@ package runcreplay
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -80,7 +81,7 @@ func replayEnv(t *testing.T) Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	return Env{Runc: runc.Path, Busybox: enginetest.Busybox, Dir: dir, CgroupParent: cg.Parent(), Criu: "/usr/sbin/criu"}
+	return Env{Runc: runc.Path, Busybox: enginetest.Busybox, Dir: dir, CgroupParent: cg.Parent(), Criu: "/usr/sbin/criu", Unsupported: Unsupported(runc.Version)}
 }
 
 // TestReplay replays every pinned go-runc argument set against the default
@@ -97,6 +98,11 @@ func TestReplay(t *testing.T) {
 			results, err := Replay(context.Background(), env, set)
 			if err != nil {
 				t.Fatal(err)
+			}
+			for _, r := range results {
+				if r.Unsupported != "" {
+					t.Logf("go-runc %s step %q: refused by this runc, as recorded: %s", set.Version, r.Step.Name, r.Unsupported)
+				}
 			}
 			t.Logf("go-runc %s: %d runc calls replayed in %s", set.Version, len(results), time.Since(start).Round(time.Millisecond))
 		})
@@ -200,5 +206,40 @@ func TestArgSetsMatchGoRunc(t *testing.T) {
 	}
 	if checked == 0 {
 		t.Fatal("no set with an h1 to check")
+	}
+}
+
+// TestUnsupported: the steps recorded as unsupported must really be
+// refused by the runc under test, and one that runc refuses without being
+// recorded still fails the replay.
+func TestUnsupported(t *testing.T) {
+	if got := Unsupported("v1.3.7"); got != nil {
+		t.Errorf("v1.3.7: %v, want none (runc 1.3 still takes --criu)", got)
+	}
+	if got := Unsupported("v1.4.4+nokmem.abc"); got["criu-path"] == "" {
+		t.Errorf("v1.4.4: %v, want criu-path", got)
+	}
+	shim := []string{"--root", "{root}", "--log", "{log}", "--log-format", "json"}
+	create := Step{Name: "create", Container: "c1", Args: append(slices.Clone(shim), "create", "--bundle", "{bundle}", "--pid-file", "{pidfile}", "{id}"), Expect: "created"}
+	start := Step{Name: "start", Container: "c1", Args: append(slices.Clone(shim), "start", "{id}"), Expect: "running"}
+	refused := Step{Name: "made-up", Container: "c1", Args: append(slices.Clone(shim), "--no-such-global", "state", "{id}"), Expect: "state-running"}
+	accepted := Step{Name: "plain-state", Container: "c1", Args: append(slices.Clone(shim), "state", "{id}"), Expect: "state-running"}
+	set := ArgSet{Commit: "0123456789abcdef0123456789abcdef01234567", Version: "test", Steps: []Step{create, start, refused}}
+
+	env := replayEnv(t)
+	if _, err := Replay(context.Background(), env, set); err == nil || !strings.Contains(err.Error(), "flag provided but not defined") {
+		t.Fatalf("unrecorded refusal: %v, want the unknown-flag failure", err)
+	}
+	env = replayEnv(t)
+	env.Unsupported = map[string]string{"made-up": "a test reason"}
+	results, err := Replay(context.Background(), env, set)
+	if err != nil || results[len(results)-1].Unsupported != "a test reason" {
+		t.Fatalf("recorded refusal: %v (%+v)", err, results)
+	}
+	env = replayEnv(t)
+	env.Unsupported = map[string]string{"plain-state": "a test reason"}
+	set.Steps = []Step{create, start, accepted}
+	if _, err := Replay(context.Background(), env, set); !errors.Is(err, ErrUnsupportedAccepted) {
+		t.Fatalf("recorded but accepted: %v, want ErrUnsupportedAccepted", err)
 	}
 }

@@ -52,7 +52,7 @@ var generated = Matrix{
 		{SHA256: "b53040e3d46078a1b4d0c9f1b946dcd3468429ef7f3aece5761bafef08509648", Name: "kubelet", Project: "kubernetes", Version: "v1.18.19"},
 		{SHA256: "c9fc09dd6438712fc5be06ded5e1838b822cae3e94c1eb96796bd1c739f88708", Name: "kubelet", Project: "kubernetes", Version: "v1.19.16"},
 		{SHA256: "40672849f7aed9626efeeb8ea14b597167753ac236018adfbd521f1c399c1f92", Name: "kubelet", Project: "kubernetes", Version: "v1.20.15"},
-		{SHA256: "e8d134494a14ea111bbec70affd809f6bd06becccbd1d961d09b79df0c1565b6", Name: "runc", Project: "runc", Version: "v1.4.4"},
+		{SHA256: "40dc571bcc66a08d6c3a198119f76407366b32cfd166956eebb345d2d025ebf7", Name: "runc", Project: "runc", Version: "v1.4.4"},
 		{SHA256: "07aba93c7611271f212de35503aa5163b02613f1c99358a5325acf954d2df042", Name: "runc", Project: "runc", Version: "v1.0.0-rc5"},
 		{SHA256: "4212bae9666eac150c66338db70cea45318c0b9bacf1904945140a7cf9e94d73", Name: "runc", Project: "runc", Version: "v1.0.0-rc5.0.20180309195151-69663f0bd4b6"},
 		{SHA256: "4f9c9321984bf47419516ac76ee2a650ec8d1b78a69804fbc3c1a7ab9ab4927c", Name: "runc", Project: "runc", Version: "v1.0.0-rc6"},
