@@ -464,9 +464,14 @@ func (r *replay) check(ctx context.Context, st Step, c *ctr, o output) error {
 	}
 	switch st.Expect {
 	case "version":
+		// go-runc's Version reads these lines (docker info shows them); runc
+		// prints "commit: …" only when built with main.gitCommit, which a
+		// build from the module proxy's zip of a tag cannot know (the lock
+		// records the commit as unknown), and go-runc leaves Commit empty
+		// then: no engine fails on it.
 		lines := strings.Split(strings.TrimSpace(string(o.stdout)), "\n")
-		if !strings.HasPrefix(lines[0], "runc version ") || !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "commit: ") }) || !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "spec: ") }) {
-			return fmt.Errorf("want \"runc version …\", \"commit: …\" and \"spec: …\" lines (go-runc Version, docker info)%s", o)
+		if !strings.HasPrefix(lines[0], "runc version ") || !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "spec: ") }) {
+			return fmt.Errorf("want \"runc version …\" and \"spec: …\" lines (go-runc Version, docker info)%s", o)
 		}
 		return nil
 	case "created", "created-console":
