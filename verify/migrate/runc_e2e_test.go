@@ -19,12 +19,13 @@ import (
 	"github.com/nokmem/nokmem/verify/migrate"
 )
 
-// runcBinary is the runc the build puts in _output; NOKMEM_RUNC overrides it.
+// runcBinary is the default runc (v1.4.4, vendor-pins/matrix.yaml) that the
+// build puts in _output; NOKMEM_RUNC overrides it.
 func runcBinary() string {
 	if p := os.Getenv("NOKMEM_RUNC"); p != "" {
 		return p
 	}
-	p, err := filepath.Abs("../../_output/runc/v1.0.0-rc5/runc")
+	p, err := filepath.Abs("../../_output/runc/v1.4.4/runc")
 	if err != nil {
 		return ""
 	}
