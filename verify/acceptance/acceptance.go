@@ -104,6 +104,14 @@ type Result struct {
 	// back); Cleanup is how long the cleanup step took, with the kubelet up.
 	Downtime        time.Duration `json:"kubelet_downtime_ns"`
 	DowntimeSeconds float64       `json:"kubelet_downtime_seconds"`
+	// HealthzDowntime is from the stop command to healthz answering 200
+	// again (0 without --healthz).
+	HealthzDowntime        time.Duration `json:"kubelet_healthz_downtime_ns,omitempty"`
+	HealthzDowntimeSeconds float64       `json:"kubelet_healthz_downtime_seconds,omitempty"`
+	// Identify is how long confirming the restarted process's binary took
+	// after it was seen; it is not part of Downtime.
+	Identify        time.Duration `json:"kubelet_identify_ns"`
+	IdentifySeconds float64       `json:"kubelet_identify_seconds"`
 	Cleanup         time.Duration `json:"cleanup_ns"`
 	CleanupSeconds  float64       `json:"cleanup_seconds"`
 	CleanupSummary  string        `json:"cleanup_summary,omitempty"`
@@ -255,6 +263,9 @@ func (r *runner) run() {
 		return
 	}
 
+	// Identify the kubelet to watch for now: nothing of it runs inside the
+	// downtime window.
+	k := r.kubeletCheck()
 	if !r.step(StepStop, func(*report.Step) error {
 		r.stopped = true // a failed stop may have half-stopped it
 		r.stoppedAt = time.Now()
@@ -292,20 +303,20 @@ func (r *runner) run() {
 			r.setDowntime(time.Since(r.stoppedAt))
 			return nil
 		}
-		k := *r.cfg.Kubelet
-		if k.Path == "" {
-			// The kubelet the binaries step found: after an install, the new one.
-			k.Path, k.SHA256 = r.kubelet.Path, r.kubelet.SHA256
-		}
-		if k.Path == "" {
+		if k == nil {
 			return errors.New("no kubelet binary to watch for")
 		}
-		back, detail, err := k.Wait(r.ctx)
-		s.Details = detail
+		back, err := k.Wait(r.ctx)
+		s.Details = back.Detail
 		if err != nil {
 			return err
 		}
-		r.setDowntime(back.Sub(r.stoppedAt))
+		r.setDowntime(back.Seen.Sub(r.stoppedAt))
+		r.res.Identify, r.res.IdentifySeconds = back.Identify, back.Identify.Seconds()
+		if !back.Healthy.IsZero() {
+			d := back.Healthy.Sub(r.stoppedAt)
+			r.res.HealthzDowntime, r.res.HealthzDowntimeSeconds = d, d.Seconds()
+		}
 		s.Details += fmt.Sprintf("; kubelet downtime %s", r.res.Downtime.Round(time.Millisecond))
 		return nil
 	}) {
@@ -327,6 +338,23 @@ func (r *runner) run() {
 	}
 
 	r.assert(h)
+}
+
+// kubeletCheck is the configured check for the kubelet the binaries step
+// found (after an install, the new one), prepared; nil without a binary.
+func (r *runner) kubeletCheck() *KubeletCheck {
+	if r.cfg.Kubelet == nil {
+		return nil
+	}
+	k := *r.cfg.Kubelet
+	if k.Path == "" {
+		k.Path, k.SHA256 = r.kubelet.Path, r.kubelet.SHA256
+	}
+	if k.Path == "" {
+		return nil
+	}
+	k.Prepare()
+	return &k
 }
 
 func (r *runner) setDowntime(d time.Duration) {
