@@ -194,8 +194,7 @@ func (r *runner) run() {
 			return err
 		}
 		r.res.Detect = d
-		s.Details = fmt.Sprintf("kernel %s, slabinfo %s, driver %s, %d cgroups under %q, %d kmem-active, leaked-ID estimate %d",
-			d.Kernel, d.Slabinfo, d.Driver, d.KubepodsCgroups, d.Kubepods, len(d.KmemActive), d.Leaked.IDs)
+		s.Details = detectSummary(d)
 		if !d.Semantics310 {
 			return nil
 		}
@@ -338,6 +337,25 @@ func (r *runner) run() {
 	}
 
 	r.assert(h)
+}
+
+// detectSummary is the detect step's line: only the fields detect filled
+// (the slabinfo probe, for one, runs only when asked for).
+func detectSummary(d *detect.Report) string {
+	parts := []string{"kernel " + d.Kernel}
+	if d.Slabinfo != "" {
+		parts = append(parts, fmt.Sprintf("slabinfo %s", d.Slabinfo))
+	}
+	if d.Driver != "" {
+		parts = append(parts, "driver "+d.Driver)
+	}
+	if d.Kubepods != "" {
+		parts = append(parts, fmt.Sprintf("%d cgroups under %q, %d kmem-active", d.KubepodsCgroups, d.Kubepods, len(d.KmemActive)))
+	}
+	if d.Leaked.Available {
+		parts = append(parts, fmt.Sprintf("%d leaked IDs (%s)", d.Leaked.IDs, d.Leaked.Basis()))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // kubeletCheck is the configured check for the kubelet the binaries step
