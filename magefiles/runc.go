@@ -151,7 +151,7 @@ func (Runc) TestKmem(ctx context.Context) error {
 // lockSystemPackages reads the Debian packages whose code or tools go into a
 // cgo build of l: the C toolchain and glibc, and libseccomp for the seccomp tag.
 func lockSystemPackages(ctx context.Context, l *pins.Lock) ([]inputs.SystemPackage, error) {
-	return pipeline.GoBuilder{}.SystemPackages(ctx, l)
+	return pipeline.GoBuilder{CacheDir: stampsDir}.SystemPackages(ctx, l)
 }
 
 // lockSpec is the gobuild spec of l with the given patch-set marker.
