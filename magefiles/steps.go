@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/nokmem/nokmem/internal/publish"
 	"github.com/nokmem/nokmem/internal/release/signkey"
@@ -37,13 +36,12 @@ func releaseRecord(project, version string) string {
 // unchanged; either way it says so in one line. The record is removed
 // before do and written after it succeeded, with s.Inputs as do left it.
 func runStep(s *stepstamp.Step, do func() error) error {
-	start := time.Now()
 	ok, why, err := s.Check()
 	if err != nil {
 		return err
 	}
 	if ok {
-		fmt.Fprintf(os.Stderr, "%s: up to date, nothing to do (checked in %s)\n", s.Name, time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(os.Stderr, "%s: up to date, nothing to do (record %s)\n", s.Name, s.File)
 		return nil
 	}
 	fmt.Fprintf(os.Stderr, "%s: running (%s)\n", s.Name, why)
