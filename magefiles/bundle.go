@@ -22,6 +22,7 @@ import (
 	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/publish"
 	"github.com/nokmem/nokmem/internal/release/sums"
+	"github.com/nokmem/nokmem/internal/stepstamp"
 	"github.com/nokmem/nokmem/internal/vulndb"
 )
 
@@ -80,11 +81,46 @@ func bundleName() (string, error) {
 // signature over SHA256SUMS; then packs it as the reproducible
 // _output/bundle/<name>.tar.gz (mtime: HEAD's commit time, or
 // SOURCE_DATE_EPOCH), publishes both atomically and prints the release notes.
+//
 // It fails, before writing anything, when runc has a known vulnerability
 // without a reviewed not_affected statement (docs/security.md).
+//
+// With nothing changed it does no work: its record (_build/stamps/bundle)
+// holds the records of the three release sets (which name every file of
+// theirs), the bundle name, the source date, the signing key and the build
+// tool, and the identity of the bundle folder's files and the tarball.
 func (Bundle) Build(ctx context.Context) error {
 	mg.SerialCtxDeps(ctx, Release.All, Verify.Build)
-	return buildPair(ctx, kubeVersion, runcVersion, bundleOutput, true)
+	k, err := releaseKey()
+	if err != nil {
+		return err
+	}
+	in, err := stepInputs(k)
+	if err != nil {
+		return err
+	}
+	for name, record := range map[string]string{
+		"release kubelet": releaseRecord(kubeProject, kubeVersion),
+		"release runc":    releaseRecord("runc", runcVersion),
+		"verify":          verifyRecord,
+	} {
+		if err := stepstamp.AddRecord(in, "step "+name, record); err != nil {
+			return err
+		}
+	}
+	name, err := bundleName()
+	if err != nil {
+		return err
+	}
+	mtime, err := sourceDate(ctx)
+	if err != nil {
+		return err
+	}
+	in.Add("bundle name", []byte(name))
+	in.Add("source date", []byte(mtime.String()))
+	s := &stepstamp.Step{Name: "bundle " + name, File: bundleRecord, Inputs: in,
+		Outputs: []string{filepath.Join(bundleOutput, name), filepath.Join(bundleOutput, name+bundle.TarExt)}}
+	return runStep(s, func() error { return buildPair(ctx, kubeVersion, runcVersion, bundleOutput, true) })
 }
 
 // Matrix assembles, into _output/bundles/, the bundle of every other pair

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/magefile/mage/mg"
 
@@ -21,9 +22,34 @@ import (
 // its own release set), and the signed node bundle of all three into
 // _output/bundle/<name>/ and <name>.tar.gz, ending with release notes, and
 // the kubelet and nokmem-node RPMs with their yum repository in _output/yum/.
-// With unchanged inputs the kubelet and runc builds do no work.
+// With unchanged inputs no step does any work: the kubelet and runc builds
+// by their INPUTS stamps, the later steps by their records in
+// _build/stamps (see magefiles/steps.go). It ends with the time of each step.
 func Build(ctx context.Context) error {
-	mg.SerialCtxDeps(ctx, Release.All, Verify.Build, Bundle.Build, Yum.Build)
+	start := time.Now()
+	steps := []struct {
+		name   string
+		target any
+	}{
+		{"release sets", Release.All}, {"verify", Verify.Build}, {"bundle", Bundle.Build}, {"yum", Yum.Build},
+	}
+	pre, err := prebuilt()
+	if err != nil {
+		return err
+	}
+	if !pre {
+		steps = append([]struct {
+			name   string
+			target any
+		}{{"kubelet", mg.F(Kubelet.Build, kubeVersion)}, {"runc", mg.F(Runc.Build, runcVersion)}}, steps...)
+	}
+	var took []string
+	for _, st := range steps {
+		t := time.Now()
+		mg.SerialCtxDeps(ctx, st.target)
+		took = append(took, fmt.Sprintf("%s %s", st.name, time.Since(t).Round(time.Millisecond)))
+	}
+	fmt.Fprintf(os.Stderr, "build: steps took %s; build target %s\n", strings.Join(took, ", "), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

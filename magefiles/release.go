@@ -13,10 +13,12 @@ import (
 
 	"github.com/magefile/mage/mg"
 
+	"github.com/nokmem/nokmem/internal/publish"
 	"github.com/nokmem/nokmem/internal/release"
 	"github.com/nokmem/nokmem/internal/release/inputs"
 	"github.com/nokmem/nokmem/internal/release/signkey"
 	"github.com/nokmem/nokmem/internal/srctree"
+	"github.com/nokmem/nokmem/internal/stepstamp"
 )
 
 // Release writes and checks the release set (checksums, SBOM, provenance,
@@ -62,20 +64,39 @@ func (Release) All(ctx context.Context) error {
 	} else {
 		mg.SerialCtxDeps(ctx, mg.F(Kubelet.Build, kubeVersion), mg.F(Runc.Build, runcVersion))
 	}
-	key, pub, err := signingKey()
+	k, err := releaseKey()
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, a := range defaultArtifacts {
-		if err := writeRelease(ctx, a.project, a.version, key, pub); err != nil {
+		if err := releaseStep(ctx, a.project, a.version, k); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return releaseCopyFile(pub, outputPub)
+	if pub, err := os.ReadFile(k.Public); err == nil && sameContent(outputPub, string(pub)) {
+		return nil // rewriting it would change nothing but its time
+	}
+	return releaseCopyFile(k.Public, outputPub)
+}
+
+// releaseStep writes the release set of _output/<project>/<version>
+// unless its record shows the same artifact folder (its INPUTS stamp and
+// every file as the last run left it) and the same key and build tool.
+func releaseStep(ctx context.Context, project, version string, k signkey.Key) error {
+	dir := filepath.Join("_output", project, version)
+	in, err := stepInputs(k)
+	if err != nil {
+		return err
+	}
+	if err := in.AddFile("artifact inputs", filepath.Join(dir, publish.StampFile)); err != nil {
+		return fmt.Errorf("release %s %s: build it first: %w", project, version, err)
+	}
+	s := &stepstamp.Step{Name: "release " + project + " " + version, File: releaseRecord(project, version), Inputs: in, Outputs: []string{dir}}
+	return runStep(s, func() error { return writeRelease(ctx, project, version, k.Secret, k.Public) })
 }
 
 // Write writes the release set of _output/<project>/<version> and checks it.

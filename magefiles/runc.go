@@ -17,10 +17,10 @@ import (
 	"github.com/nokmem/nokmem/internal/patchset"
 	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/pipeline"
-	"github.com/nokmem/nokmem/internal/publish"
 	"github.com/nokmem/nokmem/internal/release/inputs"
 	"github.com/nokmem/nokmem/internal/runcproof/qemuproof"
 	"github.com/nokmem/nokmem/internal/srctree"
+	"github.com/nokmem/nokmem/internal/stepstamp"
 	"github.com/nokmem/nokmem/internal/toolchain"
 )
 
@@ -64,16 +64,8 @@ func (Runc) Build(ctx context.Context, version string) error {
 	if err != nil {
 		return err
 	}
-	goBin, err := toolchain.Go(ctx, newFetcher(), l.Toolchain)
-	if err != nil {
-		return err
-	}
-	tv, err := toolchain.ParseVersion(l.Toolchain)
-	if err != nil {
-		return err
-	}
 	step := time.Now()
-	built, err := buildUnpatched(ctx, l, goBin, tv.Go)
+	built, err := buildUnpatched(ctx, l)
 	if err != nil {
 		return err
 	}
@@ -98,15 +90,19 @@ func (Runc) Checksums(ctx context.Context, version string) error {
 }
 
 // buildUnpatched builds runc without the patches, from its own assembled
-// tree in _build/runc/v1.0.0-rc5-unpatched (the proof version), unless the binary there was
-// built from the same inputs. It reports whether it built.
-func buildUnpatched(ctx context.Context, l *pins.Lock, goBin, goVersion string) (bool, error) {
+// tree in _build/runc/v1.0.0-rc5-unpatched (the proof version), unless its record
+// (_build/stamps/runc-unpatched) shows the binary there built from the
+// same inputs (lock, toolchain, command line, system packages) and not
+// touched since; that check needs neither the toolchain nor a run of the
+// binary. It reports whether it built.
+func buildUnpatched(ctx context.Context, l *pins.Lock) (bool, error) {
 	dir, err := filepath.Abs(runcUnpatched)
 	if err != nil {
 		return false, err
 	}
 	tree := srctree.Paths(l, dir)
-	spec, err := lockSpec(l, goBin, tree, "unpatched", dir)
+	// The toolchain enters the stamp by its lock entry; spec.Go is set below.
+	spec, err := lockSpec(l, "", tree, "unpatched", dir)
 	if err != nil {
 		return false, err
 	}
@@ -118,26 +114,29 @@ func buildUnpatched(ctx context.Context, l *pins.Lock, goBin, goVersion string) 
 	if err != nil {
 		return false, err
 	}
-	stampPath := filepath.Join(dir, publish.StampFile)
 	bin := filepath.Join(dir, "runc")
-	if sameContent(stampPath, stamp.Text()) {
-		if err := checkRunc(ctx, l, goBin, goVersion, bin, "unpatched"); err == nil {
-			return false, nil
+	built := false
+	s := &stepstamp.Step{Name: "runc " + l.Version + " unpatched", File: filepath.Join(stampsDir, "runc-unpatched"), Inputs: stamp, Outputs: []string{bin}}
+	err = runStep(s, func() error {
+		goBin, err := toolchain.Go(ctx, newFetcher(), l.Toolchain)
+		if err != nil {
+			return err
 		}
-	}
-	if _, err := srctree.Assemble(ctx, newFetcher(), l, dir); err != nil {
-		return false, err
-	}
-	if err := gobuild.Build(ctx, spec); err != nil {
-		return false, fmt.Errorf("unpatched runc: %w", err)
-	}
-	if err := checkRunc(ctx, l, goBin, goVersion, bin, "unpatched"); err != nil {
-		return false, err
-	}
-	if err := os.WriteFile(stampPath, []byte(stamp.Text()), 0o644); err != nil {
-		return false, fmt.Errorf("unpatched runc stamp: %w", err)
-	}
-	return true, nil
+		tv, err := toolchain.ParseVersion(l.Toolchain)
+		if err != nil {
+			return err
+		}
+		spec.Go = goBin
+		if _, err := srctree.Assemble(ctx, newFetcher(), l, dir); err != nil {
+			return err
+		}
+		if err := gobuild.Build(ctx, spec); err != nil {
+			return fmt.Errorf("unpatched runc: %w", err)
+		}
+		built = true
+		return checkRunc(ctx, l, goBin, tv.Go, bin, "unpatched")
+	})
+	return built, err
 }
 
 // TestKmem runs the behavioural proof (internal/runcproof) with real
@@ -212,7 +211,7 @@ func (Runc) ProveKernel(ctx context.Context) error {
 // lockSystemPackages reads the Debian packages whose code or tools go into a
 // cgo build of l: the C toolchain and glibc, and libseccomp for the seccomp tag.
 func lockSystemPackages(ctx context.Context, l *pins.Lock) ([]inputs.SystemPackage, error) {
-	return pipeline.GoBuilder{}.SystemPackages(ctx, l)
+	return pipeline.GoBuilder{CacheDir: stampsDir}.SystemPackages(ctx, l)
 }
 
 // lockSpec is the gobuild spec of l with the given patch-set marker.

@@ -15,6 +15,7 @@ import (
 	"github.com/nokmem/nokmem/internal/bundle"
 	"github.com/nokmem/nokmem/internal/patchset"
 	"github.com/nokmem/nokmem/internal/rpmrepo"
+	"github.com/nokmem/nokmem/internal/stepstamp"
 )
 
 // Yum builds the RPMs and the yum repository.
@@ -35,8 +36,38 @@ const kubeletRPMRelease = "1.nokmem"
 // signed SHA256SUMS over the RPMs and publishes all of it as _output/yum/.
 // Build time and file times are the source date (HEAD's commit time or
 // SOURCE_DATE_EPOCH), so the same sources give the same bytes.
+//
+// With nothing changed it does no work: its record (_build/stamps/yum)
+// holds the bundle step's record, the source date, the createrepo_c
+// binary, the signing key and the build tool, and the identity of every
+// file under _output/yum.
 func (Yum) Build(ctx context.Context) error {
 	mg.SerialCtxDeps(ctx, Bundle.Build)
+	k, err := releaseKey()
+	if err != nil {
+		return err
+	}
+	in, err := stepInputs(k)
+	if err != nil {
+		return err
+	}
+	if err := stepstamp.AddRecord(in, "step bundle", bundleRecord); err != nil {
+		return err
+	}
+	mtime, err := sourceDate(ctx)
+	if err != nil {
+		return err
+	}
+	in.Add("source date", []byte(mtime.String()))
+	if err := addTool(in, "createrepo_c"); err != nil {
+		return err
+	}
+	s := &stepstamp.Step{Name: "yum repository", File: yumRecord, Inputs: in, Outputs: []string{yumOutput}}
+	return runStep(s, func() error { return buildYum(ctx) })
+}
+
+// buildYum makes the RPMs and the repository (see Yum.Build).
+func buildYum(ctx context.Context) error {
 	start := time.Now()
 	name, err := bundleName()
 	if err != nil {

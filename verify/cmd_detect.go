@@ -158,7 +158,7 @@ func npdStatus(r *detect.Report, err error) (report.NPDStatus, string) {
 	}
 	leaked := ""
 	if r.Semantics310 && r.Leaked.Available {
-		leaked = fmt.Sprintf("%d leaked IDs", r.Leaked.IDs)
+		leaked = fmt.Sprintf("%d leaked IDs (%s)", r.Leaked.IDs, r.Leaked.Basis())
 	}
 	switch r.Status() {
 	case detect.ProblemFound:
@@ -246,7 +246,8 @@ func detectMetrics(r *detect.Report) []report.Metric {
 		{Name: "nokmem_kubepods_cgroups", Help: "Cgroups in the kubepods tree, kubepods included.", Labels: map[string]string{"driver": r.Driver}, Value: float64(r.KubepodsCgroups)},
 		{Name: "nokmem_kmem_active_cgroups", Help: "Kmem-active cgroups in the kubepods tree (3.10 semantics only).", Value: float64(len(r.KmemActive))},
 		{Name: "nokmem_memory_num_cgroups", Help: "num_cgroups of the memory line of /proc/cgroups.", Value: float64(r.ProcCgroups.NumCgroups)},
-		{Name: "nokmem_leaked_ids_estimate", Help: "Leaked memcg IDs: kmemcg IDs of /sys/kernel/slab aliases that belong to no live kmem-active cgroup (a lower bound).", Value: float64(r.Leaked.IDs)},
+		{Name: "nokmem_leaked_ids_estimate", Help: "Leaked memcg IDs: kmemcg IDs of /sys/kernel/slab aliases that belong to no live cgroup (exact when nokmem_leaked_ids_exact is 1, else a lower bound).", Value: float64(r.Leaked.IDs)},
+		{Name: "nokmem_leaked_ids_exact", Help: "1 when nokmem_leaked_ids_estimate is exact (every live cgroup's memory.kmem.slabinfo was read), 0 when it is a lower bound.", Value: report.Bool(r.Leaked.Exact)},
 		{Name: "nokmem_slab_aliases", Help: "Per-memcg slab cache aliases in /sys/kernel/slab.", Value: float64(r.Leaked.Aliases)},
 		{Name: "nokmem_leftover_temp_trees", Help: "nokmem-migrate* trees left under the memory root.", Value: float64(len(r.Leftovers.TempTrees))},
 	}
@@ -304,7 +305,7 @@ func printDetect(w io.Writer, r *detect.Report) {
 	}
 	fmt.Fprintf(w, "/proc/cgroups:     memory hierarchy %d, num_cgroups %d, enabled %v\n", r.ProcCgroups.Hierarchy, r.ProcCgroups.NumCgroups, r.ProcCgroups.Enabled)
 	if r.Leaked.Available {
-		fmt.Fprintf(w, "leaked IDs (est.): %d (by kmemcg ID: %d per-memcg slab aliases, %d live IDs seen, %d live kmem-active cgroups without caches)\n", r.Leaked.IDs, r.Leaked.Aliases, r.Leaked.LiveIDs, r.Leaked.LiveUnknown)
+		fmt.Fprintf(w, "leaked IDs: %d, %s (by kmemcg ID: %d per-memcg slab aliases, %d live IDs seen, %d live cgroups owning caches under root-cache names, %d live slabinfo unreadable)\n", r.Leaked.IDs, r.Leaked.Basis(), r.Leaked.Aliases, r.Leaked.LiveIDs, r.Leaked.LiveOwners, r.Leaked.LiveUnknown)
 	} else {
 		fmt.Fprintf(w, "leaked IDs (est.): unavailable (no slab directory)\n")
 	}

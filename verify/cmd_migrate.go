@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -29,6 +30,7 @@ type migrateFlags struct {
 	noCleanup    bool
 	rollback     bool
 	abandon      bool
+	preflight    bool
 }
 
 func newMigrateCmd(g *globalOptions) *cobra.Command {
@@ -56,7 +58,9 @@ that says so. The state table is in docs/migration-states.md.
 
 Preconditions: no kubelet process in the --proc table (unless
 --allow-running-kubelet), the installed kubelet is a nokmem build (unless
---force), the kernel has 3.10 semantics (memory.kmem.slabinfo of the memory
+--force; identifying it hashes the binary and runs its --version, seconds on
+a slow machine: run migrate --preflight first, with the kubelet still up, and
+the migration inside the window only confirms the unchanged file by a stat), the kernel has 3.10 semantics (memory.kmem.slabinfo of the memory
 root reads EIO; elsewhere memcg IDs are freed at rmdir and migrating is
 pointless: refused unless --force, and --dry-run says so), the memory
 hierarchy is cgroup v1 with the cgroupfs driver's kubepods (a systemd-driver
@@ -80,7 +84,8 @@ node was left untouched or is resumable, what exists, and what to run),
 	fl.BoolVar(&f.noCleanup, "no-cleanup", false, "stop once the fresh tree is at kubepods; a later `verify migrate` removes the old tree")
 	fl.BoolVar(&f.rollback, "rollback", false, "return an unfinished migration (before the fresh tree is at kubepods) to the original layout")
 	fl.BoolVar(&f.abandon, "abandon", false, "set the migration journal aside without touching any cgroup, and say what exists on the node")
-	cmd.MarkFlagsMutuallyExclusive("rollback", "abandon", "dry-run")
+	fl.BoolVar(&f.preflight, "preflight", false, "with the kubelet still running: check the kernel, the layout and the installed kubelet, record the kubelet in --state-dir, change no cgroup; a migration within the hour then skips identifying the kubelet")
+	cmd.MarkFlagsMutuallyExclusive("rollback", "abandon", "dry-run", "preflight")
 	return cmd
 }
 
@@ -92,10 +97,13 @@ func runMigrate(g *globalOptions, f *migrateFlags) error {
 		StateDir:  g.StateDir,
 		Logger:    g.Logger,
 		Proc:      f.procRoot,
-		Preflight: func() error { return migratePreconditions(h, f) },
+		Preflight: func() error { return migratePreconditions(g, h, f) },
 	})
 	if err != nil {
 		return err
+	}
+	if f.preflight {
+		return runPreflight(g, h, f)
 	}
 	if f.dryRun {
 		if !f.force {
@@ -141,7 +149,7 @@ func runMigrate(g *globalOptions, f *migrateFlags) error {
 // cgroups under the tree being replaced), unless allowed; unless --force, a
 // kernel with 3.10 semantics and a nokmem kubelet (a stock one
 // re-activates kmem on every cgroup it creates).
-func migratePreconditions(h memcg.Hierarchy, f *migrateFlags) error {
+func migratePreconditions(g *globalOptions, h memcg.Hierarchy, f *migrateFlags) error {
 	if !f.allowKubelet {
 		if err := migrate.CheckKubeletStopped(f.procRoot); err != nil {
 			return err
@@ -153,18 +161,54 @@ func migratePreconditions(h memcg.Hierarchy, f *migrateFlags) error {
 	if err := migrate.CheckSemantics(h); err != nil {
 		return err
 	}
-	var sums map[string]string
-	if f.knownSums != "" {
-		var err error
-		if sums, err = detect.ReadKnownSums(f.knownSums); err != nil {
-			return err
-		}
+	sums, err := readKnownSums(f.knownSums)
+	if err != nil {
+		return err
 	}
 	path := f.kubeletPath
 	if path == "" {
 		path = migrate.FindKubelet()
 	}
-	return migrate.CheckKubeletBuild(path, sums)
+	how, err := migrate.CheckKubeletBuildFast(g.StateDir, path, sums)
+	if err == nil {
+		g.Logger.Info(how)
+	}
+	return err
+}
+
+// runPreflight runs every precondition that does not need the kubelet
+// stopped, and records the checked kubelet (migrate.PreflightFile).
+func runPreflight(g *globalOptions, h memcg.Hierarchy, f *migrateFlags) error {
+	if !f.force {
+		if err := migrate.CheckSemantics(h); err != nil {
+			return withExitCode(exitPointless, fmt.Errorf("preflight: %w", err))
+		}
+	}
+	if err := migrate.CheckLayout(h, f.kubepods); err != nil {
+		return err
+	}
+	sums, err := readKnownSums(f.knownSums)
+	if err != nil {
+		return err
+	}
+	path := f.kubeletPath
+	if path == "" {
+		path = migrate.FindKubelet()
+	}
+	if err := migrate.WritePreflight(g.StateDir, path, sums); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.Stdout, "preflight passed: kubelet %s is a nokmem build, recorded in %s for %s; now stop the kubelet, run `verify migrate --no-cleanup`, start it\n",
+		path, filepath.Join(g.StateDir, migrate.PreflightFile), migrate.PreflightMaxAge)
+	return nil
+}
+
+// readKnownSums reads --known-sums; nil when not given.
+func readKnownSums(path string) (map[string]string, error) {
+	if path == "" {
+		return nil, nil
+	}
+	return detect.ReadKnownSums(path)
 }
 
 func printPlan(w io.Writer, p *migrate.Plan) {

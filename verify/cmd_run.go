@@ -180,6 +180,10 @@ func printRun(g *globalOptions, res *acceptance.Result) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "kubelet downtime: %s (stop command issued → kubelet running again); cleanup: %s\n",
 		res.Downtime.Round(time.Millisecond), res.Cleanup.Round(time.Millisecond))
+	if res.HealthzDowntime > 0 || res.Identify > 0 {
+		fmt.Fprintf(w, "healthz back after: %s; identifying the restarted kubelet took %s after it was seen (not counted as downtime)\n",
+			res.HealthzDowntime.Round(time.Millisecond), res.Identify.Round(time.Millisecond))
+	}
 	if len(res.Changed) == 0 {
 		fmt.Fprintln(w, "changed: nothing")
 	}

@@ -160,6 +160,35 @@ func TestDetectLeakedIDsCountedByName(t *testing.T) {
 	}
 }
 
+// TestDetectLeakedIDsWithLiveKmemCgroups: with kmem-active cgroups still
+// live, some owning slab caches (RHEL 7.8's slabinfo names them by their
+// root cache, so their IDs do not show) and a live cgroup that has the name
+// of a leaked one, detect's count equals the simulator's hidden leak table
+// and says it is exact.
+func TestDetectLeakedIDsWithLiveKmemCgroups(t *testing.T) {
+	n := newNode(t, memcgsim.RHEL78)
+	n.kubelet("kubepods", 4) // podA with a task; job0..job3 churned: 4 leaked
+	if err := n.h.Mkdir("kubepods/burstable/job0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.sim.AddTask("kubepods/burstable/job0", 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	leaked := len(n.sim.LeakedIDs())
+	out, stderr, code := n.verify(append([]string{"detect", "-o", "json"}, n.detectArgs()...)...)
+	var r detect.Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("detect: exit %d %v\n%s", code, err, stderr)
+	}
+	if leaked != 4 || r.Leaked.IDs != leaked || !r.Leaked.Exact || r.Leaked.LiveOwners != 2 {
+		t.Errorf("detect counts %d leaked IDs (exact %v, %d live owners), simulator holds %d; want 4, exact, 2 owners (podA, job0)", r.Leaked.IDs, r.Leaked.Exact, r.Leaked.LiveOwners, leaked)
+	}
+	stdout, stderr, _ := n.verify(append([]string{"detect"}, n.detectArgs()...)...)
+	if text := stdout + stderr; !strings.Contains(text, "leaked IDs: 4, exact") {
+		t.Errorf("detect's text does not say the count is exact:\n%s", text)
+	}
+}
+
 // TestDetectLeftovers: a temporary tree, an unfinished journal and an
 // install without a signature check are each a problem, on any kernel.
 func TestDetectLeftovers(t *testing.T) {

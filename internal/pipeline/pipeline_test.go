@@ -214,6 +214,19 @@ func TestBuildPatch(t *testing.T) {
 	if err != nil || !again.UpToDate || again.SHA256["demo"] != res.SHA256["demo"] || len(b.specs) != 1 {
 		t.Errorf("second build: %+v, %v, %d builds; want up to date without building", again, err, len(b.specs))
 	}
+	// The cheap no-op check trusts only the files it saw checked: a
+	// published binary changed behind its back is hashed and rebuilt.
+	bin := filepath.Join(w.dest(), "demo")
+	if err := os.Chmod(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, []byte("tampered"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	third, err := w.pipeline(b).Build(context.Background(), demo, "v1.0.0")
+	if err != nil || third.UpToDate || len(b.specs) != 2 || third.SHA256["demo"] != res.SHA256["demo"] {
+		t.Errorf("build after the binary changed: %+v, %v, %d builds; want a rebuild", third, err, len(b.specs))
+	}
 }
 
 func TestBuildTag(t *testing.T) {

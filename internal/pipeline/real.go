@@ -2,8 +2,13 @@ package pipeline
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -13,6 +18,7 @@ import (
 	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/release/inputs"
 	"github.com/nokmem/nokmem/internal/srctree"
+	"github.com/nokmem/nokmem/internal/stepstamp"
 	"github.com/nokmem/nokmem/internal/toolchain"
 )
 
@@ -32,12 +38,21 @@ func (m ModInputs) Assemble(ctx context.Context, l *pins.Lock, buildDir string) 
 }
 
 // GoBuilder builds with gobuild and checks with elfcheck and the binary's own version output.
-type GoBuilder struct{}
+type GoBuilder struct {
+	// CacheDir, when set, keeps the answers of dpkg-query (see SystemPackages).
+	CacheDir string
+}
+
+// dpkgStatus is dpkg's database of installed packages; dpkg replaces it
+// (write and rename) whenever a package is installed, removed or upgraded.
+var dpkgStatus = "/var/lib/dpkg/status"
 
 // SystemPackages implements Builder: the Debian packages whose code or
 // tools go into a cgo build of l (C toolchain and glibc, and libseccomp
-// for the seccomp tag).
-func (GoBuilder) SystemPackages(ctx context.Context, l *pins.Lock) ([]inputs.SystemPackage, error) {
+// for the seccomp tag). With CacheDir set, the answer is kept there under
+// the identity of dpkg's status file, so that reruns do not wait for
+// dpkg-query while no package changed.
+func (g GoBuilder) SystemPackages(ctx context.Context, l *pins.Lock) ([]inputs.SystemPackage, error) {
 	if !l.Build.CGO {
 		return nil, nil
 	}
@@ -45,7 +60,29 @@ func (GoBuilder) SystemPackages(ctx context.Context, l *pins.Lock) ([]inputs.Sys
 	if slices.Contains(l.Build.Tags, "seccomp") {
 		extra = append(extra, "libseccomp-dev")
 	}
-	return inputs.CgoToolchain(ctx, extra...)
+	if g.CacheDir == "" {
+		return inputs.CgoToolchain(ctx, extra...)
+	}
+	fi, err := os.Stat(dpkgStatus)
+	if err != nil {
+		return inputs.CgoToolchain(ctx, extra...)
+	}
+	key := sha256.Sum256([]byte(stepstamp.Identity(fi) + "\n" + strings.Join(extra, " ")))
+	file := filepath.Join(g.CacheDir, "dpkg-"+hex.EncodeToString(key[:8]))
+	var pkgs []inputs.SystemPackage
+	if b, err := os.ReadFile(file); err == nil && json.Unmarshal(b, &pkgs) == nil && len(pkgs) > 0 {
+		return pkgs, nil
+	}
+	if pkgs, err = inputs.CgoToolchain(ctx, extra...); err != nil {
+		return nil, err
+	}
+	if b, err := json.Marshal(pkgs); err == nil && os.MkdirAll(g.CacheDir, 0o755) == nil {
+		tmp := file + ".tmp"
+		if os.WriteFile(tmp, b, 0o644) == nil {
+			_ = os.Rename(tmp, file) // a cache: failing to keep it costs a dpkg-query next time
+		}
+	}
+	return pkgs, nil
 }
 
 // Build implements Builder.

@@ -108,6 +108,14 @@ type Result struct {
 	// back); Cleanup is how long the cleanup step took, with the kubelet up.
 	Downtime        time.Duration `json:"kubelet_downtime_ns"`
 	DowntimeSeconds float64       `json:"kubelet_downtime_seconds"`
+	// HealthzDowntime is from the stop command to healthz answering 200
+	// again (0 without --healthz).
+	HealthzDowntime        time.Duration `json:"kubelet_healthz_downtime_ns,omitempty"`
+	HealthzDowntimeSeconds float64       `json:"kubelet_healthz_downtime_seconds,omitempty"`
+	// Identify is how long confirming the restarted process's binary took
+	// after it was seen; it is not part of Downtime.
+	Identify        time.Duration `json:"kubelet_identify_ns"`
+	IdentifySeconds float64       `json:"kubelet_identify_seconds"`
 	Cleanup         time.Duration `json:"cleanup_ns"`
 	CleanupSeconds  float64       `json:"cleanup_seconds"`
 	CleanupSummary  string        `json:"cleanup_summary,omitempty"`
@@ -207,8 +215,7 @@ func (r *runner) run() {
 		if p := d.IDProbe; p != nil {
 			r.changed("ID probe (--probe-ids): created and removed %d scratch cgroups under the memory root", p.Created)
 		}
-		s.Details = fmt.Sprintf("kernel %s, slabinfo %s, driver %s, %d cgroups under %q, %d kmem-active, leaked-ID estimate %d",
-			d.Kernel, d.Slabinfo, d.Driver, d.KubepodsCgroups, d.Kubepods, len(d.KmemActive), d.Leaked.IDs)
+		s.Details = detectSummary(d)
 		if !d.Semantics310 {
 			return nil
 		}
@@ -295,6 +302,9 @@ func (r *runner) run() {
 		return
 	}
 
+	// Identify the kubelet to watch for now: nothing of it runs inside the
+	// downtime window.
+	k := r.kubeletCheck()
 	if !r.step(StepStop, func(*report.Step) error {
 		r.stopped = true // a failed stop may have half-stopped it
 		r.stoppedAt = time.Now()
@@ -340,20 +350,20 @@ func (r *runner) run() {
 			r.setDowntime(time.Since(r.stoppedAt))
 			return nil
 		}
-		k := *r.cfg.Kubelet
-		if k.Path == "" {
-			// The kubelet the binaries step found: after an install, the new one.
-			k.Path, k.SHA256 = r.kubelet.Path, r.kubelet.SHA256
-		}
-		if k.Path == "" {
+		if k == nil {
 			return errors.New("no kubelet binary to watch for")
 		}
-		back, detail, err := k.Wait(r.ctx)
-		s.Details = detail
+		back, err := k.Wait(r.ctx)
+		s.Details = back.Detail
 		if err != nil {
 			return err
 		}
-		r.setDowntime(back.Sub(r.stoppedAt))
+		r.setDowntime(back.Seen.Sub(r.stoppedAt))
+		r.res.Identify, r.res.IdentifySeconds = back.Identify, back.Identify.Seconds()
+		if !back.Healthy.IsZero() {
+			d := back.Healthy.Sub(r.stoppedAt)
+			r.res.HealthzDowntime, r.res.HealthzDowntimeSeconds = d, d.Seconds()
+		}
 		s.Details += fmt.Sprintf("; kubelet downtime %s", r.res.Downtime.Round(time.Millisecond))
 		return nil
 	}) {
@@ -378,6 +388,42 @@ func (r *runner) run() {
 	}
 
 	r.assert(h, d.Kubepods)
+}
+
+// detectSummary is the detect step's line: only the fields detect filled
+// (the slabinfo probe, for one, runs only when asked for).
+func detectSummary(d *detect.Report) string {
+	parts := []string{"kernel " + d.Kernel}
+	if d.Slabinfo != "" {
+		parts = append(parts, fmt.Sprintf("slabinfo %s", d.Slabinfo))
+	}
+	if d.Driver != "" {
+		parts = append(parts, "driver "+d.Driver)
+	}
+	if d.Kubepods != "" {
+		parts = append(parts, fmt.Sprintf("%d cgroups under %q, %d kmem-active", d.KubepodsCgroups, d.Kubepods, len(d.KmemActive)))
+	}
+	if d.Leaked.Available {
+		parts = append(parts, fmt.Sprintf("%d leaked IDs (%s)", d.Leaked.IDs, d.Leaked.Basis()))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// kubeletCheck is the configured check for the kubelet the binaries step
+// found (after an install, the new one), prepared; nil without a binary.
+func (r *runner) kubeletCheck() *KubeletCheck {
+	if r.cfg.Kubelet == nil {
+		return nil
+	}
+	k := *r.cfg.Kubelet
+	if k.Path == "" {
+		k.Path, k.SHA256 = r.kubelet.Path, r.kubelet.SHA256
+	}
+	if k.Path == "" {
+		return nil
+	}
+	k.Prepare()
+	return &k
 }
 
 func (r *runner) setDowntime(d time.Duration) {

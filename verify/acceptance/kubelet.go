@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // KubeletCheck is how a run knows that the kubelet came back after the
@@ -32,11 +34,29 @@ type KubeletCheck struct {
 	Timeout time.Duration
 	// Poll is the interval between looks; zero means 100 ms.
 	Poll time.Duration
+	// hash computes a file's sha256 (tests slow it down).
+	hash func(path string) (string, error)
+	// installed is set by Prepare.
+	installed *installedID
 }
 
-// Wait polls until the kubelet runs (and healthz answers 200). It returns
-// when the process was first seen and a summary.
-func (k *KubeletCheck) Wait(ctx context.Context) (time.Time, string, error) {
+// Back is when and how the kubelet was seen back.
+type Back struct {
+	// Seen is the time of the process-table scan that first found a
+	// process running the kubelet binary: the end of the downtime window.
+	// Identifying the binary (Identify) happens after it and does not count.
+	Seen time.Time
+	// Healthy is when healthz first answered 200 (zero without Healthz).
+	Healthy time.Time
+	// Identify is how long confirming the process's binary took (a cheap
+	// device/inode match, or hashing /proc/<pid>/exe when that fails).
+	Identify time.Duration
+	// Detail summarises the above.
+	Detail string
+}
+
+// Wait polls until the kubelet runs (and healthz answers 200).
+func (k *KubeletCheck) Wait(ctx context.Context) (Back, error) {
 	timeout, poll := k.Timeout, k.Poll
 	if timeout == 0 {
 		timeout = 2 * time.Minute
@@ -47,47 +67,100 @@ func (k *KubeletCheck) Wait(ctx context.Context) (time.Time, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var (
-		seen     time.Time
-		pid      int
+		b        Back
 		lastErr  error
-		detail   string
 		healthOK = k.Healthz == ""
 	)
+	if k.installed == nil {
+		k.Prepare()
+	}
 	for {
-		if seen.IsZero() {
-			if pid, lastErr = k.find(); lastErr == nil {
-				seen = time.Now()
-				detail = fmt.Sprintf("kubelet pid %d runs %s", pid, k.Path)
+		if b.Seen.IsZero() {
+			scanned := time.Now()
+			var pid int
+			var how string
+			if pid, how, lastErr = k.find(*k.installed); lastErr == nil {
+				b.Seen, b.Identify = scanned, time.Since(scanned)
+				b.Detail = fmt.Sprintf("kubelet pid %d runs %s (%s, identified in %s)", pid, k.Path, how, b.Identify.Round(time.Millisecond))
 			}
 		}
-		if !seen.IsZero() && !healthOK {
+		if !b.Seen.IsZero() && !healthOK {
 			if lastErr = k.healthz(ctx); lastErr == nil {
 				healthOK = true
-				detail += fmt.Sprintf("; %s answered 200 after %s", k.Healthz, time.Since(seen).Round(time.Millisecond))
+				b.Healthy = time.Now()
+				b.Detail += fmt.Sprintf("; %s answered 200 %s after the process was seen", k.Healthz, b.Healthy.Sub(b.Seen).Round(time.Millisecond))
 			}
 		}
-		if !seen.IsZero() && healthOK {
-			return seen, detail, nil
+		if !b.Seen.IsZero() && healthOK {
+			return b, nil
 		}
 		select {
 		case <-ctx.Done():
-			if seen.IsZero() {
-				return seen, detail, fmt.Errorf("the kubelet did not come back within %s: %w", timeout, lastErr)
+			if b.Seen.IsZero() {
+				return b, fmt.Errorf("the kubelet did not come back within %s: %w", timeout, lastErr)
 			}
-			return seen, detail, fmt.Errorf("the kubelet runs but is not healthy within %s: %w", timeout, lastErr)
+			return b, fmt.Errorf("the kubelet runs but is not healthy within %s: %w", timeout, lastErr)
 		case <-time.After(poll):
 		}
 	}
 }
 
+// fileID is a file's identity on its file system.
+type fileID struct{ dev, ino uint64 }
+
+// installedID is the installed kubelet's fileID; ok is false when it could
+// not be tied to the expected sha256 (then processes are hashed).
+type installedID struct {
+	id fileID
+	ok bool
+}
+
+func statID(p string) (fileID, bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		return fileID{}, false
+	}
+	return fileID{uint64(st.Dev), st.Ino}, true
+}
+
+// Prepare identifies the installed binary ahead of the wait: its device
+// and inode, when its content is the expected one. Call it before the
+// kubelet is stopped, so that the hash is not inside the downtime window;
+// Wait calls it when it was not. Without a match, Wait hashes the
+// restarted process's binary instead.
+func (k *KubeletCheck) Prepare() {
+	k.installed = &installedID{}
+	if k.SHA256 == "" {
+		return
+	}
+	id, ok := statID(k.Path)
+	if !ok {
+		return
+	}
+	if sum, err := k.sha256(k.Path); err == nil && sum == k.SHA256 {
+		if again, ok := statID(k.Path); ok && again == id {
+			*k.installed = installedID{id: id, ok: true}
+		}
+	}
+}
+
+func (k *KubeletCheck) sha256(p string) (string, error) {
+	if k.hash != nil {
+		return k.hash(p)
+	}
+	return fileSHA256(p)
+}
+
 // errNoKubelet: no process runs the kubelet binary.
 var errNoKubelet = errors.New("no process runs the kubelet binary")
 
-// find returns the pid of a process whose executable is the kubelet.
-func (k *KubeletCheck) find() (int, error) {
+// find returns the pid of a process whose executable is the kubelet, and
+// how it was identified: by the device and inode of the installed file
+// (want, prepared before the wait), else by the sha256 of /proc/<pid>/exe.
+func (k *KubeletCheck) find(want installedID) (int, string, error) {
 	ents, err := os.ReadDir(k.Proc)
 	if err != nil {
-		return 0, fmt.Errorf("process table: %w", err)
+		return 0, "", fmt.Errorf("process table: %w", err)
 	}
 	var wrong []string
 	for _, e := range ents {
@@ -106,23 +179,28 @@ func (k *KubeletCheck) find() (int, error) {
 		}
 		if k.SHA256 == "" {
 			if target == k.Path {
-				return pid, nil
+				return pid, "by path", nil
 			}
 			continue
 		}
-		sum, err := fileSHA256(exe)
+		if want.ok {
+			if id, ok := statID(exe); ok && id == want.id {
+				return pid, "by device and inode of the checked file", nil
+			}
+		}
+		sum, err := k.sha256(exe)
 		if err != nil {
 			continue
 		}
 		if sum == k.SHA256 {
-			return pid, nil
+			return pid, "by sha256", nil
 		}
 		wrong = append(wrong, fmt.Sprintf("pid %d runs %s with sha256 %s", pid, target, sum))
 	}
 	if len(wrong) > 0 {
-		return 0, fmt.Errorf("%w %s with sha256 %s: %s", errNoKubelet, k.Path, k.SHA256, strings.Join(wrong, "; "))
+		return 0, "", fmt.Errorf("%w %s with sha256 %s: %s", errNoKubelet, k.Path, k.SHA256, strings.Join(wrong, "; "))
 	}
-	return 0, fmt.Errorf("%w %s in %s", errNoKubelet, k.Path, k.Proc)
+	return 0, "", fmt.Errorf("%w %s in %s", errNoKubelet, k.Path, k.Proc)
 }
 
 func (k *KubeletCheck) healthz(ctx context.Context) error {

@@ -76,15 +76,59 @@ func TestKubeletCheck(t *testing.T) {
 				k.Path = filepath.Join(bin, "kubelet.old")
 				k.SHA256 = newSHA
 			}
-			seen, detail, err := k.Wait(context.Background())
+			back, err := k.Wait(context.Background())
 			if tt.want == "" {
-				if err != nil || seen.IsZero() || !strings.Contains(detail, "pid 42") {
-					t.Fatalf("Wait: %v, %v, %q", seen, err, detail)
+				if err != nil || back.Seen.IsZero() || !strings.Contains(back.Detail, "pid 42") {
+					t.Fatalf("Wait: %+v, %v", back, err)
 				}
 				return
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Wait: %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestKubeletCheckSlowHash: the reported return is the scan that saw the
+// process, whatever hashing costs (8.6 s for the 136 MB kubelet in a TCG
+// guest). With Prepare before the stop, the process is identified by the
+// device and inode of the checked file; without a match (a copy of the
+// binary), the hash runs after the timestamp and is reported as Identify.
+func TestKubeletCheckSlowHash(t *testing.T) {
+	const slow = 400 * time.Millisecond
+	bin := t.TempDir()
+	kubelet, copied := filepath.Join(bin, "kubelet"), filepath.Join(t.TempDir(), "kubelet")
+	for _, p := range []string{kubelet, copied} {
+		if err := os.WriteFile(p, []byte("new kubelet"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, err := shaOf(kubelet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, exe, how string
+		identify       time.Duration // at least
+	}{
+		{"same file", kubelet, "device and inode", 0},
+		{"a copy", copied, "by sha256", slow},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			k := &acceptance.KubeletCheck{Proc: fakeProc(t, map[string]string{"42": tt.exe}), Path: kubelet, SHA256: sum, Timeout: 5 * time.Second, Poll: 10 * time.Millisecond}
+			acceptance.SlowHash(k, slow)
+			k.Prepare() // before the stop, as verify run does
+			stop := time.Now()
+			back, err := k.Wait(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := back.Seen.Sub(stop); d > slow/2 {
+				t.Errorf("the kubelet was seen %s after the stop, want the scan time (< %s): the hash counted as downtime", d, slow/2)
+			}
+			if back.Identify < tt.identify || !strings.Contains(back.Detail, tt.how) {
+				t.Errorf("Identify %s, detail %q; want >= %s, %q", back.Identify, back.Detail, tt.identify, tt.how)
 			}
 		})
 	}

@@ -59,19 +59,26 @@ func TestReadProcCgroups(t *testing.T) {
 
 // TestEstimateLeaked counts by kmemcg ID: a removed cgroup's ID is leaked
 // even when a cgroup of the same name lives again (kubepods after a
-// migration); a live cgroup's ID is read from its slabinfo.
+// migration); a live cgroup's ID is read from its slabinfo where the kernel
+// names it there, and where it prints root-cache names (RHEL 7.8) the
+// cgroup owns exactly one aliased ID of its name. The count is exact when
+// every live slabinfo was read, a lower bound otherwise.
 func TestEstimateLeaked(t *testing.T) {
 	root := t.TempDir()
-	for _, d := range []string{"kubepods/burstable/live1", "system.slice"} {
+	for _, d := range []string{"kubepods/burstable/live1", "kubepods/besteffort", "system.slice"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// live1 is kmem-active and lists its caches (kmemcg ID 5); burstable is
-	// kmem-active without caches (ID unknown); kubepods and system.slice
-	// have no slabinfo here, like kmem-inactive cgroups.
+	// live1 lists its caches by memcg cache name (kmemcg ID 5); besteffort
+	// lists caches under root-cache names (RHEL 7.8's cache_show: its ID is
+	// one of 9 and 10); burstable lists no cache (it owns no alias);
+	// kubepods and system.slice have no slabinfo here, like kmem-inactive
+	// cgroups.
 	writeFile(t, filepath.Join(root, "kubepods/burstable/live1", memcg.KmemSlabinfo),
 		memcg.SlabinfoHeaderLine+"\n# name <active_objs>\ncred_jar(5:live1)    12     12    192   21    1 : tunables 0 0 0 : slabdata 1 1 0\n", 0o444)
+	writeFile(t, filepath.Join(root, "kubepods/besteffort", memcg.KmemSlabinfo),
+		memcg.SlabinfoHeaderLine+"\n# name <active_objs>\ncred_jar    12     12    192   21    1 : tunables 0 0 0 : slabdata 1 1 0\n", 0o444)
 	writeFile(t, filepath.Join(root, "kubepods/burstable", memcg.KmemSlabinfo), memcg.SlabinfoHeaderLine+"\n", 0o444)
 	slab := t.TempDir()
 	for _, n := range []string{
@@ -79,7 +86,8 @@ func TestEstimateLeaked(t *testing.T) {
 		"cred_jar(102:p99)", "dentry(102:p99)", // one dead memcg, two caches
 		"cred_jar(103:p100)",
 		"cred_jar(5:live1)", "dentry(5:live1)", // live cgroup: not leaked
-		"kmalloc-64(7:burstable)", "kmalloc-64(8:burstable)", // one of them may be the live burstable
+		"kmalloc-64(7:burstable)", "kmalloc-64(8:burstable)", // the live burstable has no cache: both dead
+		"cred_jar(9:besteffort)", "cred_jar(10:besteffort)", // one is the live besteffort's
 		"cred_jar(2:kubepods)", // the old kubepods: leaked although "kubepods" lives again
 	} {
 		writeFile(t, filepath.Join(slab, n), "", 0o644)
@@ -88,9 +96,19 @@ func TestEstimateLeaked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"2:kubepods", "102:p99", "103:p100"}
-	if !got.Available || got.Aliases != 8 || got.IDs != 4 || !slices.Equal(got.Dead, want) || got.LiveIDs != 1 || got.LiveUnknown != 1 {
-		t.Fatalf("got %+v, want 8 aliases, 4 leaked IDs (3 certain %v and one of the two burstable), 1 live ID, 1 live unknown", got, want)
+	want := []string{"2:kubepods", "7:burstable", "8:burstable", "102:p99", "103:p100"}
+	if !got.Available || got.Aliases != 10 || got.IDs != 6 || !got.Exact || !slices.Equal(got.Dead, want) || got.LiveIDs != 1 || got.LiveOwners != 1 || got.LiveUnknown != 0 {
+		t.Fatalf("got %+v, want 10 aliases, 6 leaked IDs, exact (5 certain %v and one of the two besteffort), 1 live ID, 1 live owner", got, want)
+	}
+
+	// A live cgroup whose slabinfo cannot be read makes it a lower bound.
+	if err := os.MkdirAll(filepath.Join(root, "kubepods/besteffort/podX", memcg.KmemSlabinfo), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(slab, "cred_jar(11:podX)"), "", 0o644)
+	got, err = detect.EstimateLeaked(slab, memcg.Hierarchy{Root: root})
+	if err != nil || got.Exact || got.IDs != 6 || got.LiveUnknown != 1 || got.Basis() != "a lower bound" {
+		t.Fatalf("unreadable slabinfo: %+v, %v; want 6 leaked IDs, a lower bound", got, err)
 	}
 
 	missing, err := detect.EstimateLeaked(filepath.Join(slab, "nope"), memcg.Hierarchy{Root: root})

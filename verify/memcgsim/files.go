@@ -364,7 +364,11 @@ const slabinfoHeader = "slabinfo - version: 2.1\n" +
 	"# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>\n"
 
 // readSlabinfo: 3.10 → EIO unless kmem is active, root always EIO; active →
-// header. Modern → always empty (memcg-v1-semantics §1b).
+// the header (all a fresh cgroup shows, §3d), then, once it has caches
+// (slabUsed), a line per root cache (the model, see SlabCaches) under the root cache's name, as RHEL 7.8's
+// cache_show prints it (mm/slab.h cache_name: memcg caches print
+// memcg_params->root_cache->name), so the cgroup's kmemcg ID does not show.
+// Modern → always empty (memcg-v1-semantics §1b).
 func (s *Sim) readSlabinfo(cg *cgroup) (string, error) {
 	if s.profile == Modern {
 		return "", nil
@@ -372,7 +376,15 @@ func (s *Sim) readSlabinfo(cg *cgroup) (string, error) {
 	if cg.isRoot() || cg.kmemID < 0 {
 		return "", syscall.EIO
 	}
-	return slabinfoHeader, nil
+	var b strings.Builder
+	b.WriteString(slabinfoHeader)
+	if !cg.slabUsed {
+		return b.String(), nil
+	}
+	for _, c := range rootCaches {
+		fmt.Fprintf(&b, "%-17s      0      0    192   21    1 : tunables    0    0    0 : slabdata      0      0      0\n", c)
+	}
+	return b.String(), nil
 }
 
 // writeUseHierarchy (memcg-v1-semantics §1f): same value → OK; under a

@@ -146,7 +146,10 @@ type cgroup struct {
 	parent   *cgroup
 	children map[string]*cgroup
 	id       int
-	kmemID   int    // -1 while kmem accounting is inactive
+	kmemID   int // -1 while kmem accounting is inactive
+	// slabUsed: a task ran in the cgroup while kmem was active, so it has
+	// per-memcg slab caches (created on first allocation). See SlabCaches.
+	slabUsed bool
 	serial   uint64 // never reused: gives the directory a stable inode number
 
 	useHierarchy    bool

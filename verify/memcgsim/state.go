@@ -64,9 +64,11 @@ var rootCaches = []string{"cred_jar", "dentry"}
 
 // SlabCaches lists the entries of the simulated /sys/kernel/slab: the root
 // caches, then on the RHEL profiles one alias "<cache>(<kmemcg_id>:<name>)"
-// per root cache for every kmem-active memcg, live or leaked
-// (memcg-v1-semantics §1g). The model assumes every kmem-active memcg has
-// allocated from each cache, as a pod's processes do.
+// per root cache for every kmem-active memcg that has allocated: a live one
+// once a task ran in it while kmem was active (slabUsed: the kernel creates
+// a memcg's caches on its first allocation), every leaked one
+// (memcg-v1-semantics §1g). The model assumes such a memcg has allocated
+// from each cache, as a pod's processes do.
 func (s *Sim) SlabCaches() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -76,7 +78,7 @@ func (s *Sim) SlabCaches() []string {
 	}
 	var add func(cg *cgroup)
 	add = func(cg *cgroup) {
-		if cg.kmemID >= 0 {
+		if cg.kmemID >= 0 && cg.slabUsed {
 			out = append(out, aliases(cg)...)
 		}
 		for _, c := range cg.children {

@@ -28,6 +28,7 @@ func (s *Sim) AddTask(rel string, usage int64) (int, error) {
 	s.tasks[pid] = &task{tid: pid, tgid: pid, cg: cg, usage: usage, charged: cg}
 	cg.tasks[pid] = true
 	cg.charge += usage
+	cg.slabUsed = cg.slabUsed || cg.kmemID >= 0
 	return pid, nil
 }
 
@@ -154,6 +155,7 @@ func (s *Sim) move(dst *cgroup, v string, wholeGroup bool) error {
 		m.cg = dst
 		dst.tasks[m.tid] = true
 	}
+	dst.slabUsed = dst.slabUsed || dst.kmemID >= 0
 	return nil
 }
 
