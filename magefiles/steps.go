@@ -72,6 +72,13 @@ func stepInputs(k signkey.Key) (*publish.Stamp, error) {
 	if err := stepstamp.AddFileIdentity(s, "signing secret key", k.Secret); err != nil {
 		return nil, err
 	}
+	// Every release set and the bundle carry a vulnerability account made
+	// from the pinned database, the supplement and the reviewed statements.
+	for _, f := range []string{"lock.yaml", "supplement.yaml", "vex.yaml"} {
+		if err := s.AddFile("vulndb "+f, filepath.Join(pinsDir, "vulndb", f)); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 

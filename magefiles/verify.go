@@ -249,7 +249,7 @@ func buildVerify(ctx context.Context, dest string) (map[string]string, []string,
 		return nil, nil, err
 	}
 	if err := writeAccount(dest, in, []string{"verify"}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := release.Write(dest, in, []string{"verify"}, key); err != nil {
 		return nil, nil, err
