@@ -31,11 +31,12 @@ func Build(ctx context.Context) error {
 // and binaries), checks that rebuilds reproduce the committed checksums,
 // then runs all Go tests, which include the kmem proofs on the unpatched and
 // patched trees, the upstream test subset, the simulator, the real-kernel
-// and runc tests. For the other buildable versions of the matrix it runs
+// and runc tests, and the real-kubelet node test (e2e:kubelet, on the
+// stock kubelet of e2e:stockKubelet). For the other buildable versions of the matrix it runs
 // the cheap per-version checks (matrixChecks) and the kmem proof of every
 // kubelet tree. It ends with one "N passed, N failed" line.
 func Test(ctx context.Context) error {
-	mg.SerialCtxDeps(ctx, Build, mg.F(Kubelet.Tree, kubeVersion), mg.F(Kubelet.Checksums, kubeVersion), mg.F(Runc.Checksums, runcVersion), Verify.Checksums)
+	mg.SerialCtxDeps(ctx, Build, E2e.StockKubelet, mg.F(Kubelet.Tree, kubeVersion), mg.F(Kubelet.Checksums, kubeVersion), mg.F(Runc.Checksums, runcVersion), Verify.Checksums)
 	kubelets, err := matrixChecks(ctx)
 	if err != nil {
 		return err

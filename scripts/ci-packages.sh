@@ -13,11 +13,15 @@
 # mutation check copies the files git lists; rpm, dnf, createrepo-c: the RPMs and the yum repository
 # (internal/rpmrepo); ansible-core, ansible-lint: the fleet playbook (deploy/ansible); prometheus:
 # promtool checks the alert rules (deploy/prometheus).
+# containerd: the container runtime (1.6, CRI v1alpha2) of the real-kubelet node test
+# (internal/kubeletnode, go tool mage e2e:kubelet); strace there also traces the kubelet and runc,
+# gcc builds the static pause image and busybox-static is the pods' image.
 set -euo pipefail
 
 packages=(
   gcc libc6-dev binutils libseccomp-dev busybox-static strace minisign systemtap systemd git
   rpm dnf createrepo-c ansible-core ansible-lint prometheus
+  containerd
 )
 
 case "${1:-}" in
