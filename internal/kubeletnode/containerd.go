@@ -34,7 +34,7 @@ type Containerd struct {
 // then runs untraced, so the trace ends with the runc command).
 const runcWrapper = `#!/bin/sh
 # Written by internal/kubeletnode: containerd's BinaryName for runc.
-exec strace -f -b execve --seccomp-bpf -y -qq -s 64 -e trace=openat,write -o "%s/runc.$$.strace" -- "%s" "$@"
+exec strace -f -b execve -y -qq -s 64 -e trace=openat,write -o "%s/runc.$$.strace" -- "%s" "$@"
 `
 
 // containerdConfig is containerd 1.6's config (version 2) for a scratch

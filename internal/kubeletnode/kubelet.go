@@ -45,8 +45,8 @@ func freePort() (int, error) {
 }
 
 // startScript launches the kubelet in its own session and its own mount
-// namespace under strace (-b execve: what the kubelet execs runs
-// untraced), output appended to kubelet.log, and records strace's pid. In
+// namespace under strace (--seccomp-bpf: only openat and write stop the
+// kubelet), output appended to kubelet.log, and records strace's pid. In
 // that namespace the kernel tunables the kubelet would otherwise set on the
 // shared machine (pkg/kubelet/cm container_manager_linux.go
 // setupKernelTunables: vm.overcommit_memory=1, kernel.panic=10,
@@ -59,7 +59,7 @@ cd %[1]s
 n=$(ls %[2]s | wc -l)
 setsid unshare --mount --propagation private -- sh -ec '
 for f in %[5]s; do mount --bind %[1]s/sysctl/$(echo $f | tr / _) /proc/sys/$f; done
-exec strace -f -b execve --seccomp-bpf -y -qq -s 64 -e trace=openat,write -o %[2]s/kubelet.'$n'.strace -- %[3]s %[4]s' >>%[1]s/kubelet.log 2>&1 </dev/null &
+exec strace -f --seccomp-bpf -y -qq -s 64 -e trace=openat,write -o %[2]s/kubelet.'$n'.strace -- %[3]s %[4]s' >>%[1]s/kubelet.log 2>&1 </dev/null &
 echo $! > %[1]s/strace.pid
 `
 
