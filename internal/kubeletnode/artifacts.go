@@ -33,10 +33,13 @@ const (
 	pauseC          = "_build/kubernetes/v1.12.4/gopath/src/k8s.io/kubernetes/build/pause/pause.c"
 )
 
+// PauseSource is the kubelet tree's pause.c under the repository root.
+func PauseSource(root string) string { return filepath.Join(root, pauseC) }
+
 // FindArtifacts finds the artifacts under the repository root.
 func FindArtifacts(root string) (*Artifacts, error) {
 	a := &Artifacts{Root: root, Pub: filepath.Join(root, "_output", "nokmem-release.pub"),
-		StockKubelet: filepath.Join(root, StockKubeletDir, "kubelet"), PauseC: filepath.Join(root, pauseC)}
+		StockKubelet: filepath.Join(root, StockKubeletDir, "kubelet"), PauseC: PauseSource(root)}
 	tgzs, _ := filepath.Glob(filepath.Join(root, "_output", "bundle", bundle.NamePrefix+"*"+bundle.TarExt))
 	if len(tgzs) == 0 {
 		return nil, fmt.Errorf("no node bundle in %s: run `go tool mage build`", filepath.Join(root, "_output", "bundle"))
