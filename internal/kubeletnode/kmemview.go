@@ -14,6 +14,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/nokmem/nokmem/internal/runcproof"
 )
@@ -47,6 +48,7 @@ type KmemView struct {
 	offsets map[string]int64
 	active  map[uint64]string
 	stop    chan struct{}
+	conn    uint32 // FUSE connection number
 }
 
 // slabinfoHeader is what an active cgroup's memory.kmem.slabinfo starts
@@ -76,6 +78,10 @@ func MountKmemView(dir, real string, traces []string) (*KmemView, error) {
 		return nil, fmt.Errorf("mount kmem view of %s on %s: %w", real, dir, err)
 	}
 	v.server = server
+	// The FUSE connection's number is the minor of the mount's device.
+	if err := syscall.Stat(dir, &st); err == nil {
+		v.conn = unix.Minor(st.Dev)
+	}
 	go func() {
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
@@ -91,10 +97,29 @@ func MountKmemView(dir, real string, traces []string) (*KmemView, error) {
 	return v, nil
 }
 
-// Unmount unmounts the view.
+// Unmount unmounts the view. Should the FUSE connection outlive the
+// unmount (a copy of the mount in another mount namespace), it is aborted
+// through /sys/fs/fuse/connections/<minor>/abort after 10 s, so the serving
+// goroutines end and the test does not hang.
 func (v *KmemView) Unmount() error {
 	close(v.stop)
-	return v.server.Unmount()
+	done := make(chan error, 1)
+	go func() { done <- v.server.Unmount() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+	}
+	abort := fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", v.conn)
+	if err := os.WriteFile(abort, []byte("1"), 0o200); err != nil {
+		return fmt.Errorf("kmem view %s: unmount hangs and %s: %w", v.Dir, abort, err)
+	}
+	select {
+	case <-done:
+		return fmt.Errorf("kmem view %s: the FUSE connection outlived the unmount (aborted through %s)", v.Dir, abort)
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("kmem view %s: unmount hangs after %s", v.Dir, abort)
+	}
 }
 
 // Active returns the real paths (at activation time) of the cgroups that are kmem-active.
