@@ -2,6 +2,8 @@ package kubeletnode
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -26,6 +28,8 @@ type Kubelet struct {
 	Binary string
 	// Port, ReadOnlyPort and HealthzPort are free loopback ports.
 	Port, ReadOnlyPort, HealthzPort int
+	// NodeName is the kubelet's --hostname-override.
+	NodeName string
 	// ManifestDir holds the static pods.
 	ManifestDir string
 	// TraceDir receives kubelet.<n>.strace, one per start.
@@ -46,8 +50,10 @@ func freePort() (int, error) {
 
 // startScript launches the kubelet in its own session and its own mount
 // namespace under strace (--seccomp-bpf: only openat and write stop the
-// kubelet), output appended to kubelet.log, and records strace's pid. In
-// that namespace the kernel tunables the kubelet would otherwise set on the
+// kubelet), output appended to kubelet.log, and records strace's pid. The
+// namespace first drops its copies of the test's kmem views (fuse.kmem310):
+// such a copy would keep a view's FUSE connection alive after the test
+// unmounted it. In that namespace the kernel tunables the kubelet would otherwise set on the
 // shared machine (pkg/kubelet/cm container_manager_linux.go
 // setupKernelTunables: vm.overcommit_memory=1, kernel.panic=10,
 // kernel.panic_on_oops=1, ...) are scratch files that already hold the
@@ -58,6 +64,7 @@ set -e
 cd %[1]s
 n=$(ls %[2]s | wc -l)
 setsid unshare --mount --propagation private -- sh -ec '
+awk '\''$3 == "fuse.kmem310" {print $2}'\'' /proc/self/mounts | while read -r m; do umount -l "$m"; done
 for f in %[5]s; do mount --bind %[1]s/sysctl/$(echo $f | tr / _) /proc/sys/$f; done
 exec strace -f --seccomp-bpf -y -qq -s 64 -e trace=openat,write -o %[2]s/kubelet.'$n'.strace -- %[3]s %[4]s' >>%[1]s/kubelet.log 2>&1 </dev/null &
 echo $! > %[1]s/strace.pid
@@ -93,7 +100,7 @@ done
 // NewKubelet prepares the kubelet's directories, ports and scripts. cgroupRoot
 // is the scratch cgroup (/nokmem-test-<random>), endpoint the runtime socket.
 func NewKubelet(dir, binary, cgroupRoot, endpoint, nodeName string) (*Kubelet, error) {
-	k := &Kubelet{Dir: dir, Binary: binary, ManifestDir: filepath.Join(dir, "manifests"), TraceDir: filepath.Join(dir, "trace")}
+	k := &Kubelet{Dir: dir, Binary: binary, NodeName: nodeName, ManifestDir: filepath.Join(dir, "manifests"), TraceDir: filepath.Join(dir, "trace")}
 	for _, d := range []string{k.ManifestDir, k.TraceDir, filepath.Join(dir, "root"), filepath.Join(dir, "pki"), filepath.Join(dir, "volume-plugins"), filepath.Join(dir, "seccomp")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
@@ -221,33 +228,45 @@ func Healthy(url string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// RunningPod is one pod of the kubelet's /runningpods/ (the runtime's view
-// through the kubelet).
+// RunningPod is one pod of the kubelet's /runningpods/: the pods the
+// kubelet finds in the runtime (pkg/kubelet/server/server.go
+// getRunningPods), with the names of their running containers.
 type RunningPod struct {
-	Name, Namespace, UID string
-	Containers           []string
+	Name, UID  string
+	Containers []string
 }
 
-// RunningPods reads the read-only port's /runningpods/.
+// RunningPods reads /runningpods/ on the kubelet's main port (HTTPS; the
+// read-only port serves no debug handlers, and a kubelet without API
+// server fills in no pod status on /pods). The server certificate is the
+// one the kubelet made for itself in its --cert-dir, for the node name.
 func (k *Kubelet) RunningPods() ([]RunningPod, error) {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/runningpods/", k.ReadOnlyPort))
+	crt, err := os.ReadFile(filepath.Join(k.Dir, "pki", "kubelet.crt"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(crt) {
+		return nil, fmt.Errorf("%s: no certificate", filepath.Join(k.Dir, "pki", "kubelet.crt"))
+	}
+	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: k.NodeName}}}
+	resp, err := c.Get(fmt.Sprintf("https://127.0.0.1:%d/runningpods/", k.Port))
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	var list struct {
 		Items []struct {
-			Metadata struct{ Name, Namespace, UID string }
+			Metadata struct{ Name, UID string }
 			Spec     struct{ Containers []struct{ Name string } }
 		}
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		return nil, fmt.Errorf("/runningpods/: %w", err)
+		return nil, fmt.Errorf("kubelet /runningpods/: %s: %w", resp.Status, err)
 	}
 	var pods []RunningPod
 	for _, it := range list.Items {
-		p := RunningPod{Name: it.Metadata.Name, Namespace: it.Metadata.Namespace, UID: it.Metadata.UID}
+		p := RunningPod{Name: it.Metadata.Name, UID: it.Metadata.UID}
 		for _, c := range it.Spec.Containers {
 			p.Containers = append(p.Containers, c.Name)
 		}
