@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -98,9 +100,9 @@ func MountKmemView(dir, real string, traces []string) (*KmemView, error) {
 }
 
 // Unmount unmounts the view. Should the FUSE connection outlive the
-// unmount (a copy of the mount in another mount namespace), it is aborted
-// through /sys/fs/fuse/connections/<minor>/abort after 10 s, so the serving
-// goroutines end and the test does not hang.
+// unmount (a copy of the mount in another mount namespace keeps it), it is
+// aborted after 10 s, so the serving goroutines end and the test does not
+// hang; the error says so.
 func (v *KmemView) Unmount() error {
 	close(v.stop)
 	done := make(chan error, 1)
@@ -110,16 +112,33 @@ func (v *KmemView) Unmount() error {
 		return err
 	case <-time.After(10 * time.Second):
 	}
-	abort := fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", v.conn)
-	if err := os.WriteFile(abort, []byte("1"), 0o200); err != nil {
-		return fmt.Errorf("kmem view %s: unmount hangs and %s: %w", v.Dir, abort, err)
+	if err := abortFUSE(v.conn); err != nil {
+		return fmt.Errorf("kmem view %s: unmount hangs, and aborting FUSE connection %d: %w", v.Dir, v.conn, err)
 	}
 	select {
 	case <-done:
-		return fmt.Errorf("kmem view %s: the FUSE connection outlived the unmount (aborted through %s)", v.Dir, abort)
+		return fmt.Errorf("kmem view %s: the FUSE connection outlived the unmount (another mount namespace holds a copy); aborted connection %d", v.Dir, v.conn)
 	case <-time.After(10 * time.Second):
-		return fmt.Errorf("kmem view %s: unmount hangs after %s", v.Dir, abort)
+		return fmt.Errorf("kmem view %s: unmount hangs after aborting FUSE connection %d", v.Dir, v.conn)
 	}
+}
+
+// abortFUSE aborts the FUSE connection conn through the fuse control
+// filesystem (Documentation/filesystems/fuse.rst, "Control filesystem"),
+// mounted in a private mount namespace of its own, since the machine need
+// not have it mounted at /sys/fs/fuse/connections.
+func abortFUSE(conn uint32) error {
+	dir, err := os.MkdirTemp("", "nokmem-fusectl-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(dir)
+	out, err := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-ec",
+		`mount -t fusectl fusectl "$1" && echo 1 > "$1/$2/abort"`, "sh", dir, strconv.FormatUint(uint64(conn), 10)).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
 // Active returns the real paths (at activation time) of the cgroups that are kmem-active.

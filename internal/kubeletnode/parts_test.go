@@ -145,3 +145,35 @@ func TestContainerdImages(t *testing.T) {
 		}
 	}
 }
+
+// A copy of the view's mount in another mount namespace keeps the FUSE
+// connection alive after the unmount (the kubelet's namespace did, and the
+// test hung 14 minutes in cleanup): Unmount aborts the connection and says so.
+func TestKmemViewUnmountAborts(t *testing.T) {
+	testenv.RequireCgroupV1Memory(t)
+	testenv.RequireFUSE(t)
+	testenv.RequireCommand(t, "unshare")
+	cg, err := kubeletnode.NewCgroups("nokmem-test-" + randomHex(6))
+	must(t, err)
+	t.Cleanup(func() {
+		if err := cg.Remove(10 * time.Second); err != nil {
+			t.Error(err)
+		}
+	})
+	mnt := filepath.Join(t.TempDir(), "view")
+	must(t, os.Mkdir(mnt, 0o755))
+	v, err := kubeletnode.MountKmemView(mnt, cg.Memory(), nil)
+	must(t, err)
+	// A process in a new mount namespace (a private copy of the view).
+	holder := exec.Command("unshare", "--mount", "--propagation", "private", "sleep", "60")
+	must(t, holder.Start())
+	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	err = v.Unmount()
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "aborted") {
+		t.Fatalf("Unmount with a copy of the mount elsewhere: %v after %s, want the abort reported", err, took)
+	}
+	t.Logf("%v (after %s)", err, took.Round(time.Millisecond))
+}
