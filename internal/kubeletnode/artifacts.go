@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/nokmem/nokmem/internal/bundle"
 )
@@ -18,8 +19,8 @@ type Artifacts struct {
 	Bundle, Pub string
 	// StockKubelet is the same kubelet tree built without the kmem patch.
 	StockKubelet string
-	// StockRunc is the default runc built without its patches, "" when the
-	// bundle's runc has no such build.
+	// StockRunc is the bundle's runc built without its patches, "" when
+	// there is no such build (set by ForBundle).
 	StockRunc string
 	// PauseC is the kubelet tree's build/pause/pause.c.
 	PauseC string
@@ -29,7 +30,6 @@ type Artifacts struct {
 const (
 	// StockKubeletDir is where the e2e target builds the stock kubelet.
 	StockKubeletDir = "_build/kubernetes/v1.12.4-stock"
-	stockRuncBin    = "_build/runc/v1.0.0-rc5-unpatched/runc"
 	pauseC          = "_build/kubernetes/v1.12.4/gopath/src/k8s.io/kubernetes/build/pause/pause.c"
 )
 
@@ -56,8 +56,27 @@ func FindArtifacts(root string) (*Artifacts, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", what, err))
 		}
 	}
-	if _, err := os.Stat(filepath.Join(root, stockRuncBin)); err == nil {
-		a.StockRunc = filepath.Join(root, stockRuncBin)
-	}
 	return a, errors.Join(errs...)
+}
+
+// ForBundle checks that the stock kubelet is a build of the bundle's
+// kubelet version and finds the stock build of the bundle's runc version:
+// _build/runc/<version>-unpatched/runc, which runc:build makes for the
+// default runc (the default may change; the bundle says which it is).
+// Without one, StockRunc stays "".
+func (a *Artifacts) ForBundle(m *bundle.Manifest) error {
+	k, r := m.Binary("kubelet"), m.Binary("runc")
+	if k == nil || r == nil {
+		return fmt.Errorf("bundle %s: no kubelet or no runc in its manifest", a.Bundle)
+	}
+	kv, _, _ := strings.Cut(k.Version, "+")
+	if want := filepath.Base(StockKubeletDir); want != kv+"-stock" {
+		return fmt.Errorf("bundle %s has kubelet %s, the stock kubelet (%s) is a build of %s", a.Bundle, k.Version, StockKubeletDir, strings.TrimSuffix(want, "-stock"))
+	}
+	rv, _, _ := strings.Cut(r.Version, "+")
+	bin := filepath.Join(a.Root, "_build", "runc", rv+"-unpatched", "runc")
+	if _, err := os.Stat(bin); err == nil {
+		a.StockRunc = bin
+	}
+	return nil
 }

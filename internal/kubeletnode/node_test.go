@@ -164,13 +164,17 @@ func setup(t *testing.T, fault string) *scenario {
 	t.Logf("node dir %s, bundle %s", dir, art.Bundle)
 
 	// The bundle, unpacked and verified as verify will.
+	must(t, os.MkdirAll(filepath.Join(dir, "bundle"), 0o755))
 	s.bundle, err = bundle.Unpack(art.Bundle, filepath.Join(dir, "bundle"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bundle.Verify(s.bundle, art.Pub); err != nil {
+	m, err := bundle.Verify(s.bundle, art.Pub)
+	if err != nil {
 		t.Fatal(err)
 	}
+	must(t, art.ForBundle(m))
+	t.Logf("bundle: kubelet %s, runc %s; stock runc %q", m.Binary("kubelet").Version, m.Binary("runc").Version, art.StockRunc)
 	// The node's binaries before the install: the stock builds.
 	must(t, os.MkdirAll(s.bin, 0o755))
 	stockRunc := art.StockRunc
