@@ -28,6 +28,7 @@ const (
 	checkSameCgroup       = "every pod process is in the same relative cgroup of the fresh tree"
 	checkLimits           = "every memory limit is equal in the fresh tree"
 	checkFreshTree        = "kubepods is a fresh cgroup"
+	checkKubeletBack      = "the kubelet is up after verify run"
 	checkKubeletPods      = "the restarted kubelet reports every pod running"
 	checkDowntime         = "reported kubelet downtime agrees with the measured one"
 	checkNewPod           = "a pod added afterwards gets its cgroups under the fresh kubepods"

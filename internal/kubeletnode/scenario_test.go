@@ -2,6 +2,7 @@ package kubeletnode_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -35,14 +36,26 @@ func runScenario(t *testing.T, fault string) *scenario {
 	must(t, err)
 	kw, err := kubeletnode.KmemWrites(s.traces("kubelet"))
 	must(t, err)
-	for _, uid := range s.uids {
-		s.check(checkStockKubeletKmem+" (pod "+uid+")", wroteFor(kw, "pod"+uid), "no write for pod%s among %d writes", uid, len(kw))
+	// Only cgroups with a memory setting get the write (libcontainer's
+	// MemoryGroup.Apply, memoryAssigned): BestEffort pods and sandboxes have none.
+	limited := map[string]bool{}
+	for _, p := range s.pods {
+		limited[p.Name+"-"+s.node] = p.QoS != "BestEffort"
+	}
+	checked := map[string]bool{}
+	for _, c := range sortedContainers(before) {
+		if !c.Sandbox && limited[c.PodName] && !checked[c.PodUID] {
+			checked[c.PodUID] = true
+			s.check(checkStockKubeletKmem+" ("+c.PodName+")", wroteFor(kw, "pod"+c.PodUID), "no write for pod%s among %d writes", c.PodUID, len(kw))
+		}
 	}
 	if s.art.StockRunc != "" {
 		rw, err := kubeletnode.KmemWrites(s.traces("runc"))
 		must(t, err)
-		for _, c := range before {
-			s.check(checkStockRuncKmem+" ("+c.Name+")", wroteFor(rw, c.ID), "no write for container %s among %d writes", c.ID, len(rw))
+		for _, c := range sortedContainers(before) {
+			if !c.Sandbox && limited[c.PodName] {
+				s.check(checkStockRuncKmem+" ("+c.PodName+"/"+c.Name+")", wroteFor(rw, c.ID), "no write for container %s among %d writes", c.ID, len(rw))
+			}
 		}
 	}
 	s.figure("stock node: %d kubelet and %d runc writes to memory.kmem.limit_in_bytes", len(kw), countWrites(s.traces("runc")))
@@ -53,6 +66,11 @@ func runScenario(t *testing.T, fault string) *scenario {
 	s.view, err = kubeletnode.MountKmemView(viewDir, memDir, []string{filepath.Join(s.kl.TraceDir, "*.strace"), filepath.Join(s.ctd.TraceDir, "*.strace")})
 	must(t, err)
 	t.Cleanup(func() {
+		// The kubelet that verify started goes first: a mount namespace
+		// made while the view was mounted cannot hold it then.
+		if err := s.kl.Stop(context.Background()); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
 		if err := s.view.Unmount(); err != nil {
 			t.Errorf("cleanup: unmount %s: %v", viewDir, err)
 		}
@@ -75,32 +93,42 @@ func runScenario(t *testing.T, fault string) *scenario {
 			break
 		}
 	}
+	kubeletTimeout := "2m"
 	switch s.fault {
 	case "stock-kubelet":
+		// verify waits for a process of the installed binary, which never
+		// comes: no need to wait the full two minutes.
+		kubeletTimeout = "15s"
 		// The node ends up running the stock build where the bundle's was installed.
 		k := filepath.Join(s.bin, "kubelet")
 		startCmd = fmt.Sprintf("cp %s %s.new && mv -f %s.new %s && %s", s.art.StockKubelet, k, k, k, startCmd)
 	case "container-restart":
-		// The stop command also kills a container: the kubelet restarts it.
-		stopCmd = fmt.Sprintf("%s && kill -KILL %d", stopCmd, victim.Pid)
+		// The start command first kills a container (after the migration):
+		// the restarted kubelet starts it again.
+		startCmd = fmt.Sprintf("kill -KILL %d && %s", victim.Pid, startCmd)
 	case "lost-process":
 		// The stop command moves a pod process out of kubepods, where the
 		// migration does not look: the process is lost to its pod cgroup.
 		stopCmd = fmt.Sprintf("%s && echo %d > %s/cgroup.procs", stopCmd, victim.Pid, memDir)
 	}
+	// The moment verify issues the stop command, as the command itself sees it.
+	stopIssued := filepath.Join(s.dir, "stop-issued")
+	stopCmd = fmt.Sprintf("date +%%s.%%N > %s && %s", stopIssued, stopCmd)
 	poll := startPoller(s.kl.HealthzURL(), s.kl.Pid)
 	report := filepath.Join(s.dir, "report.json")
+	must(t, os.MkdirAll(filepath.Join(s.dir, "tmp"), 0o755))
 	runStart := time.Now()
 	out, stderr, code := s.verify("run", "--os-release", osr, "--search-dirs", s.bin,
 		"--kubelet-path", filepath.Join(s.bin, "kubelet"), "--runc-path", filepath.Join(s.bin, "runc"),
 		"--bundle", s.art.Bundle, "--pubkey", s.art.Pub, "--tmp-dir", filepath.Join(s.dir, "tmp"),
-		"--stop-cmd", stopCmd, "--start-cmd", startCmd, "--healthz", s.kl.HealthzURL(), "--kubelet-timeout", "2m",
+		"--stop-cmd", stopCmd, "--start-cmd", startCmd, "--healthz", s.kl.HealthzURL(), "--kubelet-timeout", kubeletTimeout,
 		"--report", report, "-o", "json")
 	runTook := time.Since(runStart)
-	// Wait for healthz to be back (the run may have failed before).
-	for i := 0; i < 600 && !kubeletnode.Healthy(s.kl.HealthzURL()); i++ {
+	// Wait for healthz to be back, unless a failed run left the kubelet stopped.
+	for i := 0; i < 600 && s.kl.Pid() != 0 && !kubeletnode.Healthy(s.kl.HealthzURL()); i++ {
 		time.Sleep(50 * time.Millisecond)
 	}
+	up := kubeletnode.Healthy(s.kl.HealthzURL())
 	time.Sleep(200 * time.Millisecond)
 	gap := poll.stop()
 	t.Logf("verify run exit %d\n%s", code, stderr)
@@ -112,7 +140,9 @@ func runScenario(t *testing.T, fault string) *scenario {
 	s.figure("verify run: %s total, exit %d, outcome %s", runTook.Round(time.Millisecond), code, res.Outcome)
 
 	// Containers: same ids and pids, no new ones, attempts unchanged; same cgroups.
-	s.waitKubeletSynced()
+	if up {
+		s.waitKubeletSynced()
+	}
 	after, err := s.ctd.Snapshot(ctx, s.cg.Name)
 	must(t, err)
 	var lost, moved []string
@@ -147,29 +177,43 @@ func runScenario(t *testing.T, fault string) *scenario {
 	newIno := ino(filepath.Join(memDir, "kubepods"))
 	s.check(checkFreshTree, newIno != 0 && newIno != oldIno, "kubepods inode %d before, %d after", oldIno, newIno)
 	s.figure("%d containers (%d pods) kept their id and pid; %d memory cgroups compared", len(before), len(s.pods), len(limits))
+	s.check(checkKubeletBack, up, "healthz %s not 200 after verify run (exit %d, stopped at %s): the remaining checks need the kubelet", s.kl.HealthzURL(), code, res.StoppedAt)
+	if !up {
+		return s
+	}
 
-	// The restarted kubelet reports the pods running.
+	// The restarted kubelet finds every pod with both containers in the
+	// runtime (restart counts: the containerd attempts checked above).
 	rp, err := s.kl.RunningPods()
 	want := map[string]bool{}
-	for _, p := range s.pods {
-		want[p.Name+"-"+s.node] = true
+	for _, c := range before {
+		want[c.PodUID] = true
 	}
 	got := 0
 	for _, p := range rp {
-		if want[p.Name] && len(p.Containers) >= 2 {
+		if want[p.UID] && len(p.Containers) == 2 {
 			got++
 		}
 	}
-	s.check(checkKubeletPods, err == nil && got == len(s.pods), "%d of %d pods in /runningpods/ (%v): %+v", got, len(s.pods), err, rp)
+	s.check(checkKubeletPods, err == nil && got == len(s.pods), "%d of %d pods with 2 containers in /runningpods/ (%v): %+v", got, len(s.pods), err, rp)
 
-	// Downtime: verify's figure (stop issued → kubelet process running)
-	// against the test's own 50 ms polls.
-	s.figure("kubelet downtime: reported %.3f s; measured: process gap %.3f s, healthz gap %.3f s (poll 50 ms)",
-		res.DowntimeSeconds, gap.process.Seconds(), gap.healthz.Seconds())
-	s.check(checkDowntime, gap.healthz > 0 && res.DowntimeSeconds > 0 &&
-		abs(res.DowntimeSeconds-gap.process.Seconds()) <= downtimeTolerance.Seconds() &&
-		res.DowntimeSeconds <= gap.healthz.Seconds()+pollInterval.Seconds(),
-		"reported %.3f s, process gap %.3f s, healthz gap %.3f s (tolerance %s)", res.DowntimeSeconds, gap.process.Seconds(), gap.healthz.Seconds(), downtimeTolerance)
+	// Downtime: verify's figure (stop command issued → a process runs the
+	// installed kubelet) against the same window measured here: from the
+	// time the stop command wrote to the first 50 ms poll that sees the new
+	// kubelet process. They agree within both polls' intervals (50 ms here,
+	// 100 ms verify's). The healthz gap (last 200 before the stop to the
+	// first 200 after) is the figure for users.
+	window := time.Duration(0)
+	if b, err := os.ReadFile(stopIssued); err == nil && !gap.procBack.IsZero() {
+		var sec float64
+		if _, err := fmt.Sscanf(strings.TrimSpace(string(b)), "%f", &sec); err == nil {
+			window = gap.procBack.Sub(time.Unix(0, int64(sec*1e9)))
+		}
+	}
+	s.figure("kubelet downtime: reported %.3f s; measured: stop issued → new kubelet process %.3f s, healthz gap %.3f s (poll 50 ms)",
+		res.DowntimeSeconds, window.Seconds(), gap.healthz.Seconds())
+	s.check(checkDowntime, window > 0 && res.DowntimeSeconds > 0 && abs(res.DowntimeSeconds-window.Seconds()) <= downtimeTolerance.Seconds(),
+		"reported %.3f s, measured %.3f s (stop issued → new kubelet process; tolerance %s), healthz gap %.3f s", res.DowntimeSeconds, window.Seconds(), downtimeTolerance, gap.healthz.Seconds())
 
 	// A pod added afterwards: cgroups under the fresh kubepods; one removed: cgroups gone.
 	added := kubeletnode.Pod{Name: "added-" + s.suffix, QoS: "Burstable", Memory: "48Mi"}
@@ -246,26 +290,29 @@ func runScenario(t *testing.T, fault string) *scenario {
 	return s
 }
 
-// Downtime comparison. verify's figure runs to the moment it finds the new
-// kubelet process (it hashes the binary first, issue 24), the test's
-// process poll to the moment it sees the new pid.
+// Downtime comparison: the test polls every 50 ms, verify run every 100 ms
+// (acceptance.KubeletCheck), so the two figures of one window differ by
+// less than both intervals.
 const (
 	pollInterval      = 50 * time.Millisecond
-	downtimeTolerance = 2 * time.Second
+	downtimeTolerance = pollInterval + 100*time.Millisecond
 )
 
-// gaps are what the poller measured.
-type gaps struct{ process, healthz time.Duration }
+// gaps are what the poller measured: the healthz gap, and when a new
+// kubelet process was first seen.
+type gaps struct {
+	healthz  time.Duration
+	procBack time.Time
+}
 
 type poller struct {
 	done chan struct{}
 	res  chan gaps
 }
 
-// startPoller polls healthz and the kubelet's pid every 50 ms: the healthz
+// startPoller polls the kubelet's pid and healthz every 50 ms: the healthz
 // gap runs from the last 200 before the first failure to the first 200
-// after it, the process gap from the first poll without the old pid to the
-// first with a new kubelet process.
+// after it; procBack is the first poll that sees a new kubelet process.
 func startPoller(url string, kubeletPid func() int) *poller {
 	oldPid := kubeletPid()
 	p := &poller{done: make(chan struct{}), res: make(chan gaps, 1)}
@@ -273,6 +320,7 @@ func startPoller(url string, kubeletPid func() int) *poller {
 		var lastOK, downAt, upAt, procGone, procBack time.Time
 		for {
 			now := time.Now()
+			pid := kubeletPid()
 			healthy := kubeletnode.Healthy(url)
 			switch {
 			case healthy && downAt.IsZero():
@@ -282,7 +330,6 @@ func startPoller(url string, kubeletPid func() int) *poller {
 			case healthy && !downAt.IsZero() && upAt.IsZero():
 				upAt = now
 			}
-			pid := kubeletPid()
 			switch {
 			case pid == oldPid:
 			case procGone.IsZero():
@@ -297,9 +344,7 @@ func startPoller(url string, kubeletPid func() int) *poller {
 				if !upAt.IsZero() {
 					g.healthz = upAt.Sub(lastOK)
 				}
-				if !procBack.IsZero() {
-					g.process = procBack.Sub(procGone)
-				}
+				g.procBack = procBack
 				p.res <- g
 				return
 			case <-time.After(pollInterval):
@@ -311,12 +356,21 @@ func startPoller(url string, kubeletPid func() int) *poller {
 
 func (p *poller) stop() gaps { close(p.done); return <-p.res }
 
-// waitKubeletSynced waits until the restarted kubelet answers
-// /runningpods/ with every pod (it relists the runtime on start).
+// waitKubeletSynced waits until the restarted kubelet lists every pod with
+// both containers on /runningpods/ (it relists the runtime on start), at
+// most 30 s.
 func (s *scenario) waitKubeletSynced() {
 	for i := 0; i < 300; i++ {
-		if rp, err := s.kl.RunningPods(); err == nil && len(rp) >= len(s.pods) {
-			return
+		if rp, err := s.kl.RunningPods(); err == nil {
+			full := 0
+			for _, p := range rp {
+				if len(p.Containers) == 2 {
+					full++
+				}
+			}
+			if full >= len(s.pods) {
+				return
+			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
