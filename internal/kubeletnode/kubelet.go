@@ -197,7 +197,9 @@ func (k *Kubelet) Stop(ctx context.Context) error {
 	return nil
 }
 
-// Pid returns the running kubelet's pid (strace's child), 0 if none.
+// Pid returns the running kubelet's pid (strace's child whose executable
+// is the node's kubelet binary), 0 if none. Before the start script execs
+// strace, its shell's children are awk and mount, which do not count.
 func (k *Kubelet) Pid() int {
 	b, err := os.ReadFile(filepath.Join(k.Dir, "strace.pid"))
 	if err != nil {
@@ -208,7 +210,11 @@ func (k *Kubelet) Pid() int {
 	for _, f := range kids {
 		c, _ := os.ReadFile(f)
 		for _, s := range strings.Fields(string(c)) {
-			if pid, err := strconv.Atoi(s); err == nil && Alive(pid) {
+			pid, err := strconv.Atoi(s)
+			if err != nil || !Alive(pid) {
+				continue
+			}
+			if exe, err := os.Readlink("/proc/" + s + "/exe"); err == nil && strings.TrimSuffix(exe, " (deleted)") == k.Binary {
 				return pid
 			}
 		}
