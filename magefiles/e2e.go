@@ -25,6 +25,9 @@ import (
 // container runtime (docs/staging-acceptance.md).
 type E2e mg.Namespace
 
+// kubeletFaultsEnv runs TestKubeletNodeFaults (internal/kubeletnode FaultsEnv).
+const kubeletFaultsEnv = "NOKMEM_E2E_FAULTS"
+
 // kernelImageEnv names a 3.10 kernel image for the guest part of e2e:kubelet.
 const kernelImageEnv = "NOKMEM_KERNEL_IMAGE"
 
@@ -56,7 +59,7 @@ func (E2e) Kubelet(ctx context.Context) error {
 // each makes its check fail (TestKubeletNodeFaults).
 func (E2e) KubeletFaults(ctx context.Context) error {
 	mg.SerialCtxDeps(ctx, Build, E2e.StockKubelet)
-	return goTestV(ctx, []string{"NOKMEM_E2E_FAULTS=1"}, "^TestKubeletNodeFaults$")
+	return goTestV(ctx, []string{kubeletFaultsEnv + "=1"}, "^TestKubeletNodeFaults$")
 }
 
 func goTestV(ctx context.Context, env []string, run string) error {

@@ -31,8 +31,9 @@ func Build(ctx context.Context) error {
 // and binaries), checks that rebuilds reproduce the committed checksums,
 // then runs all Go tests, which include the kmem proofs on the unpatched and
 // patched trees, the upstream test subset, the simulator, the real-kernel
-// and runc tests, and the real-kubelet node test (e2e:kubelet, on the
-// stock kubelet of e2e:stockKubelet). For the other buildable versions of the matrix it runs
+// and runc tests, and the real-kubelet node test with its planted faults
+// (e2e:kubelet and e2e:kubeletFaults, on the stock kubelet of
+// e2e:stockKubelet; about 3 minutes). For the other buildable versions of the matrix it runs
 // the cheap per-version checks (matrixChecks) and the kmem proof of every
 // kubelet tree. It ends with one "N passed, N failed" line.
 func Test(ctx context.Context) error {
@@ -44,6 +45,9 @@ func Test(ctx context.Context) error {
 	if os.Getenv(kmemProofVersionsEnv) == "" {
 		// TestKmemProofVersions splits the list at spaces.
 		os.Setenv(kmemProofVersionsEnv, strings.Join(kubelets, " "))
+	}
+	if os.Getenv(kubeletFaultsEnv) == "" {
+		os.Setenv(kubeletFaultsEnv, "1")
 	}
 	tally, err := testrun.Run(".", "-count=1", "-timeout=60m", "./...")
 	fmt.Printf("test: %s\n", tally)
