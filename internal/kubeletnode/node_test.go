@@ -31,6 +31,7 @@ const (
 	checkKubeletBack      = "the kubelet is up after verify run"
 	checkKubeletPods      = "the restarted kubelet reports every pod running"
 	checkDowntime         = "reported kubelet downtime agrees with the measured one"
+	checkHealthzDowntime  = "reported healthz downtime agrees with the measured one"
 	checkNewPod           = "a pod added afterwards gets its cgroups under the fresh kubepods"
 	checkRemovedPod       = "a pod removed afterwards has its cgroups removed"
 	checkNokmemKubelet    = "the nokmem kubelet writes no memory.kmem.limit_in_bytes"

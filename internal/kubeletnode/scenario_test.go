@@ -202,18 +202,37 @@ func runScenario(t *testing.T, fault string) *scenario {
 	// time the stop command wrote to the first 50 ms poll that sees the new
 	// kubelet process. They agree within both polls' intervals (50 ms here,
 	// 100 ms verify's). The healthz gap (last 200 before the stop to the
-	// first 200 after) is the figure for users.
-	window := time.Duration(0)
-	if b, err := os.ReadFile(stopIssued); err == nil && !gap.procBack.IsZero() {
+	// first 200 after) is the figure for users; a verify that reports the
+	// healthz downtime too (kubelet_healthz_downtime_seconds: stop command
+	// → healthz 200) is held to the healthz window measured the same way.
+	window, healthzWindow := time.Duration(0), time.Duration(0)
+	if b, err := os.ReadFile(stopIssued); err == nil {
 		var sec float64
 		if _, err := fmt.Sscanf(strings.TrimSpace(string(b)), "%f", &sec); err == nil {
-			window = gap.procBack.Sub(time.Unix(0, int64(sec*1e9)))
+			issued := time.Unix(0, int64(sec*1e9))
+			if !gap.procBack.IsZero() {
+				window = gap.procBack.Sub(issued)
+			}
+			if !gap.healthzBack.IsZero() {
+				healthzWindow = gap.healthzBack.Sub(issued)
+			}
 		}
 	}
+	var hz struct {
+		Seconds float64 `json:"kubelet_healthz_downtime_seconds"`
+	}
+	json.Unmarshal([]byte(out), &hz)
 	s.figure("kubelet downtime: reported %.3f s; measured: stop issued → new kubelet process %.3f s, healthz gap %.3f s (poll 50 ms)",
 		res.DowntimeSeconds, window.Seconds(), gap.healthz.Seconds())
 	s.check(checkDowntime, window > 0 && res.DowntimeSeconds > 0 && abs(res.DowntimeSeconds-window.Seconds()) <= downtimeTolerance.Seconds(),
 		"reported %.3f s, measured %.3f s (stop issued → new kubelet process; tolerance %s), healthz gap %.3f s", res.DowntimeSeconds, window.Seconds(), downtimeTolerance, gap.healthz.Seconds())
+	if hz.Seconds > 0 {
+		s.figure("healthz downtime: reported %.3f s; measured: stop issued → healthz 200 %.3f s", hz.Seconds, healthzWindow.Seconds())
+		s.check(checkHealthzDowntime, healthzWindow > 0 && abs(hz.Seconds-healthzWindow.Seconds()) <= downtimeTolerance.Seconds(),
+			"reported %.3f s, measured %.3f s (stop issued → healthz 200; tolerance %s)", hz.Seconds, healthzWindow.Seconds(), downtimeTolerance)
+	} else {
+		s.figure("healthz downtime: not in this verify's report (kubelet_healthz_downtime_seconds); measured: stop issued → healthz 200 %.3f s", healthzWindow.Seconds())
+	}
 
 	// A pod added afterwards: cgroups under the fresh kubepods; one removed: cgroups gone.
 	added := kubeletnode.Pod{Name: "added-" + s.suffix, QoS: "Burstable", Memory: "48Mi"}
@@ -298,11 +317,11 @@ const (
 	downtimeTolerance = pollInterval + 100*time.Millisecond
 )
 
-// gaps are what the poller measured: the healthz gap, and when a new
-// kubelet process was first seen.
+// gaps are what the poller measured: the healthz gap, when healthz
+// answered 200 again and when a new kubelet process was first seen.
 type gaps struct {
-	healthz  time.Duration
-	procBack time.Time
+	healthz               time.Duration
+	healthzBack, procBack time.Time
 }
 
 type poller struct {
@@ -342,7 +361,7 @@ func startPoller(url string, kubeletPid func() int) *poller {
 			case <-p.done:
 				g := gaps{}
 				if !upAt.IsZero() {
-					g.healthz = upAt.Sub(lastOK)
+					g.healthz, g.healthzBack = upAt.Sub(lastOK), upAt
 				}
 				g.procBack = procBack
 				p.res <- g
