@@ -155,7 +155,8 @@ func (Runc) TestKmem(ctx context.Context) error {
 	return nil
 }
 
-// kernelImageEnv names the kernel image runc:proveKernel boots.
+// kernelImageEnv names the kernel image runc:proveKernel boots (and that
+// e2e:kubelet names, for its guest part).
 const kernelImageEnv = "NOKMEM_KERNEL_IMAGE"
 
 // ProveKernel boots the kernel image NOKMEM_KERNEL_IMAGE (the RHEL/CentOS

@@ -14,7 +14,10 @@
 # (internal/rpmrepo); ansible-core, ansible-lint: the fleet playbook (deploy/ansible); prometheus:
 # promtool checks the alert rules (deploy/prometheus); containerd (with ctr and the runc v2 shim),
 # docker.io: the engine tests run real containers through Debian's containerd 1.6 and Docker 20.10
-# with our runc (internal/enginetest, docs/engines.md).
+# with our runc (internal/enginetest, docs/engines.md); containerd (1.6, CRI v1alpha2) is also the
+# runtime of the real-kubelet node test (internal/kubeletnode, go tool mage e2e:kubelet); strace
+# there also traces the kubelet and runc, gcc builds the static pause image and busybox-static is
+# the pods' image.
 set -euo pipefail
 
 packages=(
