@@ -291,7 +291,7 @@ func runScenario(t *testing.T, fault string) *scenario {
 	s.figure("after the run: pod %s added (uid %s), pod %s removed; %d runc runs traced, kmem writes: kubelet %d, runc %d", added.Name, addedUID, removed.Name, len(runcAfter), len(kw), len(rw))
 
 	// verify assert and detect, on the migrated node.
-	out, stderr, code = s.verify("assert", "-o", "json")
+	out, stderr, code = s.verify("assert", "-o", "json", "--os-release", osr)
 	s.check(checkAssert, code == 0, "exit %d\n%s%s", code, out, stderr)
 	out, stderr, code = s.verify("detect", "-o", "json", "--os-release", osr, "--search-dirs", s.bin,
 		"--kubelet-path", filepath.Join(s.bin, "kubelet"), "--runc-path", filepath.Join(s.bin, "runc"),
