@@ -212,7 +212,8 @@ type Engine struct {
 	rep                   Report
 	pt                    procTable
 	// deferChecks leaves the invariants of the critical part to the
-	// cleanup's final walk (a full migration checks once, at the end).
+	// cleanup's final walk (a full migration checks once, at the end), and
+	// the drain's re-read of each source to the cleanup's rmdir (moveTree).
 	deferChecks bool
 }
 
