@@ -195,7 +195,12 @@ func parentRel(rel string) string {
 // encoding with the checksum filled in, indented. `"checksum":""` occurs
 // there only as the field itself: inside a JSON string its quotes are
 // escaped.
-func saveJournal(stateDir string, j *Journal) error {
+func saveJournal(stateDir string, j *Journal) error { return writeJournal(stateDir, j, true) }
+
+// writeJournal is saveJournal; without sync it skips the fsyncs (see
+// Engine.record): a killed run still leaves the old or the new journal,
+// a crash of the machine may keep the old one.
+func writeJournal(stateDir string, j *Journal, sync bool) error {
 	j.Updated = time.Now().UTC()
 	j.Checksum = ""
 	b, err := json.Marshal(j)
@@ -214,7 +219,7 @@ func saveJournal(stateDir string, j *Journal) error {
 		return fmt.Errorf("encode journal: %w", err)
 	}
 	out.WriteByte('\n')
-	return writeFileAtomic(journalPath(stateDir), out.Bytes())
+	return writeFileAtomic(journalPath(stateDir), out.Bytes(), sync)
 }
 
 // removeJournal deletes the journal durably (used only when a run changed nothing).
@@ -236,7 +241,7 @@ func retireJournal(stateDir, why string) (string, error) {
 }
 
 // writeFileAtomic writes the journal, creating the state directory on first use.
-func writeFileAtomic(path string, data []byte) error {
+func writeFileAtomic(path string, data []byte, sync bool) error {
 	dir := filepath.Dir(path)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -245,6 +250,9 @@ func writeFileAtomic(path string, data []byte) error {
 		if err := atomicfile.SyncDir(filepath.Dir(dir)); err != nil {
 			return err
 		}
+	}
+	if !sync {
+		return atomicfile.WriteFileNoSync(path, data, 0o600)
 	}
 	return atomicfile.WriteFile(path, data, 0o600)
 }
