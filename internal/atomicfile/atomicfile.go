@@ -1,7 +1,9 @@
 // Package atomicfile replaces files so that readers, and a crash at any
 // point, see either the old or the new content, never part of it: the data
 // goes to a temporary file in the same directory, which is fsync'ed and
-// renamed over the target, and then the directory is fsync'ed.
+// renamed over the target, and then the directory is fsync'ed
+// (WriteFileNoSync skips the fsyncs where a machine crash need not be
+// survived).
 //
 // Every temporary file is named TempPrefix<pid>-<target>-<random>, so that
 // one that a killed writer left behind is recognised and swept (Sweep).
@@ -88,7 +90,23 @@ var KeepOwner = Owner{UID: -1, GID: -1}
 
 // Write replaces path with what fill writes, with the given mode and owner.
 // On error the temporary file is removed and path is untouched.
-func Write(path string, mode fs.FileMode, owner Owner, fill func(io.Writer) error) (err error) {
+func Write(path string, mode fs.FileMode, owner Owner, fill func(io.Writer) error) error {
+	return write(path, mode, owner, fill, true)
+}
+
+// WriteFileNoSync replaces path with data like WriteFile but without the
+// two fsyncs: readers and a writer killed at any point (kill -9) still see
+// the old or the new content, never part of it, but a crash of the machine
+// may lose the change. Only for a file that describes state which does not
+// survive such a crash either (in-memory kernel state such as cgroupfs).
+func WriteFileNoSync(path string, data []byte, mode fs.FileMode) error {
+	return write(path, mode, KeepOwner, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}, false)
+}
+
+func write(path string, mode fs.FileMode, owner Owner, fill func(io.Writer) error, sync bool) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, TempPattern(path))
 	if err != nil {
@@ -118,8 +136,10 @@ func Write(path string, mode fs.FileMode, owner Owner, fill func(io.Writer) erro
 	if err := tmp.Chmod(mode); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+	if sync {
+		if err := tmp.Sync(); err != nil {
+			return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+		}
 	}
 	closed = true
 	if err := tmp.Close(); err != nil {
@@ -127,6 +147,9 @@ func Write(path string, mode fs.FileMode, owner Owner, fill func(io.Writer) erro
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
+	}
+	if !sync {
+		return nil
 	}
 	return SyncDir(dir)
 }

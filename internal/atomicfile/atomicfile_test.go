@@ -115,3 +115,21 @@ func TestTempName(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// WriteFileNoSync replaces the content and leaves no temporary file.
+func TestWriteFileNoSyncReplaces(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileNoSync(p, []byte("new"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(p); err != nil || string(b) != "new" {
+		t.Fatalf("read %q, %v", b, err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("directory holds %d entries, want only f", len(ents))
+	}
+}

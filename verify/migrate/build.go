@@ -98,7 +98,7 @@ func (e *Engine) noteFresh(rel string) error {
 // moveIn moves every process into the fresh tree and restores
 // move_charge_at_immigrate where it was armed.
 func (e *Engine) moveIn() error {
-	if err := e.moveTree(e.kubepods, e.temp); err != nil {
+	if err := e.moveTree(e.kubepods, e.temp, e.deferChecks); err != nil {
 		return err
 	}
 	return e.disarm(e.temp)

@@ -142,7 +142,7 @@ func (e *Engine) removeOne(top, sweepTo, rel string) error {
 		if kerr != nil && !errors.Is(kerr, os.ErrNotExist) {
 			return kerr
 		}
-		pids, perr := e.h.Procs(rel)
+		pids, perr := e.fs.Procs(rel)
 		if perr != nil && !errors.Is(perr, os.ErrNotExist) {
 			return perr
 		}

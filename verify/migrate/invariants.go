@@ -55,6 +55,19 @@ const (
 // pid-list read per cgroup. Settings are read back only where the plan
 // wrote one (the rest is what mkdir gives, checked on the first cgroups
 // the build created).
+//
+// The reads each check needs: same-paths one walk of kubepods; same-settings
+// one read per written setting; pids-in-place one cgroup.procs read per
+// cgroup (shared with same-paths' walk), tasks of the cgroups that hold
+// threads apart from their process, and the start time in the process
+// table of a planned pid not found in place (exited, or reused?);
+// no-temp-tree, new-kubepods and old-tree one stat each. With the
+// snapshot's read and the drain's, a full migration reads each pid list
+// three times, each for its own reason: the plan (journaled before any
+// change), the list moved (read right before the moves, so a pid that
+// exited since the plan and was reused is never moved), and this check of
+// the end state. The critical part alone adds the drain's re-read of each
+// populated source (moveTree) and, for verify run, this check at the swap.
 func (e *Engine) invariants(stage checkStage) []Check {
 	snap := e.j.Snapshot
 	e.rep.Refused = nil

@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -187,18 +188,38 @@ func parentRel(rel string) string {
 
 // saveJournal writes j durably: temp file, fsync, rename over the journal,
 // fsync of the directory. A crash leaves either the old or the new journal.
-func saveJournal(stateDir string, j *Journal) error {
+//
+// The journal is encoded once (it holds the whole snapshot and is written
+// at every phase, inside the kubelet's downtime): the encoding with an
+// empty checksum is what the checksum covers, and the file is that
+// encoding with the checksum filled in, indented. `"checksum":""` occurs
+// there only as the field itself: inside a JSON string its quotes are
+// escaped.
+func saveJournal(stateDir string, j *Journal) error { return writeJournal(stateDir, j, true) }
+
+// writeJournal is saveJournal; without sync it skips the fsyncs (see
+// Engine.record): a killed run still leaves the old or the new journal,
+// a crash of the machine may keep the old one.
+func writeJournal(stateDir string, j *Journal, sync bool) error {
 	j.Updated = time.Now().UTC()
-	sum, err := j.sum()
+	j.Checksum = ""
+	b, err := json.Marshal(j)
 	if err != nil {
 		return fmt.Errorf("encode journal: %w", err)
 	}
-	j.Checksum = sum
-	b, err := json.MarshalIndent(j, "", "  ")
-	if err != nil {
+	h := sha256.Sum256(b)
+	j.Checksum = "sha256:" + hex.EncodeToString(h[:])
+	field := []byte(`"checksum":""`)
+	if bytes.Count(b, field) != 1 {
+		return fmt.Errorf("encode journal: %d checksum fields", bytes.Count(b, field))
+	}
+	b = bytes.Replace(b, field, []byte(`"checksum":"`+j.Checksum+`"`), 1)
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
 		return fmt.Errorf("encode journal: %w", err)
 	}
-	return writeFileAtomic(journalPath(stateDir), append(b, '\n'))
+	out.WriteByte('\n')
+	return writeFileAtomic(journalPath(stateDir), out.Bytes(), sync)
 }
 
 // removeJournal deletes the journal durably (used only when a run changed nothing).
@@ -220,7 +241,7 @@ func retireJournal(stateDir, why string) (string, error) {
 }
 
 // writeFileAtomic writes the journal, creating the state directory on first use.
-func writeFileAtomic(path string, data []byte) error {
+func writeFileAtomic(path string, data []byte, sync bool) error {
 	dir := filepath.Dir(path)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -229,6 +250,9 @@ func writeFileAtomic(path string, data []byte) error {
 		if err := atomicfile.SyncDir(filepath.Dir(dir)); err != nil {
 			return err
 		}
+	}
+	if !sync {
+		return atomicfile.WriteFileNoSync(path, data, 0o600)
 	}
 	return atomicfile.WriteFile(path, data, 0o600)
 }

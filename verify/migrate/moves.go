@@ -124,8 +124,16 @@ func (m *mover) drain(src, dst string, tolerate bool) ([]int, error) {
 
 // drainGone is drain that also tells whether src was missing.
 func (m *mover) drainGone(src, dst string, tolerate bool) ([]int, bool, error) {
+	return m.drainRounds(src, dst, tolerate, maxDrainRounds)
+}
+
+// drainRounds is drainGone with at most rounds reads of src. With one
+// round, src is read once and what it listed is moved: a task forked into
+// src between that read and its parent's move stays there, for a caller
+// whose later check catches it (see moveTree).
+func (m *mover) drainRounds(src, dst string, tolerate bool, rounds int) ([]int, bool, error) {
 	var found []int
-	for round := 0; round < maxDrainRounds; round++ {
+	for round := 0; round < rounds; round++ {
 		pids, err := m.fs.Procs(src)
 		if errors.Is(err, fs.ErrNotExist) {
 			if tolerate {
@@ -146,6 +154,9 @@ func (m *mover) drainGone(src, dst string, tolerate bool) ([]int, bool, error) {
 			}
 		}
 	}
+	if rounds < maxDrainRounds {
+		return found, false, nil
+	}
 	return found, false, fmt.Errorf("drain %s: still not empty after %d rounds (is something moving processes in?)", m.fs.Path(src), maxDrainRounds)
 }
 
@@ -154,9 +165,30 @@ func (m *mover) drainGone(src, dst string, tolerate bool) ([]int, bool, error) {
 // are written, so a pid reused by an unrelated process is never moved),
 // then threads that sat apart from their process are put back through
 // tasks. A source cgroup that is gone held nothing to move.
-func (e *Engine) moveTree(src, dst string) error {
+//
+// Draining re-reads a source after moving what it listed, until a read is
+// empty. That re-read guards against one race only: a task of the source
+// forks between the read and its own move, and the child starts in the
+// source (a task forks into its parent's cgroup; 3.10 cgroup_post_fork,
+// 6.18 cgroup_post_fork under cgroup_threadgroup_rwsem). With once (a full
+// migration, whose cleanup follows in the same run with the kubelet still
+// stopped), each source is read once and the re-read is left to the
+// cleanup: the kernel refuses to rmdir a cgroup that has a task (EBUSY;
+// 3.10 cgroup_rmdir, 6.18 cgroup_destroy_locked), and removeOne then moves
+// that task to the same path under kubepods and names it in Report.Swept,
+// before the final check reads every pid list of the fresh tree. A child
+// of this race is never left behind, only moved a little later (on 3.10
+// without its page charges: the destination is disarmed by then; they are
+// reparented at rmdir). Should that run stop before its cleanup and be
+// finished by a critical-part-only rerun, such a child waits in the old
+// tree until the cleanup, which moves and names it the same way.
+func (e *Engine) moveTree(src, dst string, once bool) error {
+	rounds := maxDrainRounds
+	if once {
+		rounds = 1
+	}
 	for _, n := range e.j.Snapshot.Nodes {
-		_, gone, err := e.mv.drainGone(under(src, n.Rel), under(dst, n.Rel), true)
+		_, gone, err := e.mv.drainRounds(under(src, n.Rel), under(dst, n.Rel), true, rounds)
 		if err != nil {
 			return err
 		}

@@ -69,7 +69,7 @@ func WritePreflight(stateDir, path string, knownSums map[string]string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(stateDir, PreflightFile), append(b, '\n'))
+	return writeFileAtomic(filepath.Join(stateDir, PreflightFile), append(b, '\n'), true)
 }
 
 // CheckKubeletBuildFast is CheckKubeletBuild, confirmed by a stat when

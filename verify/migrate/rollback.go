@@ -101,7 +101,7 @@ func (e *Engine) rollback() error {
 		if e.j.FreshInode != 0 && tmp != e.j.FreshInode {
 			return fmt.Errorf("%s is not the fresh tree this journal built (inode %d, journal: %d): not touching it", e.h.Path(e.temp), tmp, e.j.FreshInode)
 		}
-		if err := e.moveTree(e.temp, e.kubepods); err != nil {
+		if err := e.moveTree(e.temp, e.kubepods, false); err != nil {
 			return err
 		}
 		if err := e.removeSweep(e.temp, e.kubepods); err != nil {

@@ -739,3 +739,67 @@ func (n *simNode) checkCharges(t *testing.T) {
 		t.Errorf("memory root own charge: %q (%v), want rss 0: charges left behind", stat, err)
 	}
 }
+
+// TestForkAfterTheOnlyReadIsCaught: a process forks right before it is
+// moved, after the drain read its source, so the child starts in the old
+// source cgroup. A full migration reads each source once and leaves that
+// child to the cleanup (the kernel refuses to rmdir a cgroup with a task):
+// it ends in the same cgroup under the fresh kubepods and is named in
+// Swept. The critical part alone (the kubelet starts right after it)
+// re-reads every source and moves the child itself.
+func TestForkAfterTheOnlyReadIsCaught(t *testing.T) {
+	for _, full := range []bool{true, false} {
+		t.Run(fmt.Sprintf("full=%v", full), func(t *testing.T) {
+			n := newSimNode(t, memcgsim.RHEL78, "qos", true)
+			before := n.settings(t)
+			const rel = "burstable/podA/ctr1"
+			parent, err := n.sim.AddTask(kp(rel), 1<<20)
+			n.must(t, err)
+			n.pids[parent] = rel
+			child := 0
+			var mu sync.Mutex
+			n.sim.SetHook(func(op memcgsim.Op) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if op.Kind != memcgsim.OpMove || op.Pid != parent || child != 0 {
+					return nil
+				}
+				// the parent is being moved out of kubepods/rel: its
+				// source was read already; the child starts there.
+				child, err = n.sim.AddTask(kp(rel), 4096)
+				return err
+			})
+			e := n.engine(t, migrate.Hooks{})
+			var rep *migrate.Report
+			if full {
+				rep, err = e.Migrate()
+			} else {
+				rep, err = e.Critical()
+			}
+			n.sim.SetHook(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if child == 0 {
+				t.Fatal("the parent was never moved")
+			}
+			if got, err := n.sim.TaskCgroup(child); err != nil || got != kp(rel) {
+				t.Fatalf("after the critical part (full=%v) the child %d is in %q (%v), want %s", full, child, got, err, kp(rel))
+			}
+			swept := strings.Join(rep.Swept, "; ")
+			if full != strings.Contains(swept, fmt.Sprintf("pid %d ", child)) {
+				t.Errorf("full=%v: swept %q, child %d", full, swept, child)
+			}
+			if !full {
+				if rep, err = n.engine(t, migrate.Hooks{}).Cleanup(); err != nil {
+					t.Fatal(err)
+				}
+				if len(rep.Swept) != 0 {
+					t.Errorf("cleanup after the critical part swept %q: the critical part should have moved the child", rep.Swept)
+				}
+			}
+			n.pids[child] = rel
+			n.checkEnd(t, before, true)
+		})
+	}
+}
