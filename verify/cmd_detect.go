@@ -230,6 +230,12 @@ func npdExit(w io.Writer, st report.NPDStatus, msg string) error {
 	return withExitCode(int(st), nil)
 }
 
+// journalUnfinished: a journal exists and is not done or rolled back, or
+// cannot be read.
+func journalUnfinished(j *detect.JournalState) bool {
+	return j != nil && (j.Unfinished || j.Error != "")
+}
+
 func detectMetrics(r *detect.Report) []report.Metric {
 	m := []report.Metric{
 		{Name: "nokmem_kernel_semantics_310", Help: "1 when the kernel has 3.10 / RHEL 7 kmem semantics (removed kmem-active memcgs leak their IDs).", Labels: map[string]string{"kernel": r.Kernel}, Value: report.Bool(r.Semantics310)},
@@ -239,6 +245,7 @@ func detectMetrics(r *detect.Report) []report.Metric {
 		{Name: "nokmem_leaked_ids_estimate", Help: "Leaked memcg IDs: kmemcg IDs of /sys/kernel/slab aliases that belong to no live kmem-active cgroup (a lower bound).", Value: float64(r.Leaked.IDs)},
 		{Name: "nokmem_slab_aliases", Help: "Per-memcg slab cache aliases in /sys/kernel/slab.", Value: float64(r.Leaked.Aliases)},
 		{Name: "nokmem_leftover_temp_trees", Help: "nokmem-migrate* trees left under the memory root.", Value: float64(len(r.Leftovers.TempTrees))},
+		{Name: "nokmem_migrate_journal_unfinished", Help: "1 when the migration journal in the state folder is unfinished (or unreadable): a migration stopped half-way.", Value: report.Bool(journalUnfinished(r.Leftovers.Journal))},
 	}
 	if r.IDProbe != nil {
 		m = append(m, report.Metric{Name: "nokmem_id_probe_free", Help: "Scratch cgroups the ID probe could create (free IDs when exhausted=1).", Labels: map[string]string{"exhausted": fmt.Sprint(report.Bool(r.IDProbe.Exhausted))}, Value: float64(r.IDProbe.Created)})
