@@ -166,15 +166,16 @@ func Publish(ctx context.Context, dest string, pkgs []*Package, o Options) (*Pub
 }
 
 // packageList is PackagesFile: each package's name-version-release.arch
-// under nokmem_<name>_package (dashes as underscores), for the role to
-// install exactly these.
+// under nokmem_<name>_package (the name without its nokmem- prefix, dashes
+// as underscores: nokmem_kubelet_package, nokmem_node_package,
+// nokmem_release_key_package), for the role to install exactly these.
 func packageList(pkgs []*Package) []byte {
 	var b strings.Builder
 	b.WriteString("# The exact packages of this nokmem repository (deploy/ansible: -e @" + PackagesFile + ").\n")
 	sorted := append([]*Package(nil), pkgs...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	for _, p := range sorted {
-		fmt.Fprintf(&b, "nokmem_%s_package: %s-%s-%s.%s\n", strings.ReplaceAll(p.Name, "-", "_"), p.Name, p.Version, p.Release, p.Arch)
+		fmt.Fprintf(&b, "nokmem_%s_package: %s-%s-%s.%s\n", strings.ReplaceAll(strings.TrimPrefix(p.Name, "nokmem-"), "-", "_"), p.Name, p.Version, p.Release, p.Arch)
 	}
 	return []byte(b.String())
 }
