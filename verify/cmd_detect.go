@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/nokmem/nokmem/verify/affected"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/report"
 )
@@ -264,6 +266,14 @@ func detectMetrics(r *detect.Report) []report.Metric {
 		m = append(m, report.Metric{Name: "nokmem_binary_affected", Help: "1 when the binary may activate kmem accounting: a stock version that does (verdict affected) or that verify cannot classify (unknown); 0 for a nokmem build or an unaffected stock version. fix: the bundle (or matrix version) that fixes it.",
 			Labels: map[string]string{"name": b.Name, "version": version, "verdict": b.Verdict(), "fix": fix}, Value: report.Bool(b.Problem())})
 	}
+	for _, b := range r.Binaries {
+		var ids []string
+		for _, v := range b.Vulnerabilities {
+			ids = append(ids, vulnID(v))
+		}
+		m = append(m, report.Metric{Name: "nokmem_binary_vulnerabilities", Help: "Known vulnerabilities with an upstream fix in the binary's release (verify/affected); ids: their CVE ids.",
+			Labels: map[string]string{"name": b.Name, "path": b.Path, "ids": strings.Join(ids, ",")}, Value: float64(len(b.Vulnerabilities))})
+	}
 	m = append(m, report.Metric{Name: "nokmem_problem", Help: "detect's exit status: 0 healthy, 1 problem found, 2 unknown.", Value: float64(r.Status())})
 	return m
 }
@@ -329,4 +339,14 @@ func printDetect(w io.Writer, r *detect.Report) {
 	case detect.Unknown:
 		fmt.Fprintln(w, "verdict:           unknown (exit 2)")
 	}
+}
+
+// vulnID is a vulnerability's first CVE alias, else its id.
+func vulnID(v affected.Vulnerability) string {
+	for _, a := range v.Aliases {
+		if strings.HasPrefix(a, "CVE-") {
+			return a
+		}
+	}
+	return v.ID
 }

@@ -63,6 +63,10 @@ type Binary struct {
 	// Upstream, for a stock binary, says whether its version activates
 	// kmem and what fixes it (verify/affected).
 	Upstream *affected.Finding `json:"upstream,omitempty"`
+	// Vulnerabilities are the known, fixed-upstream vulnerabilities of the
+	// binary's release (verify/affected.Vulnerabilities), for a nokmem build
+	// too: its kmem fix does not change the rest of the release.
+	Vulnerabilities []affected.Vulnerability `json:"vulnerabilities,omitempty"`
 }
 
 // Nokmem reports whether b is a nokmem build.
@@ -161,7 +165,10 @@ func Identify(name, path string, o BinaryOptions) (Binary, error) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
 	b.Version = firstLine(stdout.String())
-	_, parsed := affected.Parse(name, stdout.String())
+	v, parsed := affected.Parse(name, stdout.String())
+	if parsed {
+		b.Vulnerabilities = affected.Vulnerabilities(v)
+	}
 	switch {
 	case strings.Contains(stdout.String(), NokmemMarker):
 		b.Kind, b.Reason = KindNokmem, "version has "+NokmemMarker
