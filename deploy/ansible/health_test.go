@@ -107,15 +107,12 @@ func TestCheckModeLeavesNothing(t *testing.T) {
 	if got := n.state(t, true); got != before {
 		t.Errorf("--check changed c1:\n%s\nwas\n%s", got, before)
 	}
-	// A task after the copy fails (the controller's report folder cannot be made).
-	blocker := filepath.Join(f.dir, "not-a-folder")
-	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n.vars = map[string]any{"nokmem_report_dir": filepath.Join(blocker, "reports")}
+	// A task after the copy fails (detect's flags are not a list): the
+	// copy is removed all the same, and the failure is raised.
+	n.vars = map[string]any{"nokmem_detect_flags": "not-a-list"}
 	out, code, _ = f.play("site.yml", "--check")
-	if code == 0 {
-		t.Fatalf("--check with an unwritable report folder: exit 0\n%s", out)
+	if code == 0 || !strings.Contains(out, "nokmem: c1 FAILED: nokmem | pre-check") {
+		t.Fatalf("--check with a failing pre-check task: exit %d\n%s", code, out)
 	}
 	if m := leftovers(); len(m) > 0 {
 		t.Errorf("--check that failed left %v", m)
