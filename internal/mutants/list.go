@@ -201,6 +201,16 @@ var List = []Mutation{
 		Run:     "^TestRolloutStopsAtFailedBatch$",
 	},
 	{
+		// Issue 25, item 9: check mode's copy of verify is removed, also
+		// when a task after it fails.
+		Name:    "check-mode-copy-left-behind",
+		File:    "deploy/ansible/roles/nokmem_node/tasks/main.yml",
+		Old:     "      when: nokmem_check_tmp.path is defined\n",
+		New:     "      when: nokmem_check_tmp.path is defined and not ansible_check_mode\n",
+		Package: "./deploy/ansible",
+		Run:     "^TestCheckModeLeavesNothing$",
+	},
+	{
 		Name:    "kubelet-rpm-sysconfig-not-config",
 		File:    "internal/rpmrepo/layout.go",
 		Old:     "Body: []byte(KubeletSysconfigBody), Mode: 0o644, Config: true},",
