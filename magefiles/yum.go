@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nokmem/nokmem/internal/bundle"
 	"github.com/nokmem/nokmem/internal/patchset"
+	"github.com/nokmem/nokmem/internal/release/signkey"
 	"github.com/nokmem/nokmem/internal/rpmrepo"
 	"github.com/nokmem/nokmem/internal/stepstamp"
 )
@@ -24,17 +26,20 @@ type Yum mg.Namespace
 // yumOutput is the published yum repository.
 var yumOutput = filepath.Join("_output", "yum")
 
-// kubeletRPMRelease is the release of the nokmem kubelet RPM: it sorts
-// above the Kubernetes el7 repository's release "0" of the same version,
-// so `yum update` takes it and never goes back. Raise the leading number
-// whenever patches/kubernetes/<version> changes.
-const kubeletRPMRelease = "1.nokmem"
+// yumBaseURLEnv names where the repository will be served (baseurl= of
+// the published nokmem.repo); without it the repo file says file:///srv/nokmem/yum.
+const yumBaseURLEnv = "NOKMEM_YUM_BASEURL"
 
 // Build (after bundle:build) makes, from the published bundle (checked with
-// the public key first), kubelet-<version>-<release>.x86_64.rpm and
-// nokmem-node-<version>-<release>.x86_64.rpm, runs createrepo_c, writes
-// signed SHA256SUMS over the RPMs and publishes all of it as _output/yum/.
-// Build time and file times are the source date (HEAD's commit time or
+// the public key first), kubelet-<version>-<release>.x86_64.rpm (release
+// rpmrepo.KubeletRelease: derived from the source date and the binary),
+// nokmem-node-<version>-<release>.x86_64.rpm and
+// nokmem-release-key-<version>-<release>.noarch.rpm, each signed with the
+// OpenPGP key signkey.ChooseGPG names (NOKMEM_RPM_GPG_KEY; the development
+// key otherwise, refused under NOKMEM_RELEASE=1), runs createrepo_c, signs
+// repomd.xml, writes nokmem.repo, nokmem-packages.yml and the signed
+// SHA256SUMS, and publishes all of it as _output/yum/. Build time, file
+// times and signature times are the source date (HEAD's commit time or
 // SOURCE_DATE_EPOCH), so the same sources give the same bytes.
 //
 // With nothing changed it does no work: its record (_build/stamps/yum)
@@ -113,6 +118,17 @@ func buildYum(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	gpg, err := signkey.ChooseGPG(os.Getenv)
+	if err != nil {
+		return err
+	}
+	if gpg.Dev {
+		slog.Warn("signing the RPMs with the development OpenPGP key; set "+signkey.GPGKeyEnv+" to sign with a release key", "fingerprint", gpg.Fingerprint())
+	}
+	gpgPub, err := gpg.Public()
+	if err != nil {
+		return err
+	}
 	node, err := rpmrepo.Node{
 		VerifyVersion: m.Binary("verify").Version,
 		Verify:        verifyBin,
@@ -124,14 +140,20 @@ func buildYum(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	keyPkg := rpmrepo.ReleaseKey{Version: node.Version, Release: node.Release, GPGPublic: gpgPub, BuildTime: mtime}.Package()
 	kube := rpmrepo.Kubelet{
 		Version:     kubeVersion,
-		Release:     kubeletRPMRelease,
+		Release:     rpmrepo.KubeletRelease(mtime, kubelet),
 		Binary:      kubelet,
 		PatchMarker: kubeSet.Marker(),
 		BuildTime:   mtime,
 	}.Package()
-	pubd, err := rpmrepo.Publish(ctx, yumOutput, []*rpmrepo.Package{kube, node}, key, pub, mtime)
+	baseURL := os.Getenv(yumBaseURLEnv)
+	if baseURL == "" {
+		baseURL = "file:///srv/nokmem/yum"
+	}
+	pubd, err := rpmrepo.Publish(ctx, yumOutput, []*rpmrepo.Package{kube, node, keyPkg},
+		rpmrepo.Options{Key: key, Pub: pub, GPG: gpg.Key, BaseURL: baseURL, SourceDate: mtime})
 	if err != nil {
 		return err
 	}
@@ -144,10 +166,10 @@ func buildYum(ctx context.Context) error {
 		}
 		fmt.Fprintf(&b, "  %-60s %6.1f MB\n", r, float64(fi.Size())/1e6)
 	}
-	fmt.Fprintf(&b, "SHA256SUMS signed with %s; createrepo_c took %s; yum step took %s\n",
-		pub, pubd.RepoTook.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	fmt.Fprintf(&b, "on a node: baseurl=file:// or https:// of this folder, then `yum install kubelet-%s-%s nokmem-node` (see README, Roll out to a fleet)\n",
-		strings.TrimPrefix(kubeVersion, "v"), kubeletRPMRelease)
+	fmt.Fprintf(&b, "RPMs and repomd.xml signed with OpenPGP key %s (%s) in %s; SHA256SUMS signed with %s; createrepo_c took %s; yum step took %s\n",
+		gpg.Fingerprint(), gpg.Source, pubd.SignTook.Round(time.Millisecond), pub, pubd.RepoTook.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(&b, "on a node: %s (baseurl %s; set %s), then install exactly the packages of %s (docs/fleet.md)\n",
+		rpmrepo.RepoFileName, baseURL, yumBaseURLEnv, rpmrepo.PackagesFile)
 	_, err = fmt.Fprint(os.Stdout, b.String())
 	return err
 }

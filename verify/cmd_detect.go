@@ -158,7 +158,11 @@ func npdStatus(r *detect.Report, err error) (report.NPDStatus, string) {
 	}
 	leaked := ""
 	if r.Semantics310 && r.Leaked.Available {
-		leaked = fmt.Sprintf("%d leaked IDs (%s)", r.Leaked.IDs, r.Leaked.Basis())
+		// NPD lines are short: ">=" marks a lower bound (detect's output says why).
+		leaked = fmt.Sprintf("%d leaked IDs", r.Leaked.IDs)
+		if !r.Leaked.Exact {
+			leaked = ">=" + leaked
+		}
 	}
 	switch r.Status() {
 	case detect.ProblemFound:
@@ -187,10 +191,15 @@ func npdStatus(r *detect.Report, err error) (report.NPDStatus, string) {
 			builds = "no affected builds"
 		}
 	}
+	// Most important first: fitLine drops from the end what does not fit.
+	parts := []string{fmt.Sprintf("OK: 0 kmem-active of %d kubepods cgroups", r.KubepodsCgroups), builds}
 	if r.Driver == detect.DriverSystemd {
-		return report.NPDOK, fitLine([]string{"OK: systemd driver, kmem only on request", fmt.Sprintf("0 kmem-active of %d cgroups", r.KubepodsCgroups), leaked})
+		parts = []string{"OK: systemd driver, kmem only on request", fmt.Sprintf("0 kmem-active of %d cgroups", r.KubepodsCgroups)}
 	}
-	return report.NPDOK, fitLine([]string{"OK: " + leaked, fmt.Sprintf("0 kmem-active of %d kubepods cgroups", r.KubepodsCgroups), builds})
+	if leaked != "" {
+		parts = append(parts, leaked)
+	}
+	return report.NPDOK, fitLine(parts)
 }
 
 // fixBundle is the one bundle that fixes every affected binary, "" when
@@ -240,6 +249,12 @@ func npdExit(w io.Writer, st report.NPDStatus, msg string) error {
 	return withExitCode(int(st), nil)
 }
 
+// journalUnfinished: a journal exists and is not done or rolled back, or
+// cannot be read.
+func journalUnfinished(j *detect.JournalState) bool {
+	return j != nil && (j.Unfinished || j.Error != "")
+}
+
 func detectMetrics(r *detect.Report) []report.Metric {
 	m := []report.Metric{
 		{Name: "nokmem_kernel_semantics_310", Help: "1 when the kernel has 3.10 / RHEL 7 kmem semantics (removed kmem-active memcgs leak their IDs).", Labels: map[string]string{"kernel": r.Kernel}, Value: report.Bool(r.Semantics310)},
@@ -250,6 +265,7 @@ func detectMetrics(r *detect.Report) []report.Metric {
 		{Name: "nokmem_leaked_ids_exact", Help: "1 when nokmem_leaked_ids_estimate is exact (every live cgroup's memory.kmem.slabinfo was read), 0 when it is a lower bound.", Value: report.Bool(r.Leaked.Exact)},
 		{Name: "nokmem_slab_aliases", Help: "Per-memcg slab cache aliases in /sys/kernel/slab.", Value: float64(r.Leaked.Aliases)},
 		{Name: "nokmem_leftover_temp_trees", Help: "nokmem-migrate* trees left under the memory root.", Value: float64(len(r.Leftovers.TempTrees))},
+		{Name: "nokmem_migrate_journal_unfinished", Help: "1 when the migration journal in the state folder is unfinished (or unreadable): a migration stopped half-way.", Value: report.Bool(journalUnfinished(r.Leftovers.Journal))},
 	}
 	if r.IDProbe != nil {
 		m = append(m, report.Metric{Name: "nokmem_id_probe_free", Help: "Scratch cgroups the ID probe could create (free IDs when exhausted=1).", Labels: map[string]string{"exhausted": fmt.Sprint(report.Bool(r.IDProbe.Exhausted))}, Value: float64(r.IDProbe.Created)})
@@ -349,3 +365,4 @@ func printDetect(w io.Writer, r *detect.Report) {
 		fmt.Fprintln(w, "verdict:           unknown (exit 2)")
 	}
 }
+

@@ -314,7 +314,7 @@ func TestNPDLine(t *testing.T) {
 		},
 	}
 	healthy := &detect.Report{Kernel: "3.10.0-1127.el7.x86_64", Semantics: memcg.Semantics{Kind: memcg.Kind310}, Semantics310: true,
-		KubepodsCgroups: 443, KmemActive: []string{}, Leaked: detect.LeakEstimate{Available: true, IDs: 300}}
+		KubepodsCgroups: 443, KmemActive: []string{}, Leaked: detect.LeakEstimate{Available: true, IDs: 300, Exact: true}}
 	modern := &detect.Report{Kernel: "6.18.44", Semantics: memcg.Semantics{Kind: memcg.KindModern}}
 	fix := &affected.Finding{Verdict: affected.Affected, Bundle: "nokmem-v1.12.4-v1.0.0-rc5"}
 	stock := *healthy
@@ -329,12 +329,12 @@ func TestNPDLine(t *testing.T) {
 		status report.NPDStatus
 		want   string
 	}{
-		{"worst", worst, report.NPDProblem, "12345 kmem-active cgroups, 65000 leaked IDs, kubelet stock, +5 more"},
-		{"healthy", healthy, report.NPDOK, "OK: 300 leaked IDs, 0 kmem-active of 443 kubepods cgroups, nokmem builds"},
+		{"worst", worst, report.NPDProblem, "12345 kmem-active cgroups, >=65000 leaked IDs, kubelet stock, +5 more"},
+		{"healthy", healthy, report.NPDOK, "OK: 0 kmem-active of 443 kubepods cgroups, nokmem builds, 300 leaked IDs"},
 		{"modern", modern, report.NPDOK, "OK: kernel 6.18.44 frees memcg IDs at rmdir, no leak"},
 		{"stock, one bundle fixes both", &stock, report.NPDProblem, "kubelet stock, 300 leaked IDs, runc stock, fix nokmem-v1.12.4-v1.0.0-rc5"},
 		{"stock, no single bundle", &twoFixes, report.NPDProblem, "kubelet stock, 300 leaked IDs, docker-runc stock"},
-		{"stock but unaffected", &unaffected, report.NPDOK, "OK: 300 leaked IDs, 0 kmem-active of 443 kubepods cgroups, no affected builds"},
+		{"stock but unaffected", &unaffected, report.NPDOK, "OK: 0 kmem-active of 443 kubepods cgroups, no affected builds, 300 leaked IDs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,8 +8,11 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -210,6 +213,7 @@ type fleet struct {
 	nodes      []*node
 	canary     []string
 	playbookOK bool
+	healthz    *httptest.Server
 }
 
 func newFleet(t *testing.T, a artifacts) *fleet {
@@ -219,11 +223,59 @@ func newFleet(t *testing.T, a artifacts) *fleet {
 	testenv.RequireRoot(t)
 	testenv.RequireFUSE(t)
 	f := &fleet{t: t, a: a, dir: t.TempDir()}
-	kubectl := fmt.Sprintf("#!/bin/sh\necho \"$*\" >> %s/kubectl.log\n", f.dir)
-	if err := os.WriteFile(filepath.Join(f.dir, "kubectl"), []byte(kubectl), 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(f.dir, "kubectl"), []byte(fmt.Sprintf(fakeKubectl, f.dir)), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.MkdirAll(filepath.Join(f.dir, "kstate"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The nodes' kubelet healthz: 200 unless kstate/<node>.unhealthy exists.
+	f.healthz = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := os.Stat(filepath.Join(f.dir, "kstate", path.Base(r.URL.Path)+".unhealthy")); err == nil {
+			http.Error(w, "not ok", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	}))
+	t.Cleanup(f.healthz.Close)
 	return f
+}
+
+// fakeKubectl is the controller's kubectl: it logs the calls that change
+// the cluster (cordon, drain, uncordon) in kubectl.log and keeps each
+// node's state in kstate/: <node>.cordoned (unschedulable), <node>.notready
+// (Ready False), <node>.notready-after-cordon (goes NotReady when cordoned,
+// as a node that does not come back), <node>.drain-fails (drain exits 1),
+// <node>.drain-fails-once (the first drain exits 1).
+// `version --client` prints kstate/version.json or a kubectl 1.12.
+const fakeKubectl = `#!/bin/sh
+d=%[1]s
+case "$1" in
+version) cat $d/kstate/version.json 2>/dev/null || echo '{"clientVersion":{"major":"1","minor":"12","gitVersion":"v1.12.4"}}'; exit 0 ;;
+get)
+  n=$3; ready=True; unsched=false
+  [ -f $d/kstate/$n.notready ] && ready=False
+  [ -f $d/kstate/$n.cordoned ] && unsched=true
+  printf '{"kind":"Node","metadata":{"name":"%%s"},"spec":{"unschedulable":%%s},"status":{"conditions":[{"type":"Ready","status":"%%s"}]}}\n' "$n" $unsched $ready
+  exit 0 ;;
+esac
+echo "$*" >> $d/kubectl.log
+case "$1" in
+cordon) touch $d/kstate/$2.cordoned; [ -f $d/kstate/$2.notready-after-cordon ] && touch $d/kstate/$2.notready ;;
+uncordon) rm -f $d/kstate/$2.cordoned ;;
+drain)
+  [ -f $d/kstate/$2.drain-fails ] && { echo "drain failed" >&2; exit 1; }
+  [ -f $d/kstate/$2.drain-fails-once ] && { rm $d/kstate/$2.drain-fails-once; echo "drain failed once" >&2; exit 1; } ;;
+esac
+exit 0
+`
+
+// mark creates kstate/<node>.<what> (see fakeKubectl).
+func (f *fleet) mark(node, what string) {
+	f.t.Helper()
+	if err := os.WriteFile(filepath.Join(f.dir, "kstate", node+"."+what), nil, 0o644); err != nil {
+		f.t.Fatal(err)
+	}
 }
 
 func (f *fleet) add(name string, p memcgsim.Profile) *node {
@@ -266,6 +318,13 @@ func (f *fleet) inventory() string {
 			"nokmem_node_report_dir": n.path("reports"),
 			"nokmem_report_dir":      filepath.Join(f.dir, "reports"),
 			"nokmem_drain_flags":     []string{"--ignore-daemonsets"},
+			"nokmem_drain_delay":     1,
+			"nokmem_healthz_url":     f.healthz.URL + "/healthz/" + nodeName(n),
+			"nokmem_ready_timeout":   4,
+			"nokmem_ready_delay":     1,
+			// The check-mode copy of verify goes into the node's folder, where
+			// node.state sees it if it is left behind.
+			"nokmem_check_tmp_dir": n.path("tmp"),
 			// Each node's own lock folder: the nodes of a batch run at once on
 			// this one machine (a verify without the node lock ignores it).
 			"nokmem_verify_environment": map[string]string{"NOKMEM_LOCK_DIR": n.path("lock")},
@@ -378,6 +437,14 @@ func (f *fleet) checkReports(host string) {
 	}
 }
 
+// nodeName is the node's Kubernetes name (nokmem_node_name).
+func nodeName(n *node) string {
+	if v, ok := n.vars["nokmem_node_name"].(string); ok {
+		return v
+	}
+	return n.name
+}
+
 // index of the first kubectl call with this line, -1 if none.
 func index(log []string, line string) int { return slices.Index(log, line) }
 
@@ -436,7 +503,7 @@ func TestRolloutCanaryThenBatches(t *testing.T) {
 		if s := f.status(n.name); s["state"] != "repair" || s["failure"] != "" || s["cordoned"] != false {
 			t.Errorf("%s status %v", n.name, s)
 		}
-		c, d, u := index(log, "cordon "+n.name), index(log, "drain "+n.name+" --ignore-daemonsets"), index(log, "uncordon "+n.name)
+		c, d, u := index(log, "cordon "+n.name), index(log, "drain "+n.name+" --ignore-daemonsets --delete-local-data"), index(log, "uncordon "+n.name)
 		if c < 0 || d < c || u < d {
 			t.Errorf("%s: kubectl calls cordon %d drain %d uncordon %d in %q", n.name, c, d, u, log)
 		}
@@ -507,7 +574,7 @@ func TestRolloutCanaryThenBatches(t *testing.T) {
 	if b, _ := os.ReadFile(f.nodes[3].path("bin/runc")); string(b) == stockRunc {
 		t.Error("rollback of n3 touched n4")
 	}
-	if got := f.kubectlLog(); !slices.Equal(got[len(log):], []string{"cordon n3", "drain n3 --ignore-daemonsets", "uncordon n3"}) {
+	if got := f.kubectlLog(); !slices.Equal(got[len(log):], []string{"cordon n3", "drain n3 --ignore-daemonsets --delete-local-data", "uncordon n3"}) {
 		t.Errorf("rollback kubectl calls %q", got[len(log):])
 	}
 }

@@ -35,6 +35,12 @@ func TestPromtool(t *testing.T) {
 // nodeExporter are the metrics of node_exporter itself that the rules use.
 var nodeExporter = map[string]bool{"node_textfile_mtime_seconds": true}
 
+// awaited are metrics a rule uses before verify detect writes them: the
+// install record's "installing" state (an install that began and never
+// finished) is being added to detect. Once cmd_detect.go writes it, the
+// test below says so and the entry must go.
+var awaited = map[string]bool{"nokmem_install_interrupted": true}
+
 var (
 	metricName = regexp.MustCompile(`\b(nokmem_[a-z0-9_]+|node_[a-z0-9_]+)\b`)
 	written    = regexp.MustCompile(`Name: "(nokmem_[a-z0-9_]+)"`)
@@ -60,7 +66,8 @@ func TestRulesNameWrittenMetrics(t *testing.T) {
 	for _, file := range ruleFiles {
 		alerts += checkRules(t, file, known, used)
 	}
-	for _, want := range []string{"nokmem_kmem_active_cgroups", "nokmem_leaked_ids_estimate", "nokmem_binary_affected", "nokmem_memory_num_cgroups", "nokmem_binary_vulnerabilities"} {
+	for _, want := range []string{"nokmem_kmem_active_cgroups", "nokmem_leaked_ids_estimate", "nokmem_binary_affected", "nokmem_memory_num_cgroups", "nokmem_binary_vulnerabilities",
+		"nokmem_leftover_temp_trees", "nokmem_migrate_journal_unfinished", "nokmem_install_interrupted", "node_textfile_mtime_seconds"} {
 		if !used[want] {
 			t.Errorf("no alert on %s", want)
 		}
@@ -100,7 +107,10 @@ func checkRules(t *testing.T, file string, known, used map[string]bool) int {
 				t.Errorf("%s: expression %q names no metric", r.Alert, r.Expr)
 			}
 			for _, n := range names {
-				if !known[n] && !nodeExporter[n] {
+				if known[n] && awaited[n] {
+					t.Errorf("%s: verify detect writes %s now: drop it from awaited", r.Alert, n)
+				}
+				if !known[n] && !nodeExporter[n] && !awaited[n] {
 					t.Errorf("%s: %s is not a metric verify detect writes (%v)", r.Alert, n, known)
 				}
 				used[n] = true

@@ -234,12 +234,32 @@ var List = []Mutation{
 		Run:     "^TestRolloutStopsAtFailedBatch$",
 	},
 	{
+		// Issue 25, item 9: check mode's copy of verify is removed, also
+		// when a task after it fails.
+		Name:    "check-mode-copy-left-behind",
+		File:    "deploy/ansible/roles/nokmem_node/tasks/main.yml",
+		Old:     "      when: nokmem_check_tmp.path is defined\n",
+		New:     "      when: nokmem_check_tmp.path is defined and not ansible_check_mode\n",
+		Package: "./deploy/ansible",
+		Run:     "^TestCheckModeLeavesNothing$",
+	},
+	{
 		Name:    "kubelet-rpm-sysconfig-not-config",
 		File:    "internal/rpmrepo/layout.go",
-		Old:     "Mode: 0o644, Config: true},",
-		New:     "Mode: 0o644},",
+		Old:     "Body: []byte(KubeletSysconfigBody), Mode: 0o644, Config: true},",
+		New:     "Body: []byte(KubeletSysconfigBody), Mode: 0o644},",
 		Package: "./internal/rpmrepo",
 		Run:     "^TestKubeletLayout$",
+	},
+	{
+		// Issue 25, item 8: the flag is read from an RPM built in the test,
+		// and the upgrade's old and new config bodies differ.
+		Name:    "rpm-config-without-noreplace",
+		File:    "internal/rpmrepo/rpm.go",
+		Old:     "e.Type = rpmpack.ConfigFile | rpmpack.NoReplaceFile",
+		New:     "e.Type = rpmpack.ConfigFile",
+		Package: "./internal/rpmrepo",
+		Run:     "^TestConfigFilesSurviveUpgrade$",
 	},
 	{
 		Name:    "alert-on-unwritten-metric",

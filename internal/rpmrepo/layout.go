@@ -1,6 +1,7 @@
 package rpmrepo
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"path"
 	"strings"
@@ -105,6 +106,48 @@ func (k Kubelet) Package() *Package {
 	}
 }
 
+// KubeletRelease is the nokmem kubelet RPM's release for a build from
+// sources dated sourceDate with this binary: "1.nokmem.<UTC date and
+// time>.<first 8 hex digits of the binary's sha256>". rpm compares it
+// segment by segment: it sorts above the Kubernetes el7 repository's "0"
+// and "00" (1 > 0) and above the hand-set "1.nokmem" of earlier builds (a
+// longer release with the same leading segments is newer), and every
+// rebuild from a later commit sorts above the one before (the date), so
+// `yum upgrade` delivers it; the digest names the binary.
+func KubeletRelease(sourceDate time.Time, binary []byte) string {
+	return fmt.Sprintf("1.nokmem.%s.%x", sourceDate.UTC().Format("20060102150405"), sha256.Sum256(binary))[:len("1.nokmem.20060102150405.")+8]
+}
+
+// The nokmem-release-key package: the OpenPGP public key that signs the
+// RPMs and the repository metadata, where yum's gpgkey=file:// and
+// `rpm --import` look for it.
+const ReleaseKeyPath = "/etc/pki/rpm-gpg/RPM-GPG-KEY-nokmem"
+
+// ReleaseKey is the nokmem-release-key package.
+type ReleaseKey struct {
+	// Version and Release are nokmem-node's (NodeVersion).
+	Version, Release string
+	// GPGPublic is the armored OpenPGP public key.
+	GPGPublic []byte
+	BuildTime time.Time
+}
+
+// Package returns nokmem-release-key: the key as %config(noreplace), so an
+// operator's edited key file (a second key during a rotation, say) survives
+// upgrades; the new one is written beside it as .rpmnew.
+func (r ReleaseKey) Package() *Package {
+	return &Package{
+		Name: "nokmem-release-key", Version: r.Version, Release: r.Release, Arch: "noarch",
+		Summary:     "nokmem: the OpenPGP key that signs the nokmem RPMs and yum repository",
+		Description: "The public key yum and rpm check the nokmem packages and repodata/repomd.xml with (" + ReleaseKeyPath + "; import it with `rpm --import " + ReleaseKeyPath + "`).",
+		License:     "Apache-2.0",
+		URL:         "https://github.com/nokmem/nokmem",
+		Vendor:      "nokmem",
+		BuildTime:   r.BuildTime,
+		Files:       []File{{Path: ReleaseKeyPath, Body: r.GPGPublic, Mode: 0o644, Config: true}},
+	}
+}
+
 // Paths of the nokmem-node package.
 const (
 	NodeDir        = "/opt/nokmem"
@@ -154,7 +197,7 @@ func (n Node) Package() (*Package, error) {
 		BuildTime: n.BuildTime,
 		Files: []File{
 			{Path: NodeConfigDir, Dir: true, Mode: 0o755},
-			{Path: NodePubKey, Body: n.PubKey, Mode: 0o644},
+			{Path: NodePubKey, Body: n.PubKey, Mode: 0o644, Config: true},
 			{Path: NodeDir, Dir: true, Mode: 0o755},
 			{Path: path.Dir(NodeVerify), Dir: true, Mode: 0o755},
 			{Path: NodeVerify, Body: n.Verify, Mode: 0o755},

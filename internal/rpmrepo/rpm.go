@@ -2,7 +2,9 @@
 // (no rpmbuild, no spec file) and publishes them as a yum repository:
 // the nokmem kubelet, which upgrades the Kubernetes el7 repository's kubelet
 // package of the same version, and nokmem-node, which carries verify, the
-// signed node bundle and the release public key. Packages are reproducible:
+// signed node bundle and the release public key, and nokmem-release-key,
+// the OpenPGP key every RPM and the repository metadata are signed with
+// (internal/release/gpgsign). Packages are reproducible:
 // the build time and every file's mtime are the source date, the payload is
 // sorted by path (rpmpack writes it in name order), owners are root:root and
 // nothing of the build machine (host name, paths) enters the header.
@@ -52,6 +54,10 @@ type Package struct {
 	Files              []File
 	// BuildTime is the RPM build time and every file's mtime.
 	BuildTime time.Time
+	// Sign, when set, signs the header and the header plus payload (rpmpack's
+	// PGP signer: the RSAHEADER and PGP signature tags), e.g.
+	// gpgsign.Key.RPMSigner.
+	Sign func([]byte) ([]byte, error)
 }
 
 // ErrInvalid is returned (wrapped) for a package that must not be built.
@@ -150,6 +156,9 @@ func (p *Package) Write(w io.Writer) error {
 	r, err := rpmpack.NewRPM(md)
 	if err != nil {
 		return fmt.Errorf("%s: %w", p.Name, err)
+	}
+	if p.Sign != nil {
+		r.SetPGPSigner(p.Sign)
 	}
 	mtime := uint32(p.BuildTime.Unix())
 	for _, f := range p.Files {

@@ -3,14 +3,19 @@ package rpmrepo
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nokmem/nokmem/internal/release/gpgsign"
 	"github.com/nokmem/nokmem/internal/release/sign"
+	"github.com/nokmem/nokmem/internal/testenv"
 )
 
 var when = time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
@@ -164,29 +169,11 @@ func TestNodeLayout(t *testing.T) {
 	}
 }
 
-// Check catches a changed RPM, an unlisted RPM and a bad signature.
+// Check catches a changed RPM, an unlisted RPM, a bad signature and a
+// changed repomd.xml, on a repository Publish wrote.
 func TestCheckCatches(t *testing.T) {
-	dir := t.TempDir()
-	key, pub := filepath.Join(dir, "k"), filepath.Join(dir, "k.pub")
-	if err := sign.GenerateKey(key, pub); err != nil {
-		t.Fatal(err)
-	}
-	repo := filepath.Join(dir, "repo")
-	if err := os.MkdirAll(filepath.Join(repo, RepoData), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(repo, RepoData, "repomd.xml"), []byte("<repomd/>"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := testKubelet("1.nokmem", "kubelet")
-	path, err := WriteFile(repo, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi, err := os.Stat(path); err != nil || !fi.ModTime().Equal(when) {
-		t.Fatalf("rpm mtime %v (%v), want the build time", fi.ModTime(), err)
-	}
-	writeSums(t, repo, key, p.FileName())
+	r := publishTest(t, testKubelet("1.nokmem", "kubelet"))
+	repo, pub := r.dir, r.pub
 	if err := Check(repo, pub); err != nil {
 		t.Fatalf("Check on a good repo: %v", err)
 	}
@@ -198,20 +185,58 @@ func TestCheckCatches(t *testing.T) {
 		t.Errorf("Check with an unlisted RPM: %v", err)
 	}
 	os.Remove(filepath.Join(repo, other.FileName()))
+	path := filepath.Join(repo, r.rpms[0])
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(path, []byte("tampered"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := Check(repo, pub); err == nil {
 		t.Error("Check passed a changed RPM")
 	}
-	if _, err := WriteFile(repo, p); err != nil {
+	if err := os.WriteFile(path, good, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	dir := t.TempDir()
 	key2, pub2 := filepath.Join(dir, "k2"), filepath.Join(dir, "k2.pub")
 	if err := sign.GenerateKey(key2, pub2); err != nil {
 		t.Fatal(err)
 	}
 	if err := Check(repo, pub2); err == nil {
 		t.Error("Check passed a signature by another key")
+	}
+	md := filepath.Join(repo, RepoData, "repomd.xml")
+	b, _ := os.ReadFile(md)
+	if err := os.WriteFile(md, append(b, ' '), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(repo, pub); !errors.Is(err, gpgsign.ErrBadSignature) {
+		t.Errorf("Check with a changed repomd.xml: %v, want a bad OpenPGP signature", err)
+	}
+}
+
+// The kubelet release derived from the build sorts, by rpm's own
+// comparison, above the el7 repository's releases and the hand-set release
+// of earlier builds, and a later build above an earlier one.
+func TestKubeletRelease(t *testing.T) {
+	rel := KubeletRelease(when, []byte("kubelet"))
+	if !regexp.MustCompile(`^1\.nokmem\.20261204120000\.[0-9a-f]{8}$`).MatchString(rel) {
+		t.Fatalf("KubeletRelease = %q", rel)
+	}
+	if p := testKubelet(rel, "kubelet"); p.Validate() != nil {
+		t.Fatalf("release %q: %v", rel, p.Validate())
+	}
+	if KubeletRelease(when, []byte("other")) == rel {
+		t.Error("another binary, the same release")
+	}
+	testenv.RequireCommand(t, "rpm")
+	later := KubeletRelease(when.Add(time.Hour), []byte("kubelet"))
+	for _, c := range [][2]string{{rel, "0"}, {rel, "00"}, {rel, "1.nokmem"}, {later, rel}, {later, KubeletRelease(when, []byte("zzz"))}} {
+		out, err := exec.Command("rpm", "--eval", fmt.Sprintf(`%%{lua:print(rpm.vercmp("1.12.4-%s", "1.12.4-%s"))}`, c[0], c[1])).Output()
+		if err != nil || strings.TrimSpace(string(out)) != "1" {
+			t.Errorf("rpm.vercmp(%s, %s) = %s (%v), want 1", c[0], c[1], out, err)
+		}
 	}
 }

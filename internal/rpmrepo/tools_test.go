@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -21,8 +22,8 @@ import (
 var output = filepath.Join("..", "..", "_output")
 
 type built struct {
-	repo, pub, kubelet, node string
-	kubeletSHA               string // of the bundle's kubelet
+	repo, pub, kubelet, node, key string
+	kubeletSHA                    string // of the bundle's kubelet
 }
 
 func builtRepo(t *testing.T) built {
@@ -43,8 +44,9 @@ func builtRepo(t *testing.T) built {
 		}
 		return m[0]
 	}
-	b.kubelet = one("kubelet-1.12.4-*.nokmem.x86_64.rpm")
+	b.kubelet = one("kubelet-1.12.4-1.nokmem.*.x86_64.rpm")
 	b.node = one("nokmem-node-*.x86_64.rpm")
+	b.key = one("nokmem-release-key-*.noarch.rpm")
 	bundles, _ := filepath.Glob(filepath.Join(output, "bundle", "nokmem-*", sums.SHA256.SumsFile))
 	if len(bundles) != 1 {
 		t.Fatalf("bundle folders %v, want one", bundles)
@@ -100,13 +102,16 @@ func TestPublishedRPMs(t *testing.T) {
 			"/usr/bin/kubelet -rwxr-xr-x root root -\n" +
 			"/usr/lib/systemd/system/kubelet.service -rw-r--r-- root root -\n",
 		b.node: "/etc/nokmem drwxr-xr-x root root -\n" +
-			"/etc/nokmem/release.pub -rw-r--r-- root root -\n" +
+			"/etc/nokmem/release.pub -rw-r--r-- root root cn\n" +
 			"/opt/nokmem drwxr-xr-x root root -\n" +
 			"/opt/nokmem/bin drwxr-xr-x root root -\n" +
 			"/opt/nokmem/bin/verify -rwxr-xr-x root root -\n" +
 			"/opt/nokmem/bundle drwxr-xr-x root root -\n" +
 			"/opt/nokmem/bundle/current.tar.gz lrwxrwxrwx root root -\n",
+		b.key: "/etc/pki/rpm-gpg/RPM-GPG-KEY-nokmem -rw-r--r-- root root cn\n",
 	}
+	keyRoot := t.TempDir()
+	run(t, "rpm", "--root", keyRoot, "--import", filepath.Join(b.repo, GPGKeyFile))
 	for rpm, want := range files {
 		got := run(t, "rpm", "-qp", "--qf", `[%{FILENAMES} %{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILEFLAGS:fflags}\n]`, rpm)
 		got = strings.ReplaceAll(got, " \n", " -\n")
@@ -124,8 +129,12 @@ func TestPublishedRPMs(t *testing.T) {
 		if s := run(t, "rpm", "-qp", "--scripts", "--triggers", rpm); strings.TrimSpace(s) != "" {
 			t.Errorf("%s has scriptlets:\n%s", filepath.Base(rpm), s)
 		}
-		if out := run(t, "rpm", "-K", rpm); !strings.Contains(out, "digests OK") {
+		if out := run(t, "rpm", "--root", keyRoot, "-K", rpm); !strings.Contains(out, "digests signatures OK") {
 			t.Errorf("rpm -K %s: %s", rpm, out)
+		}
+		if out := run(t, "rpm", "--root", keyRoot, "-Kv", rpm); !regexp.MustCompile(`(?m)^\s+Header V4 RSA/SHA256 Signature, key ID [0-9a-f]{8}: OK$`).MatchString(out) ||
+			!regexp.MustCompile(`(?m)^\s+V4 RSA/SHA256 Signature, key ID [0-9a-f]{8}: OK$`).MatchString(out) {
+			t.Errorf("rpm -Kv %s shows no V4 RSA signature:\n%s", rpm, out)
 		}
 		// Build time = every file's mtime (the source date), for reproducibility.
 		times := run(t, "rpm", "-qp", "--qf", `%{BUILDTIME}[ %{FILEMTIMES}]`, rpm)
@@ -212,6 +221,11 @@ func (d *dnfRoot) sha(path string) string {
 func upstreamRepo(t *testing.T, extra ...*Package) string {
 	dir := t.TempDir()
 	stock := Kubelet{Version: "v1.12.4", Release: "0", Binary: []byte(stockKubelet), BuildTime: when}.Package()
+	for i, f := range stock.Files {
+		if f.Path == KubeletSysconfig {
+			stock.Files[i].Body = []byte(upstreamSysconfig)
+		}
+	}
 	kubeadm := &Package{Name: "kubeadm", Version: "1.12.4", Release: "0", Arch: "x86_64", Summary: "stand-in", License: "ASL 2.0",
 		Requires: []string{"kubelet >= 1.6.0"}, BuildTime: when, Files: []File{
 			{Path: "/usr/bin/kubeadm", Body: []byte("#!/bin/sh\n"), Mode: 0o755},
@@ -238,6 +252,10 @@ func upstreamRepo(t *testing.T, extra ...*Package) string {
 
 const stockKubelet = "#!/bin/sh\necho 'Kubernetes v1.12.4'\n"
 
+// upstreamSysconfig is the stand-in's /etc/sysconfig/kubelet: not ours, so
+// that rpm's %config(noreplace) handling of an edited file shows.
+const upstreamSysconfig = "# el7 stand-in\nKUBELET_EXTRA_ARGS=\n"
+
 // From the el7 repository's kubelet to ours and back: dnf upgrade from
 // _output/yum replaces the stand-in (an edited /etc/sysconfig/kubelet and
 // kubeadm's drop-in stay, no file conflicts, rpm -V clean), dnf downgrade
@@ -249,9 +267,10 @@ func TestDNFUpgradeFromUpstream(t *testing.T) {
 	newer := Kubelet{Version: "v1.12.4", Release: "5", Binary: []byte("#!/bin/sh\necho newer upstream\n"), BuildTime: when}.Package()
 	up := upstreamRepo(t)
 	upNewer := upstreamRepo(t, newer)
+	// The published nokmem.repo (gpgcheck=1, repo_gpgcheck=1), at this folder.
 	d := newDNFRoot(t, map[string]string{
 		"upstream": repoFile("kubernetes", up, ""),
-		"nokmem":   repoFile("nokmem", b.repo, ""),
+		"nokmem":   publishedRepoFile(t, b.repo),
 	})
 	d.mustDNF("kubernetes", "install", "kubelet", "kubeadm")
 	if got := d.installed("kubelet"); got != "1.12.4-0" {
@@ -262,7 +281,7 @@ func TestDNFUpgradeFromUpstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.mustDNF("kubernetes,nokmem", "upgrade")
-	if got := d.installed("kubelet"); !strings.HasSuffix(got, ".nokmem") {
+	if got := d.installed("kubelet"); !strings.HasPrefix(got, "1.12.4-1.nokmem.") {
 		t.Fatalf("after dnf upgrade kubelet is %q, want the nokmem build", got)
 	}
 	if got := d.sha(KubeletBinaryPath); got != b.kubeletSHA {
@@ -270,6 +289,9 @@ func TestDNFUpgradeFromUpstream(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(d.root, KubeletSysconfig)); string(got) != edited {
 		t.Errorf("edited %s after upgrade: %q", KubeletSysconfig, got)
+	}
+	if got, _ := os.ReadFile(filepath.Join(d.root, KubeletSysconfig+".rpmnew")); string(got) != KubeletSysconfigBody {
+		t.Errorf("%s.rpmnew after upgrade: %q (the stand-in's body differs from ours: noreplace writes ours beside the edit)", KubeletSysconfig, got)
 	}
 	if got := d.installed("kubeadm"); got != "1.12.4-0" {
 		t.Errorf("kubeadm %q after the upgrade", got)
@@ -357,7 +379,7 @@ func TestDNFUpgradeFromUpstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.mustDNF("kubernetes,nokmem", "upgrade")
-	if got := d.installed("kubelet"); !strings.HasSuffix(got, ".nokmem") {
+	if got := d.installed("kubelet"); !strings.HasPrefix(got, "1.12.4-1.nokmem.") {
 		t.Errorf("with exclude=kubelet, dnf upgrade made kubelet %q", got)
 	}
 	if err := os.WriteFile(repo, []byte(repoFile("kubernetes", upNewer, "")), 0o644); err != nil {
@@ -417,4 +439,19 @@ func noBuildPaths(t *testing.T, root string, paths ...string) {
 			}
 		}
 	}
+}
+
+// publishedRepoFile is the nokmem.repo of a published repository with its
+// baseurl (and gpgkey) moved to dir.
+func publishedRepoFile(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, RepoFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^baseurl=(\S+)$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("%s has no baseurl:\n%s", RepoFileName, b)
+	}
+	return strings.ReplaceAll(string(b), string(m[1]), "file://"+dir)
 }
