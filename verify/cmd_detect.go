@@ -365,4 +365,3 @@ func printDetect(w io.Writer, r *detect.Report) {
 		fmt.Fprintln(w, "verdict:           unknown (exit 2)")
 	}
 }
-
