@@ -152,8 +152,9 @@ type Report struct {
 	// NewCgroups are cgroups under kubepods that the plan does not have
 	// (created in the fresh tree after the swap): accepted, non-kmem.
 	NewCgroups []string `json:"new_cgroups,omitempty"`
-	// Gone are planned cgroups no longer under kubepods after the swap
-	// (removed by the kubelet): accepted.
+	// Gone are planned cgroups no longer under kubepods: after the swap
+	// (removed by the kubelet), or before it when none of their processes
+	// is alive (a container that exited, removed by the runtime): accepted.
 	Gone      []string `json:"gone,omitempty"`
 	Adopted   []string `json:"adopted,omitempty"`
 	Vanished  []string `json:"vanished,omitempty"`

@@ -3,6 +3,7 @@ package migrate
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"strings"
 )
@@ -90,8 +91,11 @@ func (e *Engine) invariants(stage checkStage) []Check {
 	all, walkErr := e.fs.Walk(e.kubepods)
 	have := map[string]bool{}
 	where := map[int][]string{} // a split process shows in several cgroups
-	lists, readErr := e.procsOf(all)
+	lists, gone, readErr := e.procsOf(all)
 	for i, abs := range all {
+		if gone[i] {
+			continue // removed between the walk and the read: as if not found
+		}
 		rel := strings.TrimPrefix(strings.TrimPrefix(abs, e.kubepods), "/")
 		have[rel] = true
 		for _, p := range lists[i] {
@@ -104,7 +108,10 @@ func (e *Engine) invariants(stage checkStage) []Check {
 		if have[n.Rel] {
 			continue
 		}
-		if stage == checkCleanup {
+		// With the kubelet stopped the runtime still removes the cgroup of
+		// a container that exited (containerd, runc delete): accepted when
+		// no planned process of the cgroup or below it is alive.
+		if stage == checkCleanup || !e.plannedAlive(n.Rel) {
 			e.rep.Gone = append(e.rep.Gone, e.h.Path(under(e.kubepods, n.Rel)))
 		} else {
 			bad = append(bad, "missing "+e.h.Path(under(e.kubepods, n.Rel)))
@@ -121,7 +128,7 @@ func (e *Engine) invariants(stage checkStage) []Check {
 		ok += fmt.Sprintf("; %d created since in the fresh (non-kmem) tree, accepted: %s", len(e.rep.NewCgroups), listed(e.rep.NewCgroups))
 	}
 	if len(e.rep.Gone) > 0 {
-		ok += fmt.Sprintf("; %d removed since the swap (by the kubelet), accepted: %s", len(e.rep.Gone), listed(e.rep.Gone))
+		ok += fmt.Sprintf("; %d removed after their processes exited (by the kubelet or the runtime), accepted: %s", len(e.rep.Gone), listed(e.rep.Gone))
 	}
 	if len(e.j.Adopted) > 0 {
 		ok += fmt.Sprintf("; %d adopted from the old tree", len(e.j.Adopted))
@@ -286,11 +293,34 @@ func checksError(checks []Check) error {
 
 // procsOf reads cgroup.procs of every cgroup in rels, in parallel (the
 // reads are independent; this is the final walk's cost).
-func (e *Engine) procsOf(rels []string) ([][]int, error) {
-	lists := make([][]int, len(rels))
+func (e *Engine) procsOf(rels []string) ([][]int, []bool, error) {
+	lists, gone := make([][]int, len(rels)), make([]bool, len(rels))
 	err := e.fs.parallel(len(rels), func(cw cgfs, i int) (err error) {
 		lists[i], err = cw.Procs(rels[i])
+		if errors.Is(err, fs.ErrNotExist) {
+			gone[i], err = true, nil
+		}
 		return err
 	})
-	return lists, err
+	return lists, gone, err
+}
+
+// plannedAlive reports whether a process the plan put in cgroup rel, or in
+// a cgroup below it, is still alive.
+func (e *Engine) plannedAlive(rel string) bool {
+	for _, n := range e.j.Snapshot.Nodes {
+		if n.Rel != rel && !strings.HasPrefix(n.Rel, rel+"/") && rel != "" {
+			continue
+		}
+		for i, p := range n.Pids {
+			var start uint64
+			if i < len(n.Starts) {
+				start = n.Starts[i]
+			}
+			if e.alive(p, start) {
+				return true
+			}
+		}
+	}
+	return false
 }
