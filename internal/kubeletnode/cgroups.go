@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -23,43 +24,53 @@ type Cgroups struct {
 	Name string
 	// Dirs are the cgroup's directories, one per hierarchy.
 	Dirs []string
+	// unified is where the cgroup goes in the cgroup2 mounts under
+	// CgroupMount (/sys/fs/cgroup/unified): not created here, but the
+	// kubelet's and runc's libcontainer create it there too, so Remove
+	// removes it.
+	unified []string
 }
 
 // Memory returns the scratch cgroup's directory in the memory hierarchy.
 func (c *Cgroups) Memory() string { return filepath.Join(CgroupMount, "memory", c.Name) }
 
-// v1Hierarchies lists the mount points of the cgroup v1 hierarchies under
-// CgroupMount, read from /proc/self/mountinfo.
-func v1Hierarchies() ([]string, error) {
+// hierarchies lists the mount points under CgroupMount of the cgroup v1
+// hierarchies and of cgroup2, read from /proc/self/mountinfo.
+func hierarchies() (v1, v2 []string, err error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
-	var dirs []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		pre, post, ok := strings.Cut(sc.Text(), " - ")
 		fields, tail := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(fields) < 5 || len(tail) < 1 || tail[0] != "cgroup" {
+		if !ok || len(fields) < 5 || len(tail) < 1 || filepath.Dir(fields[4]) != CgroupMount {
 			continue
 		}
-		if filepath.Dir(fields[4]) == CgroupMount {
-			dirs = append(dirs, fields[4])
+		switch tail[0] {
+		case "cgroup":
+			v1 = append(v1, fields[4])
+		case "cgroup2":
+			v2 = append(v2, fields[4])
 		}
 	}
-	sort.Strings(dirs)
-	return dirs, sc.Err()
+	sort.Strings(v1)
+	return v1, v2, sc.Err()
 }
 
 // NewCgroups creates the scratch cgroup name in every cgroup v1 hierarchy.
 // On error it removes what it made.
 func NewCgroups(name string) (*Cgroups, error) {
-	hs, err := v1Hierarchies()
+	hs, v2, err := hierarchies()
 	if err != nil {
 		return nil, fmt.Errorf("cgroup hierarchies: %w", err)
 	}
 	c := &Cgroups{Name: name}
+	for _, h := range v2 {
+		c.unified = append(c.unified, filepath.Join(h, name))
+	}
 	for _, h := range hs {
 		d := filepath.Join(h, name)
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -114,7 +125,7 @@ func (c *Cgroups) Pids() []int {
 func (c *Cgroups) Remove(wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	var errs []error
-	for _, d := range c.Dirs {
+	for _, d := range append(slices.Clone(c.Dirs), c.unified...) {
 		for {
 			err := removeTree(d)
 			if err == nil || !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {

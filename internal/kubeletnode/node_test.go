@@ -202,6 +202,11 @@ func setup(t *testing.T, fault string) *scenario {
 		if err := s.cg.Remove(30 * time.Second); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
+		// Every hierarchy, cgroup2's included (libcontainer creates the
+		// kubelet's cgroups there too).
+		if left, _ := filepath.Glob(filepath.Join(kubeletnode.CgroupMount, "*", s.cg.Name)); len(left) > 0 {
+			t.Errorf("cleanup: scratch cgroups left: %v", left)
+		}
 	})
 
 	// Images: static pause from the kubelet tree, busybox from Debian.
