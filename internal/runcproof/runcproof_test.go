@@ -338,20 +338,16 @@ func scratchCgroup(t *testing.T) string {
 	return path
 }
 
-// cgroupHierarchies lists the cgroup v1 hierarchies under /sys/fs/cgroup.
+// cgroupHierarchies lists the hierarchies mounted under /sys/fs/cgroup:
+// every cgroup v1 one and the cgroup2 mount (unified), where runc 1.x
+// creates the container's cgroup too.
 func cgroupHierarchies(t *testing.T) []string {
 	t.Helper()
 	subs, err := filepath.Glob("/sys/fs/cgroup/*")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
-	for _, s := range subs {
-		if filepath.Base(s) != "unified" {
-			out = append(out, s)
-		}
-	}
-	return out
+	return subs
 }
 
 // forceDelete removes the container if a failed test left it behind.
