@@ -2,8 +2,6 @@ package install
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nokmem/nokmem/internal/atomicfile"
+	"github.com/nokmem/nokmem/internal/sealedjson"
 )
 
 // recordVersion is bumped when the record format changes incompatibly.
@@ -37,17 +36,8 @@ var hexSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // stamp names set-aside records and backups in time order.
 func stamp() string { return time.Now().UTC().Format("20060102T150405.000000000Z") }
 
-// sum is "sha256:<hex>" of r encoded with an empty Checksum.
-func (r *Record) sum() (string, error) {
-	c := *r
-	c.Checksum = ""
-	b, err := json.Marshal(&c)
-	if err != nil {
-		return "", err
-	}
-	h := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(h[:]), nil
-}
+// sum is the checksum of r's content.
+func (r *Record) sum() (string, error) { return sealedjson.Sum(r, &r.Checksum) }
 
 // validate checks a record read back from stateDir: its checksum, its
 // state, and that every path is one an install into stateDir writes.
@@ -119,16 +109,11 @@ func ReadRecord(stateDir string) (*Record, error) {
 
 func writeRecord(stateDir string, r *Record) error {
 	r.Version = recordVersion
-	sum, err := r.sum()
+	b, err := sealedjson.Encode(r, &r.Checksum)
 	if err != nil {
-		return err
+		return fmt.Errorf("encode install record: %w", err)
 	}
-	r.Checksum = sum
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(filepath.Join(stateDir, RecordFile), append(b, '\n'), 0o644)
+	return atomicfile.WriteFile(filepath.Join(stateDir, RecordFile), b, 0o644)
 }
 
 // AbandonResult is what Abandon did.

@@ -1,9 +1,6 @@
 package migrate
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nokmem/nokmem/internal/atomicfile"
+	"github.com/nokmem/nokmem/internal/sealedjson"
 )
 
 // JournalFile is the name of the journal inside the state directory.
@@ -102,16 +100,7 @@ func loadJournal(stateDir string, kubepods string) (*Journal, error) {
 }
 
 // sum returns the checksum of j's content.
-func (j *Journal) sum() (string, error) {
-	c := *j
-	c.Checksum = ""
-	b, err := json.Marshal(&c)
-	if err != nil {
-		return "", err
-	}
-	h := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(h[:]), nil
-}
+func (j *Journal) sum() (string, error) { return sealedjson.Sum(j, &j.Checksum) }
 
 // cleanRel checks that rel is a clean path relative to its tree: no
 // leading slash, no "." or ".." element, no empty element.
@@ -188,13 +177,7 @@ func parentRel(rel string) string {
 
 // saveJournal writes j durably: temp file, fsync, rename over the journal,
 // fsync of the directory. A crash leaves either the old or the new journal.
-//
-// The journal is encoded once (it holds the whole snapshot and is written
-// at every phase, inside the kubelet's downtime): the encoding with an
-// empty checksum is what the checksum covers, and the file is that
-// encoding with the checksum filled in, indented. `"checksum":""` occurs
-// there only as the field itself: inside a JSON string its quotes are
-// escaped.
+// The journal is encoded once (sealedjson.Encode).
 func saveJournal(stateDir string, j *Journal) error { return writeJournal(stateDir, j, true) }
 
 // writeJournal is saveJournal; without sync it skips the fsyncs (see
@@ -202,24 +185,11 @@ func saveJournal(stateDir string, j *Journal) error { return writeJournal(stateD
 // a crash of the machine may keep the old one.
 func writeJournal(stateDir string, j *Journal, sync bool) error {
 	j.Updated = time.Now().UTC()
-	j.Checksum = ""
-	b, err := json.Marshal(j)
+	b, err := sealedjson.Encode(j, &j.Checksum)
 	if err != nil {
 		return fmt.Errorf("encode journal: %w", err)
 	}
-	h := sha256.Sum256(b)
-	j.Checksum = "sha256:" + hex.EncodeToString(h[:])
-	field := []byte(`"checksum":""`)
-	if bytes.Count(b, field) != 1 {
-		return fmt.Errorf("encode journal: %d checksum fields", bytes.Count(b, field))
-	}
-	b = bytes.Replace(b, field, []byte(`"checksum":"`+j.Checksum+`"`), 1)
-	var out bytes.Buffer
-	if err := json.Indent(&out, b, "", "  "); err != nil {
-		return fmt.Errorf("encode journal: %w", err)
-	}
-	out.WriteByte('\n')
-	return writeFileAtomic(journalPath(stateDir), out.Bytes(), sync)
+	return writeFileAtomic(journalPath(stateDir), b, sync)
 }
 
 // removeJournal deletes the journal durably (used only when a run changed nothing).
