@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -133,12 +132,7 @@ func (c *Containerd) config(cfg ContainerdConfig) string {
 
 // ctr runs ctr against this containerd in Namespace.
 func (c *Containerd) ctr(args ...string) (string, error) {
-	all := append([]string{"--address", c.Socket, "--namespace", c.Namespace}, args...)
-	out, err := exec.Command("ctr", all...).CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return string(out), nil
+	return runClient(nil, "ctr", []string{"--address", c.Socket, "--namespace", c.Namespace}, args)
 }
 
 // Ctr runs ctr against this containerd and fails the test on error.

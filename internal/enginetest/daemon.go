@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -148,4 +150,17 @@ func alive(pid int) bool {
 	// pid (comm) S ...: the state follows the last ')'.
 	i := bytes.LastIndexByte(stat, ')')
 	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
+}
+
+// runClient runs a daemon's client (ctr, docker) with the flags that point
+// it at the daemon, then args; env nil is this process's environment. The
+// error names the command and carries its output.
+func runClient(env []string, name string, daemonFlags, args []string) (string, error) {
+	cmd := exec.Command(name, append(slices.Clone(daemonFlags), args...)...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w: %s", filepath.Base(name), strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
 }

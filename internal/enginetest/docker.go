@@ -2,9 +2,7 @@ package enginetest
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -121,13 +119,7 @@ func StartDockerd(t testing.TB, c *Containerd) *Dockerd {
 
 // docker runs Debian's docker client against this dockerd.
 func (d *Dockerd) docker(args ...string) (string, error) {
-	cmd := exec.Command(DockerCLI, append([]string{"--host", "unix://" + d.Socket}, args...)...)
-	cmd.Env = d.env
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return string(out), nil
+	return runClient(d.env, DockerCLI, []string{"--host", "unix://" + d.Socket}, args)
 }
 
 // Docker runs the docker client and fails the test on error.
