@@ -91,33 +91,19 @@ func bundleName() (string, error) {
 // tool, and the identity of the bundle folder's files and the tarball.
 func (Bundle) Build(ctx context.Context) error {
 	mg.SerialCtxDeps(ctx, Release.All, Verify.Build)
-	k, err := releaseKey()
-	if err != nil {
-		return err
-	}
-	in, err := stepInputs(k)
-	if err != nil {
-		return err
-	}
-	for name, record := range map[string]string{
+	in, err := stepInputsAfter(ctx, map[string]string{
 		"release kubelet": releaseRecord(kubeProject, kubeVersion),
 		"release runc":    releaseRecord("runc", runcVersion),
 		"verify":          verifyRecord,
-	} {
-		if err := stepstamp.AddRecord(in, "step "+name, record); err != nil {
-			return err
-		}
+	})
+	if err != nil {
+		return err
 	}
 	name, err := bundleName()
 	if err != nil {
 		return err
 	}
-	mtime, err := sourceDate(ctx)
-	if err != nil {
-		return err
-	}
 	in.Add("bundle name", []byte(name))
-	in.Add("source date", []byte(mtime.String()))
 	s := &stepstamp.Step{Name: "bundle " + name, File: bundleRecord, Inputs: in,
 		Outputs: []string{filepath.Join(bundleOutput, name), filepath.Join(bundleOutput, name+bundle.TarExt)}}
 	return runStep(s, func() error { return buildPair(ctx, kubeVersion, runcVersion, bundleOutput, true) })

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"debug/elf"
 	"fmt"
 	"os"
@@ -80,6 +81,31 @@ func stepInputs(k signkey.Key) (*publish.Stamp, error) {
 		}
 	}
 	return s, nil
+}
+
+// stepInputsAfter starts the input stamp of a step that publishes what
+// earlier steps made, with the source date as its file times: stepInputs,
+// the records of those steps (name → record file) and the source date.
+func stepInputsAfter(ctx context.Context, after map[string]string) (*publish.Stamp, error) {
+	k, err := releaseKey()
+	if err != nil {
+		return nil, err
+	}
+	in, err := stepInputs(k)
+	if err != nil {
+		return nil, err
+	}
+	for name, record := range after {
+		if err := stepstamp.AddRecord(in, "step "+name, record); err != nil {
+			return nil, err
+		}
+	}
+	mtime, err := sourceDate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	in.Add("source date", []byte(mtime.String()))
+	return in, nil
 }
 
 // addGoEnv records the GO* settings of the environment that reach a go

@@ -48,22 +48,10 @@ const yumBaseURLEnv = "NOKMEM_YUM_BASEURL"
 // file under _output/yum.
 func (Yum) Build(ctx context.Context) error {
 	mg.SerialCtxDeps(ctx, Bundle.Build)
-	k, err := releaseKey()
+	in, err := stepInputsAfter(ctx, map[string]string{"bundle": bundleRecord})
 	if err != nil {
 		return err
 	}
-	in, err := stepInputs(k)
-	if err != nil {
-		return err
-	}
-	if err := stepstamp.AddRecord(in, "step bundle", bundleRecord); err != nil {
-		return err
-	}
-	mtime, err := sourceDate(ctx)
-	if err != nil {
-		return err
-	}
-	in.Add("source date", []byte(mtime.String()))
 	if err := addTool(in, "createrepo_c"); err != nil {
 		return err
 	}
