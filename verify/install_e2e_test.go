@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -185,7 +186,7 @@ func TestInstallKilledAtEachStep(t *testing.T) {
 			if _, stderr, err := n.run(verifyBin, nil, "rollback"); err != nil {
 				t.Fatalf("rollback: %v\n%s", err, stderr)
 			}
-			if after := files(t, n.bin); !sameFiles(before, after) {
+			if after := files(t, n.bin); !maps.Equal(before, after) {
 				t.Errorf("target dir after rerun and rollback:\n%v\nwant\n%v", after, before)
 			}
 			if left := files(t, n.tmp); len(left) != 0 {
@@ -221,18 +222,6 @@ func TestInstallKilledAtEachStep(t *testing.T) {
 			}
 		})
 	}
-}
-
-func sameFiles(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // holdLock takes the node lock in dir from another process (flock(1)) and
@@ -278,14 +267,14 @@ func TestInstallCommandsTakeTheNodeLock(t *testing.T) {
 			t.Errorf("verify %s while the lock is held: %v\n%s", strings.Join(args, " "), err, stderr)
 		}
 	}
-	if !sameFiles(before, files(t, n.bin)) || !sameFiles(beforeState, files(t, n.state)) {
+	if !maps.Equal(before, files(t, n.bin)) || !maps.Equal(beforeState, files(t, n.state)) {
 		t.Error("a refused command changed the node")
 	}
 	n.lock = filepath.Join(t.TempDir(), "free")
 	if _, stderr, err := n.run(verifyBin, nil, "rollback"); err != nil {
 		t.Fatalf("rollback with the lock free: %v\n%s", err, stderr)
 	}
-	if !sameFiles(stock, files(t, n.bin)) {
+	if !maps.Equal(stock, files(t, n.bin)) {
 		t.Error("rollback did not restore the stock binaries")
 	}
 }
@@ -355,7 +344,7 @@ func TestGarbageRecordAbandon(t *testing.T) {
 		!strings.Contains(out, "kubelet "+filepath.Join(n.bin, "kubelet")) {
 		t.Fatalf("install --abandon: %v\n%s%s", err, out, stderr)
 	}
-	if !sameFiles(bin, files(t, n.bin)) {
+	if !maps.Equal(bin, files(t, n.bin)) {
 		t.Error("--abandon changed a binary")
 	}
 	if aside, _ := filepath.Glob(filepath.Join(n.state, install.AbandonedPrefix+"*")); len(aside) != 1 {

@@ -105,46 +105,54 @@ func bareFloor(b testing.TB, tr *cgtest.Tree, h memcg.Hierarchy) func() (bare, r
 	b.Helper()
 	tr.Mkdir("floor-a", "floor-b")
 	p := tr.Sleep("floor-a")
-	return func() (time.Duration, time.Duration) {
-		start := time.Now()
-		for i := range benchCgroups {
-			rel := tr.Rel(fmt.Sprintf("floor-%d", i))
-			if err := tr.H.Mkdir(rel); err != nil {
-				b.Fatal(err)
-			}
-			if err := tr.H.Rmdir(rel); err != nil {
-				b.Fatal(err)
-			}
+	return func() (time.Duration, time.Duration) { return runFloor(b, tr.H, tr.Rel, p.Pid, h) }
+}
+
+// runFloor makes the floor's operations: on ops, benchCgroups mkdir+rmdir
+// pairs, benchProcs moves of pid between floor-a and floor-b and two
+// renames (names through at), timed as bare; then, timed as reads, one
+// read of each floor setting and of cgroup.procs in every cgroup of
+// kubepods in tree (the walk is not timed: it is not in the floor).
+func runFloor(b testing.TB, ops memcg.Hierarchy, at func(string) string, pid int, tree memcg.Hierarchy) (bare, reads time.Duration) {
+	b.Helper()
+	start := time.Now()
+	for i := range benchCgroups {
+		rel := at(fmt.Sprintf("floor-%d", i))
+		if err := ops.Mkdir(rel); err != nil {
+			b.Fatal(err)
 		}
-		dst := []string{tr.Rel("floor-b"), tr.Rel("floor-a")}
-		for i := range benchProcs {
-			if err := tr.H.Move(dst[i%2], p.Pid); err != nil {
-				b.Fatal(err)
-			}
+		if err := ops.Rmdir(rel); err != nil {
+			b.Fatal(err)
 		}
-		for _, names := range [][2]string{{"floor-b", "floor-c"}, {"floor-c", "floor-b"}} {
-			if err := tr.H.Rename(tr.Rel(names[0]), tr.Rel(names[1])); err != nil {
-				b.Fatal(err)
-			}
-		}
-		bare := time.Since(start)
-		all, err := h.Walk("kubepods") // not timed: a walk is not in the floor
-		if err != nil || len(all) != benchCgroups {
-			b.Fatalf("walk kubepods: %d cgroups, %v", len(all), err)
-		}
-		start = time.Now()
-		for _, rel := range all {
-			for _, f := range floorSettings {
-				if _, err := h.ReadString(rel, f); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if _, err := h.Procs(rel); err != nil {
-				b.Fatal(err)
-			}
-		}
-		return bare, time.Since(start)
 	}
+	dst := []string{at("floor-b"), at("floor-a")}
+	for i := range benchProcs {
+		if err := ops.Move(dst[i%2], pid); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, names := range [][2]string{{"floor-b", "floor-c"}, {"floor-c", "floor-b"}} {
+		if err := ops.Rename(at(names[0]), at(names[1])); err != nil {
+			b.Fatal(err)
+		}
+	}
+	bare = time.Since(start)
+	all, err := tree.Walk("kubepods")
+	if err != nil || len(all) != benchCgroups {
+		b.Fatalf("walk kubepods: %d cgroups, %v", len(all), err)
+	}
+	start = time.Now()
+	for _, rel := range all {
+		for _, f := range floorSettings {
+			if _, err := tree.ReadString(rel, f); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := tree.Procs(rel); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return bare, time.Since(start)
 }
 
 // floorSettings are the settings a migration copies (migrate.Settings
@@ -268,44 +276,7 @@ func simFloor(b *testing.B, s *memcgsim.Sim, h memcg.Hierarchy) (bare, reads tim
 		b.Fatal(err)
 	}
 	before := s.Costs()
-	start := time.Now()
-	for i := range benchCgroups {
-		rel := fmt.Sprintf("floor-%d", i)
-		if err := h.Mkdir(rel); err != nil {
-			b.Fatal(err)
-		}
-		if err := h.Rmdir(rel); err != nil {
-			b.Fatal(err)
-		}
-	}
-	dst := []string{"floor-b", "floor-a"}
-	for i := range benchProcs {
-		if err := h.Move(dst[i%2], pid); err != nil {
-			b.Fatal(err)
-		}
-	}
-	for _, names := range [][2]string{{"floor-b", "floor-c"}, {"floor-c", "floor-b"}} {
-		if err := h.Rename(names[0], names[1]); err != nil {
-			b.Fatal(err)
-		}
-	}
-	bare = time.Since(start)
-	all, err := h.Walk("kubepods")
-	if err != nil || len(all) != benchCgroups {
-		b.Fatalf("walk kubepods: %d cgroups, %v", len(all), err)
-	}
-	start = time.Now()
-	for _, rel := range all {
-		for _, f := range floorSettings {
-			if _, err := h.ReadString(rel, f); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if _, err := h.Procs(rel); err != nil {
-			b.Fatal(err)
-		}
-	}
-	reads = time.Since(start)
+	bare, reads = runFloor(b, h, func(rel string) string { return rel }, pid, h)
 	return bare, reads, s.Costs().Sub(before)
 }
 
