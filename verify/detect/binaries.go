@@ -185,8 +185,10 @@ func Identify(name, path string, o BinaryOptions) (Binary, error) {
 	out, errOut, runErr := nodeexec.Run(context.Background(), timeout, path, "--version")
 	stdout, stderr := string(out), string(errOut)
 	b.Version = firstLine(stdout)
-	_, parsed := affected.Parse(name, stdout)
-	b.Vulnerabilities = knownVulns(name, stdout)
+	v, parsed := affected.Parse(name, stdout)
+	if parsed {
+		b.Vulnerabilities = knownVulns(v)
+	}
 	nokmemWhy, nokmem := nokmemBuild(sum, o.KnownSums)
 	switch {
 	case runErr != nil && errors.Is(runErr, nodeexec.ErrTimeout):

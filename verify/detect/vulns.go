@@ -23,13 +23,9 @@ type Vulns struct {
 	Fix string `json:"fix,omitempty"`
 }
 
-// knownVulns reads the --version output of binary name and returns its
-// known vulnerabilities, nil when the output is not recognised.
-func knownVulns(name, versionOutput string) *Vulns {
-	v, ok := affected.Parse(name, versionOutput)
-	if !ok {
-		return nil
-	}
+// knownVulns returns the known vulnerabilities of version v (as
+// affected.Parse read it from a binary's --version output).
+func knownVulns(v affected.Version) *Vulns {
 	known := affected.Vulnerabilities(v)
 	out := &Vulns{Database: affected.VulnDatabase, Version: v.Version, Count: len(known), Known: known}
 	if out.Known == nil {
