@@ -1,7 +1,6 @@
 package kubeletnode
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // CgroupMount is where the cgroup v1 hierarchies are mounted.
@@ -35,29 +36,24 @@ type Cgroups struct {
 func (c *Cgroups) Memory() string { return filepath.Join(CgroupMount, "memory", c.Name) }
 
 // hierarchies lists the mount points under CgroupMount of the cgroup v1
-// hierarchies and of cgroup2, read from /proc/self/mountinfo.
+// hierarchies and of cgroup2.
 func hierarchies() (v1, v2 []string, err error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return filepath.Dir(m.Mountpoint) != CgroupMount, false
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		fields, tail := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(fields) < 5 || len(tail) < 1 || filepath.Dir(fields[4]) != CgroupMount {
-			continue
-		}
-		switch tail[0] {
+	for _, m := range ms {
+		switch m.FSType {
 		case "cgroup":
-			v1 = append(v1, fields[4])
+			v1 = append(v1, m.Mountpoint)
 		case "cgroup2":
-			v2 = append(v2, fields[4])
+			v2 = append(v2, m.Mountpoint)
 		}
 	}
 	sort.Strings(v1)
-	return v1, v2, sc.Err()
+	return v1, v2, nil
 }
 
 // NewCgroups creates the scratch cgroup name in every cgroup v1 hierarchy.

@@ -33,6 +33,9 @@ type Mount struct {
 	dirs map[uint64]*fs.Inode
 }
 
+// fsName names the simulator's mounts (source memcgsim, type fuse.memcgsim).
+const fsName = "memcgsim"
+
 // Mount serves s on the existing empty directory dir. It needs root (it
 // mounts directly, without fusermount) and /dev/fuse.
 //
@@ -50,9 +53,10 @@ func (s *Sim) Mount(dir string) (*Mount, error) {
 		MountOptions: fuse.MountOptions{
 			DirectMountStrict: true, // mount(2) itself; never fusermount
 			AllowOther:        true,
-			FsName:            "memcgsim",
-			Name:              "memcgsim",
-			DisableXAttrs:     true,
+			FsName:            fsName,
+			Name:              fsName, // the mount's type is fuse.memcgsim
+
+			DisableXAttrs: true,
 			// A walk needs names and types only; READDIRPLUS would look up
 			// every control file of every cgroup it lists.
 			DisableReadDirPlus: true,
