@@ -12,13 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nokmem/nokmem/internal/memcgsim"
+	"github.com/nokmem/nokmem/internal/memcgtest"
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/acceptance"
 	"github.com/nokmem/nokmem/verify/assert"
-	"github.com/nokmem/nokmem/verify/cgtest"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 )
 
 // nobodyVerify copies the verify binary where uid 65534 can run it.
@@ -58,7 +58,7 @@ func asNobody(cmd *exec.Cmd) *exec.Cmd {
 func TestAssertAsNobodyCreatesNothing(t *testing.T) {
 	bin := nobodyVerify(t)
 	n := newNode(t, memcgsim.RHEL78)
-	cgtest.BuildKubepods(t, n.h.Mkdir, cgtest.QoS, 3, 1)
+	memcgtest.BuildKubepods(t, n.h.Mkdir, memcgtest.QoS, 3, 1)
 	// The simulator's mount and the node's files are in t.TempDir()s.
 	for _, d := range []string{filepath.Dir(n.dir), n.dir} {
 		if err := os.Chmod(d, 0o755); err != nil {
@@ -179,7 +179,7 @@ const hangingBinary = "#!/bin/sh\necho 'Kubernetes v1.12.4'\nsleep 120\n"
 // nodeexec.WaitDelay; the test logs the time measured at the defaults.
 func TestDetectHangingVersion(t *testing.T) {
 	n := newNode(t, memcgsim.RHEL78)
-	cgtest.BuildKubepods(t, n.h.Mkdir, cgtest.QoS, 2, 1)
+	memcgtest.BuildKubepods(t, n.h.Mkdir, memcgtest.QoS, 2, 1)
 	for _, b := range detect.BinaryNames {
 		n.write("bin/"+b, hangingBinary, 0o755)
 	}
@@ -354,7 +354,7 @@ func TestExitCodeTable(t *testing.T) {
 // stock kubelet v1.12.4 and runc rc5 of newNode.
 func systemdNode(t *testing.T) (*node, []string) {
 	n := newNode(t, memcgsim.RHEL78)
-	ctrs := cgtest.BuildKubepods(t, n.h.Mkdir, cgtest.Systemd, 6, 2)
+	ctrs := memcgtest.BuildKubepods(t, n.h.Mkdir, memcgtest.Systemd, 6, 2)
 	for _, c := range ctrs {
 		if _, err := n.sim.AddTask(c, 1<<20); err != nil {
 			t.Fatal(err)

@@ -9,10 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nokmem/nokmem/verify/cgtest"
+	"github.com/nokmem/nokmem/internal/memcgsim"
+	"github.com/nokmem/nokmem/internal/memcgtest"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 	"github.com/nokmem/nokmem/verify/migrate"
 )
 
@@ -46,7 +46,7 @@ func newMigrateNodeOn(t *testing.T, p memcgsim.Profile, kubeletVersion string, k
 		}
 		return h.Write(rel, memcg.KmemLimit, "-1")
 	}
-	for _, ctr := range cgtest.BuildKubepods(t, mkdir, cgtest.QoS, 3, 2) {
+	for _, ctr := range memcgtest.BuildKubepods(t, mkdir, memcgtest.QoS, 3, 2) {
 		if _, err := s.AddTask(ctr, 1<<20); err != nil {
 			t.Fatal(err)
 		}

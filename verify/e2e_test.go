@@ -23,14 +23,14 @@ import (
 
 	"github.com/nokmem/nokmem/internal/bundle"
 	"github.com/nokmem/nokmem/internal/bundle/bundletest"
+	"github.com/nokmem/nokmem/internal/memcgsim"
+	"github.com/nokmem/nokmem/internal/memcgtest"
 	"github.com/nokmem/nokmem/internal/release/sums"
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/acceptance"
 	"github.com/nokmem/nokmem/verify/assert"
-	"github.com/nokmem/nokmem/verify/cgtest"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 	"github.com/nokmem/nokmem/verify/nodelock"
 )
 
@@ -716,8 +716,8 @@ func TestRunRefuses(t *testing.T) {
 // write). assert on a scratch kubepods tree with a real process gives the
 // verdict that fits the kernel line.
 func TestRealHierarchyBinary(t *testing.T) {
-	tr := cgtest.Scratch(t)
-	tr.Kubepods(cgtest.Flat, 2, 1)
+	tr := memcgtest.Scratch(t)
+	tr.Kubepods(memcgtest.Flat, 2, 1)
 	tr.Sleep("kubepods/pod0/ctr0")
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {

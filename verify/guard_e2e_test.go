@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nokmem/nokmem/verify/cgtest"
+	"github.com/nokmem/nokmem/internal/memcgsim"
+	"github.com/nokmem/nokmem/internal/memcgtest"
 	"github.com/nokmem/nokmem/verify/memcg"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 	"github.com/nokmem/nokmem/verify/nodelock"
 )
 
@@ -35,7 +35,7 @@ func newMigratableNode(t *testing.T, pods, ctrs int) *node {
 		}
 		return n.h.Write(rel, memcg.KmemLimit, "-1")
 	}
-	for _, ctr := range cgtest.BuildKubepods(t, mkdir, cgtest.QoS, pods, ctrs) {
+	for _, ctr := range memcgtest.BuildKubepods(t, mkdir, memcgtest.QoS, pods, ctrs) {
 		if _, err := n.sim.AddTask(ctr, 1<<20); err != nil {
 			t.Fatal(err)
 		}

@@ -21,9 +21,9 @@ import (
 	"github.com/nokmem/nokmem/internal/atomicfile"
 	"github.com/nokmem/nokmem/internal/bundle"
 	"github.com/nokmem/nokmem/internal/bundle/bundletest"
+	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/install"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 	"github.com/nokmem/nokmem/verify/nodelock"
 )
 

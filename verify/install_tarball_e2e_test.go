@@ -8,7 +8,7 @@ import (
 
 	"github.com/nokmem/nokmem/internal/bundle"
 	"github.com/nokmem/nokmem/internal/bundle/bundletest"
-	"github.com/nokmem/nokmem/verify/memcgsim"
+	"github.com/nokmem/nokmem/internal/memcgsim"
 )
 
 // TestInstallTarballThisTree runs `verify install --bundle <tarball>` with

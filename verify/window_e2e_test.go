@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/verify/acceptance"
 	"github.com/nokmem/nokmem/verify/detect"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 )
 
 // slowIdentify is how long the stand-in kubelet's --version takes: what

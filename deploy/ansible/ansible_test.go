@@ -22,9 +22,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/memcg"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 )
 
 // Stock binaries of a simulated node (detect reads their version output).

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nokmem/nokmem/verify/memcgsim"
+	"github.com/nokmem/nokmem/internal/memcgsim"
 )
 
 // Health gates, as kubespray's upgrade play has them. Canary c1 (its first

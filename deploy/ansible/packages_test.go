@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/internal/rpmrepo"
 	"github.com/nokmem/nokmem/internal/testenv"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 )
 
 // yumNode is a node whose root (<dir>/root) holds an rpm database with the

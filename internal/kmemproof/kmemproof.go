@@ -14,7 +14,7 @@
 //
 // The fake cgroup root must create a new cgroup's control files on mkdir,
 // like cgroupfs (libcontainer only writes memory.kmem.limit_in_bytes when the
-// file exists): the tests use verify/memcgsim mounted over FUSE, whose hook
+// file exists): the tests use internal/memcgsim mounted over FUSE, whose hook
 // sees every write.
 package kmemproof
 

@@ -10,13 +10,13 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/internal/modfetch"
 	"github.com/nokmem/nokmem/internal/patchset"
 	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/srctree"
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/internal/toolchain"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 )
 
 // TreeEnv overrides where the tests look for the assembled kubelet tree

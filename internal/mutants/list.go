@@ -139,7 +139,7 @@ var List = []Mutation{
 	{
 		// An injected failure that never fires must fail the test, not skip it.
 		Name:    "sim-hook-never-fires",
-		File:    "verify/memcgsim/sim.go",
+		File:    "internal/memcgsim/sim.go",
 		Old:     "\tif err := s.callHook(op); err != nil {",
 		New:     "\tif err := s.callHook(op); false && err != nil {",
 		Package: "./verify/migrate",
@@ -149,18 +149,18 @@ var List = []Mutation{
 		// A cgroup removed through the Go API must be gone for the mount at
 		// once (entry cache invalidated), not after a sleep.
 		Name:    "sim-keeps-stale-entry",
-		File:    "verify/memcgsim/sim.go",
+		File:    "internal/memcgsim/sim.go",
 		Old:     "\ts.invalidate(parentRel, name)",
 		New:     "\t_, _ = parentRel, name",
-		Package: "./verify/memcgsim",
+		Package: "./internal/memcgsim",
 		Run:     "^TestInodes$",
 	},
 	{
 		Name:    "sim-slabinfo-empty-not-eio",
-		File:    "verify/memcgsim/files.go",
+		File:    "internal/memcgsim/files.go",
 		Old:     "if cg.isRoot() || cg.kmemID < 0 {\n\t\treturn \"\", syscall.EIO",
 		New:     "if cg.isRoot() || cg.kmemID < 0 {\n\t\treturn \"\", nil",
-		Package: "./verify/memcgsim",
+		Package: "./internal/memcgsim",
 		Run:     "^TestRules$",
 	},
 	{
@@ -438,10 +438,10 @@ var List = []Mutation{
 	},
 	{
 		Name:    "sim-swappiness-not-inherited",
-		File:    "verify/memcgsim/sim.go",
+		File:    "internal/memcgsim/sim.go",
 		Old:     "cg.swappiness = parent.swappiness",
 		New:     "cg.swappiness = 60",
-		Package: "./verify/memcgsim",
+		Package: "./internal/memcgsim",
 		Run:     "^TestRules$",
 	},
 	{

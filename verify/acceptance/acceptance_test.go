@@ -11,13 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nokmem/nokmem/internal/memcgsim"
+	"github.com/nokmem/nokmem/internal/memcgtest"
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/acceptance"
 	"github.com/nokmem/nokmem/verify/assert"
-	"github.com/nokmem/nokmem/verify/cgtest"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 	"github.com/nokmem/nokmem/verify/migrate"
 	"github.com/nokmem/nokmem/verify/report"
 )
@@ -218,9 +218,9 @@ func TestRunFailures(t *testing.T) {
 // TestRealHierarchy runs detect, the migration and assert on a scratch
 // kubepods tree on this machine's memory hierarchy, with real processes.
 func TestRealHierarchy(t *testing.T) {
-	tr := cgtest.Scratch(t)
-	ctrs := tr.Kubepods(cgtest.QoS, 3, 1)
-	var procs []*cgtest.Proc
+	tr := memcgtest.Scratch(t)
+	ctrs := tr.Kubepods(memcgtest.QoS, 3, 1)
+	var procs []*memcgtest.Proc
 	for _, c := range ctrs {
 		procs = append(procs, tr.Sleep(c))
 	}

@@ -9,10 +9,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/verify/assert"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 )
 
 func TestCheckOnSimulator(t *testing.T) {

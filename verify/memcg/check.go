@@ -28,7 +28,7 @@ var rootControlFiles = []string{Limit, Usage, UseHierarchy, Procs}
 //   - on cgroupfs (statfs magic CGROUP_SUPER_MAGIC) the mount table
 //     (mountinfo) must show h.Root as the mount point of a "cgroup" file
 //     system whose super options name the memory controller;
-//   - on a FUSE file system (the simulator, verify/memcgsim) the memory
+//   - on a FUSE file system (the simulator, internal/memcgsim) the memory
 //     control files of a root cgroup must be there;
 //   - anything else (a plain directory, tmpfs, cgroup2) is refused.
 //

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/memcg"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 )
 
 // TestCheckRoot: only the root of a cgroup v1 memory hierarchy (or the

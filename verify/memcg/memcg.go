@@ -1,6 +1,6 @@
 // Package memcg reads and changes a cgroup v1 memory hierarchy mounted at any
 // directory: the real /sys/fs/cgroup/memory, a FUSE mount of the simulator
-// (verify/memcgsim) or a plain directory in tests.
+// (internal/memcgsim) or a plain directory in tests.
 //
 // Every error is an *fs.PathError that names the operation and the file, and
 // keeps the errno, so errors.Is(err, syscall.EBUSY) works and the message

@@ -14,9 +14,9 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/memcg"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 )
 
 // fakeTree builds directories with control files in a temp dir; plain files

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nokmem/nokmem/verify/cgtest"
+	"github.com/nokmem/nokmem/internal/memcgsim"
+	"github.com/nokmem/nokmem/internal/memcgtest"
 	"github.com/nokmem/nokmem/verify/memcg"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 	"github.com/nokmem/nokmem/verify/migrate"
 )
 
@@ -34,8 +34,8 @@ const (
 // reported are the medians of the iterations' (minimum and maximum are
 // printed too). Run it with -benchtime=Nx, N ≥ 5.
 func BenchmarkMigrateReal110Pods(b *testing.B) {
-	tr := cgtest.Scratch(b)
-	ctrs := tr.Kubepods(cgtest.QoS, benchPods, benchCtrs)
+	tr := memcgtest.Scratch(b)
+	ctrs := tr.Kubepods(memcgtest.QoS, benchPods, benchCtrs)
 	for i := range benchProcs {
 		tr.Sleep(ctrs[i%len(ctrs)])
 	}
@@ -101,7 +101,7 @@ func medianDur(v []time.Duration) time.Duration {
 // without, in the cgroups of the tree at kubepods: the six copied settings
 // and cgroup.procs of each cgroup (reads). bare+reads is the floor the
 // issue measured on 3.10 ("mkdir+rmdir, reads, moves").
-func bareFloor(b testing.TB, tr *cgtest.Tree, h memcg.Hierarchy) func() (bare, reads time.Duration) {
+func bareFloor(b testing.TB, tr *memcgtest.Tree, h memcg.Hierarchy) func() (bare, reads time.Duration) {
 	b.Helper()
 	tr.Mkdir("floor-a", "floor-b")
 	p := tr.Sleep("floor-a")
@@ -254,7 +254,7 @@ func simTree(b *testing.B) (*memcgsim.Sim, memcg.Hierarchy) {
 		}
 		return nil
 	}
-	ctrs := cgtest.BuildKubepods(b, mkdir, cgtest.QoS, benchPods, benchCtrs)
+	ctrs := memcgtest.BuildKubepods(b, mkdir, memcgtest.QoS, benchPods, benchCtrs)
 	for i := range benchProcs {
 		if _, err := s.AddTask(ctrs[i%len(ctrs)], 1<<20); err != nil {
 			b.Fatal(err)
@@ -285,7 +285,7 @@ func simFloor(b *testing.B, s *memcgsim.Sim, h memcg.Hierarchy) (bare, reads tim
 // process between two cgroups. A 443-cgroup, 400-process migration does
 // 2×443 mkdir, 2×443 rmdir and 2×400 moves.
 func BenchmarkBareReal(b *testing.B) {
-	tr := cgtest.Scratch(b)
+	tr := memcgtest.Scratch(b)
 	tr.Mkdir("a", "b")
 	b.Run("mkdir+rmdir", func(b *testing.B) {
 		i := 0

@@ -5,9 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nokmem/nokmem/verify/cgtest"
+	"github.com/nokmem/nokmem/internal/memcgsim"
+	"github.com/nokmem/nokmem/internal/memcgtest"
 	"github.com/nokmem/nokmem/verify/memcg"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 	"github.com/nokmem/nokmem/verify/migrate"
 )
 
@@ -59,7 +59,7 @@ func TestDefaultValuedSettings(t *testing.T) {
 // container cgroup: the real kernel's inheritance at mkdir, not the
 // simulator's.
 func TestDefaultValuedSettingsRealKernel(t *testing.T) {
-	tr := cgtest.Scratch(t)
+	tr := memcgtest.Scratch(t)
 	n := &realNode{tr: tr, h: memcg.Hierarchy{Root: tr.H.Path(tr.Base)}, where: map[int]string{}, stateDir: t.TempDir()}
 	// Parents get their value before their children exist, as kubelet
 	// creates them, so the children inherit it and are then set back.

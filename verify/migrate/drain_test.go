@@ -6,8 +6,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/verify/memcg"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 )
 
 // TestDrainCatchesForks: every move out of the source races a fork that

@@ -9,9 +9,9 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/nokmem/nokmem/verify/cgtest"
+	"github.com/nokmem/nokmem/internal/memcgsim"
+	"github.com/nokmem/nokmem/internal/memcgtest"
 	"github.com/nokmem/nokmem/verify/memcg"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 	"github.com/nokmem/nokmem/verify/migrate"
 )
 
@@ -38,7 +38,7 @@ var renameCases = []struct {
 func TestRenameRulesRealKernel(t *testing.T) {
 	for _, tc := range renameCases {
 		t.Run(tc.name, func(t *testing.T) {
-			tr := cgtest.Scratch(t)
+			tr := memcgtest.Scratch(t)
 			real := memcg.Hierarchy{Root: tr.H.Path(tr.Base)}
 			_, m := memcgsim.MountForTest(t, memcgsim.Modern)
 			sim := memcg.Hierarchy{Root: m.Memory}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nokmem/nokmem/verify/cgtest"
+	"github.com/nokmem/nokmem/internal/memcgtest"
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/migrate"
 )
@@ -16,7 +16,7 @@ import (
 // realNode is a scratch cgroup on this machine's memory hierarchy that acts
 // as the memory root: kubepods and the temporary tree live inside it.
 type realNode struct {
-	tr *cgtest.Tree
+	tr *memcgtest.Tree
 	h  memcg.Hierarchy
 	// where maps each started process to its cgroup relative to kubepods.
 	where map[int]string
@@ -27,9 +27,9 @@ type realNode struct {
 
 func newRealNode(t testing.TB, pods, ctrs, sleepsPerCtr, threadedCtrs int) *realNode {
 	t.Helper()
-	tr := cgtest.Scratch(t)
+	tr := memcgtest.Scratch(t)
 	n := &realNode{tr: tr, h: memcg.Hierarchy{Root: tr.H.Path(tr.Base)}, where: map[int]string{}, stateDir: t.TempDir()}
-	ctrsRel := tr.Kubepods(cgtest.QoS, pods, ctrs)
+	ctrsRel := tr.Kubepods(memcgtest.QoS, pods, ctrs)
 	for _, w := range [][3]string{
 		{"kubepods", memcg.Limit, "4294967296"},
 		{"kubepods/burstable", memcg.SoftLimit, "1073741824"},

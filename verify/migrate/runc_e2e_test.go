@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nokmem/nokmem/internal/memcgtest"
 	"github.com/nokmem/nokmem/internal/runcproof"
 	"github.com/nokmem/nokmem/internal/testenv"
-	"github.com/nokmem/nokmem/verify/cgtest"
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/migrate"
 )
@@ -71,11 +71,11 @@ func TestMigrateRuncContainers(t *testing.T) {
 	testenv.RequireFile(t, "busybox-static", busyboxStatic)
 	bin := runcBinary()
 	testenv.RequireFile(t, "runc (go tool mage build)", bin)
-	tr := cgtest.Scratch(t)
-	tr.Kubepods(cgtest.QoS, 2, 1)
+	tr := memcgtest.Scratch(t)
+	tr.Kubepods(memcgtest.QoS, 2, 1)
 	state := t.TempDir()
 	// runc creates the container cgroups in every hierarchy; remove what
-	// it leaves of the scratch path outside the memory one (cgtest removes
+	// it leaves of the scratch path outside the memory one (memcgtest removes
 	// that), after the containers are deleted (cleanups run last first).
 	t.Cleanup(func() {
 		subs, err := filepath.Glob("/sys/fs/cgroup/*")

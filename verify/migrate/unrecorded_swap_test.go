@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nokmem/nokmem/verify/memcgsim"
+	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/verify/migrate"
 )
 

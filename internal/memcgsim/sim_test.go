@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/memcg"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 )
 
 // env is one mounted simulator; h reaches it through real system calls.

@@ -1,11 +1,11 @@
-package cgtest_test
+package memcgtest_test
 
 import (
 	"testing"
 
-	"github.com/nokmem/nokmem/verify/cgtest"
+	"github.com/nokmem/nokmem/internal/memcgsim"
+	"github.com/nokmem/nokmem/internal/memcgtest"
 	"github.com/nokmem/nokmem/verify/memcg"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 )
 
 // benchBackend is what the benchmarks need from a backend.
@@ -45,7 +45,7 @@ var benchBackends = []struct {
 		}}
 	}},
 	{"real", func(b *testing.B) benchBackend {
-		tr := cgtest.Scratch(b)
+		tr := memcgtest.Scratch(b)
 		return benchBackend{h: tr.H, base: tr.Base, procs: func(rel string, n int) []int {
 			pids := make([]int, n)
 			for i := range pids {
@@ -62,7 +62,7 @@ func BenchmarkWalk10k(b *testing.B) {
 	for _, be := range benchBackends {
 		b.Run(be.name, func(b *testing.B) {
 			bb := be.new(b)
-			cgtest.BuildKubepods(b, func(rel string) error { return bb.h.Mkdir(bb.p(rel)) }, cgtest.QoS, 2000, 4)
+			memcgtest.BuildKubepods(b, func(rel string) error { return bb.h.Mkdir(bb.p(rel)) }, memcgtest.QoS, 2000, 4)
 			for b.Loop() {
 				all, err := bb.h.Walk(bb.p("kubepods"))
 				if err != nil {

@@ -1,4 +1,4 @@
-package cgtest
+package memcgtest
 
 import (
 	"bufio"

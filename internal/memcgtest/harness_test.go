@@ -1,4 +1,4 @@
-package cgtest_test
+package memcgtest_test
 
 import (
 	"errors"
@@ -7,19 +7,19 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/nokmem/nokmem/verify/cgtest"
+	"github.com/nokmem/nokmem/internal/memcgtest"
 )
 
 // TestHarnessCleansUp builds both kubepods layouts with processes in them
 // and checks, after the subtest's cleanup ran, that the processes are gone
 // and no scratch cgroup is left.
 func TestHarnessCleansUp(t *testing.T) {
-	for _, l := range []cgtest.Layout{cgtest.QoS, cgtest.Flat} {
+	for _, l := range []memcgtest.Layout{memcgtest.QoS, memcgtest.Flat} {
 		var base string
 		var pids []int
-		var tr *cgtest.Tree
+		var tr *memcgtest.Tree
 		t.Run("layout", func(t *testing.T) {
-			tr = cgtest.Scratch(t)
+			tr = memcgtest.Scratch(t)
 			base = tr.Base
 			ctrs := tr.Kubepods(l, 3, 2)
 			if len(ctrs) != 6 {
@@ -30,7 +30,7 @@ func TestHarnessCleansUp(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := 1 + 3 + 6
-			if l == cgtest.QoS {
+			if l == memcgtest.QoS {
 				want += 2
 			}
 			if len(all) != want {

@@ -1,10 +1,10 @@
-// Package cgtest is the real-kernel test harness: it makes a unique scratch
+// Package memcgtest is the real-kernel test harness: it makes a unique scratch
 // cgroup /sys/fs/cgroup/memory/nokmem-test-<random>, builds kubepods-like
 // trees in it, starts real processes in its cgroups and, in t.Cleanup, even
 // after a failure, kills exactly the processes it started (by pid), waits
 // for them and removes every cgroup it made, leaf first. It never touches
 // any other cgroup or process.
-package cgtest
+package memcgtest
 
 import (
 	"crypto/rand"

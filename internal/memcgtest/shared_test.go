@@ -1,4 +1,4 @@
-package cgtest_test
+package memcgtest_test
 
 import (
 	"errors"
@@ -10,9 +10,9 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/nokmem/nokmem/verify/cgtest"
+	"github.com/nokmem/nokmem/internal/memcgsim"
+	"github.com/nokmem/nokmem/internal/memcgtest"
 	"github.com/nokmem/nokmem/verify/memcg"
-	"github.com/nokmem/nokmem/verify/memcgsim"
 )
 
 const mib = 1 << 20
@@ -69,7 +69,7 @@ func simBackend(p memcgsim.Profile) newBackend {
 }
 
 func realBackend(t *testing.T) *backend {
-	tr := cgtest.Scratch(t)
+	tr := memcgtest.Scratch(t)
 	b := &backend{h: tr.H, base: tr.Base}
 	b.proc = func(rel string, threads int) (int, func(int) int) {
 		th := tr.StartThreaded(rel, threads)
