@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -53,7 +54,7 @@ func assembleInputs(ctx context.Context, project, version string) (*pins.Lock, s
 	if err != nil {
 		return nil, srctree.Tree{}, err
 	}
-	tree, err := srctree.Assemble(ctx, newFetcher(), l, srctree.DefaultBuildDir(repo, l))
+	tree, err := srctree.Assemble(ctx, newFetcher(), l, srctree.DefaultBuildDir(repo, l), slog.Default())
 	return l, tree, err
 }
 

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"os"
 
 	"github.com/magefile/mage/mg"
@@ -85,7 +86,7 @@ func (Kubelet) Audit(ctx context.Context, version string) error {
 // (mage's working directory), inputs through the module proxy, the pinned
 // toolchain's go build, human lines on stderr.
 func newPipeline() *pipeline.Pipeline {
-	return &pipeline.Pipeline{Root: ".", Inputs: pipeline.ModInputs{Fetcher: newFetcher()}, Builder: pipeline.GoBuilder{CacheDir: stampsDir}, Out: os.Stderr}
+	return &pipeline.Pipeline{Root: ".", Inputs: pipeline.ModInputs{Fetcher: newFetcher(), Log: slog.Default()}, Builder: pipeline.GoBuilder{CacheDir: stampsDir}, Out: os.Stderr}
 }
 
 // projectFor describes project for the pipeline: versionArgs, when set, are

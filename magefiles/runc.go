@@ -127,7 +127,7 @@ func buildUnpatched(ctx context.Context, l *pins.Lock) (bool, error) {
 			return err
 		}
 		spec.Go = goBin
-		if _, err := srctree.Assemble(ctx, newFetcher(), l, dir); err != nil {
+		if _, err := srctree.Assemble(ctx, newFetcher(), l, dir, slog.Default()); err != nil {
 			return err
 		}
 		if err := gobuild.Build(ctx, spec); err != nil {

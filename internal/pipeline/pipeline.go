@@ -25,6 +25,7 @@ import (
 
 	"github.com/nokmem/nokmem/internal/gobuild"
 	"github.com/nokmem/nokmem/internal/kmemsrc"
+	"github.com/nokmem/nokmem/internal/layout"
 	"github.com/nokmem/nokmem/internal/patchset"
 	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/publish"
@@ -125,12 +126,15 @@ func (p *Pipeline) say(format string, a ...any) {
 	}
 }
 
+// Layout is the layout of the repository at Root.
+func (p *Pipeline) Layout() layout.Layout { return layout.New(p.Root) }
+
 // PinsDir is the lock folder.
-func (p *Pipeline) PinsDir() string { return filepath.Join(p.Root, "vendor-pins") }
+func (p *Pipeline) PinsDir() string { return p.Layout().Pins() }
 
 // PatchDir is project@version's patch folder.
 func (p *Pipeline) PatchDir(project, version string) string {
-	return filepath.Join(p.Root, "patches", project, version)
+	return p.Layout().Patches(project, version)
 }
 
 // ExpectedSumsPath is the committed checksum file of a project version.
@@ -172,7 +176,7 @@ func (p *Pipeline) Plan(ctx context.Context, proj Project, version string) (*Pla
 	if err != nil {
 		return nil, err
 	}
-	buildDir, err := filepath.Abs(filepath.Join(p.Root, "_build", proj.Name, version))
+	buildDir, err := filepath.Abs(p.Layout().Build(proj.Name, version))
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +193,7 @@ func (p *Pipeline) Plan(ctx context.Context, proj Project, version string) (*Pla
 		return nil, err
 	}
 	return &Plan{Project: proj, Lock: l, Patches: set, Spec: spec, Stamp: stamp, BuildDir: buildDir,
-		Dest: filepath.Join(p.Root, "_output", proj.Name, version)}, nil
+		Dest: p.Layout().Output(proj.Name, version)}, nil
 }
 
 // Spec is the gobuild spec of l in tree with the given patch-set marker (without Go).
@@ -241,10 +245,17 @@ func (p *Pipeline) Tree(ctx context.Context, project, version string) (*pins.Loc
 	if err != nil {
 		return nil, srctree.Tree{}, err
 	}
-	buildDir, err := filepath.Abs(filepath.Join(p.Root, "_build", project, version))
+	buildDir, err := filepath.Abs(p.Layout().Build(project, version))
 	if err != nil {
 		return nil, srctree.Tree{}, err
 	}
+	tree, err := p.tree(ctx, l, set, buildDir)
+	return l, tree, err
+}
+
+// tree is Tree for a loaded lock and patch series.
+func (p *Pipeline) tree(ctx context.Context, l *pins.Lock, set *patchset.Set, buildDir string) (srctree.Tree, error) {
+	project, version := l.Project, l.Version
 	want := fmt.Sprintf("lock %s\npatches %s\n", l.Digest(), set.Digest())
 	stampPath := filepath.Join(buildDir, treeStampFile)
 	tree := srctree.Paths(l, buildDir)
@@ -254,32 +265,32 @@ func (p *Pipeline) Tree(ctx context.Context, project, version string) (*pins.Loc
 		if st, err := set.Status(tree.Root); err == nil {
 			if st == patchset.Unpatched {
 				if _, err := set.Apply(tree.Root); err != nil {
-					return nil, srctree.Tree{}, err
+					return srctree.Tree{}, err
 				}
 			}
-			return l, tree, checkFix(l, tree)
+			return tree, checkFix(l, tree)
 		}
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, srctree.Tree{}, err
+		return srctree.Tree{}, err
 	}
 	if err := os.Remove(stampPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, srctree.Tree{}, err
+		return srctree.Tree{}, err
 	}
-	tree, err = p.Inputs.Assemble(ctx, l, buildDir)
+	tree, err := p.Inputs.Assemble(ctx, l, buildDir)
 	if err != nil {
-		return nil, srctree.Tree{}, err
+		return srctree.Tree{}, err
 	}
 	if _, err := set.Apply(tree.Root); err != nil {
-		return nil, srctree.Tree{}, fmt.Errorf("%s %s: %w", project, version, err)
+		return srctree.Tree{}, fmt.Errorf("%s %s: %w", project, version, err)
 	}
 	if err := checkFix(l, tree); err != nil {
-		return nil, srctree.Tree{}, err
+		return srctree.Tree{}, err
 	}
 	p.log().Info("fix in place", "project", project, "version", version, "fix", l.Fix.Kind, "patches", len(set.Patches), "marker", set.Marker())
 	if err := os.WriteFile(stampPath, []byte(want), 0o644); err != nil {
-		return nil, srctree.Tree{}, err
+		return srctree.Tree{}, err
 	}
-	return l, tree, nil
+	return tree, nil
 }
 
 // ErrNoKmemDisabled is returned for a buildtag lock whose tree lacks the
@@ -329,7 +340,7 @@ func (p *Pipeline) BuildChecked(ctx context.Context, plan *Plan, outDir string) 
 		return nil, err
 	}
 	step := time.Now()
-	if _, _, err := p.Tree(ctx, l.Project, l.Version); err != nil {
+	if _, err := p.tree(ctx, l, plan.Patches, plan.BuildDir); err != nil {
 		return nil, err
 	}
 	p.log().Info("source tree ready", "project", l.Project, "version", l.Version, "took", time.Since(step).Round(time.Millisecond))
@@ -463,7 +474,7 @@ func (p *Pipeline) checkedRecord(plan *Plan) *stepstamp.Step {
 		outs = append(outs, filepath.Join(plan.Dest, b.Output))
 	}
 	return &stepstamp.Step{Name: plan.Project.Name + " " + plan.Lock.Version,
-		File:   filepath.Join(p.Root, "_build", "stamps", plan.Project.Name+"-"+plan.Lock.Version),
+		File:   p.Layout().Record(plan.Project.Name + "-" + plan.Lock.Version),
 		Inputs: plan.Stamp, Outputs: outs}
 }
 

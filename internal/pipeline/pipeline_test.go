@@ -405,3 +405,24 @@ func TestBuildProgress(t *testing.T) {
 		t.Errorf("no final package count in %q", all.String())
 	}
 }
+
+// BuildChecked builds what the plan loaded: it reads neither the lock nor
+// the patch series again (both gone here after planning).
+func TestBuildCheckedUsesThePlan(t *testing.T) {
+	w := newWorld(t, setup{})
+	b := &fakeBuilder{}
+	p := w.pipeline(b)
+	plan, err := p.Plan(context.Background(), demo, "v1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, gone := range []string{filepath.Join(w.root, "patches"), pins.Path(p.PinsDir(), "demo", "v1.0.0")} {
+		if err := os.RemoveAll(gone); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bins, err := p.BuildChecked(context.Background(), plan, plan.Spec.OutDir)
+	if err != nil || len(bins) != 1 || len(b.specs) != 1 {
+		t.Fatalf("BuildChecked after the lock and patches went: %v, %v, %d builds; want it to build the plan", bins, err, len(b.specs))
+	}
+}

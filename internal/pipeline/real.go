@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +26,8 @@ import (
 // ModInputs fetches inputs through the Go module proxy (modfetch, toolchain, srctree).
 type ModInputs struct {
 	Fetcher *modfetch.Fetcher
+	// Log receives a line per assembled source tree (nothing when nil).
+	Log *slog.Logger
 }
 
 // Toolchain implements Inputs.
@@ -34,7 +37,7 @@ func (m ModInputs) Toolchain(ctx context.Context, mod pins.Module) (string, erro
 
 // Assemble implements Inputs.
 func (m ModInputs) Assemble(ctx context.Context, l *pins.Lock, buildDir string) (srctree.Tree, error) {
-	return srctree.Assemble(ctx, m.Fetcher, l, buildDir)
+	return srctree.Assemble(ctx, m.Fetcher, l, buildDir, m.Log)
 }
 
 // GoBuilder builds with gobuild and checks with elfcheck and the binary's own version output.

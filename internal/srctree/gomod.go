@@ -58,7 +58,7 @@ func ModEnv(l *pins.Lock, tree Tree) []string {
 }
 
 // assembleGoMod builds l's go.mod tree in <buildDir>/gopath.
-func assembleGoMod(ctx context.Context, f *modfetch.Fetcher, l *pins.Lock, buildDir string) (Tree, error) {
+func assembleGoMod(ctx context.Context, f *modfetch.Fetcher, l *pins.Lock, buildDir string, log *slog.Logger) (Tree, error) {
 	start := time.Now()
 	fail := func(err error) (Tree, error) {
 		return Tree{}, fmt.Errorf("assemble %s %s: %w", l.Project, l.Version, err)
@@ -107,7 +107,7 @@ func assembleGoMod(ctx context.Context, f *modfetch.Fetcher, l *pins.Lock, build
 	if err := replaceDir(tmp, tree.GOPATH); err != nil {
 		return fail(err)
 	}
-	slog.Info("assembled go.mod tree", "project", l.Project, "version", l.Version, "root", tree.Root,
+	log.Info("assembled go.mod tree", "project", l.Project, "version", l.Version, "root", tree.Root,
 		"zips", len(got), "gomods", len(g.Modules), "replaces", len(g.Replace), "took", time.Since(start).Round(time.Millisecond))
 	return tree, nil
 }

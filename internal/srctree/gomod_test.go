@@ -89,7 +89,7 @@ func buildTree(t *testing.T, l *pins.Lock, tree srctree.Tree) (string, error) {
 func TestAssembleGoMod(t *testing.T) {
 	p, l := gomodFixture(t)
 	buildDir := filepath.Join(t.TempDir(), "_build", "gm", "v1.2.3")
-	tree, err := srctree.Assemble(context.Background(), &modfetch.Fetcher{Env: p.Env(t)}, l, buildDir)
+	tree, err := srctree.Assemble(context.Background(), &modfetch.Fetcher{Env: p.Env(t)}, l, buildDir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestAssembleGoModRefused(t *testing.T) {
 				env = append(env, "GOPROXY=off")
 			}
 			buildDir := t.TempDir()
-			_, err := srctree.Assemble(context.Background(), &modfetch.Fetcher{Env: env}, l, buildDir)
+			_, err := srctree.Assemble(context.Background(), &modfetch.Fetcher{Env: env}, l, buildDir, nil)
 			if err == nil {
 				t.Fatalf("assembled; want an error containing %q", tc.want)
 			}
@@ -199,7 +199,7 @@ func TestAssembleGoModRefused(t *testing.T) {
 func TestGoModStubOfImportedModuleFails(t *testing.T) {
 	p, l := gomodFixture(t)
 	l.GoMod.Replace[0] = pins.Replace{Path: "example.io/staged", Kind: pins.ReplaceStub, Reason: "wrongly stubbed"}
-	tree, err := srctree.Assemble(context.Background(), &modfetch.Fetcher{Env: p.Env(t)}, l, t.TempDir())
+	tree, err := srctree.Assemble(context.Background(), &modfetch.Fetcher{Env: p.Env(t)}, l, t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

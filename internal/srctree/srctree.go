@@ -15,7 +15,7 @@
 // Callers (the build step, mage Inputs:Assemble):
 //
 //	tree, err := srctree.Assemble(ctx, &modfetch.Fetcher{Progress: os.Stderr}, lock,
-//		srctree.DefaultBuildDir(".", lock))
+//		srctree.DefaultBuildDir(".", lock), slog.Default())
 //	// tree.GOPATH for GOPATH=, tree.Root for the go command's working directory.
 //
 // Assemble always builds a fresh tree; a caller that wants a no-op rerun
@@ -38,6 +38,7 @@ import (
 	modzip "golang.org/x/mod/zip"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/nokmem/nokmem/internal/layout"
 	"github.com/nokmem/nokmem/internal/modfetch"
 	"github.com/nokmem/nokmem/internal/pins"
 )
@@ -52,7 +53,7 @@ type Tree struct {
 
 // DefaultBuildDir is _build/<project>/<version> under the repository root.
 func DefaultBuildDir(repoRoot string, l *pins.Lock) string {
-	return filepath.Join(repoRoot, "_build", l.Project, l.Version)
+	return layout.New(repoRoot).Build(l.Project, l.Version)
 }
 
 // Paths returns where Assemble puts the tree for l in buildDir.
@@ -67,10 +68,14 @@ func Paths(l *pins.Lock, buildDir string) Tree {
 //
 // A go.mod lock (source.kind gomod) gets a module-mode tree instead (see
 // ModEnv): the same layout, upstream's go.mod with the lock's replaces, and
-// a go.sum written from the lock.
-func Assemble(ctx context.Context, f *modfetch.Fetcher, l *pins.Lock, buildDir string) (Tree, error) {
+// a go.sum written from the lock. log receives one line per assembled
+// tree (nothing when nil).
+func Assemble(ctx context.Context, f *modfetch.Fetcher, l *pins.Lock, buildDir string, log *slog.Logger) (Tree, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if l.Source.Kind == pins.SourceGoMod {
-		return assembleGoMod(ctx, f, l, buildDir)
+		return assembleGoMod(ctx, f, l, buildDir, log)
 	}
 	start := time.Now()
 	mods := []pins.Module{l.Source.Module}
@@ -106,7 +111,7 @@ func Assemble(ctx context.Context, f *modfetch.Fetcher, l *pins.Lock, buildDir s
 	if err := replaceDir(tmp, tree.GOPATH); err != nil {
 		return Tree{}, fmt.Errorf("assemble %s %s: %w", l.Project, l.Version, err)
 	}
-	slog.Info("assembled source tree", "project", l.Project, "version", l.Version, "root", tree.Root,
+	log.Info("assembled source tree", "project", l.Project, "version", l.Version, "root", tree.Root,
 		"modules", len(got), "upstreamImportPaths", n, "took", time.Since(start).Round(time.Millisecond))
 	return tree, nil
 }

@@ -60,7 +60,7 @@ func fixture(t *testing.T) (*modfetchtest.Proxy, *pins.Lock) {
 func TestAssemble(t *testing.T) {
 	p, l := fixture(t)
 	buildDir := filepath.Join(t.TempDir(), "_build", "proj", "v1.0.0")
-	tree, err := srctree.Assemble(context.Background(), &modfetch.Fetcher{Env: p.Env(t)}, l, buildDir)
+	tree, err := srctree.Assemble(context.Background(), &modfetch.Fetcher{Env: p.Env(t)}, l, buildDir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestAssemble(t *testing.T) {
 func TestAssembleWithoutStaging(t *testing.T) {
 	p, l := fixture(t)
 	l.Staging = nil
-	tree, err := srctree.Assemble(context.Background(), &modfetch.Fetcher{Env: p.Env(t)}, l, t.TempDir())
+	tree, err := srctree.Assemble(context.Background(), &modfetch.Fetcher{Env: p.Env(t)}, l, t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestAssembleReplacesOnlyOnSuccess(t *testing.T) {
 			p, l := fixture(t)
 			f := &modfetch.Fetcher{Env: p.Env(t)}
 			buildDir := t.TempDir()
-			tree, err := srctree.Assemble(context.Background(), f, l, buildDir)
+			tree, err := srctree.Assemble(context.Background(), f, l, buildDir, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -165,7 +165,7 @@ func TestAssembleReplacesOnlyOnSuccess(t *testing.T) {
 			tc.break_(t, p, l)
 			// A fresh module cache, so that the rerun downloads again.
 			f = &modfetch.Fetcher{Env: p.Env(t)}
-			_, err = srctree.Assemble(context.Background(), f, l, buildDir)
+			_, err = srctree.Assemble(context.Background(), f, l, buildDir, nil)
 			_, markerErr := os.Stat(marker)
 			if tc.wantErr == nil {
 				if err != nil {
@@ -236,7 +236,7 @@ func TestAssembleVendorConf(t *testing.T) {
 				},
 			}
 			tc.edit(l)
-			_, err := srctree.Assemble(context.Background(), &modfetch.Fetcher{Env: p.Env(t)}, l, t.TempDir())
+			_, err := srctree.Assemble(context.Background(), &modfetch.Fetcher{Env: p.Env(t)}, l, t.TempDir(), nil)
 			switch {
 			case tc.wantErr == "" && err != nil:
 				t.Fatal(err)
