@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 
@@ -19,10 +20,22 @@ import (
 // vendor-pins/matrix.yaml (the default pair's is v1.12.4).
 type Kubelet mg.Namespace
 
-const (
-	kubeProject = "kubernetes"
-	kubeVersion = "v1.12.4"
-)
+const kubeProject = "kubernetes"
+
+// kubeVersion and runcVersion are the default pair: the versions
+// vendor-pins/matrix.yaml marks default: true (pipeline.DefaultPair).
+var kubeVersion, runcVersion = defaultPair()
+
+// defaultPair reads the default pair from the matrix; without one no
+// target can work, so it stops the build tool with the matrix's error.
+func defaultPair() (kubelet, runc string) {
+	b, err := newPipeline().DefaultPair()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "default pair: %v\n", err)
+		os.Exit(1)
+	}
+	return b.Kubelet, b.Runc
+}
 
 // Build runs the whole pipeline for a buildable kubelet version
 // (`go tool mage kubelet:build v1.12.4`): h1-verified inputs → fix → static

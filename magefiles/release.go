@@ -37,9 +37,9 @@ var (
 )
 
 // defaultArtifacts are the project versions whose artifact directories
-// _output/<project>/<version> get a release set.
+// _output/<project>/<version> get a release set: the default pair.
 var defaultArtifacts = []struct{ project, version string }{
-	{"kubernetes", "v1.12.4"},
+	{kubeProject, kubeVersion},
 	{"runc", runcVersion},
 }
 

@@ -27,11 +27,6 @@ import (
 // Runc builds runc with kmem activation off, and proves it with the real binary.
 type Runc mg.Namespace
 
-// runcVersion is the default runc version: the maintained release
-// docs/runc.md explains the choice of. Its cgroupfs driver never activates
-// kmem (fix none).
-const runcVersion = "v1.4.4"
-
 // runcProofVersion is the runc whose patched and unpatched builds show that
 // the strace kmem proof (internal/runcproof) can fail: unpatched rc5
 // activates kmem on every new memory cgroup.

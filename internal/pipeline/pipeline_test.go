@@ -426,3 +426,24 @@ func TestBuildCheckedUsesThePlan(t *testing.T) {
 		t.Fatalf("BuildChecked after the lock and patches went: %v, %v, %d builds; want it to build the plan", bins, err, len(b.specs))
 	}
 }
+
+// The default pair comes from the matrix's default: true entries; a
+// matrix without one for a project is refused, naming the file.
+func TestDefaultPair(t *testing.T) {
+	p := &pipeline.Pipeline{Root: filepath.Join("..", "..")}
+	b, err := p.DefaultPair()
+	if err != nil || b.Kubelet == "" || b.Runc == "" {
+		t.Fatalf("committed matrix: %+v, %v", b, err)
+	}
+	m, err := pins.LoadMatrix(p.PinsDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Kubelet != m.Default("kubernetes") || b.Runc != m.Default("runc") {
+		t.Errorf("default pair %+v is not the matrix's", b)
+	}
+	w := newWorld(t, setup{}) // a matrix without defaults
+	if _, err := w.pipeline(&fakeBuilder{}).DefaultPair(); err == nil || !strings.Contains(err.Error(), pins.MatrixFile) {
+		t.Errorf("matrix without defaults: %v, want an error naming %s", err, pins.MatrixFile)
+	}
+}
