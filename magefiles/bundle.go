@@ -92,8 +92,8 @@ func bundleName() (string, error) {
 func (Bundle) Build(ctx context.Context) error {
 	mg.SerialCtxDeps(ctx, Release.All, Verify.Build)
 	in, err := stepInputsAfter(ctx, map[string]string{
-		"release kubelet": releaseRecord(kubeProject, kubeVersion),
-		"release runc":    releaseRecord("runc", runcVersion),
+		"release kubelet": repo.Record("release-" + kubeProject + "-" + kubeVersion),
+		"release runc":    repo.Record("release-runc-" + runcVersion),
 		"verify":          verifyRecord,
 	})
 	if err != nil {

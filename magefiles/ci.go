@@ -48,7 +48,11 @@ func (CI) ReleaseSets(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	key, pub, err := signingKey()
+	k, err := releaseKey()
+	if err != nil {
+		return err
+	}
+	pub, err := newPublisher(k)
 	if err != nil {
 		return err
 	}
@@ -58,14 +62,14 @@ func (CI) ReleaseSets(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
-		if err := writeRelease(ctx, j.Project, j.Version, key, pub); err != nil {
+		if err := pub.WriteRelease(ctx, j.Project, j.Version); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return releaseCopyFile(pub, outputPub)
+	return releaseCopyFile(k.Public, outputPub)
 }
 
 // Bundle is the release workflow's bundle job in one target: with

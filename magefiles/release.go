@@ -8,17 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"time"
 
 	"github.com/magefile/mage/mg"
 
-	"github.com/nokmem/nokmem/internal/publish"
 	"github.com/nokmem/nokmem/internal/release"
-	"github.com/nokmem/nokmem/internal/release/inputs"
 	"github.com/nokmem/nokmem/internal/release/signkey"
-	"github.com/nokmem/nokmem/internal/srctree"
-	"github.com/nokmem/nokmem/internal/stepstamp"
 )
 
 // Release writes and checks the release set (checksums, SBOM, provenance,
@@ -31,9 +25,9 @@ type Release mg.Namespace
 // good for checking the set's integrity, not for trusting its origin. With
 // NOKMEM_RELEASE=1 the development key is refused (internal/release/signkey).
 var (
-	devKey    = filepath.Join("_build", "release-key", "nokmem-dev.key")
-	devPub    = filepath.Join("_build", "release-key", "nokmem-dev.pub")
-	outputPub = filepath.Join("_output", "nokmem-release.pub")
+	devKey    = repo.DevKey()
+	devPub    = repo.DevPub()
+	outputPub = repo.ReleasePub()
 )
 
 // defaultArtifacts are the project versions whose artifact directories
@@ -68,9 +62,13 @@ func (Release) All(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	pub, err := newPublisher(k)
+	if err != nil {
+		return err
+	}
 	var errs []error
 	for _, a := range defaultArtifacts {
-		if err := releaseStep(ctx, a.project, a.version, k); err != nil {
+		if err := pub.ReleaseStep(ctx, a.project, a.version); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -83,29 +81,17 @@ func (Release) All(ctx context.Context) error {
 	return releaseCopyFile(k.Public, outputPub)
 }
 
-// releaseStep writes the release set of _output/<project>/<version>
-// unless its record shows the same artifact folder (its INPUTS stamp and
-// every file as the last run left it) and the same key and build tool.
-func releaseStep(ctx context.Context, project, version string, k signkey.Key) error {
-	dir := filepath.Join("_output", project, version)
-	in, err := stepInputs(k)
-	if err != nil {
-		return err
-	}
-	if err := in.AddFile("artifact inputs", filepath.Join(dir, publish.StampFile)); err != nil {
-		return fmt.Errorf("release %s %s: build it first: %w", project, version, err)
-	}
-	s := &stepstamp.Step{Name: "release " + project + " " + version, File: releaseRecord(project, version), Inputs: in, Outputs: []string{dir}}
-	return runStep(s, func() error { return writeRelease(ctx, project, version, k.Secret, k.Public) })
-}
-
 // Write writes the release set of _output/<project>/<version> and checks it.
 func (Release) Write(ctx context.Context, project, version string) error {
-	key, pub, err := signingKey()
+	k, err := releaseKey()
 	if err != nil {
 		return err
 	}
-	return writeRelease(ctx, project, version, key, pub)
+	pub, err := newPublisher(k)
+	if err != nil {
+		return err
+	}
+	return pub.WriteRelease(ctx, project, version)
 }
 
 // Verify checks the release set in dir against the minisign public key at pub.
@@ -114,51 +100,6 @@ func (Release) Verify(dir, pub string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "release %s: signature, checksums, SBOM and provenance check out\n", dir)
-	return nil
-}
-
-// writeRelease fills the release inputs from the lock, the patches and the
-// build settings, writes the vulnerability account and the set (which
-// signs the account with the rest) and verifies it.
-func writeRelease(ctx context.Context, project, version, key, pub string) error {
-	start := time.Now()
-	// The pipeline's loader: a buildtag version may have no patch folder.
-	l, set, err := newPipeline().Load(project, version)
-	if err != nil {
-		return err
-	}
-	dir := filepath.Join("_output", project, version)
-	if _, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("release %s %s: build it first: %w", project, version, err)
-	}
-	patchDir := set.Dir
-	// The same spec the build uses; paths do not enter the record.
-	spec, err := lockSpec(l, "go", srctree.Tree{}, set.Marker(), ".")
-	if err != nil {
-		return err
-	}
-	in, err := inputs.FromBuild(l, patchDir, spec)
-	if err != nil {
-		return err
-	}
-	if in.SystemPackages, err = lockSystemPackages(ctx, l); err != nil {
-		return fmt.Errorf("release %s %s: %w", project, version, err)
-	}
-	var artifacts []string
-	for _, p := range l.Build.Packages {
-		artifacts = append(artifacts, p.Output)
-	}
-	if err := writeAccount(dir, in, artifacts); err != nil {
-		return fmt.Errorf("release %s %s: %w", project, version, err)
-	}
-	if err := release.Write(dir, in, artifacts, key); err != nil {
-		return err
-	}
-	if err := release.Verify(dir, pub); err != nil {
-		return fmt.Errorf("release %s %s: the set just written does not verify: %w", project, version, err)
-	}
-	slog.Info("release set written", "dir", dir, "artifacts", artifacts, "modules", len(in.Vendor)+2,
-		"patches", len(in.Patches), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -14,14 +14,11 @@ import (
 	"github.com/magefile/mage/mg"
 
 	"github.com/nokmem/nokmem/internal/gobuild"
-	"github.com/nokmem/nokmem/internal/patchset"
 	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/pipeline"
 	"github.com/nokmem/nokmem/internal/release/inputs"
 	"github.com/nokmem/nokmem/internal/runcproof/qemuproof"
 	"github.com/nokmem/nokmem/internal/srctree"
-	"github.com/nokmem/nokmem/internal/stepstamp"
-	"github.com/nokmem/nokmem/internal/toolchain"
 )
 
 // Runc builds runc with kmem activation off, and proves it with the real binary.
@@ -34,7 +31,7 @@ const runcProofVersion = "v1.0.0-rc5"
 
 // runcUnpatched holds the proof version built without its patches,
 // relative to the repository root.
-var runcUnpatched = filepath.Join("_build", "runc", runcProofVersion+"-unpatched")
+var runcUnpatched = repo.Unpatched("runc", runcProofVersion)
 
 // Build builds a buildable runc version through the pipeline
 // (`go tool mage runc:build v1.4.4`): h1-verified inputs, its fix (none for
@@ -55,16 +52,12 @@ func (Runc) Build(ctx context.Context, version string) error {
 		return nil
 	}
 	patchedTook := time.Since(start)
-	l, err := pins.Load(pinsDir, "runc", runcProofVersion)
-	if err != nil {
-		return err
-	}
 	step := time.Now()
-	built, err := buildUnpatched(ctx, l)
+	built, err := newPipeline().BuildUnpatched(ctx, pipeline.Runc, runcProofVersion)
 	if err != nil {
 		return err
 	}
-	slog.Info("runc ready", "patched", filepath.Join("_output", "runc", runcProofVersion, "runc"), "unpatched", filepath.Join(runcUnpatched, "runc"), "unpatchedRebuilt", built,
+	slog.Info("runc ready", "patched", filepath.Join(repo.Output("runc", runcProofVersion), "runc"), "unpatched", filepath.Join(runcUnpatched, "runc"), "unpatchedRebuilt", built,
 		"patchedStep", patchedTook.Round(time.Millisecond), "unpatchedStep", time.Since(step).Round(time.Millisecond))
 	return nil
 }
@@ -82,56 +75,6 @@ func (Runc) Audit(ctx context.Context, version string) error {
 // used) and fails unless its sha256 equals vendor-pins/runc/<version>.CHECKSUMS.
 func (Runc) Checksums(ctx context.Context, version string) error {
 	return checksumsProject(ctx, pipeline.Runc, version)
-}
-
-// buildUnpatched builds runc without the patches, from its own assembled
-// tree in _build/runc/v1.0.0-rc5-unpatched (the proof version), unless its record
-// (_build/stamps/runc-unpatched) shows the binary there built from the
-// same inputs (lock, toolchain, command line, system packages) and not
-// touched since; that check needs neither the toolchain nor a run of the
-// binary. It reports whether it built.
-func buildUnpatched(ctx context.Context, l *pins.Lock) (bool, error) {
-	dir, err := filepath.Abs(runcUnpatched)
-	if err != nil {
-		return false, err
-	}
-	tree := srctree.Paths(l, dir)
-	// The toolchain enters the stamp by its lock entry; spec.Go is set below.
-	spec, err := lockSpec(l, "", tree, "unpatched", dir)
-	if err != nil {
-		return false, err
-	}
-	debs, err := lockSystemPackages(ctx, l)
-	if err != nil {
-		return false, err
-	}
-	stamp, err := pipeline.Stamp(pins.Path(pinsDir, l.Project, l.Version), l, &patchset.Set{}, spec, debs)
-	if err != nil {
-		return false, err
-	}
-	bin := filepath.Join(dir, "runc")
-	built := false
-	s := &stepstamp.Step{Name: "runc " + l.Version + " unpatched", File: filepath.Join(stampsDir, "runc-unpatched"), Inputs: stamp, Outputs: []string{bin}}
-	err = runStep(s, func() error {
-		goBin, err := toolchain.Go(ctx, newFetcher(), l.Toolchain)
-		if err != nil {
-			return err
-		}
-		tv, err := toolchain.ParseVersion(l.Toolchain)
-		if err != nil {
-			return err
-		}
-		spec.Go = goBin
-		if _, err := srctree.Assemble(ctx, newFetcher(), l, dir, slog.Default()); err != nil {
-			return err
-		}
-		if err := gobuild.Build(ctx, spec); err != nil {
-			return fmt.Errorf("unpatched runc: %w", err)
-		}
-		built = true
-		return checkRunc(ctx, l, goBin, tv.Go, bin, "unpatched")
-	})
-	return built, err
 }
 
 // TestKmem runs the behavioural proof (internal/runcproof) with real
@@ -177,11 +120,11 @@ func (Runc) ProveKernel(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("runc:proveKernel: busybox (Debian package busybox-static): %w", err)
 	}
-	work, err := filepath.Abs(filepath.Join("_build", "runc", "prove-kernel"))
+	work, err := filepath.Abs(repo.Build("runc", "prove-kernel"))
 	if err != nil {
 		return err
 	}
-	runc, err := filepath.Abs(filepath.Join("_output", "runc", runcVersion, "runc"))
+	runc, err := filepath.Abs(filepath.Join(repo.Output("runc", runcVersion), "runc"))
 	if err != nil {
 		return err
 	}
@@ -215,14 +158,6 @@ func lockSpec(l *pins.Lock, goBin string, tree srctree.Tree, marker, outDir stri
 	s, err := pipeline.Spec(l, tree, marker, outDir)
 	s.Go = goBin
 	return s, err
-}
-
-// checkRunc checks a built runc: pinned Go version, static (runs on CentOS
-// 7), and `runc --version` naming the version, its commit and the marker, as
-// upstream's Makefile stamps them (version without the leading v).
-func checkRunc(ctx context.Context, l *pins.Lock, goBin, goVersion, bin, marker string) error {
-	return pipeline.GoBuilder{}.Check(ctx, pipeline.Check{GoBin: goBin, Binary: bin, GoVersion: goVersion, Static: l.Build.Static,
-		VersionArgs: pipeline.Runc.VersionArgs, VersionWant: pipeline.Runc.VersionWant(l, marker)})
 }
 
 // sameContent reports whether the file at path holds exactly content.

@@ -8,79 +8,51 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/nokmem/nokmem/internal/layout"
+	"github.com/nokmem/nokmem/internal/pipeline"
 	"github.com/nokmem/nokmem/internal/publish"
 	"github.com/nokmem/nokmem/internal/release/signkey"
 	"github.com/nokmem/nokmem/internal/stepstamp"
 )
 
+// repo is the layout of the repository: mage runs targets in its root.
+var repo = layout.New(".")
+
 // stampsDir keeps the records of the steps after the binaries (release
 // sets, verify, bundle, yum), by which an unchanged rerun skips them.
-var stampsDir = filepath.Join("_build", "stamps")
+var stampsDir = repo.Stamps()
 
 // Step record files, one per step.
 var (
-	verifyRecord = filepath.Join(stampsDir, "verify")
-	bundleRecord = filepath.Join(stampsDir, "bundle")
-	yumRecord    = filepath.Join(stampsDir, "yum")
+	verifyRecord = repo.Record("verify")
+	bundleRecord = repo.Record("bundle")
+	yumRecord    = repo.Record("yum")
 )
 
-// releaseRecord is the record of the release set of project@version.
-func releaseRecord(project, version string) string {
-	return filepath.Join(stampsDir, "release-"+project+"-"+version)
-}
+// runStep runs do unless the step's record shows it up to date (pipeline.RunStep).
+func runStep(s *stepstamp.Step, do func() error) error { return newPipeline().RunStep(s, do) }
 
-// runStep runs do unless the step's record shows its inputs and outputs
-// unchanged; either way it says so in one line. The record is removed
-// before do and written after it succeeded, with s.Inputs as do left it.
-func runStep(s *stepstamp.Step, do func() error) error {
-	ok, why, err := s.Check()
-	if err != nil {
-		return err
-	}
-	if ok {
-		fmt.Fprintf(os.Stderr, "%s: up to date, nothing to do (record %s)\n", s.Name, s.File)
-		return nil
-	}
-	fmt.Fprintf(os.Stderr, "%s: running (%s)\n", s.Name, why)
-	if err := s.Forget(); err != nil {
-		return err
-	}
-	if err := do(); err != nil {
-		return err
-	}
-	return s.Record()
-}
-
-// stepInputs starts a step's input stamp with what every step depends on:
-// the build tool itself (this compiled magefile, with the internal
-// packages it links) and the signing key (its id, files and the release
-// setting).
-func stepInputs(k signkey.Key) (*publish.Stamp, error) {
-	s := &publish.Stamp{}
+// newPublisher is the pipeline's publisher with the signing key k, the
+// pinned vulnerability database's accounts and this build tool's identity.
+func newPublisher(k signkey.Key) (*pipeline.Publisher, error) {
 	id, err := builderID()
 	if err != nil {
 		return nil, err
 	}
-	s.Add("builder", id)
-	s.Add("signing key", []byte(fmt.Sprintf("id=%s dev=%v secret=%s %s=%q", k.ID, k.Dev, k.Secret, signkey.ReleaseEnv, os.Getenv(signkey.ReleaseEnv))))
-	if err := s.AddFile("signing public key", k.Public); err != nil {
+	return &pipeline.Publisher{Pipeline: newPipeline(), Key: k, Account: writeAccount, BuilderID: id}, nil
+}
+
+// stepInputs starts a step's input stamp with what every step depends on
+// (pipeline.Publisher.StepInputs).
+func stepInputs(k signkey.Key) (*publish.Stamp, error) {
+	p, err := newPublisher(k)
+	if err != nil {
 		return nil, err
 	}
-	if err := stepstamp.AddFileIdentity(s, "signing secret key", k.Secret); err != nil {
-		return nil, err
-	}
-	// Every release set and the bundle carry a vulnerability account made
-	// from the pinned database, the supplement and the reviewed statements.
-	for _, f := range []string{"lock.yaml", "supplement.yaml", "vex.yaml"} {
-		if err := s.AddFile("vulndb "+f, filepath.Join(pinsDir, "vulndb", f)); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
+	return p.StepInputs()
 }
 
 // stepInputsAfter starts the input stamp of a step that publishes what

@@ -1,0 +1,148 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nokmem/nokmem/internal/pins"
+	"github.com/nokmem/nokmem/internal/pipeline"
+	"github.com/nokmem/nokmem/internal/release"
+	"github.com/nokmem/nokmem/internal/release/inputs"
+	"github.com/nokmem/nokmem/internal/release/signkey"
+	"github.com/nokmem/nokmem/internal/release/sums"
+)
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// The unpatched proof build: inputs checked before the build, the tree
+// left without its patches, the binary moved into place only after its
+// checks passed, and a rerun with the same inputs builds nothing.
+func TestBuildUnpatched(t *testing.T) {
+	w := newWorld(t, setup{})
+	b := &fakeBuilder{}
+	var out bytes.Buffer
+	p := w.pipeline(b)
+	p.Out = &out
+	built, err := p.BuildUnpatched(context.Background(), demo, "v1.0.0")
+	if err != nil || !built {
+		t.Fatalf("BuildUnpatched: %v, built %v", err, built)
+	}
+	dir := p.Layout().Unpatched("demo", "v1.0.0")
+	got, err := os.ReadFile(filepath.Join(dir, "demo"))
+	if err != nil || !strings.Contains(string(got), "main.version=v1.0.0+unpatched") {
+		t.Errorf("unpatched binary %q %v", got, err)
+	}
+	memory, err := os.ReadFile(filepath.Join(dir, "gopath", "src", "example.com", "demo", "vendor", "github.com", "opencontainers", "runc", fsDir, "memory.go"))
+	if err != nil || !strings.Contains(string(memory), "EnableKernelMemoryAccounting") {
+		t.Errorf("the unpatched tree is patched: %q %v", memory, err)
+	}
+	if len(b.checks) != 1 || !strings.HasSuffix(b.checks[0].VersionWant[0], "+unpatched") {
+		t.Errorf("checks %+v", b.checks)
+	}
+	built, err = p.BuildUnpatched(context.Background(), demo, "v1.0.0")
+	if err != nil || built || len(b.specs) != 1 || !strings.Contains(out.String(), "demo v1.0.0 unpatched: up to date, nothing to do") {
+		t.Errorf("rerun: %v, built %v, %d builds, said %q; want nothing done", err, built, len(b.specs), out.String())
+	}
+}
+
+// A module with a wrong h1 stops the unpatched build before the builder
+// runs; a binary that fails its check is not put in place, and no record
+// is written, so the next run tries again.
+func TestBuildUnpatchedRefused(t *testing.T) {
+	w := newWorld(t, setup{wrongH1: true})
+	b := &fakeBuilder{}
+	p := w.pipeline(b)
+	if _, err := p.BuildUnpatched(context.Background(), demo, "v1.0.0"); err == nil || len(b.specs) != 0 {
+		t.Errorf("wrong h1: %v, %d builds; want a refusal before the build", err, len(b.specs))
+	}
+
+	w = newWorld(t, setup{})
+	p = w.pipeline(b)
+	wrong := demo
+	wrong.VersionWant = func(*pins.Lock, string) []string { return []string{"other"} }
+	if _, err := p.BuildUnpatched(context.Background(), wrong, "v1.0.0"); err == nil || !strings.Contains(err.Error(), "unpatched demo") {
+		t.Fatalf("failed check: %v, want an error", err)
+	}
+	dir := p.Layout().Unpatched("demo", "v1.0.0")
+	scratch, _ := filepath.Glob(filepath.Join(dir, ".bin-*"))
+	if exists(filepath.Join(dir, "demo")) || len(scratch) > 0 || exists(p.Layout().Record("demo-unpatched")) {
+		t.Errorf("after a failed check: binary %v, scratch %v, record %v; want none", exists(filepath.Join(dir, "demo")), scratch, exists(p.Layout().Record("demo-unpatched")))
+	}
+}
+
+// publisher is a Publisher over w with a fresh development key and an
+// account writer that records its calls (and fails with fail).
+type publisher struct {
+	*pipeline.Publisher
+	accounts []string
+	fail     error
+	out      bytes.Buffer
+}
+
+func (w *world) publisher(t *testing.T, b *fakeBuilder) *publisher {
+	t.Helper()
+	dir := t.TempDir()
+	k, err := signkey.Choose(func(string) string { return "" }, signkey.DevPair{Secret: filepath.Join(dir, "dev.key"), Public: filepath.Join(dir, "dev.pub")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"lock.yaml", "supplement.yaml", "vex.yaml"} {
+		write(t, filepath.Join(w.root, "vendor-pins", "vulndb", f), f+"\n")
+	}
+	pb := &publisher{}
+	p := w.pipeline(b)
+	p.Out = &pb.out
+	pb.Publisher = &pipeline.Publisher{Pipeline: p, Key: k, BuilderID: []byte("test"),
+		Account: func(dir string, _ *inputs.Inputs, artifacts []string) error {
+			pb.accounts = append(pb.accounts, dir)
+			return pb.fail
+		}}
+	return pb
+}
+
+// The release set step: refused before anything is written while the
+// artifacts are not built; after the build it writes a set that verifies
+// with the public key, and a rerun does nothing. A failing account writes
+// no set and no record.
+func TestReleaseStep(t *testing.T) {
+	w := newWorld(t, setup{})
+	b := &fakeBuilder{}
+	p := w.publisher(t, b)
+	ctx := context.Background()
+	if err := p.WriteRelease(ctx, "demo", "v1.0.0"); err == nil || !strings.Contains(err.Error(), "build it first") || len(p.accounts) != 0 {
+		t.Fatalf("release before the build: %v (accounts %v), want a refusal", err, p.accounts)
+	}
+	if _, err := p.Build(ctx, demo, "v1.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	dir := w.dest()
+	p.fail = errors.New("no database")
+	if err := p.ReleaseStep(ctx, "demo", "v1.0.0"); !errors.Is(err, p.fail) {
+		t.Fatalf("failing account: %v", err)
+	}
+	if exists(filepath.Join(dir, release.SignatureFile)) || exists(p.ReleaseRecord("demo", "v1.0.0")) {
+		t.Errorf("a failed release step left a signature or a record")
+	}
+	p.fail = nil
+	if err := p.ReleaseStep(ctx, "demo", "v1.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := release.Verify(dir, p.Key.Public); err != nil {
+		t.Errorf("the release set does not verify: %v", err)
+	}
+	if _, err := sums.Parse(filepath.Join(dir, sums.SHA256.SumsFile)); err != nil {
+		t.Error(err)
+	}
+	n := len(p.accounts)
+	if err := p.ReleaseStep(ctx, "demo", "v1.0.0"); err != nil || len(p.accounts) != n || !strings.Contains(p.out.String(), "release demo v1.0.0: up to date, nothing to do") {
+		t.Errorf("rerun: %v, %d accounts (was %d), said %q; want nothing done", err, len(p.accounts), n, p.out.String())
+	}
+}
