@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"sort"
-	"strings"
 
 	"github.com/nokmem/nokmem/internal/layout"
 	"github.com/nokmem/nokmem/internal/pipeline"
@@ -42,7 +40,7 @@ func newPublisher(k signkey.Key) (*pipeline.Publisher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pipeline.Publisher{Pipeline: newPipeline(), Key: k, Account: writeAccount, BuilderID: id}, nil
+	return &pipeline.Publisher{Pipeline: newPipeline(), Key: k, Account: writeAccount, BuilderID: id, Program: pipeline.VerifyProgram{}}, nil
 }
 
 // stepInputs starts a step's input stamp with what every step depends on
@@ -78,22 +76,6 @@ func stepInputsAfter(ctx context.Context, after map[string]string) (*publish.Sta
 	}
 	in.Add("source date", []byte(mtime.String()))
 	return in, nil
-}
-
-// addGoEnv records the GO* settings of the environment that reach a go
-// build (caches and paths left out: they do not change its output).
-func addGoEnv(s *publish.Stamp) {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch {
-		case k == "GOCACHE" || k == "GOMODCACHE" || k == "GOPATH" || k == "GOROOT" || k == "GOTMPDIR" || k == "GOENV":
-		case strings.HasPrefix(k, "GO") || strings.HasPrefix(k, "CGO_"):
-			env = append(env, kv)
-		}
-	}
-	sort.Strings(env)
-	s.Add("go environment", []byte(strings.Join(env, "\n")))
 }
 
 // addTool records a program found in PATH by its path and identity.

@@ -9,18 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/magefile/mage/mg"
 
-	"github.com/nokmem/nokmem/internal/elfcheck"
-	"github.com/nokmem/nokmem/internal/gobuild"
+	"github.com/nokmem/nokmem/internal/pipeline"
 	"github.com/nokmem/nokmem/internal/publish"
-	"github.com/nokmem/nokmem/internal/release"
-	"github.com/nokmem/nokmem/internal/release/signkey"
-	"github.com/nokmem/nokmem/internal/stepstamp"
-	"github.com/nokmem/nokmem/internal/toolchain"
 	"github.com/nokmem/nokmem/internal/verifybuild"
 )
 
@@ -28,7 +22,7 @@ import (
 type Verify mg.Namespace
 
 // verifyOutput is where the node program is published.
-var verifyOutput = filepath.Join("_output", "verify")
+var verifyOutput = repo.Verify()
 
 // Build builds the verify node program with the toolchain pinned in
 // vendor-pins/verify/lock.yaml as a static binary (CGO_ENABLED=0, -trimpath,
@@ -48,98 +42,36 @@ var verifyOutput = filepath.Join("_output", "verify")
 // the signing key and the build tool, and the identity of every file in
 // _output/verify.
 func (Verify) Build(ctx context.Context) error {
+	pub, name, err := verifyPublisher()
+	if err != nil {
+		return err
+	}
+	return pub.VerifyStep(ctx, name)
+}
+
+// verifyPublisher is the publisher and the bundle name verify is stamped with.
+func verifyPublisher() (*pipeline.Publisher, string, error) {
 	k, err := releaseKey()
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	files, _ := readSourceList()
-	in, err := verifyInputs(ctx, k, files)
+	pub, err := newPublisher(k)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	s := &stepstamp.Step{Name: "verify", File: verifyRecord, Inputs: in, Outputs: []string{verifyOutput}}
-	return runStep(s, func() error {
-		_, built, err := buildVerify(ctx, verifyOutput)
-		if err != nil {
-			return err
-		}
-		if !slices.Equal(built, files) {
-			// New source list: stamp what the build read.
-			if s.Inputs, err = verifyInputs(ctx, k, built); err != nil {
-				return err
-			}
-		}
-		return writeSourceList(built)
-	})
-}
-
-// verifySources lists the source files of the last verify build, one a line.
-var verifySources = verifyRecord + ".sources"
-
-func readSourceList() ([]string, error) {
-	b, err := os.ReadFile(verifySources)
-	if err != nil {
-		return nil, err
-	}
-	return strings.Fields(string(b)), nil
-}
-
-func writeSourceList(files []string) error {
-	if err := os.MkdirAll(filepath.Dir(verifySources), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(verifySources, []byte(strings.Join(files, "\n")+"\n"), 0o644)
-}
-
-// verifyInputs is the input stamp of the verify build from files, its
-// source files (none: no earlier build, the stamp then matches no record).
-func verifyInputs(ctx context.Context, k signkey.Key, files []string) (*publish.Stamp, error) {
-	in, err := stepInputs(k)
-	if err != nil {
-		return nil, err
-	}
-	if err := in.AddFile("lock", verifybuild.LockFile); err != nil {
-		return nil, err
-	}
-	addGoEnv(in)
 	name, err := bundleName()
+	return pub, name, err
+}
+
+// buildVerify builds, checks and publishes verify with its release set
+// into dest (pipeline.Publisher.BuildVerify) and returns its sha256 by file name.
+func buildVerify(ctx context.Context, dest string) (map[string]string, error) {
+	pub, name, err := verifyPublisher()
 	if err != nil {
 		return nil, err
 	}
-	in.Add("bundle name", []byte(name))
-	if len(files) == 0 {
-		return in, nil
-	}
-	in.Add("source list", []byte(strings.Join(files, "\n")))
-	dirs := map[string]bool{}
-	for _, f := range files {
-		if err := in.AddFile("source "+f, f); err != nil {
-			return nil, err
-		}
-		if strings.HasSuffix(f, ".go") {
-			dirs[filepath.Dir(f)] = true
-		}
-	}
-	for d := range dirs {
-		// A file added to a package folder may join the build.
-		entries, err := os.ReadDir(d)
-		if err != nil {
-			return nil, fmt.Errorf("verify sources: %w", err)
-		}
-		var names []string
-		for _, e := range entries {
-			if !strings.HasSuffix(e.Name(), "_test.go") {
-				names = append(names, e.Name())
-			}
-		}
-		in.Add("folder "+d, []byte(strings.Join(names, "\n")))
-	}
-	st, err := verifybuild.SourceStamp(ctx, ".", files, name)
-	if err != nil {
-		return nil, err
-	}
-	in.Add("version", []byte(st.Version+" "+st.Commit+" "+st.CommitTime.String()))
-	return in, nil
+	sha, _, err := pub.BuildVerify(ctx, dest, name)
+	return sha, err
 }
 
 // Checksums builds verify and fails unless its sha256 equals the one
@@ -149,7 +81,7 @@ func verifyInputs(ctx context.Context, k signkey.Key, files []string) (*publish.
 // last one that touched verify's sources, so that second commit does not
 // change the binary).
 func (Verify) Checksums(ctx context.Context) error {
-	sha, _, err := buildVerify(ctx, verifyOutput)
+	sha, err := buildVerify(ctx, verifyOutput)
 	if err != nil {
 		return err
 	}
@@ -164,7 +96,7 @@ func (Verify) Checksums(ctx context.Context) error {
 // sha256 to vendor-pins/verify/verify.CHECKSUMS. It refuses a dirty tree,
 // whose binary no clean checkout can reproduce.
 func (Verify) UpdateChecksums(ctx context.Context) error {
-	sha, _, err := buildVerify(ctx, verifyOutput)
+	sha, err := buildVerify(ctx, verifyOutput)
 	if err != nil {
 		return err
 	}
@@ -179,90 +111,6 @@ func (Verify) UpdateChecksums(ctx context.Context) error {
 	}
 	fmt.Fprintf(os.Stderr, "verify: wrote %s: %s", verifybuild.ChecksumsFile, line)
 	return nil
-}
-
-// buildVerify builds, checks and publishes verify with its release set
-// into dest and returns its sha256 by file name and its source files.
-func buildVerify(ctx context.Context, dest string) (map[string]string, []string, error) {
-	l, err := verifybuild.LoadLock(verifybuild.LockFile)
-	if err != nil {
-		return nil, nil, err
-	}
-	goBin, err := toolchain.Go(ctx, newFetcher(), l.Toolchain)
-	if err != nil {
-		return nil, nil, err
-	}
-	tv, err := toolchain.ParseVersion(l.Toolchain)
-	if err != nil {
-		return nil, nil, err
-	}
-	name, err := bundleName()
-	if err != nil {
-		return nil, nil, err
-	}
-	files, err := verifybuild.SourceFiles(ctx, goBin, ".")
-	if err != nil {
-		return nil, nil, err
-	}
-	stamp, err := verifybuild.SourceStamp(ctx, ".", files, name)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := os.MkdirAll("_build", 0o755); err != nil {
-		return nil, nil, err
-	}
-	tmp, err := os.MkdirTemp("_build", "verify-")
-	if err != nil {
-		return nil, nil, err
-	}
-	defer os.RemoveAll(tmp)
-	bin, err := filepath.Abs(filepath.Join(tmp, "verify"))
-	if err != nil {
-		return nil, nil, err
-	}
-	spec := verifybuild.Spec{Go: goBin, Root: ".", Out: bin, Stamp: stamp, GoVers: tv.Go}
-	if err := verifybuild.Build(ctx, spec); err != nil {
-		return nil, nil, err
-	}
-	if err := gobuild.CheckGoVersion(ctx, goBin, bin, tv.Go); err != nil {
-		return nil, nil, err
-	}
-	r, err := elfcheck.Check(bin, elfcheck.CentOS7GLIBC)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !r.Static() {
-		return nil, nil, fmt.Errorf("%s: want a static binary, it has interpreter %q and needs %v", bin, r.Interp, r.Needed)
-	}
-	in, err := verifybuild.Inputs(ctx, spec, l, files)
-	if err != nil {
-		return nil, nil, err
-	}
-	ps := &publish.Stamp{}
-	ps.Add("verify", []byte(strings.Join(spec.Args(), " ")))
-	sha, err := publish.Publish(dest, []string{bin}, ps)
-	if err != nil {
-		return nil, nil, err
-	}
-	key, pub, err := signingKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := writeAccount(dest, in, []string{"verify"}); err != nil {
-		return nil, nil, err
-	}
-	if err := release.Write(dest, in, []string{"verify"}, key); err != nil {
-		return nil, nil, err
-	}
-	if err := release.Verify(dest, pub); err != nil {
-		return nil, nil, fmt.Errorf("verify release set: %w", err)
-	}
-	if err := publish.CheckExpected(verifybuild.ChecksumsFile, sha); err != nil {
-		// Build publishes what it built; verify:checksums turns this into a failure.
-		fmt.Fprintf(os.Stderr, "WARNING: verify: %v\n  (expected while verify's sources change; the gate is `go tool mage verify:checksums`)\n", err)
-	}
-	fmt.Fprintf(os.Stderr, "verify: published %s (sha256 %s, %s, %s, %d modules in its SBOM)\n", dest, sha["verify"], stamp.Version, tv.Go, len(in.Vendor))
-	return sha, files, nil
 }
 
 // publishedVersion asks the published verify for its version.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/nokmem/nokmem/internal/release/inputs"
 	"github.com/nokmem/nokmem/internal/release/signkey"
 	"github.com/nokmem/nokmem/internal/release/sums"
+	"github.com/nokmem/nokmem/internal/verifybuild"
 )
 
 func exists(path string) bool {
@@ -144,5 +146,86 @@ func TestReleaseStep(t *testing.T) {
 	n := len(p.accounts)
 	if err := p.ReleaseStep(ctx, "demo", "v1.0.0"); err != nil || len(p.accounts) != n || !strings.Contains(p.out.String(), "release demo v1.0.0: up to date, nothing to do") {
 		t.Errorf("rerun: %v, %d accounts (was %d), said %q; want nothing done", err, len(p.accounts), n, p.out.String())
+	}
+}
+
+// fakeProgram stands in for verifybuild: its binary is a script that
+// prints its version, its source list one file.
+type fakeProgram struct {
+	builds   int
+	failList error
+	failNext error
+}
+
+func (f *fakeProgram) SourceFiles(context.Context, string, string) ([]string, error) {
+	return []string{"go.mod", "verify/main.go"}, f.failList
+}
+
+func (f *fakeProgram) SourceStamp(context.Context, string, []string, string) (verifybuild.Stamp, error) {
+	return verifybuild.Stamp{Version: "v0.0.0-test", Commit: "abc"}, nil
+}
+
+func (f *fakeProgram) Build(_ context.Context, s verifybuild.Spec) error {
+	if f.failNext != nil {
+		return f.failNext
+	}
+	f.builds++
+	return os.WriteFile(s.Out, []byte("#!/bin/sh\necho '{\"Version\": \""+s.Stamp.Version+"\"}'\n"), 0o755)
+}
+
+func (f *fakeProgram) Inputs(_ context.Context, _ verifybuild.Spec, l *verifybuild.Lock, _ []string) (*inputs.Inputs, error) {
+	return &inputs.Inputs{Name: "verify", Version: "v0.0.0-test", Toolchain: l.Toolchain,
+		Source: inputs.Source{Module: pins.Module{Path: "example.com/x", Version: "v0.0.0-test", H1: l.Toolchain.H1}, Commit: "abc", CommitTime: "2020-01-01T00:00:00Z", ImportPath: "example.com/x"}}, nil
+}
+
+// verifyWorld adds verify's lock and sources to w.
+func verifyWorld(t *testing.T, w *world) {
+	t.Helper()
+	write(t, filepath.Join(w.root, verifybuild.LockFile), fmt.Sprintf("toolchain:\n  path: %s\n  version: %s\n  h1: %s\n", w.lock.Toolchain.Path, w.lock.Toolchain.Version, w.lock.Toolchain.H1))
+	write(t, filepath.Join(w.root, "go.mod"), "module example.com/x\n")
+	write(t, filepath.Join(w.root, "verify", "main.go"), "package main\n")
+}
+
+// The verify step: a failing source listing stops it before the build; a
+// build publishes the binary with a release set that verifies; a rerun
+// does nothing; a failing build leaves the published one as it was and no
+// scratch folder behind.
+func TestVerifyStep(t *testing.T) {
+	w := newWorld(t, setup{})
+	verifyWorld(t, w)
+	b := &fakeBuilder{}
+	p := w.publisher(t, b)
+	prog := &fakeProgram{failList: errors.New("go list failed")}
+	p.Program = prog
+	ctx := context.Background()
+	dest := p.Layout().Verify()
+	if err := p.VerifyStep(ctx, "nokmem-test"); !errors.Is(err, prog.failList) || prog.builds != 0 || exists(dest) {
+		t.Fatalf("failing source list: %v, %d builds, output %v", err, prog.builds, exists(dest))
+	}
+	prog.failList = nil
+	if err := p.VerifyStep(ctx, "nokmem-test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := release.Verify(dest, p.Key.Public); err != nil {
+		t.Errorf("verify's release set: %v", err)
+	}
+	if len(b.checks) != 1 || !b.checks[0].Static || b.checks[0].GoVersion != "go1.26.11" {
+		t.Errorf("checks %+v, want one static check with the pinned Go", b.checks)
+	}
+	if err := p.VerifyStep(ctx, "nokmem-test"); err != nil || prog.builds != 1 || !strings.Contains(p.out.String(), "verify: up to date, nothing to do") {
+		t.Errorf("rerun: %v, %d builds, said %q", err, prog.builds, p.out.String())
+	}
+	before, err := os.ReadFile(filepath.Join(dest, "verify"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog.failNext = errors.New("compile error")
+	if _, _, err := p.BuildVerify(ctx, dest, "nokmem-other"); !errors.Is(err, prog.failNext) {
+		t.Fatalf("failing build: %v", err)
+	}
+	after, _ := os.ReadFile(filepath.Join(dest, "verify"))
+	scratch, _ := filepath.Glob(filepath.Join(p.Layout().BuildRoot(), "verify-*"))
+	if !bytes.Equal(before, after) || len(scratch) > 0 {
+		t.Errorf("a failed build changed the published verify (%v) or left %v", !bytes.Equal(before, after), scratch)
 	}
 }

@@ -27,6 +27,8 @@ type Publisher struct {
 	Account func(dir string, in *inputs.Inputs, artifacts []string) error
 	// BuilderID identifies the build tool: a new one runs every step again.
 	BuilderID []byte
+	// Program builds the verify node program.
+	Program NodeProgram
 }
 
 // StepInputs starts a step's input stamp with what every step depends on:
