@@ -48,11 +48,7 @@ func (CI) ReleaseSets(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	k, err := releaseKey()
-	if err != nil {
-		return err
-	}
-	pub, err := newPublisher(k)
+	pub, err := newPublisher(ctx)
 	if err != nil {
 		return err
 	}
@@ -69,7 +65,7 @@ func (CI) ReleaseSets(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return releaseCopyFile(k.Public, outputPub)
+	return releaseCopyFile(pub.Key.Public, outputPub)
 }
 
 // Bundle is the release workflow's bundle job in one target: with

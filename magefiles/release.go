@@ -62,7 +62,7 @@ func (Release) All(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	pub, err := newPublisher(k)
+	pub, err := newPublisher(ctx)
 	if err != nil {
 		return err
 	}
@@ -83,11 +83,7 @@ func (Release) All(ctx context.Context) error {
 
 // Write writes the release set of _output/<project>/<version> and checks it.
 func (Release) Write(ctx context.Context, project, version string) error {
-	k, err := releaseKey()
-	if err != nil {
-		return err
-	}
-	pub, err := newPublisher(k)
+	pub, err := newPublisher(ctx)
 	if err != nil {
 		return err
 	}
@@ -101,12 +97,6 @@ func (Release) Verify(dir, pub string) error {
 	}
 	fmt.Fprintf(os.Stderr, "release %s: signature, checksums, SBOM and provenance check out\n", dir)
 	return nil
-}
-
-// signingKey returns the secret and public key paths (see releaseKey).
-func signingKey() (key, pub string, err error) {
-	k, err := releaseKey()
-	return k.Secret, k.Public, err
 }
 
 // releaseKey chooses the signing key from the environment

@@ -4,11 +4,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 
 	"github.com/magefile/mage/mg"
@@ -42,7 +39,7 @@ var verifyOutput = repo.Verify()
 // the signing key and the build tool, and the identity of every file in
 // _output/verify.
 func (Verify) Build(ctx context.Context) error {
-	pub, name, err := verifyPublisher()
+	pub, name, err := verifyPublisher(ctx)
 	if err != nil {
 		return err
 	}
@@ -50,12 +47,8 @@ func (Verify) Build(ctx context.Context) error {
 }
 
 // verifyPublisher is the publisher and the bundle name verify is stamped with.
-func verifyPublisher() (*pipeline.Publisher, string, error) {
-	k, err := releaseKey()
-	if err != nil {
-		return nil, "", err
-	}
-	pub, err := newPublisher(k)
+func verifyPublisher(ctx context.Context) (*pipeline.Publisher, string, error) {
+	pub, err := newPublisher(ctx)
 	if err != nil {
 		return nil, "", err
 	}
@@ -66,7 +59,7 @@ func verifyPublisher() (*pipeline.Publisher, string, error) {
 // buildVerify builds, checks and publishes verify with its release set
 // into dest (pipeline.Publisher.BuildVerify) and returns its sha256 by file name.
 func buildVerify(ctx context.Context, dest string) (map[string]string, error) {
-	pub, name, err := verifyPublisher()
+	pub, name, err := verifyPublisher(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +93,7 @@ func (Verify) UpdateChecksums(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if v, err := publishedVersion(); err != nil {
+	if v, err := newPipeline().PublishedVerifyVersion(ctx); err != nil {
 		return err
 	} else if strings.HasSuffix(v, "-dirty") {
 		return fmt.Errorf("verify %s: commit verify's sources first; a dirty build cannot be reproduced", v)
@@ -111,18 +104,4 @@ func (Verify) UpdateChecksums(ctx context.Context) error {
 	}
 	fmt.Fprintf(os.Stderr, "verify: wrote %s: %s", verifybuild.ChecksumsFile, line)
 	return nil
-}
-
-// publishedVersion asks the published verify for its version.
-func publishedVersion() (string, error) {
-	bin := filepath.Join(verifyOutput, "verify")
-	out, err := exec.Command(bin, "version", "-o", "json").Output()
-	if err != nil {
-		return "", fmt.Errorf("%s version: %w", bin, err)
-	}
-	var v struct{ Version string }
-	if err := json.Unmarshal(out, &v); err != nil || v.Version == "" {
-		return "", fmt.Errorf("%s version printed %q: %v", bin, out, err)
-	}
-	return v.Version, nil
 }

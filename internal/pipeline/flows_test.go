@@ -7,16 +7,23 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"sigs.k8s.io/yaml"
+
+	"github.com/nokmem/nokmem/internal/bundle"
 	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/pipeline"
 	"github.com/nokmem/nokmem/internal/release"
 	"github.com/nokmem/nokmem/internal/release/inputs"
 	"github.com/nokmem/nokmem/internal/release/signkey"
 	"github.com/nokmem/nokmem/internal/release/sums"
+	"github.com/nokmem/nokmem/internal/rpmrepo"
 	"github.com/nokmem/nokmem/internal/verifybuild"
+	"github.com/nokmem/nokmem/internal/vulndb"
 )
 
 func exists(path string) bool {
@@ -227,5 +234,175 @@ func TestVerifyStep(t *testing.T) {
 	scratch, _ := filepath.Glob(filepath.Join(p.Layout().BuildRoot(), "verify-*"))
 	if !bytes.Equal(before, after) || len(scratch) > 0 {
 		t.Errorf("a failed build changed the published verify (%v) or left %v", !bytes.Equal(before, after), scratch)
+	}
+}
+
+// pairWorld turns w into a repository with a kubelet and a runc (both the
+// demo source, each with the demo patch), the matrix's default pair, and
+// a published verify; it returns the pair.
+func pairWorld(t *testing.T, w *world, p *publisher) pins.Bundle {
+	t.Helper()
+	var matrix strings.Builder
+	matrix.WriteString("versions:\n")
+	for _, pv := range [][2]string{{"kubernetes", "kubelet"}, {"runc", "runc"}} {
+		l := *w.lock
+		l.Project = pv[0]
+		l.Build.Packages = []pins.BuildPackage{{Package: "cmd/demo", Output: pv[1]}}
+		data, err := yaml.Marshal(&l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(t, pins.Path(filepath.Join(w.root, "vendor-pins"), pv[0], "v1.0.0"), string(data))
+		write(t, filepath.Join(w.root, "patches", pv[0], "v1.0.0", "0001-no-kmem.patch"), patch)
+		fmt.Fprintf(&matrix, "  - {project: %s, version: v1.0.0, status: buildable, source: godeps, fix: patch, default: true}\n", pv[0])
+	}
+	write(t, filepath.Join(w.root, "vendor-pins", pins.MatrixFile), matrix.String())
+	verifyWorld(t, w)
+	p.Program = &fakeProgram{}
+	pair, err := p.DefaultPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, proj := range []pipeline.Project{{Name: "kubernetes"}, {Name: "runc"}} {
+		if _, err := p.Build(ctx, proj, "v1.0.0"); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.ReleaseStep(ctx, proj.Name, "v1.0.0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.VerifyStep(ctx, "nokmem-test"); err != nil {
+		t.Fatal(err)
+	}
+	return pair
+}
+
+// accountWriter writes an account with one finding per artifact, open
+// for the artifacts named in open.
+func accountWriter(open ...string) func(string, *inputs.Inputs, []string) error {
+	return func(dir string, _ *inputs.Inputs, artifacts []string) error {
+		a := &vulndb.Account{Schema: vulndb.Schema}
+		for _, n := range artifacts {
+			status := vulndb.StatusNotAffected
+			if slices.Contains(open, n) {
+				status = "open"
+			}
+			a.Artifacts = append(a.Artifacts, vulndb.Artifact{Name: n, Version: "v1.0.0", Findings: []vulndb.Finding{{ID: "GO-0000-0001", Module: "example.com/x", Status: status}}})
+		}
+		return a.Write(dir)
+	}
+}
+
+// The bundle step: a runc with an open finding is refused before anything
+// is written; then the pair's bundle is published (folder and tarball)
+// and verifies with the public key, the release notes name it, and a
+// rerun does nothing.
+func TestBundleStep(t *testing.T) {
+	w := newWorld(t, setup{})
+	p := w.publisher(t, &fakeBuilder{})
+	p.Account = accountWriter("runc")
+	pair := pairWorld(t, w, p)
+	var notes bytes.Buffer
+	p.Notes = &notes
+	ctx := context.Background()
+	out := p.Layout().Bundle()
+	if err := p.BundleStep(ctx, pair); !errors.Is(err, vulndb.ErrOpenFinding) {
+		t.Fatalf("runc with an open finding: %v, want %v", err, vulndb.ErrOpenFinding)
+	}
+	if entries, _ := os.ReadDir(out); len(entries) != 0 {
+		t.Errorf("the refused bundle left %v in %s", entries, out)
+	}
+
+	p.Account = accountWriter()
+	for _, project := range []string{"kubernetes", "runc"} {
+		if err := p.WriteRelease(ctx, project, "v1.0.0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.BundleStep(ctx, pair); err != nil {
+		t.Fatal(err)
+	}
+	name, err := p.BundleName(pair)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := bundle.Verify(filepath.Join(out, name), p.Key.Public)
+	if err != nil {
+		t.Fatalf("the published bundle: %v", err)
+	}
+	if m.Binary("verify").Version != "v0.0.0-test" || !exists(filepath.Join(out, name+bundle.TarExt)) {
+		t.Errorf("manifest %+v, tarball %v", m, exists(filepath.Join(out, name+bundle.TarExt)))
+	}
+	if entries, _ := os.ReadDir(out); len(entries) != 2 {
+		t.Errorf("%s holds %v, want the folder and the tarball only", out, entries)
+	}
+	if !strings.Contains(notes.String(), "=== release notes: "+name+" ===") {
+		t.Errorf("release notes %q", notes.String())
+	}
+	if err := p.BundleStep(ctx, pair); err != nil || !strings.Contains(p.out.String(), "bundle "+name+": up to date, nothing to do") {
+		t.Errorf("rerun: %v, said %q", err, p.out.String())
+	}
+}
+
+// The RPM step: a bundle that does not verify is refused before any RPM
+// is made; from the published bundle it makes the kubelet, nokmem-node
+// and nokmem-release-key packages with the source date and hands them to
+// the repository writer.
+func TestBuildYum(t *testing.T) {
+	w := newWorld(t, setup{})
+	p := w.publisher(t, &fakeBuilder{})
+	p.Account = accountWriter()
+	pair := pairWorld(t, w, p)
+	p.SourceDate = time.Unix(1700000000, 0).UTC()
+	ctx := context.Background()
+	if err := p.BundleStep(ctx, pair); err != nil {
+		t.Fatal(err)
+	}
+	gpg, err := signkey.ChooseGPG(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []*rpmrepo.Package
+	y := pipeline.Yum{GPG: gpg, Publish: func(_ context.Context, dest string, pkgs []*rpmrepo.Package, o rpmrepo.Options) (*rpmrepo.Published, error) {
+		got = pkgs
+		if !o.SourceDate.Equal(p.SourceDate) || o.BaseURL != pipeline.DefaultYumBaseURL || o.GPG == nil {
+			t.Errorf("options %+v", o)
+		}
+		return &rpmrepo.Published{Dir: dest}, nil
+	}}
+	name, err := p.BundleName(pair)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubelet := filepath.Join(p.Layout().Bundle(), name, "kubelet")
+	good, err := os.ReadFile(kubelet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(kubelet, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kubelet, []byte("tampered"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.BuildYum(ctx, pair, y); err == nil || !strings.Contains(err.Error(), "yum: the published bundle") || got != nil {
+		t.Fatalf("tampered bundle: %v, %d packages made", err, len(got))
+	}
+	if err := os.WriteFile(kubelet, good, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.BuildYum(ctx, pair, y); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, pkg := range got {
+		names = append(names, pkg.Name)
+		if !pkg.BuildTime.Equal(p.SourceDate) {
+			t.Errorf("%s build time %v, want the source date", pkg.Name, pkg.BuildTime)
+		}
+	}
+	if !slices.Equal(names, []string{"kubelet", "nokmem-node", "nokmem-release-key"}) {
+		t.Errorf("packages %v", names)
 	}
 }

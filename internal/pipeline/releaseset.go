@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -29,6 +30,12 @@ type Publisher struct {
 	BuilderID []byte
 	// Program builds the verify node program.
 	Program NodeProgram
+	// SourceDate is the time of every file in a bundle tarball and the
+	// RPMs (HEAD's commit time or SOURCE_DATE_EPOCH in the magefiles).
+	SourceDate time.Time
+	// Notes receives the release notes of the bundle and the repository
+	// (stdout in the magefiles); nothing when nil.
+	Notes io.Writer
 }
 
 // StepInputs starts a step's input stamp with what every step depends on:
