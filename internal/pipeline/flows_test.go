@@ -17,6 +17,7 @@ import (
 	"github.com/nokmem/nokmem/internal/bundle"
 	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/pipeline"
+	"github.com/nokmem/nokmem/internal/publish"
 	"github.com/nokmem/nokmem/internal/release"
 	"github.com/nokmem/nokmem/internal/release/inputs"
 	"github.com/nokmem/nokmem/internal/release/signkey"
@@ -225,6 +226,15 @@ func TestVerifyStep(t *testing.T) {
 	before, err := os.ReadFile(filepath.Join(dest, "verify"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A rebuild from the same inputs publishes the same INPUTS stamp
+	// (the scratch folder's random name does not enter it).
+	stamp, _ := os.ReadFile(filepath.Join(dest, publish.StampFile))
+	if _, _, err := p.BuildVerify(ctx, dest, "nokmem-test"); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := os.ReadFile(filepath.Join(dest, publish.StampFile)); len(stamp) == 0 || !bytes.Equal(stamp, again) {
+		t.Errorf("verify's INPUTS changed on a rebuild from the same inputs:\n%s\n%s", stamp, again)
 	}
 	prog.failNext = errors.New("compile error")
 	if _, _, err := p.BuildVerify(ctx, dest, "nokmem-other"); !errors.Is(err, prog.failNext) {

@@ -212,8 +212,12 @@ func (p *Publisher) BuildVerify(ctx context.Context, dest, bundleName string) (m
 	if err != nil {
 		return nil, nil, err
 	}
+	// The command line with the published name, not the scratch path
+	// (random), so that the same inputs give the same INPUTS file.
+	named := spec
+	named.Out = "verify"
 	ps := &publish.Stamp{}
-	ps.Add("verify", []byte(strings.Join(spec.Args(), " ")))
+	ps.Add("verify", []byte(strings.Join(named.Args(), " ")))
 	sha, err := publish.Publish(dest, []string{bin}, ps)
 	if err != nil {
 		return nil, nil, err
