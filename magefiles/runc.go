@@ -13,12 +13,8 @@ import (
 
 	"github.com/magefile/mage/mg"
 
-	"github.com/nokmem/nokmem/internal/gobuild"
-	"github.com/nokmem/nokmem/internal/pins"
 	"github.com/nokmem/nokmem/internal/pipeline"
-	"github.com/nokmem/nokmem/internal/release/inputs"
 	"github.com/nokmem/nokmem/internal/runcproof/qemuproof"
-	"github.com/nokmem/nokmem/internal/srctree"
 )
 
 // Runc builds runc with kmem activation off, and proves it with the real binary.
@@ -145,19 +141,6 @@ func (Runc) ProveKernel(ctx context.Context) error {
 	fmt.Printf("runc:proveKernel: runc %s passed every check on %s (%s) in %s; console log %s\n", runcVersion, image,
 		kernel, time.Since(start).Round(time.Second), filepath.Join(work, "console.log"))
 	return nil
-}
-
-// lockSystemPackages reads the Debian packages whose code or tools go into a
-// cgo build of l: the C toolchain and glibc, and libseccomp for the seccomp tag.
-func lockSystemPackages(ctx context.Context, l *pins.Lock) ([]inputs.SystemPackage, error) {
-	return pipeline.GoBuilder{CacheDir: stampsDir}.SystemPackages(ctx, l)
-}
-
-// lockSpec is the gobuild spec of l with the given patch-set marker.
-func lockSpec(l *pins.Lock, goBin string, tree srctree.Tree, marker, outDir string) (gobuild.Spec, error) {
-	s, err := pipeline.Spec(l, tree, marker, outDir)
-	s.Go = goBin
-	return s, err
 }
 
 // sameContent reports whether the file at path holds exactly content.

@@ -416,3 +416,48 @@ func TestBuildYum(t *testing.T) {
 		t.Errorf("packages %v", names)
 	}
 }
+
+// The stock build: the fixed tree built with its kmem patch presented
+// removed (an -overlay), the binary in place only after its checks, a
+// rerun with the same inputs does nothing; a series without a kmem patch
+// is refused before the build, and a failed check leaves no binary.
+func TestBuildStock(t *testing.T) {
+	w := newWorld(t, setup{})
+	b := &fakeBuilder{}
+	var out bytes.Buffer
+	p := w.pipeline(b)
+	p.Out = &out
+	ctx := context.Background()
+	built, err := p.BuildStock(ctx, demo, "v1.0.0")
+	if err != nil || !built {
+		t.Fatalf("BuildStock: %v, built %v", err, built)
+	}
+	dir := p.Layout().Stock("demo", "v1.0.0")
+	if got, err := os.ReadFile(filepath.Join(dir, "demo")); err != nil || !strings.Contains(string(got), "main.version=v1.0.0+stock") {
+		t.Errorf("stock binary %q %v", got, err)
+	}
+	if len(b.specs) != 1 || !slices.ContainsFunc(b.specs[0].Env, func(e string) bool { return strings.HasPrefix(e, "GOFLAGS=-overlay=") }) {
+		t.Errorf("specs %+v, want one build with an overlay", b.specs)
+	}
+	if built, err := p.BuildStock(ctx, demo, "v1.0.0"); err != nil || built || len(b.specs) != 1 || !strings.Contains(out.String(), "stock demo v1.0.0: up to date") {
+		t.Errorf("rerun: %v, built %v, %d builds, said %q", err, built, len(b.specs), out.String())
+	}
+
+	tag := newWorld(t, setup{buildtag: true})
+	b = &fakeBuilder{}
+	if _, err := tag.pipeline(b).BuildStock(ctx, demo, "v1.0.0"); err == nil || !strings.Contains(err.Error(), "no patch of") || len(b.specs) != 0 {
+		t.Errorf("series without a kmem patch: %v, %d builds; want a refusal before the build", err, len(b.specs))
+	}
+
+	w = newWorld(t, setup{})
+	p = w.pipeline(b)
+	wrong := demo
+	wrong.VersionWant = func(*pins.Lock, string) []string { return []string{"other"} }
+	if _, err := p.BuildStock(ctx, wrong, "v1.0.0"); err == nil {
+		t.Fatal("a failed check passed")
+	}
+	dir = p.Layout().Stock("demo", "v1.0.0")
+	if exists(filepath.Join(dir, "demo")) || exists(filepath.Join(dir, "inputs.stamp")) {
+		t.Errorf("a failed check left the binary or the stamp in %s", dir)
+	}
+}
