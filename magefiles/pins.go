@@ -91,7 +91,7 @@ func (Pins) Generate(ctx context.Context, project, version, commit string) error
 	exists := lerr == nil
 	out := pins.Path(pinsDir, project, version)
 	if exists || len(unpinned) > 0 {
-		out = pins.Path(filepath.Join("_build", "pins"), project, version)
+		out = pins.Path(filepath.Join(repo.BuildRoot(), "pins"), project, version)
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err

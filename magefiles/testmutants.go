@@ -19,7 +19,7 @@ import (
 // NOKMEM_STRICT, so privileged tests fail rather than skip.
 func Mutants(ctx context.Context) error {
 	start := time.Now()
-	results, err := mutants.Run(ctx, mutants.Config{Repo: ".", Link: []string{"_output"}, Log: os.Stderr}, mutants.List)
+	results, err := mutants.Run(ctx, mutants.Config{Repo: ".", Link: []string{repo.OutputRoot()}, Log: os.Stderr}, mutants.List)
 	killed := 0
 	for _, r := range results {
 		if r.Verdict == mutants.Killed {

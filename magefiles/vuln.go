@@ -138,7 +138,7 @@ func vulnCheck(ctx context.Context, db *vulndb.DB) error {
 // without an account is an error: it was published before accounts.
 func vulnPublished(db *vulndb.DB) error {
 	var sboms []string
-	for _, pattern := range []string{"_output/*/*/" + sbom.FileName, "_output/verify/" + sbom.FileName, "_output/bundle*/*/*." + sbom.FileName} {
+	for _, pattern := range []string{filepath.Join(repo.OutputRoot(), "*", "*", sbom.FileName), filepath.Join(repo.Verify(), sbom.FileName), filepath.Join(repo.OutputRoot(), "bundle*", "*", "*."+sbom.FileName)} {
 		found, _ := filepath.Glob(pattern)
 		sboms = append(sboms, found...)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nokmem/nokmem/internal/layout"
 	"github.com/nokmem/nokmem/internal/release/sign"
 	"github.com/nokmem/nokmem/internal/testenv"
 )
@@ -17,7 +18,7 @@ import (
 // reference minisign tool agrees, and the same sets are refused with a
 // foreign key (a fresh key pair) and with a key file that does not exist.
 func TestBuiltReleaseSets(t *testing.T) {
-	pub := "../../_output/nokmem-release.pub"
+	pub := layout.New(filepath.Join("..", "..")).ReleasePub()
 	testenv.RequireFile(t, "release public key (go tool mage release:all)", pub)
 	minisignCmd := testenv.RequireCommand(t, "minisign")
 	keys := t.TempDir()

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nokmem/nokmem/internal/layout"
 	"github.com/nokmem/nokmem/internal/release/sums"
 	"github.com/nokmem/nokmem/internal/testenv"
 )
@@ -19,7 +20,7 @@ import (
 // published under _output/yum with Debian's real rpm, dnf and createrepo_c
 // (under NOKMEM_STRICT they fail when the tools or the build are missing).
 
-var output = filepath.Join("..", "..", "_output")
+var output = layout.New(filepath.Join("..", "..")).OutputRoot()
 
 type built struct {
 	repo, pub, kubelet, node, key string
