@@ -6,10 +6,22 @@
 //	  or, for fix none, that its cgroupfs driver cannot activate kmem)
 //	→ build → checks (Go version, static ELF, version output) → publish
 //
-// Fetching and building sit behind two small interfaces, Inputs and
-// Builder, so that unit tests run the whole flow with a file:// module
-// proxy and a fake builder in well under a second. The magefiles call a
-// Pipeline with ModInputs and GoBuilder.
+// The other build flows live here too, each a sequence that checks its
+// inputs before it builds and publishes by rename or exchange:
+// BuildUnpatched (the proof build without patches), BuildStock (the
+// kubelet without its kmem patch, for the node test), and, on a Publisher
+// (signing key, vulnerability accounts, source date), the steps after the
+// binaries: ReleaseStep (release sets), VerifyStep (the verify node
+// program, behind NodeProgram), BundleStep/BuildPair (the node bundle) and
+// YumStep (RPMs and the yum repository). RunStep skips a step while its
+// record in _build/stamps matches; DefaultPair reads the default versions
+// from the matrix; the layout package names every path.
+//
+// Fetching and building sit behind small interfaces (Inputs, Builder,
+// NodeProgram), so that unit tests run every flow with a file:// module
+// proxy and fakes in about a second each. The magefiles choose versions,
+// keys and output folders, call these with ModInputs, GoBuilder and
+// VerifyProgram, and print.
 package pipeline
 
 import (
