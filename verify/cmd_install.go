@@ -42,32 +42,16 @@ func (f *installFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.force, "force", false, "replace (or, with --rollback, restore over) a binary someone changed since verify installed it")
 }
 
-// installer opens and checks the bundle and returns the install to run.
-// It refuses a non-root user before unpacking anything.
+// installer returns the install of the bundle these flags name.
 func (f *installFlags) installer(g *globalOptions, bo detect.BinaryOptions, warn io.Writer) (func() (*install.Record, error), error) {
 	if f.bundle == "" {
 		return nil, errors.New("--bundle is required")
 	}
-	return func() (*install.Record, error) {
-		if err := install.CheckPrivileges(g.StateDir, nil); err != nil {
-			return nil, err
-		}
-		b, err := install.Open(f.bundle, f.pubKey, f.skipSignature, f.tmpDir)
-		if err != nil {
-			return nil, err
-		}
-		defer b.Close()
-		for _, w := range b.Warnings {
-			fmt.Fprintln(warn, w)
-		}
-		o := b.Options()
-		o.StateDir, o.AllowSymlink, o.AllowUnknown, o.Force, o.Binaries, o.Logger = g.StateDir, f.allowSymlink, f.allowUnknown, f.force, bo, g.Logger
-		o.AllowVersionChange, o.AllowSecurityDowngrade = f.allowVersionChange, f.allowSecurityDowngrade
-		if o.Targets, err = b.Targets(bo.Paths, bo.SearchDirs, f.create); err != nil {
-			return nil, err
-		}
-		return install.Install(o)
-	}, nil
+	r := install.Request{Bundle: f.bundle, PubKey: f.pubKey, SkipSignature: f.skipSignature, TmpDir: f.tmpDir, StateDir: g.StateDir,
+		Binaries: bo, Create: f.create, Warnings: warn, Logger: g.Logger,
+		Policy: install.Policy{AllowSymlink: f.allowSymlink, AllowUnknown: f.allowUnknown, AllowVersionChange: f.allowVersionChange,
+			AllowSecurityDowngrade: f.allowSecurityDowngrade, Force: f.force}}
+	return func() (*install.Record, error) { return install.InstallBundle(r) }, nil
 }
 
 func newInstallCmd(g *globalOptions) *cobra.Command {

@@ -374,7 +374,7 @@ var List = []Mutation{
 	},
 	{
 		Name:    "rollback-checks-only-preexisting-binaries",
-		File:    "verify/install/install.go",
+		File:    "verify/install/rollback.go",
 		Old:     "\t\tif !e.owns(cur) {",
 		New:     "\t\tif e.Existed && !e.owns(cur) {",
 		Package: "./verify/install",
