@@ -3,77 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/report"
 )
 
 func init() { subcommands = append(subcommands, newDetectCmd) }
-
-// binaryFlags select the kubelet and runtime binaries (detect, install, run).
-type binaryFlags struct {
-	paths      map[string]*string
-	searchDirs []string
-	knownSums  string
-	timeout    time.Duration
-}
-
-func (b *binaryFlags) register(fs *pflag.FlagSet) {
-	b.paths = map[string]*string{}
-	for _, n := range detect.BinaryNames {
-		b.paths[n] = fs.String(n+"-path", "", "path of the "+n+" binary (default: search --search-dirs)")
-	}
-	fs.StringSliceVar(&b.searchDirs, "search-dirs", detect.DefaultSearchDirs, "directories searched for kubelet, runc and docker-runc")
-	fs.StringVar(&b.knownSums, "known-sums", "", "SHA256SUMS of a nokmem release: binaries with these checksums count as nokmem builds")
-	fs.DurationVar(&b.timeout, "version-timeout", detect.DefaultVersionTimeout, "how long one `BINARY --version` may run before it is killed (with its process group); the binaries run at once")
-}
-
-func (b *binaryFlags) options() (detect.BinaryOptions, error) {
-	o := detect.BinaryOptions{Paths: map[string]string{}, SearchDirs: b.searchDirs, Timeout: b.timeout}
-	for n, p := range b.paths {
-		if *p != "" {
-			o.Paths[n] = *p
-		}
-	}
-	if b.knownSums != "" {
-		m, err := detect.ReadKnownSums(b.knownSums)
-		if err != nil {
-			return o, err
-		}
-		o.KnownSums = m
-	}
-	return o, nil
-}
-
-// detectFlags are the inputs of detect (detect and run).
-type detectFlags struct {
-	binaryFlags
-	osRelease, procCgroups, slabDir string
-	probeSlabinfo                   bool
-	probeIDs                        int
-}
-
-func (d *detectFlags) register(fs *pflag.FlagSet) {
-	d.binaryFlags.register(fs)
-	fs.StringVar(&d.osRelease, "os-release", detect.DefaultOSRelease, "file holding the kernel release")
-	fs.StringVar(&d.procCgroups, "proc-cgroups", detect.DefaultProcCgroups, "/proc/cgroups or a file laid out like it")
-	fs.StringVar(&d.slabDir, "slab-dir", detect.DefaultSlabDir, "/sys/kernel/slab or a directory laid out like it (leaked-ID estimate)")
-	fs.BoolVar(&d.probeSlabinfo, "probe-slabinfo", false, "also create a scratch cgroup under the memory root, read its memory.kmem.slabinfo and remove it, to confirm the kernel semantics (needs root)")
-	fs.IntVar(&d.probeIDs, "probe-ids", 0, fmt.Sprintf("ID-headroom probe: create up to N scratch cgroups under the memory root until the ID space is exhausted (ENOSPC, ENOMEM or EBUSY), then remove them (max %d; needs root; briefly uses IDs and ~33 KB of kernel memory each: run with the kubelet stopped)", detect.MaxProbeIDs))
-}
-
-func (d *detectFlags) options(g *globalOptions) (detect.Options, error) {
-	bo, err := d.binaryFlags.options()
-	if err != nil {
-		return detect.Options{}, err
-	}
-	return detect.Options{Root: g.Root, OSRelease: d.osRelease, ProcCgroups: d.procCgroups, SlabDir: d.slabDir, StateDir: g.StateDir,
-		ProbeSlabinfo: d.probeSlabinfo, ProbeIDs: d.probeIDs, Binaries: bo, Logger: g.Logger}, nil
-}
 
 func newDetectCmd(g *globalOptions) *cobra.Command {
 	var (

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nokmem/nokmem/internal/atomicfile"
 	"github.com/nokmem/nokmem/verify/acceptance"
 	"github.com/nokmem/nokmem/verify/install"
 	"github.com/nokmem/nokmem/verify/memcg"
@@ -71,10 +70,9 @@ not come back), 16 assert, 17 cleanup; 64 usage error (verify exit-codes).`,
 				Strict:    strict,
 				Logger:    g.Logger,
 			}
-			if inf.bundle != "" {
-				if cfg.Install, err = inf.installer(g, do.Binaries, g.Stderr); err != nil {
-					return err
-				}
+			if inf.r.Bundle != "" {
+				r := inf.request(g, do.Binaries, g.Stderr)
+				cfg.Install = func() (*install.Record, error) { return install.InstallBundle(r) }
 			}
 			res := acceptance.Run(cmd.Context(), cfg)
 			if junitPath != "" {
@@ -117,14 +115,9 @@ not come back), 16 assert, 17 cleanup; 64 usage error (verify exit-codes).`,
 // writeRunJUnit writes the run's JUnit report, with the kubelet downtime
 // and the cleanup time as suite properties.
 func writeRunJUnit(path string, res *acceptance.Result) error {
-	doc := report.JUnit("nokmem-acceptance", res.Start, res.Steps)
-	doc.Suites[0].AddProperty("kubelet_downtime_seconds", fmt.Sprintf("%.3f", res.DowntimeSeconds))
-	doc.Suites[0].AddProperty("cleanup_seconds", fmt.Sprintf("%.3f", res.CleanupSeconds))
-	var b bytes.Buffer
-	if err := doc.WriteXML(&b); err != nil {
-		return fmt.Errorf("junit %s: %w", path, err)
-	}
-	return atomicfile.WriteFile(path, b.Bytes(), 0o644)
+	return report.WriteJUnit(path, "nokmem-acceptance", res.Start, res.Steps,
+		report.Property{Name: "kubelet_downtime_seconds", Value: fmt.Sprintf("%.3f", res.DowntimeSeconds)},
+		report.Property{Name: "cleanup_seconds", Value: fmt.Sprintf("%.3f", res.CleanupSeconds)})
 }
 
 // migrator runs the critical part of the verify/migrate engine (the
@@ -171,7 +164,7 @@ func cleaner(g *globalOptions, h memcg.Hierarchy, proc string) func(ctx context.
 func printRun(g *globalOptions, res *acceptance.Result) {
 	w := g.Stdout
 	for _, s := range res.Steps {
-		fmt.Fprintf(w, "%-8s %-14s %s\n", s.Status, s.Name, firstNonEmpty(s.Message, s.Details))
+		fmt.Fprintf(w, "%-8s %-14s %s\n", s.Status, s.Name, cmp.Or(s.Message, s.Details))
 	}
 	fmt.Fprintf(w, "outcome: %s", res.Outcome)
 	if res.StoppedAt != "" {
@@ -196,13 +189,4 @@ func printRun(g *globalOptions, res *acceptance.Result) {
 	if res.Install != nil {
 		fmt.Fprintf(w, "binaries replaced; undo with: verify install --rollback --state-dir %s (record %s)\n", g.StateDir, install.RecordFile)
 	}
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }

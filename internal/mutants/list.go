@@ -192,7 +192,7 @@ var List = []Mutation{
 	},
 	{
 		Name:    "detect-probes-by-default",
-		File:    "verify/cmd_detect.go",
+		File:    "verify/flags.go",
 		Old:     "\"probe-slabinfo\", false,",
 		New:     "\"probe-slabinfo\", true,",
 		Package: "./verify",
