@@ -80,6 +80,7 @@ else since (then it names the file and both digests, and --force overrides).`,
 			if err != nil {
 				return err
 			}
+			keptHints(rec)
 			if g.JSON() {
 				return report.WriteJSON(g.Stdout, rec)
 			}

@@ -72,7 +72,14 @@ not come back), 16 assert, 17 cleanup; 64 usage error (verify exit-codes).`,
 			}
 			if inf.r.Bundle != "" {
 				r := inf.request(g, do.Binaries, g.Stderr)
-				cfg.Install = func() (*install.Record, error) { return install.InstallBundle(r) }
+				cfg.Install = func() (*install.Record, error) {
+					rec, err := install.InstallBundle(r)
+					if err != nil {
+						return nil, explain(err, g.StateDir)
+					}
+					keptHints(rec)
+					return rec, nil
+				}
 			}
 			res := acceptance.Run(cmd.Context(), cfg)
 			if junitPath != "" {

@@ -182,6 +182,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	err = explain(err, g.StateDir)
 	code := exitProblem
 	var ee *exitError
 	if errors.As(err, &ee) {

@@ -31,11 +31,9 @@ type Decision struct {
 	Installed string `json:"installed"`
 	Action    string `json:"action"`
 	Reason    string `json:"reason"`
+	// Override would replace a kept target.
+	Override Override `json:"override,omitempty"`
 }
-
-// ErrRefused wraps every refusal of a plan: a target that is not replaced
-// without an override flag, which each message names.
-var ErrRefused = errors.New("refused")
 
 // resolved is a target with the file it resolves to.
 type resolved struct {
@@ -88,7 +86,7 @@ func planAll(o Options, rec *Record) (run []int, kept []Decision, err error) {
 	// One file, one install: targets that resolve to the same file (a
 	// docker-runc → runc symlink) are installed once, through the target
 	// that is not a link; the links are kept.
-	var refusals []error
+	var refusals []*Refusal
 	var primaries []resolved
 	for _, r := range rs {
 		if slices.ContainsFunc(primaries, func(p resolved) bool { return p.installed == r.installed }) {
@@ -109,16 +107,17 @@ func planAll(o Options, rec *Record) (run []int, kept []Decision, err error) {
 			}
 		}
 		if p.link && !o.AllowSymlink {
-			refusals = append(refusals, fmt.Errorf("install %s: %s is a symlink to %s, which is no other target; refusing to replace it (--allow-symlink installs to the file it points at): %w", p.t.Name, p.t.Path, p.installed, ErrRefused))
+			refusals = append(refusals, refuse(p.t.Path, OverrideSymlink, "install %s: %s is a symlink to %s, which is no other target; refusing to replace it: %w", p.t.Name, p.t.Path, p.installed, ErrRefused))
 			continue
 		}
 		primaries = append(primaries, p)
 	}
 	for _, p := range primaries {
 		i, d, err := decide(p, rec, o)
+		var r *Refusal
 		switch {
-		case errors.Is(err, ErrRefused) || errors.Is(err, ErrForeignChange):
-			refusals = append(refusals, err)
+		case errors.As(err, &r):
+			refusals = append(refusals, r)
 		case err != nil:
 			return nil, nil, err
 		case d != nil:
@@ -128,19 +127,18 @@ func planAll(o Options, rec *Record) (run []int, kept []Decision, err error) {
 		}
 	}
 	if len(refusals) > 0 {
-		return nil, nil, fmt.Errorf("%w; nothing was changed", errors.Join(refusals...))
+		return nil, nil, &PlanError{Refusals: refusals}
 	}
 	return run, kept, nil
 }
 
 // decide plans one file: the index of its entry in rec.Entries when it is
-// replaced, or a keep decision, or an error wrapping ErrRefused or
-// ErrForeignChange.
+// replaced, or a keep decision, or a *Refusal.
 func decide(r resolved, rec *Record, o Options) (int, *Decision, error) {
 	t, installed := r.t, r.installed
 	b := o.Manifest.Binary(t.Name)
 	keep := func(why string) (int, *Decision, error) {
-		return -1, &Decision{Name: t.Name, Path: t.Path, Installed: installed, Action: ActionKeep, Reason: why}, nil
+		return -1, &Decision{Name: t.Name, Path: t.Path, Installed: installed, Action: ActionKeep, Reason: why, Override: OverrideVersionChange}, nil
 	}
 	i := slices.IndexFunc(rec.Entries, func(e Entry) bool { return e.Installed == installed })
 	cur := ""
@@ -155,12 +153,12 @@ func decide(r resolved, rec *Record, o Options) (int, *Decision, error) {
 		// the original, when an interrupted install had not reached it).
 		e := &rec.Entries[i]
 		if !e.owns(cur) && !o.Force {
-			return -1, nil, fmt.Errorf("install %s: %s %w (it has sha256 %s; verify installed %s): someone else changed it, so it is not replaced (--force replaces it anyway)", t.Name, installed, ErrForeignChange, cmp.Or(cur, "(no file)"), e.NewSHA256)
+			return -1, nil, refuse(t.Path, OverrideForce, "install %s: %s %w (it has sha256 %s; verify installed %s): someone else changed it, so it is not replaced", t.Name, installed, ErrForeignChange, cmp.Or(cur, "(no file)"), e.NewSHA256)
 		}
 	}
 	if r.fi == nil {
 		if i < 0 && !t.Create {
-			return -1, nil, fmt.Errorf("install %s: %s does not exist; refusing to create it (--create %s): %w", t.Name, t.Path, t.Path, ErrRefused)
+			return -1, nil, refuse(t.Path, OverrideCreate, "install %s: %s does not exist; refusing to create it: %w", t.Name, t.Path, ErrRefused)
 		}
 		return entryFor(r, rec, i, b, nil), nil, nil
 	}
@@ -187,22 +185,22 @@ func decide(r resolved, rec *Record, o Options) (int, *Decision, error) {
 		fixed = fmt.Sprintf("%s at %s is already a nokmem build (%s)", t.Name, installed, id.Reason)
 	case id.Kind == detect.KindUnknown:
 		if !o.AllowUnknown {
-			return -1, nil, fmt.Errorf("install %s: unknown %s at %s (%s); refusing to replace it (--allow-unknown overrides): %w", t.Name, t.Name, installed, id.Reason, ErrRefused)
+			return -1, nil, refuse(t.Path, OverrideUnknown, "install %s: unknown %s at %s (%s); refusing to replace it: %w", t.Name, t.Name, installed, id.Reason, ErrRefused)
 		}
 	case id.Upstream != nil && id.Upstream.Verdict == affected.Unaffected:
 		fixed = fmt.Sprintf("%s at %s is %s %s, which does not activate kmem accounting (%s); the bundle's %s would only change its version", t.Name, installed, t.Name, id.Upstream.Version.Version, id.Upstream.Reason, b.Version)
 	}
 	if fixed != "" && !o.AllowVersionChange {
-		return keep(fixed + " (--allow-version-change replaces it)")
+		return keep(fixed)
 	}
 	if parsed && !o.AllowVersionChange {
-		if err := checkVersionChange(t.Name, installed, curV, id.Upstream, b); err != nil {
-			return -1, nil, err
+		if r := checkVersionChange(t.Name, installed, curV, id.Upstream, b); r != nil {
+			return -1, nil, r
 		}
 	}
 	if parsed && !o.AllowSecurityDowngrade {
-		if err := checkSecurity(t.Name, installed, curV, b); err != nil {
-			return -1, nil, err
+		if r := checkSecurity(t.Name, installed, curV, b); r != nil {
+			return -1, nil, r
 		}
 	}
 	return entryFor(r, rec, i, b, &id), nil, nil

@@ -20,7 +20,7 @@ import (
 const recordVersion = 2
 
 // AbandonedPrefix and RolledBackPrefix start the names under which a record
-// is set aside (verify install --abandon) or kept after a rollback.
+// is set aside (Abandon) or kept after a rollback.
 const (
 	AbandonedPrefix  = RecordFile + ".abandoned-"
 	RolledBackPrefix = RecordFile + ".rolled-back-"
@@ -82,7 +82,7 @@ func (r *Record) validate(stateDir string) error {
 
 // ReadRecord reads and checks the install record; nil (no error) when
 // there is none. A record that fails the checks is refused with
-// ErrUntrustedRecord, naming the file and what to do.
+// ErrUntrustedRecord, naming the file.
 func ReadRecord(stateDir string) (*Record, error) {
 	p := filepath.Join(stateDir, RecordFile)
 	b, err := os.ReadFile(p)
@@ -100,9 +100,8 @@ func ReadRecord(stateDir string) (*Record, error) {
 		err = r.validate(stateDir)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w %s: %w (nothing was changed; the record cannot be trusted to say what an earlier install replaced: "+
-			"compare the node's binaries with it (verify detect), then run `verify install --abandon --state-dir %s` to set it aside)",
-			ErrUntrustedRecord, p, err, stateDir)
+		return nil, fmt.Errorf("%w %s: %w (nothing was changed; the record cannot be trusted to say what an earlier install replaced: compare the node's binaries with it, then set it aside)",
+			ErrUntrustedRecord, p, err)
 	}
 	return &r, nil
 }

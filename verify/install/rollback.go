@@ -97,7 +97,7 @@ func checkOwned(rec *Record, force bool) error {
 		}
 	}
 	if len(foreign) > 0 && !force {
-		return fmt.Errorf("rollback: %w: %s; nothing was rolled back (--force restores the originals over these changes)", ErrForeignChange, strings.Join(foreign, "; "))
+		return fmt.Errorf("rollback: %w: %s; nothing was rolled back", ErrForeignChange, strings.Join(foreign, "; "))
 	}
 	return nil
 }

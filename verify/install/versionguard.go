@@ -1,7 +1,6 @@
 package install
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 
@@ -32,7 +31,7 @@ func bundleVersion(b *bundle.Binary) affected.Version {
 // than the bundle's (a downgrade under the container engine). cur is the
 // node's binary's version, up what verify/affected knows of it (nil for a
 // nokmem build or an unknown binary).
-func checkVersionChange(name, path string, cur affected.Version, up *affected.Finding, b *bundle.Binary) error {
+func checkVersionChange(name, path string, cur affected.Version, up *affected.Finding, b *bundle.Binary) *Refusal {
 	want := bundleVersion(b)
 	switch {
 	case cur.Project == affected.Kubernetes && semver.MajorMinor(cur.Version) != semver.MajorMinor(want.Version):
@@ -42,10 +41,10 @@ func checkVersionChange(name, path string, cur affected.Version, up *affected.Fi
 		} else if up != nil && up.FixVersion != "" {
 			fix = "a bundle with kubelet " + up.FixVersion + " (go tool mage kubelet:build " + up.FixVersion + ")"
 		}
-		return fmt.Errorf("install %s: %s is kubelet %s, the bundle's is %s: installing it would change the node's Kubernetes minor version; use %s (--allow-version-change installs anyway): %w",
+		return refuse(path, OverrideVersionChange, "install %s: %s is kubelet %s, the bundle's is %s: installing it would change the node's Kubernetes minor version; use %s: %w",
 			name, path, cur.Version, b.Version, fix, ErrRefused)
 	case cur.Project == affected.Runc && affected.Compare(affected.Runc, cur.Version, want.Version) > 0:
-		return fmt.Errorf("install %s: %s is runc %s, newer than the bundle's %s: installing it would downgrade the runtime under the container engine; use a bundle with runc %s or later (--allow-version-change installs anyway): %w",
+		return refuse(path, OverrideVersionChange, "install %s: %s is runc %s, newer than the bundle's %s: installing it would downgrade the runtime under the container engine; use a bundle with runc %s or later: %w",
 			name, path, cur.Version, b.Version, cur.Version, ErrRefused)
 	}
 	return nil
@@ -55,7 +54,7 @@ func checkVersionChange(name, path string, cur affected.Version, up *affected.Fi
 // vulnerabilities (verify/affected) than the one it replaces, such as the
 // rc5 of the default bundle over Docker CE 18.06.3's runc a592beb5 (which
 // carries the CVE-2019-5736 fix) or over a runc ≥ rc95.
-func checkSecurity(name, path string, cur affected.Version, b *bundle.Binary) error {
+func checkSecurity(name, path string, cur affected.Version, b *bundle.Binary) *Refusal {
 	want := bundleVersion(b)
 	if want.Project != cur.Project {
 		return nil
@@ -74,6 +73,6 @@ func checkSecurity(name, path string, cur affected.Version, b *bundle.Binary) er
 	if cur.Commit != "" {
 		what += " (commit " + cur.Commit + ")"
 	}
-	return fmt.Errorf("install %s: %s is %s %s with %d known vulnerabilities; the bundle's %s %s has %d: installing it would add %s; use a bundle whose %s has no more known vulnerabilities (--allow-security-downgrade installs anyway): %w",
+	return refuse(path, OverrideSecurityDowngrade, "install %s: %s is %s %s with %d known vulnerabilities; the bundle's %s %s has %d: installing it would add %s; use a bundle whose %s has no more known vulnerabilities: %w",
 		name, path, name, what, len(cv), name, b.Version, len(nv), strings.Join(added, ", "), name, ErrRefused)
 }
