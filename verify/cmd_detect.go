@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -37,20 +38,19 @@ check (in --state-dir).
 
 The report goes to stdout (JSON with -o json), diagnostics to stderr.
 
-Exit status (also with --npd, node-problem-detector custom-plugin codes):
-  0  healthy: nothing wrong; a kernel where the leak cannot happen is healthy
-  1  problem found (each listed on a PROBLEM line)
-  2  unknown: the kernel semantics could not be decided, or detect failed
-  64 usage error (with --npd also an "unknown:" line; see verify exit-codes)
+--npd exits with the same statuses (the node-problem-detector custom-plugin
+codes OK, NonOK and Unknown), and answers a usage error with an "unknown:" line.
 
 --npd prints one line of at most 80 characters on stdout, leading with the
-number that matters.`,
+number that matters.
+
+` + exitHelp("detect"),
 		Args:        cobra.NoArgs,
-		Annotations: annotations(usesRoot, map[string]string{privilegedFlagsAnnotation: "probe-ids,probe-slabinfo", unknownExitAnnotation: "2"}),
+		Annotations: annotations(usesRoot, map[string]string{privilegedFlagsAnnotation: "probe-ids,probe-slabinfo", unknownExitAnnotation: strconv.Itoa(exitUnknown)}),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o, err := df.options(g)
 			if err != nil {
-				return withExitCode(int(detect.Unknown), err)
+				return withExitCode(exitUnknown, err)
 			}
 			r, err := detect.Run(o)
 			if npd {
@@ -58,11 +58,11 @@ number that matters.`,
 				return npdExit(g.Stdout, st, msg)
 			}
 			if err != nil {
-				return withExitCode(int(detect.Unknown), err)
+				return withExitCode(exitUnknown, err)
 			}
 			if textfile != "" {
 				if err := report.WriteTextfile(textfile, report.DetectMetrics(r)); err != nil {
-					return withExitCode(int(detect.Unknown), err)
+					return withExitCode(exitUnknown, err)
 				}
 			}
 			if g.JSON() {
@@ -73,14 +73,14 @@ number that matters.`,
 				printDetect(g.Stdout, r)
 			}
 			if st := r.Status(); st != detect.Healthy {
-				return withExitCode(int(st), nil)
+				return withExitCode(statusExit(st), nil)
 			}
 			return nil
 		},
 	}
 	df.register(cmd.Flags())
 	cmd.Flags().StringVar(&textfile, "textfile", "", "also write Prometheus metrics to this file atomically (node_exporter textfile collector, *.prom)")
-	cmd.Flags().BoolVar(&npd, "npd", false, "node-problem-detector custom-plugin mode: one line on stdout, exit 0 OK, 1 problem, 2 unknown")
+	cmd.Flags().BoolVar(&npd, "npd", false, fmt.Sprintf("node-problem-detector custom-plugin mode: one line on stdout, exit %d OK, %d problem, %d unknown", exitOK, exitProblem, exitUnknown))
 	return cmd
 }
 
@@ -91,7 +91,7 @@ func npdExit(w io.Writer, st detect.Status, msg string) error {
 	if st == detect.Healthy {
 		return nil
 	}
-	return withExitCode(int(st), nil)
+	return withExitCode(statusExit(st), nil)
 }
 
 func printDetect(w io.Writer, r *detect.Report) {
@@ -157,12 +157,6 @@ func printDetect(w io.Writer, r *detect.Report) {
 	for _, p := range r.Problems() {
 		fmt.Fprintf(w, "PROBLEM:           %s\n", p.Text)
 	}
-	switch r.Status() {
-	case detect.Healthy:
-		fmt.Fprintln(w, "verdict:           healthy (exit 0)")
-	case detect.ProblemFound:
-		fmt.Fprintln(w, "verdict:           problem found (exit 1)")
-	case detect.Unknown:
-		fmt.Fprintln(w, "verdict:           unknown (exit 2)")
-	}
+	verdict := map[detect.Status]string{detect.Healthy: "healthy", detect.ProblemFound: "problem found", detect.Unknown: "unknown"}
+	fmt.Fprintf(w, "verdict:           %s (exit %d)\n", verdict[r.Status()], statusExit(r.Status()))
 }

@@ -43,15 +43,16 @@ made ("changed:"; JSON "changed"). On a kernel without 3.10 semantics it
 changes nothing and reports "not applicable". A systemd-driver node
 (kubepods.slice) is judged by its cgroups: without kmem-active cgroups it
 needs nothing ("healthy", exit 0: kubelet and runc activate kmem there only
-when a kernel-memory limit is requested); with some, detect fails (exit 10)
+when a kernel-memory limit is requested); with some, detect fails
 naming them, with the options (cgroup.memory=nokmem and a reboot, or
 draining and recreating those pods).
 
 When a step fails the run stops there, starts the kubelet again when that is
 safe (not on a half-migrated tree), and the report's "next" says what to run.
-Exit codes: 0 passed, healthy or not applicable; 10 detect, 11 install,
-12 binaries, 13 stop-kubelet, 14 migrate, 15 start-kubelet (or the kubelet did
-not come back), 16 assert, 17 cleanup; 64 usage error (verify exit-codes).`,
+The run exits 0 when it passed, found the node healthy or not applicable, and
+with its step's code when it stopped at a step.
+
+` + exitHelp("run"),
 		Args:        cobra.NoArgs,
 		Annotations: annotations(mutating, usesRoot),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -112,7 +113,7 @@ not come back), 16 assert, 17 cleanup; 64 usage error (verify exit-codes).`,
 	f.StringVar(&startCmd, "start-cmd", acceptance.DefaultStartCmd, "shell command that starts the kubelet")
 	f.StringVar(&junitPath, "junit", "", "write a JUnit XML report to this file")
 	f.StringVar(&jsonTo, "report", "", "write the JSON report to this file")
-	f.BoolVar(&strict, "strict", false, "fail (exit 16) when the kernel has no 3.10 semantics")
+	f.BoolVar(&strict, "strict", false, fmt.Sprintf("fail (exit %d) when the kernel has no 3.10 semantics", acceptance.ExitCodes[acceptance.StepAssert]))
 	f.StringVar(&kc.Proc, "proc", "/proc", "process table scanned for the restarted kubelet")
 	f.StringVar(&kc.Healthz, "healthz", "", "kubelet healthz URL that must answer 200 after the start (e.g. http://127.0.0.1:10248/healthz)")
 	f.DurationVar(&kc.Timeout, "kubelet-timeout", 2*time.Minute, "how long to wait for the kubelet to come back")
