@@ -22,10 +22,12 @@
 // change and is refused unless forced.
 //
 // One job per file: the record (record.go, recordfile.go, abandon.go), the
-// checks before anything is written (preflight.go), the plan and its version
-// and security guard (plan.go, versionguard.go), the transaction and its undo
-// (transaction.go), rollback (rollback.go), the checked copy (copy.go), and
-// the bundle a caller names (open.go, request.go).
+// checks before anything is written (preflight.go), the plan, its refusals
+// and its version and security guard (plan.go, refusal.go, versionguard.go),
+// the transaction and its undo (transaction.go), rollback (rollback.go), the
+// checked copy (copy.go), the bundle a caller names (open.go, request.go),
+// and the collection of old backups (gc.go). Messages name no command-line
+// flag: a refusal names its Override, and the caller says how to give it.
 package install
 
 import (
