@@ -76,11 +76,10 @@ else since (then it names the file and both digests, and --force overrides).`,
 			if f.r.Bundle == "" {
 				return errors.New("--bundle is required")
 			}
-			rec, err := install.InstallBundle(f.request(g, bo, g.Stderr))
+			rec, err := installBundle(f.request(g, bo, g.Stderr), g.StateDir)
 			if err != nil {
 				return err
 			}
-			keptHints(rec)
 			if g.JSON() {
 				return report.WriteJSON(g.Stdout, rec)
 			}

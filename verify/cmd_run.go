@@ -73,14 +73,7 @@ with its step's code when it stopped at a step.
 			}
 			if inf.r.Bundle != "" {
 				r := inf.request(g, do.Binaries, g.Stderr)
-				cfg.Install = func() (*install.Record, error) {
-					rec, err := install.InstallBundle(r)
-					if err != nil {
-						return nil, explain(err, g.StateDir)
-					}
-					keptHints(rec)
-					return rec, nil
-				}
+				cfg.Install = func() (*install.Record, error) { return installBundle(r, g.StateDir) }
 			}
 			res := acceptance.Run(cmd.Context(), cfg)
 			if junitPath != "" {

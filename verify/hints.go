@@ -34,6 +34,17 @@ func refusalHint(r *install.Refusal) string {
 	return overrideFlags[r.Override] + " installs anyway"
 }
 
+// installBundle is install.InstallBundle with its refusals and keep
+// decisions worded for the command line (install and run).
+func installBundle(r install.Request, stateDir string) (*install.Record, error) {
+	rec, err := install.InstallBundle(r)
+	if err != nil {
+		return nil, explain(err, stateDir)
+	}
+	keptHints(rec)
+	return rec, nil
+}
+
 // keptHints adds to each keep decision of rec the flag that would replace
 // the target instead.
 func keptHints(rec *install.Record) {
@@ -51,9 +62,10 @@ func keptHints(rec *install.Record) {
 // record. Other errors are returned as they are.
 func explain(err error, stateDir string) error {
 	var pe *install.PlanError
+	var done *explained
 	switch {
-	case err == nil:
-		return nil
+	case err == nil, errors.As(err, &done):
+		return err
 	case errors.As(err, &pe):
 		lines := make([]string, len(pe.Refusals))
 		for i, r := range pe.Refusals {
