@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/nokmem/nokmem/internal/atomicfile"
 	"github.com/nokmem/nokmem/internal/bundle"
@@ -129,11 +130,7 @@ func (b *Opened) Targets(paths map[string]string, dirs []string, create []string
 	}
 	for _, c := range create {
 		if !used[c] {
-			found := false
-			for _, t := range ts {
-				found = found || t.Path == c
-			}
-			if !found {
+			if !slices.ContainsFunc(ts, func(t Target) bool { return t.Path == c }) {
 				return nil, fmt.Errorf("cannot create %s: no binary of the bundle replaces a %q (or one is already installed)", c, filepath.Base(c))
 			}
 		}
