@@ -139,3 +139,25 @@ func TestRunnable(t *testing.T) {
 		t.Error("an unclosed block is accepted")
 	}
 }
+
+// TestDocLinks: every relative link of README.md and docs/*.md names a file
+// that exists and, with a #fragment, a heading of that file.
+func TestDocLinks(t *testing.T) {
+	paths, err := files(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range paths {
+		for _, err := range CheckLinks(p) {
+			t.Error(err)
+		}
+	}
+	// The check can fail: a link to a missing heading and a missing file.
+	bad := filepath.Join(t.TempDir(), "bad.md")
+	if err := os.WriteFile(bad, []byte("# Title\n[a](#title) [b](#nope) [c](missing.md)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if errs := CheckLinks(bad); len(errs) != 2 {
+		t.Errorf("CheckLinks of a doc with two bad links = %v", errs)
+	}
+}
