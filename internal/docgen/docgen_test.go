@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nokmem/nokmem/internal/mutants"
 )
 
 // root is the repository checkout this package is tested in.
@@ -159,5 +161,31 @@ func TestDocLinks(t *testing.T) {
 	}
 	if errs := CheckLinks(bad); len(errs) != 2 {
 		t.Errorf("CheckLinks of a doc with two bad links = %v", errs)
+	}
+}
+
+// TestMutationNotes: a hand-written note in docs/testing.md ("- `name`: …"
+// or "| `name`: …") names an entry of internal/mutants/list.go, so a
+// renamed or removed entry cannot leave a note behind.
+func TestMutationNotes(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(root, "docs/testing.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	for _, m := range mutants.List {
+		known[m.Name] = true
+	}
+	notes := MutationNotes(string(data))
+	if len(notes) < 20 {
+		t.Fatalf("found %d mutation notes in docs/testing.md, want the notes of at least 20 entries", len(notes))
+	}
+	for _, n := range notes {
+		if !known[n] {
+			t.Errorf("docs/testing.md has a note on mutation %s, which internal/mutants/list.go does not list", n)
+		}
+	}
+	if got := MutationNotes("## Mutation check\n- `no-such-entry`: x\n## Other\n- `not-a-note`: y\n"); len(got) != 1 || got[0] != "no-such-entry" {
+		t.Errorf("MutationNotes = %v", got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -189,3 +190,31 @@ func Mutations(list []mutants.Mutation) string {
 
 // cell escapes the pipes of a Markdown table cell.
 func cell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+var (
+	noteRE    = regexp.MustCompile("(?m)^[-|] `([a-z0-9]+(?:-[a-z0-9]+)+)`")
+	sectionRE = regexp.MustCompile(`(?m)^#{2,3} `)
+)
+
+// MutationNotes returns the mutation names that start a hand-written note
+// ("- `name`" or "| `name`") in the sections of doc whose heading names
+// mutations.
+func MutationNotes(doc string) []string {
+	var out []string
+	idx := sectionRE.FindAllStringIndex(doc, -1)
+	for i, loc := range idx {
+		end := len(doc)
+		if i+1 < len(idx) {
+			end = idx[i+1][0]
+		}
+		sec := doc[loc[0]:end]
+		heading, _, _ := strings.Cut(sec, "\n")
+		if !strings.Contains(strings.ToLower(heading), "mutation") && !strings.Contains(heading, "entries break") {
+			continue
+		}
+		for _, m := range noteRE.FindAllStringSubmatch(sec, -1) {
+			out = append(out, m[1])
+		}
+	}
+	return out
+}
