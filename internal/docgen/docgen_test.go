@@ -189,3 +189,22 @@ func TestMutationNotes(t *testing.T) {
 		t.Errorf("MutationNotes = %v", got)
 	}
 }
+
+// TestRunStepAdvice: the node guide's "what to do" table has one row per
+// step of `verify run` that has an exit code, and no other, so a new or
+// renamed step cannot go without advice.
+func TestRunStepAdvice(t *testing.T) {
+	codes, err := NewSources(root).ExitCodes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(root, "docs/node.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := RunSteps(codes)
+	advice := AdviceRows(string(data))
+	if len(steps) == 0 || strings.Join(steps, " ") != strings.Join(advice, " ") {
+		t.Errorf("docs/node.md advises on run steps %v; verify exit-codes has %v (same order)", advice, steps)
+	}
+}

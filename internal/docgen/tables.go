@@ -218,3 +218,31 @@ func MutationNotes(doc string) []string {
 	}
 	return out
 }
+
+var runStepRE = regexp.MustCompile(`(?m)^\| \d+ \| run-([a-z-]+) \|`)
+
+// RunSteps are the steps of `verify run` in the exit-code table, in order.
+func RunSteps(exitCodes string) []string {
+	var out []string
+	for _, m := range runStepRE.FindAllStringSubmatch(exitCodes, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// AdviceRows are the first cells of the node guide's table headed
+// "| run stopped at |".
+func AdviceRows(doc string) []string {
+	_, table, ok := strings.Cut(doc, "| run stopped at |")
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(table, "\n")[2:] {
+		if !strings.HasPrefix(line, "| ") {
+			break
+		}
+		out = append(out, strings.TrimSpace(strings.Split(line, "|")[1]))
+	}
+	return out
+}
