@@ -716,7 +716,7 @@ func TestRunRefuses(t *testing.T) {
 // write). assert on a scratch kubepods tree with a real process gives the
 // verdict that fits the kernel line.
 func TestRealHierarchyBinary(t *testing.T) {
-	tr := memcgtest.Scratch(t)
+	tr := memcgtest.Real(t)
 	tr.Kubepods(memcgtest.Flat, 2, 1)
 	tr.Sleep("kubepods/pod0/ctr0")
 	var u unix.Utsname

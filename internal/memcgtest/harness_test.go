@@ -17,9 +17,9 @@ func TestHarnessCleansUp(t *testing.T) {
 	for _, l := range []memcgtest.Layout{memcgtest.QoS, memcgtest.Flat} {
 		var base string
 		var pids []int
-		var tr *memcgtest.Tree
+		var tr *memcgtest.Node
 		t.Run("layout", func(t *testing.T) {
-			tr = memcgtest.Scratch(t)
+			tr = memcgtest.Real(t)
 			base = tr.Base
 			ctrs := tr.Kubepods(l, 3, 2)
 			if len(ctrs) != 6 {

@@ -59,7 +59,7 @@ func TestDefaultValuedSettings(t *testing.T) {
 // container cgroup: the real kernel's inheritance at mkdir, not the
 // simulator's.
 func TestDefaultValuedSettingsRealKernel(t *testing.T) {
-	tr := memcgtest.Scratch(t)
+	tr := memcgtest.Real(t)
 	n := &realNode{tr: tr, h: memcg.Hierarchy{Root: tr.H.Path(tr.Base)}, where: map[int]string{}, stateDir: t.TempDir()}
 	// Parents get their value before their children exist, as kubelet
 	// creates them, so the children inherit it and are then set back.

@@ -38,7 +38,7 @@ var renameCases = []struct {
 func TestRenameRulesRealKernel(t *testing.T) {
 	for _, tc := range renameCases {
 		t.Run(tc.name, func(t *testing.T) {
-			tr := memcgtest.Scratch(t)
+			tr := memcgtest.Real(t)
 			real := memcg.Hierarchy{Root: tr.H.Path(tr.Base)}
 			_, m := memcgsim.MountForTest(t, memcgsim.Modern)
 			sim := memcg.Hierarchy{Root: m.Memory}

@@ -16,7 +16,7 @@ import (
 // realNode is a scratch cgroup on this machine's memory hierarchy that acts
 // as the memory root: kubepods and the temporary tree live inside it.
 type realNode struct {
-	tr *memcgtest.Tree
+	tr *memcgtest.Node
 	h  memcg.Hierarchy
 	// where maps each started process to its cgroup relative to kubepods.
 	where map[int]string
@@ -27,7 +27,7 @@ type realNode struct {
 
 func newRealNode(t testing.TB, pods, ctrs, sleepsPerCtr, threadedCtrs int) *realNode {
 	t.Helper()
-	tr := memcgtest.Scratch(t)
+	tr := memcgtest.Real(t)
 	n := &realNode{tr: tr, h: memcg.Hierarchy{Root: tr.H.Path(tr.Base)}, where: map[int]string{}, stateDir: t.TempDir()}
 	ctrsRel := tr.Kubepods(memcgtest.QoS, pods, ctrs)
 	for _, w := range [][3]string{
