@@ -252,11 +252,8 @@ func (n *Node) moveIn(rel string, p *Proc) {
 	}
 }
 
-// Kill kills the process and waits for it; on the simulator the task exits.
-func (p *Proc) Kill() error {
-	if p.cmd == nil {
-		return p.n.Sim.Exit(p.Pid)
-	}
+// kill kills the process and waits for it.
+func (p *Proc) kill() error {
 	if p.cmd.ProcessState != nil {
 		return nil
 	}
@@ -273,7 +270,7 @@ func (p *Proc) Kill() error {
 }
 
 // cleanup kills the processes the node started on the kernel, then removes
-// the scratch tree leaf first. A cgroup can stay busy for a moment after its last task
+// the scratch tree leaf first (the simulator's tasks go with its mount). A cgroup can stay busy for a moment after its last task
 // was reaped, so EBUSY is retried briefly.
 func (n *Node) cleanup() error {
 	n.mu.Lock()
@@ -281,7 +278,7 @@ func (n *Node) cleanup() error {
 	n.mu.Unlock()
 	var errs []error
 	for _, p := range procs {
-		if err := p.Kill(); err != nil {
+		if err := p.kill(); err != nil {
 			errs = append(errs, err)
 		}
 	}
