@@ -123,23 +123,24 @@ func TestDocCommandsRun(t *testing.T) {
 // simulatedNode mounts a RHEL 7.8 simulator with a kmem-active kubepods
 // tree and returns the environment the verify wrapper reads.
 func simulatedNode(t *testing.T) []string {
-	s, m := memcgsim.MountForTest(t, memcgsim.RHEL78)
-	h := memcg.Hierarchy{Root: m.Memory}
+	n := memcgtest.Sim(t, memcgsim.RHEL78)
 	mkdir := func(rel string) error {
-		if err := h.Mkdir(rel); err != nil || rel != "kubepods" {
+		if err := n.H.Mkdir(rel); err != nil || rel != "kubepods" {
 			return err
 		}
-		// What a stock runc does to every cgroup it creates.
-		if err := h.Write(rel, memcg.KmemLimit, "1"); err != nil {
+		// What a stock runc does to every cgroup it creates; the
+		// children inherit it.
+		if err := n.H.Write(rel, memcg.KmemLimit, "1"); err != nil {
 			return err
 		}
-		return h.Write(rel, memcg.KmemLimit, "-1")
+		return n.H.Write(rel, memcg.KmemLimit, "-1")
 	}
 	for _, ctr := range memcgtest.BuildKubepods(t, mkdir, memcgtest.QoS, 3, 2) {
-		if _, err := s.AddTask(ctr, 1<<20); err != nil {
+		if _, err := n.Sim.AddTask(ctr, 1<<20); err != nil {
 			t.Fatal(err)
 		}
 	}
+	m := n.Mount
 	node := t.TempDir()
 	files := map[string]string{
 		"osrelease":   "3.10.0-1127.el7.x86_64\n",
