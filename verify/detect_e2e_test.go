@@ -107,8 +107,8 @@ func changes(sim *memcgsim.Sim) *atomic.Int64 {
 func TestDetectNeedsWritableRoot(t *testing.T) {
 	n := newNode(t, memcgsim.RHEL78)
 	n.kubelet("kubepods", 4)
-	tried := changes(n.sim)
-	n.sim.ReadOnly(true)
+	tried := changes(n.Sim)
+	n.Sim.ReadOnly(true)
 	out, stderr, code := n.verify(append([]string{"detect", "-o", "json"}, n.detectArgs()...)...)
 	var r detect.Report
 	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 1 {
@@ -141,7 +141,7 @@ func TestDetectLeakedIDsCountedByName(t *testing.T) {
 	if _, stderr, code := n.verify(append([]string{"migrate", "--proc", n.path("proc")}, n.nokmemKubeletArgs()...)...); code != 0 {
 		t.Fatalf("migrate: exit %d: %s", code, stderr)
 	}
-	leaked := len(n.sim.LeakedIDs())
+	leaked := len(n.Sim.LeakedIDs())
 	if leaked != 9 {
 		t.Fatalf("simulator leaked %d IDs, want the 9 of the old tree", leaked)
 	}
@@ -166,13 +166,13 @@ func TestDetectLeakedIDsCountedByName(t *testing.T) {
 func TestDetectLeakedIDsWithLiveKmemCgroups(t *testing.T) {
 	n := newNode(t, memcgsim.RHEL78)
 	n.kubelet("kubepods", 4) // podA with a task; job0..job3 churned: 4 leaked
-	if err := n.h.Mkdir("kubepods/burstable/job0"); err != nil {
+	if err := n.H.Mkdir("kubepods/burstable/job0"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.sim.AddTask("kubepods/burstable/job0", 1<<20); err != nil {
+	if _, err := n.Sim.AddTask("kubepods/burstable/job0", 1<<20); err != nil {
 		t.Fatal(err)
 	}
-	leaked := len(n.sim.LeakedIDs())
+	leaked := len(n.Sim.LeakedIDs())
 	out, stderr, code := n.verify(append([]string{"detect", "-o", "json"}, n.detectArgs()...)...)
 	var r detect.Report
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
@@ -198,7 +198,7 @@ func TestDetectLeftovers(t *testing.T) {
 	if _, stderr, code := n.verify(args...); code != 0 {
 		t.Fatalf("clean modern node: exit %d, want 0 (healthy)\n%s", code, stderr)
 	}
-	if err := n.h.Mkdir(detect.TempPrefix + "-kubepods"); err != nil {
+	if err := n.H.Mkdir(detect.TempPrefix + "-kubepods"); err != nil {
 		t.Fatal(err)
 	}
 	n.write("state/"+migrate.JournalFile, `{"phase":"moved-out","kubepods":"kubepods","temp":"nokmem-migrate-kubepods"}`, 0o600)
@@ -232,7 +232,7 @@ func TestDetectExitCodes(t *testing.T) {
 	}{
 		{"3.10 kmem-active", memcgsim.RHEL78, func(n *node) { n.kubelet("kubepods", 1) }, 1},
 		{"3.10 clean, nokmem builds", memcgsim.RHEL78, func(n *node) {
-			if err := n.h.Mkdir("kubepods"); err != nil {
+			if err := n.H.Mkdir("kubepods"); err != nil {
 				t.Fatal(err)
 			}
 			n.write("bin/kubelet", "#!/bin/sh\necho 'Kubernetes v1.12.4+nokmem'\n", 0o755)
@@ -267,9 +267,9 @@ func TestProbeIDsFullIDSpace(t *testing.T) {
 	n := newNode(t, memcgsim.Modern)
 	n.write("bin/runc", versionScript("runc version 1.4.4"), 0o755) // rc5's CVEs would make detect exit 1
 	const free = 5
-	n.sim.LimitIDs(n.sim.IDsInUse() + free)
-	n.sim.SetHook(func(op memcgsim.Op) error {
-		if op.Kind == memcgsim.OpMkdir && n.sim.IDsInUse() >= 1+free {
+	n.Sim.LimitIDs(n.Sim.IDsInUse() + free)
+	n.Sim.SetHook(func(op memcgsim.Op) error {
+		if op.Kind == memcgsim.OpMkdir && n.Sim.IDsInUse() >= 1+free {
 			return syscall.EBUSY // xa_alloc's errno for a full ID space, as on 6.18
 		}
 		return nil
@@ -286,7 +286,7 @@ func TestProbeIDsFullIDSpace(t *testing.T) {
 	if !strings.Contains(out, fmt.Sprintf("ID probe:          exhausted at %d (mkdir: device or resource busy)", free)) {
 		t.Errorf("text output:\n%s", out)
 	}
-	if n.sim.Live() != 1 {
-		t.Errorf("probe left %d cgroups", n.sim.Live()-1)
+	if n.Sim.Live() != 1 {
+		t.Errorf("probe left %d cgroups", n.Sim.Live()-1)
 	}
 }
