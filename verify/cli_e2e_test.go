@@ -58,7 +58,7 @@ func asNobody(cmd *exec.Cmd) *exec.Cmd {
 func TestAssertAsNobodyCreatesNothing(t *testing.T) {
 	bin := nobodyVerify(t)
 	n := newNode(t, memcgsim.RHEL78)
-	memcgtest.BuildKubepods(t, n.h.Mkdir, memcgtest.QoS, 3, 1)
+	n.Kubepods(memcgtest.QoS, 3, 1)
 	// The simulator's mount and the node's files are in t.TempDir()s.
 	for _, d := range []string{filepath.Dir(n.dir), n.dir} {
 		if err := os.Chmod(d, 0o755); err != nil {
@@ -68,15 +68,15 @@ func TestAssertAsNobodyCreatesNothing(t *testing.T) {
 	if err := os.Chmod(n.path("osrelease"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tried := changes(n.sim)
-	args := []string{"--root", n.m.Memory, "assert", "--os-release", n.path("osrelease")}
+	tried := changes(n.Sim)
+	args := []string{"--root", n.Mount.Memory, "assert", "--os-release", n.path("osrelease")}
 	stdout, stderr, code := runBin(t, asNobody(exec.Command(bin, args...)))
 	if code != 0 || !strings.HasPrefix(stdout, "PASS: ") || tried.Load() != 0 {
 		t.Errorf("assert as uid 65534 on the simulator: exit %d, %d changes\nstdout %s\nstderr %s", code, tried.Load(), stdout, stderr)
 	}
 
 	// detect without a probe flag reads only, too.
-	detectArgs := append([]string{"--root", n.m.Memory, "--state-dir", n.path("state"), "detect"}, n.detectArgs()...)
+	detectArgs := append([]string{"--root", n.Mount.Memory, "--state-dir", n.path("state"), "detect"}, n.detectArgs()...)
 	stdout, stderr, code = runBin(t, asNobody(exec.Command(bin, detectArgs...)))
 	if code != 1 || !strings.Contains(stdout, "verdict:") || tried.Load() != 0 {
 		t.Errorf("detect as uid 65534: exit %d (want 1: stock binaries), %d changes\nstdout %s\nstderr %s", code, tried.Load(), stdout, stderr)
@@ -88,7 +88,7 @@ func TestAssertAsNobodyCreatesNothing(t *testing.T) {
 	}
 
 	var ops []string
-	n.sim.SetHook(func(op memcgsim.Op) error {
+	n.Sim.SetHook(func(op memcgsim.Op) error {
 		if op.Kind != memcgsim.OpRead {
 			ops = append(ops, string(op.Kind)+" "+op.Cgroup)
 		}
@@ -124,7 +124,7 @@ func TestAssertAsNobodyCreatesNothing(t *testing.T) {
 func TestRunModernKernelChangesNothing(t *testing.T) {
 	n := newNode(t, memcgsim.Modern)
 	n.kubelet("kubepods", 2)
-	tried := changes(n.sim)
+	tried := changes(n.Sim)
 	args := n.runArgs()
 	args = args[:len(args)-2] // text output, not -o json
 	stdout, stderr, code := n.verify(args...)
@@ -155,7 +155,7 @@ func TestRunSaysWhatItChanged(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil || code != 0 {
 		t.Fatalf("run: exit %d, %v\n%s\n%s", code, err, out, stderr)
 	}
-	want := []string{"installed ", "issued the kubelet stop command", "migrated " + n.m.Memory + "/kubepods", "started the kubelet", "cleanup: ", "assert probe: created and removed " + n.m.Memory + "/kubepods/nokmem-assert-"}
+	want := []string{"installed ", "issued the kubelet stop command", "migrated " + n.Mount.Memory + "/kubepods", "started the kubelet", "cleanup: ", "assert probe: created and removed " + n.Mount.Memory + "/kubepods/nokmem-assert-"}
 	i := 0
 	for _, c := range res.Changed {
 		if i < len(want) && strings.HasPrefix(c, want[i]) {
@@ -179,7 +179,7 @@ const hangingBinary = "#!/bin/sh\necho 'Kubernetes v1.12.4'\nsleep 120\n"
 // nodeexec.WaitDelay; the test logs the time measured at the defaults.
 func TestDetectHangingVersion(t *testing.T) {
 	n := newNode(t, memcgsim.RHEL78)
-	memcgtest.BuildKubepods(t, n.h.Mkdir, memcgtest.QoS, 2, 1)
+	n.Kubepods(memcgtest.QoS, 2, 1)
 	for _, b := range detect.BinaryNames {
 		n.write("bin/"+b, hangingBinary, 0o755)
 	}
@@ -232,7 +232,7 @@ func TestUsageErrors(t *testing.T) {
 	before := n.state()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tried := changes(n.sim)
+			tried := changes(n.Sim)
 			stdout, stderr, code := n.verify(tt.args...)
 			if code != exitUsage {
 				t.Errorf("exit %d, want %d (usage)\nstdout %s\nstderr %s", code, exitUsage, stdout, stderr)
@@ -308,7 +308,7 @@ func TestDetectOutputOnStdout(t *testing.T) {
 	testenv.RequireCommand(t, "grep")
 	n := newNode(t, memcgsim.RHEL78)
 	n.kubelet("kubepods", 1)
-	cmd := exec.Command("sh", "-c", `"$@" | grep '^verdict:'`, "sh", verifyBin, "--root", n.m.Memory, "--state-dir", n.path("state"), "detect")
+	cmd := exec.Command("sh", "-c", `"$@" | grep '^verdict:'`, "sh", verifyBin, "--root", n.Mount.Memory, "--state-dir", n.path("state"), "detect")
 	cmd.Args = append(cmd.Args, n.detectArgs()...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -354,9 +354,9 @@ func TestExitCodeTable(t *testing.T) {
 // stock kubelet v1.12.4 and runc rc5 of newNode.
 func systemdNode(t *testing.T) (*node, []string) {
 	n := newNode(t, memcgsim.RHEL78)
-	ctrs := memcgtest.BuildKubepods(t, n.h.Mkdir, memcgtest.Systemd, 6, 2)
+	ctrs := n.Kubepods(memcgtest.Systemd, 6, 2)
 	for _, c := range ctrs {
-		if _, err := n.sim.AddTask(c, 1<<20); err != nil {
+		if _, err := n.Sim.AddTask(c, 1<<20); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -378,7 +378,7 @@ func TestSystemdDriverByEvidence(t *testing.T) {
 	t.Run("no kmem-active cgroup", func(t *testing.T) {
 		n, _ := systemdNode(t)
 		before := n.state()
-		tried := changes(n.sim)
+		tried := changes(n.Sim)
 		stdout, stderr, code := n.verify(append([]string{"detect"}, n.detectArgs()...)...)
 		if code != 0 || !strings.Contains(stdout, "verdict:           healthy") || !strings.Contains(stdout, "activate kmem only when a kernel-memory limit is requested") {
 			t.Errorf("detect: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
@@ -405,13 +405,13 @@ func TestSystemdDriverByEvidence(t *testing.T) {
 		// A pod cgroup created with a kernel-memory limit, and its
 		// container scope below it (which inherits the accounting).
 		active := pod + "/docker-kmem.scope"
-		if err := n.h.Mkdir(active); err != nil {
+		if err := n.H.Mkdir(active); err != nil {
 			t.Fatal(err)
 		}
-		if err := n.h.Write(active, memcg.KmemLimit, "104857600"); err != nil {
+		if err := n.H.Write(active, memcg.KmemLimit, "104857600"); err != nil {
 			t.Fatal(err)
 		}
-		if err := n.h.Mkdir(active + "/sub"); err != nil {
+		if err := n.H.Mkdir(active + "/sub"); err != nil {
 			t.Fatal(err)
 		}
 		before := n.state()

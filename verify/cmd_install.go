@@ -1,15 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/install"
@@ -17,58 +16,6 @@ import (
 )
 
 func init() { subcommands = append(subcommands, newInstallCmd, newRollbackCmd) }
-
-// installFlags are the inputs of install (install and run).
-type installFlags struct {
-	bundle, pubKey, tmpDir     string
-	skipSignature              bool
-	create                     []string
-	allowSymlink, allowUnknown bool
-	allowVersionChange         bool
-	allowSecurityDowngrade     bool
-	force                      bool
-}
-
-func (f *installFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.bundle, "bundle", "", "the signed node bundle: its folder or its .tar.gz")
-	fs.StringVar(&f.pubKey, "pubkey", install.DefaultPubKey, "minisign public key the bundle must be signed with")
-	fs.BoolVar(&f.skipSignature, "insecure-skip-signature", false, "install without checking the signature (warned, and recorded in install.json as signature_skipped)")
-	fs.StringSliceVar(&f.create, "create", nil, "create this binary when the node has none (e.g. /usr/bin/docker-runc); repeatable")
-	fs.StringVar(&f.tmpDir, "tmp-dir", os.TempDir(), "where a bundle tarball is unpacked (needs room for about 200 MB)")
-	fs.BoolVar(&f.allowSymlink, "allow-symlink", false, "install through a symlinked target (replaces the file it points at)")
-	fs.BoolVar(&f.allowUnknown, "allow-unknown", false, "replace a binary whose version output is not recognised")
-	fs.BoolVar(&f.allowVersionChange, "allow-version-change", false, "replace a binary the bundle does not fix (a nokmem build, a stock version that does not activate kmem), a kubelet of another minor release, or a runc newer than the bundle's")
-	fs.BoolVar(&f.allowSecurityDowngrade, "allow-security-downgrade", false, "put in place a binary with more known vulnerabilities than the one it replaces")
-	fs.BoolVar(&f.force, "force", false, "replace (or, with --rollback, restore over) a binary someone changed since verify installed it")
-}
-
-// installer opens and checks the bundle and returns the install to run.
-// It refuses a non-root user before unpacking anything.
-func (f *installFlags) installer(g *globalOptions, bo detect.BinaryOptions, warn io.Writer) (func() (*install.Record, error), error) {
-	if f.bundle == "" {
-		return nil, errors.New("--bundle is required")
-	}
-	return func() (*install.Record, error) {
-		if err := install.CheckPrivileges(g.StateDir, nil); err != nil {
-			return nil, err
-		}
-		b, err := install.Open(f.bundle, f.pubKey, f.skipSignature, f.tmpDir)
-		if err != nil {
-			return nil, err
-		}
-		defer b.Close()
-		for _, w := range b.Warnings {
-			fmt.Fprintln(warn, w)
-		}
-		o := b.Options()
-		o.StateDir, o.AllowSymlink, o.AllowUnknown, o.Force, o.Binaries, o.Logger = g.StateDir, f.allowSymlink, f.allowUnknown, f.force, bo, g.Logger
-		o.AllowVersionChange, o.AllowSecurityDowngrade = f.allowVersionChange, f.allowSecurityDowngrade
-		if o.Targets, err = b.Targets(bo.Paths, bo.SearchDirs, f.create); err != nil {
-			return nil, err
-		}
-		return install.Install(o)
-	}, nil
-}
 
 func newInstallCmd(g *globalOptions) *cobra.Command {
 	var (
@@ -117,7 +64,7 @@ else since (then it names the file and both digests, and --force overrides).`,
 				return errors.New("--rollback and --abandon exclude each other")
 			}
 			if rollback {
-				return runRollback(g, f.force)
+				return runRollback(g, f.r.Force)
 			}
 			bo, err := bf.options()
 			if err != nil {
@@ -126,11 +73,10 @@ else since (then it names the file and both digests, and --force overrides).`,
 			if abandon {
 				return runAbandon(g, bo)
 			}
-			do, err := f.installer(g, bo, g.Stderr)
-			if err != nil {
-				return err
+			if f.r.Bundle == "" {
+				return errors.New("--bundle is required")
 			}
-			rec, err := do()
+			rec, err := installBundle(f.request(g, bo, g.Stderr), g.StateDir)
 			if err != nil {
 				return err
 			}
@@ -187,7 +133,7 @@ func printInstall(w io.Writer, stateDir string, rec *install.Record) {
 		if !slices.Contains(rec.Replaced, e.Installed) {
 			continue
 		}
-		fmt.Fprintf(w, "installed %s → %s (sha256 %s; original %s, backup %s)\n", e.Name, e.Installed, e.NewSHA256, orNone(e.Original.SHA256), orNone(e.Backup))
+		fmt.Fprintf(w, "installed %s → %s (sha256 %s; original %s, backup %s)\n", e.Name, e.Installed, e.NewSHA256, cmp.Or(e.Original.SHA256, "none"), cmp.Or(e.Backup, "none"))
 		for _, n := range e.Notes {
 			fmt.Fprintf(w, "  note: %s: %s\n", e.Installed, n)
 		}
@@ -222,11 +168,4 @@ func runRollback(g *globalOptions, force bool) error {
 	}
 	fmt.Fprintln(g.Stderr, res.Message)
 	return nil
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
 }

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nokmem/nokmem/internal/atomicfile"
 	"github.com/nokmem/nokmem/verify/acceptance"
 	"github.com/nokmem/nokmem/verify/install"
 	"github.com/nokmem/nokmem/verify/memcg"
@@ -44,15 +43,16 @@ made ("changed:"; JSON "changed"). On a kernel without 3.10 semantics it
 changes nothing and reports "not applicable". A systemd-driver node
 (kubepods.slice) is judged by its cgroups: without kmem-active cgroups it
 needs nothing ("healthy", exit 0: kubelet and runc activate kmem there only
-when a kernel-memory limit is requested); with some, detect fails (exit 10)
+when a kernel-memory limit is requested); with some, detect fails
 naming them, with the options (cgroup.memory=nokmem and a reboot, or
 draining and recreating those pods).
 
 When a step fails the run stops there, starts the kubelet again when that is
 safe (not on a half-migrated tree), and the report's "next" says what to run.
-Exit codes: 0 passed, healthy or not applicable; 10 detect, 11 install,
-12 binaries, 13 stop-kubelet, 14 migrate, 15 start-kubelet (or the kubelet did
-not come back), 16 assert, 17 cleanup; 64 usage error (verify exit-codes).`,
+The run exits 0 when it passed, found the node healthy or not applicable, and
+with its step's code when it stopped at a step.
+
+` + exitHelp("run"),
 		Args:        cobra.NoArgs,
 		Annotations: annotations(mutating, usesRoot),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -71,10 +71,9 @@ not come back), 16 assert, 17 cleanup; 64 usage error (verify exit-codes).`,
 				Strict:    strict,
 				Logger:    g.Logger,
 			}
-			if inf.bundle != "" {
-				if cfg.Install, err = inf.installer(g, do.Binaries, g.Stderr); err != nil {
-					return err
-				}
+			if inf.r.Bundle != "" {
+				r := inf.request(g, do.Binaries, g.Stderr)
+				cfg.Install = func() (*install.Record, error) { return installBundle(r, g.StateDir) }
 			}
 			res := acceptance.Run(cmd.Context(), cfg)
 			if junitPath != "" {
@@ -107,7 +106,7 @@ not come back), 16 assert, 17 cleanup; 64 usage error (verify exit-codes).`,
 	f.StringVar(&startCmd, "start-cmd", acceptance.DefaultStartCmd, "shell command that starts the kubelet")
 	f.StringVar(&junitPath, "junit", "", "write a JUnit XML report to this file")
 	f.StringVar(&jsonTo, "report", "", "write the JSON report to this file")
-	f.BoolVar(&strict, "strict", false, "fail (exit 16) when the kernel has no 3.10 semantics")
+	f.BoolVar(&strict, "strict", false, fmt.Sprintf("fail (exit %d) when the kernel has no 3.10 semantics", acceptance.ExitCodes[acceptance.StepAssert]))
 	f.StringVar(&kc.Proc, "proc", "/proc", "process table scanned for the restarted kubelet")
 	f.StringVar(&kc.Healthz, "healthz", "", "kubelet healthz URL that must answer 200 after the start (e.g. http://127.0.0.1:10248/healthz)")
 	f.DurationVar(&kc.Timeout, "kubelet-timeout", 2*time.Minute, "how long to wait for the kubelet to come back")
@@ -117,14 +116,9 @@ not come back), 16 assert, 17 cleanup; 64 usage error (verify exit-codes).`,
 // writeRunJUnit writes the run's JUnit report, with the kubelet downtime
 // and the cleanup time as suite properties.
 func writeRunJUnit(path string, res *acceptance.Result) error {
-	doc := report.JUnit("nokmem-acceptance", res.Start, res.Steps)
-	doc.Suites[0].AddProperty("kubelet_downtime_seconds", fmt.Sprintf("%.3f", res.DowntimeSeconds))
-	doc.Suites[0].AddProperty("cleanup_seconds", fmt.Sprintf("%.3f", res.CleanupSeconds))
-	var b bytes.Buffer
-	if err := doc.WriteXML(&b); err != nil {
-		return fmt.Errorf("junit %s: %w", path, err)
-	}
-	return atomicfile.WriteFile(path, b.Bytes(), 0o644)
+	return report.WriteJUnit(path, "nokmem-acceptance", res.Start, res.Steps,
+		report.Property{Name: "kubelet_downtime_seconds", Value: fmt.Sprintf("%.3f", res.DowntimeSeconds)},
+		report.Property{Name: "cleanup_seconds", Value: fmt.Sprintf("%.3f", res.CleanupSeconds)})
 }
 
 // migrator runs the critical part of the verify/migrate engine (the
@@ -171,7 +165,7 @@ func cleaner(g *globalOptions, h memcg.Hierarchy, proc string) func(ctx context.
 func printRun(g *globalOptions, res *acceptance.Result) {
 	w := g.Stdout
 	for _, s := range res.Steps {
-		fmt.Fprintf(w, "%-8s %-14s %s\n", s.Status, s.Name, firstNonEmpty(s.Message, s.Details))
+		fmt.Fprintf(w, "%-8s %-14s %s\n", s.Status, s.Name, cmp.Or(s.Message, s.Details))
 	}
 	fmt.Fprintf(w, "outcome: %s", res.Outcome)
 	if res.StoppedAt != "" {
@@ -196,13 +190,4 @@ func printRun(g *globalOptions, res *acceptance.Result) {
 	if res.Install != nil {
 		fmt.Fprintf(w, "binaries replaced; undo with: verify install --rollback --state-dir %s (record %s)\n", g.StateDir, install.RecordFile)
 	}
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }

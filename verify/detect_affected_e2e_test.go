@@ -108,7 +108,7 @@ func TestDetectStockVersions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			n := newNode(t, tt.profile)
-			if err := n.h.Mkdir("kubepods"); err != nil {
+			if err := n.H.Mkdir("kubepods"); err != nil {
 				t.Fatal(err)
 			}
 			for _, f := range []string{"bin/kubelet", "bin/runc"} {

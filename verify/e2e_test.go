@@ -122,10 +122,9 @@ const (
 // nokmem builds (internal/bundle/bundletest) and a fake service command
 // that logs what it is asked to do.
 type node struct {
+	*memcgtest.Node // the simulator, mounted
+
 	t        *testing.T
-	sim      *memcgsim.Sim
-	m        *memcgsim.Mount
-	h        memcg.Hierarchy
 	dir      string // holds osrelease, bin/, state/, service.log
 	bundle   *bundletest.Fixture
 	podPid   int
@@ -135,8 +134,7 @@ type node struct {
 func newNode(t *testing.T, p memcgsim.Profile) *node {
 	t.Helper()
 	testenv.RequireCommand(t, "sh")
-	sim, m := memcgsim.MountForTest(t, p)
-	n := &node{t: t, sim: sim, m: m, h: memcg.Hierarchy{Root: m.Memory}, dir: t.TempDir()}
+	n := &node{Node: memcgtest.Sim(t, p), t: t, dir: t.TempDir()}
 	kernel := "3.10.0-1127.el7.x86_64"
 	if p == memcgsim.Modern {
 		kernel = "6.18.44"
@@ -222,20 +220,20 @@ func (n *node) kubelet(top string, churn int) {
 			n.t.Fatal(err)
 		}
 	}
-	must(n.h.Mkdir(top))
-	must(n.h.Write(top, memcg.KmemLimit, "1"))
-	must(n.h.Write(top, memcg.KmemLimit, "-1"))
-	must(n.h.Mkdir(top + "/burstable"))
+	must(n.H.Mkdir(top))
+	must(n.H.Write(top, memcg.KmemLimit, "1"))
+	must(n.H.Write(top, memcg.KmemLimit, "-1"))
+	must(n.H.Mkdir(top + "/burstable"))
 	n.podGroup = top + "/burstable/podA"
-	must(n.h.Mkdir(n.podGroup))
-	must(n.h.WriteInt(n.podGroup, memcg.Limit, 300<<20))
-	pid, err := n.sim.AddTask(n.podGroup, 20<<20)
+	must(n.H.Mkdir(n.podGroup))
+	must(n.H.WriteInt(n.podGroup, memcg.Limit, 300<<20))
+	pid, err := n.Sim.AddTask(n.podGroup, 20<<20)
 	must(err)
 	n.podPid = pid
 	for i := range churn {
 		p := fmt.Sprintf("%s/burstable/job%d", top, i)
-		must(n.h.Mkdir(p))
-		must(n.h.Rmdir(p))
+		must(n.H.Mkdir(p))
+		must(n.H.Rmdir(p))
 	}
 }
 
@@ -249,7 +247,7 @@ func (n *node) verify(args ...string) (string, string, int) {
 // verifyWith runs the verify program bin (the bundle's, for example).
 func (n *node) verifyWith(bin string, args ...string) (string, string, int) {
 	n.t.Helper()
-	cmd := exec.Command(bin, append([]string{"--root", n.m.Memory, "--state-dir", n.path("state")}, args...)...)
+	cmd := exec.Command(bin, append([]string{"--root", n.Mount.Memory, "--state-dir", n.path("state")}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -267,7 +265,7 @@ func (n *node) verifyWith(bin string, args ...string) (string, string, int) {
 // detectArgs point detect at the simulator's /proc/cgroups and slab dir and
 // at the node's binaries.
 func (n *node) detectArgs() []string {
-	return []string{"--os-release", n.path("osrelease"), "--proc-cgroups", n.m.ProcCgroups, "--slab-dir", n.m.Slab,
+	return []string{"--os-release", n.path("osrelease"), "--proc-cgroups", n.Mount.ProcCgroups, "--slab-dir", n.Mount.Slab,
 		"--search-dirs", n.path("bin"), "--known-sums", n.path("known.sums")}
 }
 
@@ -296,7 +294,7 @@ func (n *node) serviceLog() string {
 func (n *node) state() string {
 	n.t.Helper()
 	var b strings.Builder
-	all, err := n.h.Walk("")
+	all, err := n.H.Walk("")
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -304,14 +302,14 @@ func (n *node) state() string {
 		if rel == "" {
 			continue
 		}
-		active, err := n.sim.KmemActive(rel)
+		active, err := n.Sim.KmemActive(rel)
 		if err != nil {
 			n.t.Fatal(err)
 		}
 		fmt.Fprintf(&b, "cgroup %s kmem=%v\n", rel, active)
 	}
 	if n.podPid != 0 {
-		cg, err := n.sim.TaskCgroup(n.podPid)
+		cg, err := n.Sim.TaskCgroup(n.podPid)
 		if err != nil {
 			n.t.Fatal(err)
 		}
@@ -324,7 +322,7 @@ func (n *node) state() string {
 		}
 		fmt.Fprintf(&b, "%s: %q\n", f, c)
 	}
-	fmt.Fprintf(&b, "leaked %v\n", n.sim.LeakedIDs())
+	fmt.Fprintf(&b, "leaked %v\n", n.Sim.LeakedIDs())
 	return b.String()
 }
 
@@ -343,18 +341,18 @@ func TestDetectOnSimulator(t *testing.T) {
 	if !r.Semantics310 || r.Driver != detect.DriverCgroupfs || r.KubepodsCgroups != 3 || !slices.Equal(r.KmemActive, wantActive) {
 		t.Errorf("detect: semantics %v driver %s cgroups %d active %v; want 3.10, cgroupfs, 3, %v", r.Semantics310, r.Driver, r.KubepodsCgroups, r.KmemActive, wantActive)
 	}
-	if leaked := len(n.sim.LeakedIDs()); leaked != 7 || r.Leaked.IDs != leaked {
+	if leaked := len(n.Sim.LeakedIDs()); leaked != 7 || r.Leaked.IDs != leaked {
 		t.Errorf("leaked IDs: detect says %d, simulator holds %d, want 7", r.Leaked.IDs, leaked)
 	}
-	if r.ProcCgroups.NumCgroups != n.sim.Live() || r.Kernel != "3.10.0-1127.el7.x86_64" {
-		t.Errorf("proc cgroups %+v (live %d), kernel %q", r.ProcCgroups, n.sim.Live(), r.Kernel)
+	if r.ProcCgroups.NumCgroups != n.Sim.Live() || r.Kernel != "3.10.0-1127.el7.x86_64" {
+		t.Errorf("proc cgroups %+v (live %d), kernel %q", r.ProcCgroups, n.Sim.Live(), r.Kernel)
 	}
 	if len(r.Binaries) != 2 || r.Binaries[0].Kind != detect.KindStock || r.Binaries[1].Kind != detect.KindStock {
 		t.Errorf("binaries %+v", r.Binaries)
 	}
 
 	// The ID probe stops at exhaustion and gives every ID back.
-	n.sim.LimitIDs(n.sim.IDsInUse() + 5)
+	n.Sim.LimitIDs(n.Sim.IDsInUse() + 5)
 	out, stderr, code = n.verify(append([]string{"detect", "-o", "json", "--probe-ids", "100"}, n.detectArgs()...)...)
 	if code != 1 {
 		t.Fatalf("detect --probe-ids exit %d: %s", code, stderr)
@@ -464,7 +462,7 @@ func TestRunRepairsSimulatedNode(t *testing.T) {
 		t.Errorf("start step details %q: want the kubelet process and healthz", startStep)
 	}
 	// kmem off everywhere, the pod where it was, its limit kept.
-	all, err := n.h.Walk("")
+	all, err := n.H.Walk("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -472,14 +470,14 @@ func TestRunRepairsSimulatedNode(t *testing.T) {
 		if rel == "" {
 			continue
 		}
-		if active, err := n.sim.KmemActive(rel); err != nil || active {
+		if active, err := n.Sim.KmemActive(rel); err != nil || active {
 			t.Errorf("%s kmem-active after run: %v, %v", rel, active, err)
 		}
 	}
-	if cg, err := n.sim.TaskCgroup(n.podPid); err != nil || cg != "kubepods/burstable/podA" {
+	if cg, err := n.Sim.TaskCgroup(n.podPid); err != nil || cg != "kubepods/burstable/podA" {
 		t.Errorf("pod task in %q (%v), want kubepods/burstable/podA", cg, err)
 	}
-	if lim, err := n.h.ReadInt("kubepods/burstable/podA", memcg.Limit); err != nil || lim != 300<<20 {
+	if lim, err := n.H.ReadInt("kubepods/burstable/podA", memcg.Limit); err != nil || lim != 300<<20 {
 		t.Errorf("podA limit %d (%v), want 300 MiB", lim, err)
 	}
 	// Both binaries are the bundle's, byte for byte.
@@ -522,10 +520,10 @@ func TestRunRepairsSimulatedNode(t *testing.T) {
 	// cgroups (mkdir; the patched runc then writes no kmem limit, which
 	// internal/runcproof proves on the real binary) inherits no kmem
 	// accounting, unlike one made under the old tree.
-	if err := n.h.Mkdir("kubepods/burstable/podB"); err != nil {
+	if err := n.H.Mkdir("kubepods/burstable/podB"); err != nil {
 		t.Fatal(err)
 	}
-	if active, err := n.sim.KmemActive("kubepods/burstable/podB"); err != nil || active {
+	if active, err := n.Sim.KmemActive("kubepods/burstable/podB"); err != nil || active {
 		t.Errorf("new pod cgroup under the migrated tree: kmem-active %v, %v", active, err)
 	}
 	// Rollback restores both stock binaries byte for byte.
@@ -716,7 +714,7 @@ func TestRunRefuses(t *testing.T) {
 // write). assert on a scratch kubepods tree with a real process gives the
 // verdict that fits the kernel line.
 func TestRealHierarchyBinary(t *testing.T) {
-	tr := memcgtest.Scratch(t)
+	tr := memcgtest.Real(t)
 	tr.Kubepods(memcgtest.Flat, 2, 1)
 	tr.Sleep("kubepods/pod0/ctr0")
 	var u unix.Utsname

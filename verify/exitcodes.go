@@ -9,12 +9,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nokmem/nokmem/verify/acceptance"
+	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/report"
 )
 
-// The exit statuses of verify. exitCodeTable documents every one of them;
-// `verify exit-codes` prints it as Markdown, so the docs can be generated
-// from it.
+// The exit statuses of verify. exitCodeTable documents every one of them,
+// and no other file gives a status a number or a meaning: the run steps'
+// codes come from acceptance.ExitCodes, detect's verdicts map through
+// statusExit, and each command's help lists its codes with exitHelp.
+// `verify exit-codes` prints the table as Markdown (the docs are generated
+// from it; keep the format: a header row and one row per code) or JSON.
 const (
 	exitOK = 0
 	// exitProblem: detect found a problem, assert failed, or a command failed.
@@ -52,6 +56,46 @@ func exitCodeTable() []exitCode {
 	}
 	slices.SortFunc(t, func(a, b exitCode) int { return a.Code - b.Code })
 	return t
+}
+
+// statusExit is the exit status of a detect verdict (detect, and the
+// node-problem-detector plugin codes of detect --npd).
+func statusExit(st detect.Status) int {
+	switch st {
+	case detect.Healthy:
+		return exitOK
+	case detect.ProblemFound:
+		return exitProblem
+	}
+	return exitUnknown
+}
+
+// exitHelp is the exit-status paragraph of a command's help, from the table:
+// the codes of command (a name of the table's commands column) and of all.
+func exitHelp(command string) string {
+	var codes []string
+	for _, c := range exitCodeTable() {
+		if c.Commands == "all" || c.Commands == command {
+			codes = append(codes, fmt.Sprintf("%d %s", c.Code, c.Name))
+		}
+	}
+	var b strings.Builder
+	line := "Exit status (what each means: verify exit-codes):"
+	for i, c := range codes {
+		if i < len(codes)-1 {
+			c += ","
+		} else {
+			c += "."
+		}
+		if len(line)+1+len(c) > 76 {
+			b.WriteString(line + "\n")
+			line = c
+			continue
+		}
+		line += " " + c
+	}
+	b.WriteString(line)
+	return b.String()
 }
 
 // writeExitCodeTable writes the table as Markdown.

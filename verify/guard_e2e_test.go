@@ -27,16 +27,16 @@ func newMigratableNode(t *testing.T, pods, ctrs int) *node {
 	t.Helper()
 	n := newNode(t, memcgsim.RHEL78)
 	mkdir := func(rel string) error {
-		if err := n.h.Mkdir(rel); err != nil || rel != "kubepods" {
+		if err := n.H.Mkdir(rel); err != nil || rel != "kubepods" {
 			return err
 		}
-		if err := n.h.Write(rel, memcg.KmemLimit, "1"); err != nil {
+		if err := n.H.Write(rel, memcg.KmemLimit, "1"); err != nil {
 			return err
 		}
-		return n.h.Write(rel, memcg.KmemLimit, "-1")
+		return n.H.Write(rel, memcg.KmemLimit, "-1")
 	}
 	for _, ctr := range memcgtest.BuildKubepods(t, mkdir, memcgtest.QoS, pods, ctrs) {
-		if _, err := n.sim.AddTask(ctr, 1<<20); err != nil {
+		if _, err := n.Sim.AddTask(ctr, 1<<20); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -46,7 +46,7 @@ func newMigratableNode(t *testing.T, pods, ctrs int) *node {
 
 // migrateCmd is verify migrate on n with its own state and lock directory.
 func (n *node) migrateCmd(state, lockDir string) *exec.Cmd {
-	args := []string{"--root", n.m.Memory, "--state-dir", state, "--lock-dir", lockDir, "migrate", "--proc", n.path("proc")}
+	args := []string{"--root", n.Mount.Memory, "--state-dir", state, "--lock-dir", lockDir, "migrate", "--proc", n.path("proc")}
 	return exec.Command(verifyBin, append(args, n.nokmemKubeletArgs()...)...)
 }
 
@@ -82,13 +82,13 @@ func TestTwoMigratesAtOnce(t *testing.T) {
 			n1 := newMigratableNode(t, 6, 2)
 			n2 := n1
 			lock1, lock2 := filepath.Join(t.TempDir(), "lock"), filepath.Join(t.TempDir(), "lock")
-			wantLock := n1.m.Memory
+			wantLock := n1.Mount.Memory
 			if !tt.sameRoot {
 				n2 = newMigratableNode(t, 6, 2)
 				lock2 = lock1
 				wantLock = filepath.Join(lock1, nodelock.FileName)
 			}
-			blocked, release := blockFirstRead(n1.sim)
+			blocked, release := blockFirstRead(n1.Sim)
 			t.Cleanup(release)
 
 			first := n1.migrateCmd(n1.path("state1"), lock1)
@@ -115,7 +115,7 @@ func TestTwoMigratesAtOnce(t *testing.T) {
 			before1, before2 := n1.state(), n2.state()
 			// Count changes from now on; the first run stays blocked in the
 			// hook it entered before.
-			tried := changes(n2.sim)
+			tried := changes(n2.Sim)
 			state2 := n2.path("state2")
 			start := time.Now()
 			_, stderr, code := runBin(t, n2.migrateCmd(state2, lock2))
@@ -125,7 +125,7 @@ func TestTwoMigratesAtOnce(t *testing.T) {
 			}
 			for _, want := range []string{
 				"another verify run holds the lock on " + wantLock,
-				fmt.Sprintf("pid %d (%s --root %s --state-dir %s", first.Process.Pid, verifyBin, n1.m.Memory, n1.path("state1")),
+				fmt.Sprintf("pid %d (%s --root %s --state-dir %s", first.Process.Pid, verifyBin, n1.Mount.Memory, n1.path("state1")),
 				"refused before changing anything",
 			} {
 				if !strings.Contains(stderr, want) {
@@ -141,7 +141,7 @@ func TestTwoMigratesAtOnce(t *testing.T) {
 			}
 
 			// Read-only commands neither take nor wait for the lock.
-			detectArgs := append([]string{"--root", n2.m.Memory, "--state-dir", n2.path("state3"), "--lock-dir", lock2, "detect"}, n2.detectArgs()...)
+			detectArgs := append([]string{"--root", n2.Mount.Memory, "--state-dir", n2.path("state3"), "--lock-dir", lock2, "detect"}, n2.detectArgs()...)
 			if stdout, stderr, code := runBin(t, exec.Command(verifyBin, detectArgs...)); code != 1 || !strings.Contains(stdout, "kmem-active cgroups under kubepods") {
 				t.Errorf("detect while the lock is held: exit %d\n%s%s", code, stdout, stderr)
 			}
@@ -160,7 +160,7 @@ func TestTwoMigratesAtOnce(t *testing.T) {
 				t.Fatalf("first migrate: %v, want killed", err)
 			}
 			done <- nil // for the cleanup
-			n1.sim.SetHook(nil)
+			n1.Sim.SetHook(nil)
 			stdout, stderr, code := runBin(t, n2.migrateCmd(state2, lock2))
 			if code != 0 || !strings.Contains(stdout, "migrated:") {
 				t.Errorf("migrate after kill -9 of the holder: exit %d\n%s%s", code, stdout, stderr)
@@ -202,15 +202,15 @@ func TestInstallAsNobodyWritesFirst(t *testing.T) {
 		{"rollback", []string{"rollback"}, "verify rollback changes the node and must run as root"},
 		{"migrate", []string{"migrate", "--proc", n.path("proc"), "--kubelet-path", n.nokmemKubelet()}, "verify migrate changes the node and must run as root"},
 		{"run", n.runArgs(), "verify run changes the node and must run as root"},
-		{"detect --probe-ids", []string{"detect", "--probe-ids", "5"}, "verify detect --probe-ids creates cgroups under " + n.m.Memory + " and must run as root"},
+		{"detect --probe-ids", []string{"detect", "--probe-ids", "5"}, "verify detect --probe-ids creates cgroups under " + n.Mount.Memory + " and must run as root"},
 		{"detect --probe-slabinfo", []string{"detect", "--probe-slabinfo"}, "verify detect --probe-slabinfo creates cgroups"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			state, lockDir := filepath.Join(pub, "state"), filepath.Join(pub, "lock")
 			before := n.state()
-			tried := changes(n.sim)
-			cmd := exec.Command(bin, append([]string{"--root", n.m.Memory, "--state-dir", state, "--lock-dir", lockDir}, tt.args...)...)
+			tried := changes(n.Sim)
+			cmd := exec.Command(bin, append([]string{"--root", n.Mount.Memory, "--state-dir", state, "--lock-dir", lockDir}, tt.args...)...)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 			_, stderr, code := runBin(t, cmd)
 			if code == 0 || !strings.Contains(stderr, tt.want) || !strings.Contains(stderr, "this is uid 65534): refused before anything was written") {

@@ -292,7 +292,7 @@ func TestDetectInstallingRecord(t *testing.T) {
 	if _, stderr, code := n.verify(args...); code != 0 {
 		t.Fatalf("clean node: exit %d\n%s", code, stderr)
 	}
-	cmd := exec.Command(bin, "--root", n.m.Memory, "--state-dir", n.path("state"), "install", "--bundle", n.bundle.Dir, "--pubkey", n.bundle.Pub, "--search-dirs", n.path("bin"))
+	cmd := exec.Command(bin, "--root", n.Mount.Memory, "--state-dir", n.path("state"), "install", "--bundle", n.bundle.Dir, "--pubkey", n.bundle.Pub, "--search-dirs", n.path("bin"))
 	cmd.Env = append(os.Environ(), "NOKMEM_KILL_AT=swap "+filepath.Join(n.path("bin"), "kubelet"))
 	if out, err := cmd.CombinedOutput(); err == nil {
 		t.Fatalf("install was not killed\n%s", out)

@@ -11,6 +11,11 @@
 // persistent flags --root, --state-dir, -o and --log-level) and returns its
 // *cobra.Command. newRootCmd adds them all, so no file needs to edit main.go.
 //
+// A command file only binds flags to the options value of the package it
+// calls, calls it and prints: the flags several commands share are bound in
+// flags.go, the advice that names flags is added to library errors in
+// hints.go, and every exit status is in exitcodes.go.
+//
 // Node safety is central (see guard.go): a command annotated
 // mutatesAnnotation takes the node lock (verify/nodelock) and needs root; a
 // command annotated rootAnnotation checks that --root is a cgroup v1 memory
@@ -182,6 +187,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	err = explain(err, g.StateDir)
 	code := exitProblem
 	var ee *exitError
 	if errors.As(err, &ee) {

@@ -117,7 +117,7 @@ func TestShippedFilesAgainstRPM(t *testing.T) {
 		return out
 	}
 	// Pointers at the simulated node, appended to what the files run.
-	nodeArgs := append([]string{"--root", n.m.Memory, "--state-dir", n.path("state")}, n.detectArgs()...)
+	nodeArgs := append([]string{"--root", n.Mount.Memory, "--state-dir", n.path("state")}, n.detectArgs()...)
 	unit, npd := shippedCommands(t)
 	if unit[0] != rpmrepo.NodeVerify || npd[0] != rpmrepo.NodeVerify {
 		t.Errorf("the unit runs %s and the NPD config %s; the RPM installs verify at %s", unit[0], npd[0], rpmrepo.NodeVerify)

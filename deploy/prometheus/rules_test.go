@@ -46,12 +46,12 @@ var (
 )
 
 // Every metric an expression names is one verify detect writes (read from
-// verify/cmd_detect.go and verify/detect_install_metrics.go), so a renamed
+// verify/report/detectmetrics.go), so a renamed
 // metric cannot leave an alert that never fires; every alert has a
 // severity, a summary and a description.
 func TestRulesNameWrittenMetrics(t *testing.T) {
 	known := map[string]bool{}
-	for _, f := range []string{"cmd_detect.go", "detect_install_metrics.go"} {
+	for _, f := range []string{filepath.Join("report", "detectmetrics.go")} {
 		src, err := os.ReadFile(filepath.Join("..", "..", "verify", f))
 		if err != nil {
 			t.Fatal(err)

@@ -5,66 +5,26 @@ import (
 
 	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/internal/memcgtest"
-	"github.com/nokmem/nokmem/verify/memcg"
 )
 
-// benchBackend is what the benchmarks need from a backend.
-type benchBackend struct {
-	h    memcg.Hierarchy
-	base string
-	// procs starts n processes in cgroup rel and returns their pids.
-	procs func(rel string, n int) []int
-}
-
-func (b benchBackend) p(rel string) string {
-	if rel == "" {
-		return b.base
-	}
-	if b.base == "" {
-		return rel
-	}
-	return b.base + "/" + rel
-}
-
-var benchBackends = []struct {
+// benchNodes are the nodes the benchmarks run on.
+var benchNodes = []struct {
 	name string
-	new  func(b *testing.B) benchBackend
+	new  func(b *testing.B) *memcgtest.Node
 }{
-	{"sim", func(b *testing.B) benchBackend {
-		sim, m := memcgsim.MountForTest(b, memcgsim.RHEL78)
-		return benchBackend{h: memcg.Hierarchy{Root: m.Memory}, procs: func(rel string, n int) []int {
-			pids := make([]int, n)
-			for i := range pids {
-				pid, err := sim.AddTask(rel, 0)
-				if err != nil {
-					b.Fatal(err)
-				}
-				pids[i] = pid
-			}
-			return pids
-		}}
-	}},
-	{"real", func(b *testing.B) benchBackend {
-		tr := memcgtest.Scratch(b)
-		return benchBackend{h: tr.H, base: tr.Base, procs: func(rel string, n int) []int {
-			pids := make([]int, n)
-			for i := range pids {
-				pids[i] = tr.Sleep(rel).Pid
-			}
-			return pids
-		}}
-	}},
+	{"sim", func(b *testing.B) *memcgtest.Node { return memcgtest.Sim(b, memcgsim.RHEL78) }},
+	{"real", func(b *testing.B) *memcgtest.Node { return memcgtest.Real(b) }},
 }
 
 // BenchmarkWalk10k walks a kubepods tree of 10,003 cgroups (kubepods,
 // burstable, besteffort, 2,000 pods with 4 containers each).
 func BenchmarkWalk10k(b *testing.B) {
-	for _, be := range benchBackends {
+	for _, be := range benchNodes {
 		b.Run(be.name, func(b *testing.B) {
-			bb := be.new(b)
-			memcgtest.BuildKubepods(b, func(rel string) error { return bb.h.Mkdir(bb.p(rel)) }, memcgtest.QoS, 2000, 4)
+			n := be.new(b)
+			n.Kubepods(memcgtest.QoS, 2000, 4)
 			for b.Loop() {
-				all, err := bb.h.Walk(bb.p("kubepods"))
+				all, err := n.H.Walk(n.Rel("kubepods"))
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -80,19 +40,18 @@ func BenchmarkWalk10k(b *testing.B) {
 // BenchmarkMove1000 moves 1,000 processes between two cgroups through
 // cgroup.procs, one write per pid; one op is 1,000 moves.
 func BenchmarkMove1000(b *testing.B) {
-	for _, be := range benchBackends {
+	for _, be := range benchNodes {
 		b.Run(be.name, func(b *testing.B) {
-			bb := be.new(b)
-			for _, c := range []string{"a", "b"} {
-				if err := bb.h.Mkdir(bb.p(c)); err != nil {
-					b.Fatal(err)
-				}
+			n := be.new(b)
+			n.Mkdir("a", "b")
+			pids := make([]int, 1000)
+			for i := range pids {
+				pids[i] = n.Sleep("a").Pid
 			}
-			pids := bb.procs("a", 1000)
 			dst := "b"
 			for b.Loop() {
 				for _, pid := range pids {
-					if err := bb.h.Move(bb.p(dst), pid); err != nil {
+					if err := n.H.Move(n.Rel(dst), pid); err != nil {
 						b.Fatal(err)
 					}
 				}

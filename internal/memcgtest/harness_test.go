@@ -7,6 +7,9 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/moby/sys/mountinfo"
+
+	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/internal/memcgtest"
 )
 
@@ -17,9 +20,9 @@ func TestHarnessCleansUp(t *testing.T) {
 	for _, l := range []memcgtest.Layout{memcgtest.QoS, memcgtest.Flat} {
 		var base string
 		var pids []int
-		var tr *memcgtest.Tree
+		var tr *memcgtest.Node
 		t.Run("layout", func(t *testing.T) {
-			tr = memcgtest.Scratch(t)
+			tr = memcgtest.Real(t)
 			base = tr.Base
 			ctrs := tr.Kubepods(l, 3, 2)
 			if len(ctrs) != 6 {
@@ -54,5 +57,27 @@ func TestHarnessCleansUp(t *testing.T) {
 				t.Errorf("pid %d still exists after cleanup (kill 0: %v)", pid, err)
 			}
 		}
+	}
+}
+
+// TestSimNodeCleansUp: a simulator node with a tree and tasks in it is
+// unmounted by the subtest's cleanup.
+func TestSimNodeCleansUp(t *testing.T) {
+	var mnt string
+	t.Run("sim", func(t *testing.T) {
+		n := memcgtest.Sim(t, memcgsim.RHEL78)
+		mnt = n.Mount.Root
+		for _, c := range n.Kubepods(memcgtest.QoS, 3, 2) {
+			n.StartThreaded(c, 2)
+		}
+		if ok, err := mountinfo.Mounted(mnt); err != nil || !ok {
+			t.Fatalf("simulator not mounted at %s: %v, %v", mnt, ok, err)
+		}
+	})
+	if mnt == "" {
+		return // skipped: no FUSE here
+	}
+	if ms, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(mnt)); err != nil || len(ms) != 0 {
+		t.Errorf("simulator still mounted at %s after cleanup: %v, %v", mnt, ms, err)
 	}
 }

@@ -192,7 +192,7 @@ var List = []Mutation{
 	},
 	{
 		Name:    "detect-probes-by-default",
-		File:    "verify/cmd_detect.go",
+		File:    "verify/flags.go",
 		Old:     "\"probe-slabinfo\", false,",
 		New:     "\"probe-slabinfo\", true,",
 		Package: "./verify",
@@ -424,7 +424,7 @@ var List = []Mutation{
 	},
 	{
 		Name:    "rollback-checks-only-preexisting-binaries",
-		File:    "verify/install/install.go",
+		File:    "verify/install/rollback.go",
 		Old:     "\t\tif !e.owns(cur) {",
 		New:     "\t\tif e.Existed && !e.owns(cur) {",
 		Package: "./verify/install",

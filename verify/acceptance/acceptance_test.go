@@ -218,7 +218,7 @@ func TestRunFailures(t *testing.T) {
 // TestRealHierarchy runs detect, the migration and assert on a scratch
 // kubepods tree on this machine's memory hierarchy, with real processes.
 func TestRealHierarchy(t *testing.T) {
-	tr := memcgtest.Scratch(t)
+	tr := memcgtest.Real(t)
 	ctrs := tr.Kubepods(memcgtest.QoS, 3, 1)
 	var procs []*memcgtest.Proc
 	for _, c := range ctrs {

@@ -392,7 +392,7 @@ func (m *Matrix) fix(f *Finding, project string, match func(Entry) bool, cmp fun
 		m.fixExact(f, pick)
 		return
 	}
-	f.Remedy = fmt.Sprintf("no nokmem version of %s in the matrix yet (fix kind %s): add one (README, \"How to add a version\")", what, f.Fix)
+	f.Remedy = fmt.Sprintf("no nokmem version of %s in the matrix yet (fix kind %s): add one (docs/versions.md, \"How to add a version\")", what, f.Fix)
 }
 
 // offer names e (buildable) as the fix, with its bundle when one pairs it.

@@ -12,11 +12,11 @@ import (
 	"github.com/nokmem/nokmem/internal/testenv"
 )
 
-// TestCheckPrivilegesReadOnlyFS is the issue's "a read-only file system as
+// TestCheckWritableReadOnlyFS is the issue's "a read-only file system as
 // insufficient privileges": root who cannot write a target directory
 // because its file system is mounted read-only is told so (EROFS), not
 // that it lacks privileges.
-func TestCheckPrivilegesReadOnlyFS(t *testing.T) {
+func TestCheckWritableReadOnlyFS(t *testing.T) {
 	testenv.RequireRoot(t)
 	mount := testenv.RequireCommand(t, "mount")
 	dir := t.TempDir()
@@ -28,8 +28,8 @@ func TestCheckPrivilegesReadOnlyFS(t *testing.T) {
 			t.Errorf("umount %s: %v: %s", dir, err, out)
 		}
 	})
-	err := CheckPrivileges(filepath.Join(t.TempDir(), "state"), []string{dir})
+	err := checkWritable(filepath.Join(t.TempDir(), "state"), []string{dir})
 	if !errors.Is(err, unix.EROFS) || errors.Is(err, ErrPrivileges) || !strings.Contains(err.Error(), "cannot write "+dir+": read-only file system") {
-		t.Fatalf("CheckPrivileges on a read-only file system: %v", err)
+		t.Fatalf("checkWritable on a read-only file system: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/nokmem/nokmem/internal/atomicfile"
 	"github.com/nokmem/nokmem/internal/bundle"
@@ -71,7 +72,7 @@ func Open(source, pubKey string, skipSignature bool, tmpParent string) (*Opened,
 	}
 	if skipSignature {
 		b.SignatureSkipped = true
-		b.Warnings = append(b.Warnings, "WARNING: --insecure-skip-signature: the bundle's signature was NOT checked; anyone who could write "+source+" chose these binaries. This is recorded in "+RecordFile+" and reported by every detect.")
+		b.Warnings = append(b.Warnings, "WARNING: the bundle's signature was NOT checked (skipped on request); anyone who could write "+source+" chose these binaries. This is recorded in "+RecordFile+" and reported by every detect.")
 		b.Manifest, err = bundle.VerifyUnsigned(b.Dir)
 	} else {
 		if pubKey == "" {
@@ -79,7 +80,7 @@ func Open(source, pubKey string, skipSignature bool, tmpParent string) (*Opened,
 		}
 		if _, serr := os.Stat(pubKey); errors.Is(serr, fs.ErrNotExist) {
 			b.Close()
-			return nil, fmt.Errorf("%w at %s: copy the release public key there or pass --pubkey KEY (--insecure-skip-signature installs without checking, and is recorded)", ErrNoKey, pubKey)
+			return nil, fmt.Errorf("%w at %s: copy the release public key there", ErrNoKey, pubKey)
 		}
 		b.Manifest, err = bundle.Verify(b.Dir, pubKey)
 		if err == nil {
@@ -129,12 +130,8 @@ func (b *Opened) Targets(paths map[string]string, dirs []string, create []string
 	}
 	for _, c := range create {
 		if !used[c] {
-			found := false
-			for _, t := range ts {
-				found = found || t.Path == c
-			}
-			if !found {
-				return nil, fmt.Errorf("--create %s: no binary of the bundle replaces a %q (or one is already installed)", c, filepath.Base(c))
+			if !slices.ContainsFunc(ts, func(t Target) bool { return t.Path == c }) {
+				return nil, fmt.Errorf("cannot create %s: no binary of the bundle replaces a %q (or one is already installed)", c, filepath.Base(c))
 			}
 		}
 	}

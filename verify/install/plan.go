@@ -1,17 +1,14 @@
 package install
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
-
-	"golang.org/x/mod/module"
-	"golang.org/x/mod/semver"
 
 	"github.com/nokmem/nokmem/internal/bundle"
 	"github.com/nokmem/nokmem/verify/affected"
@@ -34,11 +31,9 @@ type Decision struct {
 	Installed string `json:"installed"`
 	Action    string `json:"action"`
 	Reason    string `json:"reason"`
+	// Override would replace a kept target.
+	Override Override `json:"override,omitempty"`
 }
-
-// ErrRefused wraps every refusal of a plan: a target that is not replaced
-// without an override flag, which each message names.
-var ErrRefused = errors.New("refused")
 
 // resolved is a target with the file it resolves to.
 type resolved struct {
@@ -91,7 +86,7 @@ func planAll(o Options, rec *Record) (run []int, kept []Decision, err error) {
 	// One file, one install: targets that resolve to the same file (a
 	// docker-runc → runc symlink) are installed once, through the target
 	// that is not a link; the links are kept.
-	var refusals []error
+	var refusals []*Refusal
 	var primaries []resolved
 	for _, r := range rs {
 		if slices.ContainsFunc(primaries, func(p resolved) bool { return p.installed == r.installed }) {
@@ -112,16 +107,17 @@ func planAll(o Options, rec *Record) (run []int, kept []Decision, err error) {
 			}
 		}
 		if p.link && !o.AllowSymlink {
-			refusals = append(refusals, fmt.Errorf("install %s: %s is a symlink to %s, which is no other target; refusing to replace it (--allow-symlink installs to the file it points at): %w", p.t.Name, p.t.Path, p.installed, ErrRefused))
+			refusals = append(refusals, refuse(p.t.Path, OverrideSymlink, "install %s: %s is a symlink to %s, which is no other target; refusing to replace it: %w", p.t.Name, p.t.Path, p.installed, ErrRefused))
 			continue
 		}
 		primaries = append(primaries, p)
 	}
 	for _, p := range primaries {
 		i, d, err := decide(p, rec, o)
+		var r *Refusal
 		switch {
-		case errors.Is(err, ErrRefused) || errors.Is(err, ErrForeignChange):
-			refusals = append(refusals, err)
+		case errors.As(err, &r):
+			refusals = append(refusals, r)
 		case err != nil:
 			return nil, nil, err
 		case d != nil:
@@ -131,19 +127,18 @@ func planAll(o Options, rec *Record) (run []int, kept []Decision, err error) {
 		}
 	}
 	if len(refusals) > 0 {
-		return nil, nil, fmt.Errorf("%w; nothing was changed", errors.Join(refusals...))
+		return nil, nil, &PlanError{Refusals: refusals}
 	}
 	return run, kept, nil
 }
 
 // decide plans one file: the index of its entry in rec.Entries when it is
-// replaced, or a keep decision, or an error wrapping ErrRefused or
-// ErrForeignChange.
+// replaced, or a keep decision, or a *Refusal.
 func decide(r resolved, rec *Record, o Options) (int, *Decision, error) {
 	t, installed := r.t, r.installed
 	b := o.Manifest.Binary(t.Name)
 	keep := func(why string) (int, *Decision, error) {
-		return -1, &Decision{Name: t.Name, Path: t.Path, Installed: installed, Action: ActionKeep, Reason: why}, nil
+		return -1, &Decision{Name: t.Name, Path: t.Path, Installed: installed, Action: ActionKeep, Reason: why, Override: OverrideVersionChange}, nil
 	}
 	i := slices.IndexFunc(rec.Entries, func(e Entry) bool { return e.Installed == installed })
 	cur := ""
@@ -158,12 +153,12 @@ func decide(r resolved, rec *Record, o Options) (int, *Decision, error) {
 		// the original, when an interrupted install had not reached it).
 		e := &rec.Entries[i]
 		if !e.owns(cur) && !o.Force {
-			return -1, nil, fmt.Errorf("install %s: %s %w (it has sha256 %s; verify installed %s): someone else changed it, so it is not replaced (--force replaces it anyway)", t.Name, installed, ErrForeignChange, orNone(cur), e.NewSHA256)
+			return -1, nil, refuse(t.Path, OverrideForce, "install %s: %s %w (it has sha256 %s; verify installed %s): someone else changed it, so it is not replaced", t.Name, installed, ErrForeignChange, cmp.Or(cur, "(no file)"), e.NewSHA256)
 		}
 	}
 	if r.fi == nil {
 		if i < 0 && !t.Create {
-			return -1, nil, fmt.Errorf("install %s: %s does not exist; refusing to create it (--create %s): %w", t.Name, t.Path, t.Path, ErrRefused)
+			return -1, nil, refuse(t.Path, OverrideCreate, "install %s: %s does not exist; refusing to create it: %w", t.Name, t.Path, ErrRefused)
 		}
 		return entryFor(r, rec, i, b, nil), nil, nil
 	}
@@ -190,22 +185,22 @@ func decide(r resolved, rec *Record, o Options) (int, *Decision, error) {
 		fixed = fmt.Sprintf("%s at %s is already a nokmem build (%s)", t.Name, installed, id.Reason)
 	case id.Kind == detect.KindUnknown:
 		if !o.AllowUnknown {
-			return -1, nil, fmt.Errorf("install %s: unknown %s at %s (%s); refusing to replace it (--allow-unknown overrides): %w", t.Name, t.Name, installed, id.Reason, ErrRefused)
+			return -1, nil, refuse(t.Path, OverrideUnknown, "install %s: unknown %s at %s (%s); refusing to replace it: %w", t.Name, t.Name, installed, id.Reason, ErrRefused)
 		}
 	case id.Upstream != nil && id.Upstream.Verdict == affected.Unaffected:
 		fixed = fmt.Sprintf("%s at %s is %s %s, which does not activate kmem accounting (%s); the bundle's %s would only change its version", t.Name, installed, t.Name, id.Upstream.Version.Version, id.Upstream.Reason, b.Version)
 	}
 	if fixed != "" && !o.AllowVersionChange {
-		return keep(fixed + " (--allow-version-change replaces it)")
+		return keep(fixed)
 	}
 	if parsed && !o.AllowVersionChange {
-		if err := checkVersionChange(t.Name, installed, curV, id.Upstream, b); err != nil {
-			return -1, nil, err
+		if r := checkVersionChange(t.Name, installed, curV, id.Upstream, b); r != nil {
+			return -1, nil, r
 		}
 	}
 	if parsed && !o.AllowSecurityDowngrade {
-		if err := checkSecurity(t.Name, installed, curV, b); err != nil {
-			return -1, nil, err
+		if r := checkSecurity(t.Name, installed, curV, b); r != nil {
+			return -1, nil, r
 		}
 	}
 	return entryFor(r, rec, i, b, &id), nil, nil
@@ -237,65 +232,20 @@ func entryFor(r resolved, rec *Record, i int, b *bundle.Binary, id *detect.Binar
 	return len(rec.Entries) - 1
 }
 
-// bundleVersion is what the bundle's binary is, for comparing it with the
-// node's: its version without build metadata, and a pseudo-version's commit.
-func bundleVersion(b *bundle.Binary) affected.Version {
-	v, _, _ := strings.Cut(b.Version, "+") // v1.12.4+nokmem.… → v1.12.4
-	out := affected.Version{Project: b.Project, Version: v}
-	if module.IsPseudoVersion(v) {
-		out.Commit, _ = module.PseudoVersionRev(v)
+// metaNotes reports a replaced file's metadata that differs from 0755 root:root.
+func metaNotes(m Meta) []string {
+	var n []string
+	if m.Mode&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
+		n = append(n, fmt.Sprintf("the replaced file was setuid/setgid (mode %s); the new one is not", m.Mode))
 	}
-	return out
-}
-
-// checkVersionChange refuses a replacement that changes more than the kmem
-// fix: a kubelet of another minor release (installing it would up- or
-// downgrade the node's Kubernetes, a cluster operation) or a runc newer
-// than the bundle's (a downgrade under the container engine). cur is the
-// node's binary's version, up what verify/affected knows of it (nil for a
-// nokmem build or an unknown binary).
-func checkVersionChange(name, path string, cur affected.Version, up *affected.Finding, b *bundle.Binary) error {
-	want := bundleVersion(b)
-	switch {
-	case cur.Project == affected.Kubernetes && semver.MajorMinor(cur.Version) != semver.MajorMinor(want.Version):
-		fix := "a bundle built for " + semver.MajorMinor(cur.Version)
-		if up != nil && up.Bundle != "" {
-			fix = "bundle " + up.Bundle
-		} else if up != nil && up.FixVersion != "" {
-			fix = "a bundle with kubelet " + up.FixVersion + " (go tool mage kubelet:build " + up.FixVersion + ")"
-		}
-		return fmt.Errorf("install %s: %s is kubelet %s, the bundle's is %s: installing it would change the node's Kubernetes minor version; use %s (--allow-version-change installs anyway): %w",
-			name, path, cur.Version, b.Version, fix, ErrRefused)
-	case cur.Project == affected.Runc && affected.Compare(affected.Runc, cur.Version, want.Version) > 0:
-		return fmt.Errorf("install %s: %s is runc %s, newer than the bundle's %s: installing it would downgrade the runtime under the container engine; use a bundle with runc %s or later (--allow-version-change installs anyway): %w",
-			name, path, cur.Version, b.Version, cur.Version, ErrRefused)
+	if m.Mode.Perm() != 0o755 {
+		n = append(n, fmt.Sprintf("the replaced file had mode %04o; the new one has 0755", m.Mode.Perm()))
 	}
-	return nil
-}
-
-// checkSecurity refuses to put in place a binary that carries more known
-// vulnerabilities (verify/affected) than the one it replaces, such as the
-// rc5 of the default bundle over Docker CE 18.06.3's runc a592beb5 (which
-// carries the CVE-2019-5736 fix) or over a runc ≥ rc95.
-func checkSecurity(name, path string, cur affected.Version, b *bundle.Binary) error {
-	want := bundleVersion(b)
-	if want.Project != cur.Project {
-		return nil
+	if m.UID != 0 || m.GID != 0 {
+		n = append(n, fmt.Sprintf("the replaced file was owned by %d:%d; the new one by root:root", m.UID, m.GID))
 	}
-	nv, cv := affected.Vulnerabilities(want), affected.Vulnerabilities(cur)
-	if len(nv) <= len(cv) {
-		return nil
+	if len(n) > 0 {
+		n = append(n, "rollback restores the old metadata")
 	}
-	var added []string
-	for _, v := range nv {
-		if !slices.ContainsFunc(cv, func(c affected.Vulnerability) bool { return c.ID == v.ID }) {
-			added = append(added, strings.Join(append(slices.Clone(v.Aliases), v.ID), "/"))
-		}
-	}
-	what := cur.Version
-	if cur.Commit != "" {
-		what += " (commit " + cur.Commit + ")"
-	}
-	return fmt.Errorf("install %s: %s is %s %s with %d known vulnerabilities; the bundle's %s %s has %d: installing it would add %s; use a bundle whose %s has no more known vulnerabilities (--allow-security-downgrade installs anyway): %w",
-		name, path, name, what, len(cv), name, b.Version, len(nv), strings.Join(added, ", "), name, ErrRefused)
+	return n
 }

@@ -1,148 +1,114 @@
 package install
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
-	"regexp"
+	"slices"
 	"time"
-
-	"github.com/nokmem/nokmem/internal/atomicfile"
-	"github.com/nokmem/nokmem/internal/sealedjson"
 )
 
-// recordVersion is bumped when the record format changes incompatibly.
-// Version 2: checksum, kept binaries, replaced paths.
-const recordVersion = 2
-
-// AbandonedPrefix and RolledBackPrefix start the names under which a record
-// is set aside (verify install --abandon) or kept after a rollback.
+// RecordFile is the name of the install record in the state directory, and
+// BackupDir the folder of the backups.
 const (
-	AbandonedPrefix  = RecordFile + ".abandoned-"
-	RolledBackPrefix = RecordFile + ".rolled-back-"
+	RecordFile = "install.json"
+	BackupDir  = "backup"
 )
 
-// ErrUntrustedRecord: the install record is not one this state directory's
-// installs wrote (garbage, edited, from another state directory or an
-// older format); install and rollback refuse to act on it.
-var ErrUntrustedRecord = errors.New("untrusted install record")
+// Record states.
+const (
+	StateInstalling = "installing"
+	StateInstalled  = "installed"
+)
 
-var hexSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)
+// Target maps a binary of the bundle to a node path it replaces.
+type Target struct {
+	// Name is the binary's file name in the bundle ("kubelet", "runc").
+	Name string `json:"name"`
+	// Path is where it is installed on the node.
+	Path string `json:"path"`
+	// Create allows creating Path when no binary is there.
+	Create bool `json:"create,omitempty"`
+}
 
-// stamp names set-aside records and backups in time order.
-func stamp() string { return time.Now().UTC().Format("20060102T150405.000000000Z") }
+// Meta is a file's content digest and metadata.
+type Meta struct {
+	SHA256 string      `json:"sha256"`
+	Mode   fs.FileMode `json:"mode"` // permission bits with setuid/setgid/sticky
+	UID    int         `json:"uid"`
+	GID    int         `json:"gid"`
+}
 
-// sum is the checksum of r's content.
-func (r *Record) sum() (string, error) { return sealedjson.Sum(r, &r.Checksum) }
+// Entry is one installed target.
+type Entry struct {
+	Target
+	// Installed is the file that is replaced (Path, or where it links to).
+	Installed string `json:"installed"`
+	// Existed is false when Path was created (Target.Create).
+	Existed bool `json:"existed"`
+	// Original is the binary before the first install, kept at Backup.
+	Original Meta   `json:"original"`
+	Backup   string `json:"backup,omitempty"`
+	// OldKind is how the original binary was identified (detect.Kind*).
+	OldKind string `json:"old_kind,omitempty"`
+	// NewSHA256 is the binary the latest install put there; Ours lists
+	// every sha256 verify has installed at this path (upgrades included).
+	NewSHA256 string   `json:"new_sha256"`
+	Ours      []string `json:"ours"`
+	// Notes report what was unusual about the original file (mode, owner,
+	// setuid), which rollback restores.
+	Notes []string `json:"notes,omitempty"`
+}
 
-// validate checks a record read back from stateDir: its checksum, its
-// state, and that every path is one an install into stateDir writes.
-func (r *Record) validate(stateDir string) error {
-	sum, err := r.sum()
-	switch {
-	case err != nil:
-		return err
-	case r.Version != recordVersion:
-		return fmt.Errorf("format version %d, want %d (written by another verify release?)", r.Version, recordVersion)
-	case r.Checksum != sum:
-		return fmt.Errorf("checksum %q does not match the content (%s): edited or damaged", r.Checksum, sum)
-	case r.State != StateInstalling && r.State != StateInstalled:
-		return fmt.Errorf("unknown state %q", r.State)
+// ErrForeignChange: a target holds neither what verify installed nor the original.
+var ErrForeignChange = errors.New("changed since verify installed it")
+
+// owns reports whether a file with sha256 cur is verify's or the original.
+func (e *Entry) owns(cur string) bool {
+	if !e.Existed && cur == "" {
+		return true
 	}
-	backups := filepath.Join(stateDir, BackupDir)
-	seen := map[string]bool{}
-	for _, e := range r.Entries {
-		switch {
-		case e.Name == "" || filepath.Base(e.Name) != e.Name:
-			return fmt.Errorf("entry %q: not a binary name", e.Name)
-		case !filepath.IsAbs(e.Installed) || filepath.Clean(e.Installed) != e.Installed:
-			return fmt.Errorf("entry %s: installed path %q is not clean and absolute", e.Name, e.Installed)
-		case seen[e.Installed]:
-			return fmt.Errorf("%s twice", e.Installed)
-		case e.Existed && (e.Backup == "" || !hexSHA256.MatchString(e.Original.SHA256)):
-			return fmt.Errorf("%s existed but has no backup and original sha256", e.Installed)
-		case e.Backup != "" && filepath.Dir(e.Backup) != backups:
-			return fmt.Errorf("%s: backup %s is not in %s: the record belongs to another state directory", e.Installed, e.Backup, backups)
-		case !hexSHA256.MatchString(e.NewSHA256):
-			return fmt.Errorf("%s: sha256 %q", e.Installed, e.NewSHA256)
-		}
-		seen[e.Installed] = true
-		for _, s := range e.Ours {
-			if !hexSHA256.MatchString(s) {
-				return fmt.Errorf("%s: sha256 %q", e.Installed, s)
-			}
+	return slices.Contains(e.Ours, cur) || (e.Existed && cur == e.Original.SHA256)
+}
+
+// Bundle names an installed bundle.
+type Bundle struct {
+	Name   string    `json:"name"`
+	Source string    `json:"source"`
+	Time   time.Time `json:"time"`
+}
+
+// Record is what the state directory remembers of installs. It is
+// untrusted input when read back: a checksum covers the whole content and
+// every path is checked (ReadRecord).
+type Record struct {
+	// Version is the record format (recordVersion).
+	Version int `json:"version"`
+	// State is "installing" while binaries are being swapped, "installed" after.
+	State string `json:"state"`
+	// Bundle is the latest bundle; History the ones installed before it.
+	Bundle  Bundle   `json:"bundle"`
+	History []Bundle `json:"history,omitempty"`
+	// Signed is true when the bundle's signature was checked, with key KeyID;
+	// SignatureSkipped when the check was skipped on request.
+	Signed           bool    `json:"signed"`
+	SignatureSkipped bool    `json:"signature_skipped"`
+	KeyID            string  `json:"key_id,omitempty"`
+	DevelopmentKey   bool    `json:"development_key,omitempty"`
+	Entries          []Entry `json:"entries"`
+	// Replaced lists the files the latest install replaced and Kept the
+	// targets it left as they were, with the reason.
+	Replaced []string   `json:"replaced"`
+	Kept     []Decision `json:"kept,omitempty"`
+	// Checksum is "sha256:<hex>" of the record encoded with Checksum empty.
+	Checksum string `json:"checksum"`
+}
+
+// Entry returns the entry installed at path, or nil.
+func (r *Record) Entry(installed string) *Entry {
+	for i := range r.Entries {
+		if r.Entries[i].Installed == installed {
+			return &r.Entries[i]
 		}
 	}
 	return nil
-}
-
-// ReadRecord reads and checks the install record; nil (no error) when
-// there is none. A record that fails the checks is refused with
-// ErrUntrustedRecord, naming the file and what to do.
-func ReadRecord(stateDir string) (*Record, error) {
-	p := filepath.Join(stateDir, RecordFile)
-	b, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("install record: %w", err)
-	}
-	var r Record
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	err = dec.Decode(&r)
-	if err == nil {
-		err = r.validate(stateDir)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w %s: %w (nothing was changed; the record cannot be trusted to say what an earlier install replaced: "+
-			"compare the node's binaries with it (verify detect), then run `verify install --abandon --state-dir %s` to set it aside)",
-			ErrUntrustedRecord, p, err, stateDir)
-	}
-	return &r, nil
-}
-
-func writeRecord(stateDir string, r *Record) error {
-	r.Version = recordVersion
-	b, err := sealedjson.Encode(r, &r.Checksum)
-	if err != nil {
-		return fmt.Errorf("encode install record: %w", err)
-	}
-	return atomicfile.WriteFile(filepath.Join(stateDir, RecordFile), b, 0o644)
-}
-
-// AbandonResult is what Abandon did.
-type AbandonResult struct {
-	// Nothing is true when there was no record to set aside.
-	Nothing bool `json:"nothing"`
-	// SetAside is where the record now is.
-	SetAside string `json:"set_aside,omitempty"`
-	Message  string `json:"message"`
-}
-
-// Abandon sets the install record aside as install.json.abandoned-<time>,
-// trusted or not, and changes nothing else: no binary, no backup (gc keeps
-// the backups an abandoned record names). Install then starts afresh and
-// rollback has nothing to do.
-func Abandon(stateDir string) (*AbandonResult, error) {
-	if err := CheckPrivileges(stateDir, nil); err != nil {
-		return nil, err
-	}
-	p := filepath.Join(stateDir, RecordFile)
-	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
-		return &AbandonResult{Nothing: true, Message: "nothing to abandon: no install record at " + p}, nil
-	}
-	dst := filepath.Join(stateDir, AbandonedPrefix+stamp())
-	if err := os.Rename(p, dst); err != nil {
-		return nil, fmt.Errorf("abandon: %w", err)
-	}
-	if err := atomicfile.SyncDir(stateDir); err != nil {
-		return nil, fmt.Errorf("abandon: %w", err)
-	}
-	return &AbandonResult{SetAside: dst, Message: fmt.Sprintf("set %s aside as %s; no binary and no backup was changed (the backups it names stay in %s)", p, dst, filepath.Join(stateDir, BackupDir))}, nil
 }

@@ -34,7 +34,7 @@ const (
 // reported are the medians of the iterations' (minimum and maximum are
 // printed too). Run it with -benchtime=Nx, N ≥ 5.
 func BenchmarkMigrateReal110Pods(b *testing.B) {
-	tr := memcgtest.Scratch(b)
+	tr := memcgtest.Real(b)
 	ctrs := tr.Kubepods(memcgtest.QoS, benchPods, benchCtrs)
 	for i := range benchProcs {
 		tr.Sleep(ctrs[i%len(ctrs)])
@@ -101,7 +101,7 @@ func medianDur(v []time.Duration) time.Duration {
 // without, in the cgroups of the tree at kubepods: the six copied settings
 // and cgroup.procs of each cgroup (reads). bare+reads is the floor the
 // issue measured on 3.10 ("mkdir+rmdir, reads, moves").
-func bareFloor(b testing.TB, tr *memcgtest.Tree, h memcg.Hierarchy) func() (bare, reads time.Duration) {
+func bareFloor(b testing.TB, tr *memcgtest.Node, h memcg.Hierarchy) func() (bare, reads time.Duration) {
 	b.Helper()
 	tr.Mkdir("floor-a", "floor-b")
 	p := tr.Sleep("floor-a")
@@ -285,7 +285,7 @@ func simFloor(b *testing.B, s *memcgsim.Sim, h memcg.Hierarchy) (bare, reads tim
 // process between two cgroups. A 443-cgroup, 400-process migration does
 // 2×443 mkdir, 2×443 rmdir and 2×400 moves.
 func BenchmarkBareReal(b *testing.B) {
-	tr := memcgtest.Scratch(b)
+	tr := memcgtest.Real(b)
 	tr.Mkdir("a", "b")
 	b.Run("mkdir+rmdir", func(b *testing.B) {
 		i := 0

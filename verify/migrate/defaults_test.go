@@ -59,8 +59,8 @@ func TestDefaultValuedSettings(t *testing.T) {
 // container cgroup: the real kernel's inheritance at mkdir, not the
 // simulator's.
 func TestDefaultValuedSettingsRealKernel(t *testing.T) {
-	tr := memcgtest.Scratch(t)
-	n := &realNode{tr: tr, h: memcg.Hierarchy{Root: tr.H.Path(tr.Base)}, where: map[int]string{}, stateDir: t.TempDir()}
+	tr := memcgtest.Real(t)
+	n := newFixture(t, tr)
 	// Parents get their value before their children exist, as kubelet
 	// creates them, so the children inherit it and are then set back.
 	for _, c := range layouts["defaults"] {
@@ -71,7 +71,7 @@ func TestDefaultValuedSettingsRealKernel(t *testing.T) {
 			}
 		}
 		if c.tasks > 0 {
-			n.where[tr.Sleep(kp(c.rel)).Pid] = c.rel
+			n.pids[tr.Sleep(kp(c.rel)).Pid] = c.rel
 		}
 	}
 	before := map[string]string{}

@@ -22,7 +22,7 @@ const stateRollingBack = "rolling-back"
 
 // reach brings n to state: a migration killed right after the phase was
 // recorded, a finished migration (done), or an interrupted rollback.
-func (n *simNode) reach(t *testing.T, state string) {
+func (n *fixture) reach(t *testing.T, state string) {
 	t.Helper()
 	switch state {
 	case string(migrate.PhaseDone):
@@ -54,7 +54,7 @@ func (n *simNode) reach(t *testing.T, state string) {
 
 // oldTreeAt returns where the tree that someone else would change sits:
 // kubepods, or the set-aside path while kubepods is absent.
-func (n *simNode) treeAt(t *testing.T) string {
+func (n *fixture) treeAt(t *testing.T) string {
 	t.Helper()
 	if ok, err := n.h.Exists("kubepods"); err != nil || ok {
 		return "kubepods"
@@ -63,7 +63,7 @@ func (n *simNode) treeAt(t *testing.T) string {
 }
 
 // phaseOnDisk reads the journal's phase ("" without a journal).
-func (n *simNode) phaseOnDisk(t *testing.T) string {
+func (n *fixture) phaseOnDisk(t *testing.T) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(n.stateDir, migrate.JournalFile))
 	if errors.Is(err, os.ErrNotExist) {
@@ -224,7 +224,7 @@ func modelCase(t *testing.T, state, pert, way string) {
 type killed2 struct{}
 
 // settings2 is settings that skips missing cgroups (an empty value).
-func (n *simNode) settings2(t *testing.T) map[string]string {
+func (n *fixture) settings2(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, c := range n.tree {

@@ -38,10 +38,8 @@ var renameCases = []struct {
 func TestRenameRulesRealKernel(t *testing.T) {
 	for _, tc := range renameCases {
 		t.Run(tc.name, func(t *testing.T) {
-			tr := memcgtest.Scratch(t)
-			real := memcg.Hierarchy{Root: tr.H.Path(tr.Base)}
-			_, m := memcgsim.MountForTest(t, memcgsim.Modern)
-			sim := memcg.Hierarchy{Root: m.Memory}
+			tr := memcgtest.Real(t)
+			real, sim := tr.Scoped(), memcgtest.Sim(t, memcgsim.Modern).H
 			for _, h := range []memcg.Hierarchy{real, sim} {
 				for _, d := range []string{"a", "a/x", "c"} {
 					if err := h.Mkdir(d); err != nil {
@@ -92,7 +90,7 @@ func TestRenameRulesRealKernel(t *testing.T) {
 func TestSplitThreadsRealKernel(t *testing.T) {
 	n := newRealNode(t, 3, 2, 1, 1)
 	pid := n.threaded[0]
-	home := n.where[pid]
+	home := n.pids[pid]
 	other := "burstable/pod0/ctr1"
 	if home == other {
 		t.Fatalf("test setup: threaded process already in %s", other)
@@ -119,10 +117,10 @@ func TestSplitThreadsRealKernel(t *testing.T) {
 	checksOK(t, rep)
 	for _, e := range tids {
 		tid, _ := strconv.Atoi(e.Name())
-		want := "/" + n.tr.Rel("kubepods/"+home)
+		want := "/" + n.node.Rel("kubepods/"+home)
 		for _, a := range apart {
 			if a == tid {
-				want = "/" + n.tr.Rel("kubepods/"+other)
+				want = "/" + n.node.Rel("kubepods/"+other)
 			}
 		}
 		if got := memcgOf(t, filepath.Join("/proc", strconv.Itoa(pid), "task", e.Name(), "cgroup")); got != want {

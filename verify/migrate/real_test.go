@@ -13,22 +13,14 @@ import (
 	"github.com/nokmem/nokmem/verify/migrate"
 )
 
-// realNode is a scratch cgroup on this machine's memory hierarchy that acts
-// as the memory root: kubepods and the temporary tree live inside it.
-type realNode struct {
-	tr *memcgtest.Tree
-	h  memcg.Hierarchy
-	// where maps each started process to its cgroup relative to kubepods.
-	where map[int]string
-	// threaded are the processes started with extra threads.
-	threaded []int
-	stateDir string
-}
-
-func newRealNode(t testing.TB, pods, ctrs, sleepsPerCtr, threadedCtrs int) *realNode {
+// newRealNode builds a QoS kubepods tree in a scratch cgroup on this
+// machine's memory hierarchy that acts as the memory root, with
+// sleepsPerCtr sleeping processes in every container cgroup and a process
+// with 4 extra threads in the first threadedCtrs of them.
+func newRealNode(t testing.TB, pods, ctrs, sleepsPerCtr, threadedCtrs int) *fixture {
 	t.Helper()
-	tr := memcgtest.Scratch(t)
-	n := &realNode{tr: tr, h: memcg.Hierarchy{Root: tr.H.Path(tr.Base)}, where: map[int]string{}, stateDir: t.TempDir()}
+	tr := memcgtest.Real(t)
+	n := newFixture(t, tr)
 	ctrsRel := tr.Kubepods(memcgtest.QoS, pods, ctrs)
 	for _, w := range [][3]string{
 		{"kubepods", memcg.Limit, "4294967296"},
@@ -51,24 +43,15 @@ func newRealNode(t testing.TB, pods, ctrs, sleepsPerCtr, threadedCtrs int) *real
 	for i, c := range ctrsRel {
 		rel := strings.TrimPrefix(c, "kubepods/")
 		for range sleepsPerCtr {
-			n.where[tr.Sleep(c).Pid] = rel
+			n.pids[tr.Sleep(c).Pid] = rel
 		}
 		if i < threadedCtrs {
 			p := tr.StartThreaded(c, 4)
-			n.where[p.Pid] = rel
+			n.pids[p.Pid] = rel
 			n.threaded = append(n.threaded, p.Pid)
 		}
 	}
 	return n
-}
-
-func (n *realNode) engine(t testing.TB, h migrate.Hooks) *migrate.Engine {
-	t.Helper()
-	e, err := migrate.New(migrate.Config{Hierarchy: n.h, Kubepods: "kubepods", StateDir: n.stateDir, Logger: quiet(), Hooks: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
 }
 
 // memcgOf reads the memory cgroup of a thread from /proc.
@@ -93,10 +76,10 @@ func memcgOf(t *testing.T, procFile string) string {
 // checkReal asserts that every started process and every one of its
 // threads is in the cgroup with the same relative path as before, by
 // asking the kernel (/proc/<pid>/task/<tid>/cgroup).
-func (n *realNode) checkReal(t *testing.T) {
+func (n *fixture) checkReal(t *testing.T) {
 	t.Helper()
-	for pid, rel := range n.where {
-		want := "/" + n.tr.Rel("kubepods/"+rel)
+	for pid, rel := range n.pids {
+		want := "/" + n.node.Rel("kubepods/"+rel)
 		tids, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 		if err != nil {
 			t.Fatalf("pid %d: %v", pid, err)
@@ -132,8 +115,8 @@ func TestMigrateRealKernel(t *testing.T) {
 	n := newRealNode(t, 6, 2, 2, 3)
 	// A shell that forks short-lived children all the time: its children
 	// appear in and vanish from cgroup.procs while the tree is drained.
-	forker := n.tr.Start("kubepods/burstable/pod0/ctr0", "sh", "-c", "while :; do /bin/true; done")
-	n.where[forker.Pid] = "burstable/pod0/ctr0"
+	forker := n.node.Start("kubepods/burstable/pod0/ctr0", "sh", "-c", "while :; do /bin/true; done")
+	n.pids[forker.Pid] = "burstable/pod0/ctr0"
 	rep, err := n.engine(t, migrate.Hooks{}).Migrate()
 	if err != nil {
 		t.Fatal(err)

@@ -71,7 +71,7 @@ func TestMigrateRuncContainers(t *testing.T) {
 	testenv.RequireFile(t, "busybox-static", busyboxStatic)
 	bin := runcBinary()
 	testenv.RequireFile(t, "runc (go tool mage build)", bin)
-	tr := memcgtest.Scratch(t)
+	tr := memcgtest.Real(t)
 	tr.Kubepods(memcgtest.QoS, 2, 1)
 	state := t.TempDir()
 	// runc creates the container cgroups in every hierarchy; remove what

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/nokmem/nokmem/internal/memcgsim"
+	"github.com/nokmem/nokmem/internal/memcgtest"
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/migrate"
 )
@@ -71,14 +72,24 @@ var layouts = map[string][]cg{
 	"none": nil,
 }
 
-// simNode is a mounted simulator with a kmem-active kubepods tree.
-type simNode struct {
-	sim      *memcgsim.Sim
+// fixture is a kubepods tree on a test node (the simulator or a scratch
+// cgroup on this machine's kernel) for migrate to move.
+type fixture struct {
+	node *memcgtest.Node
+	sim  *memcgsim.Sim // node.Sim: nil on the kernel
+	// h is the node's cgroup as the memory root: kubepods and the
+	// temporary tree live directly below it.
 	h        memcg.Hierarchy
 	stateDir string
-	tree     []cg
+	tree     []cg // the layout built on the simulator
 	// pids maps each process to its cgroup relative to kubepods.
 	pids map[int]string
+	// threaded are the processes started with extra threads (kernel).
+	threaded []int
+}
+
+func newFixture(t testing.TB, node *memcgtest.Node) *fixture {
+	return &fixture{node: node, sim: node.Sim, h: node.Scoped(), stateDir: t.TempDir(), pids: map[int]string{}}
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -88,10 +99,11 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // before it has children, so the whole tree inherits kmem accounting.
 // rootHierarchy false starts from the kernel default use_hierarchy=0 at the
 // root, where kubepods must get use_hierarchy=1 before its children exist.
-func newSimNode(t *testing.T, p memcgsim.Profile, layout string, rootHierarchy bool) *simNode {
+func newSimNode(t *testing.T, p memcgsim.Profile, layout string, rootHierarchy bool) *fixture {
 	t.Helper()
-	s, m := memcgsim.MountForTest(t, p)
-	n := &simNode{sim: s, h: memcg.Hierarchy{Root: m.Memory}, stateDir: t.TempDir(), tree: layouts[layout], pids: map[int]string{}}
+	n := newFixture(t, memcgtest.Sim(t, p))
+	s := n.sim
+	n.tree = layouts[layout]
 	if !rootHierarchy {
 		n.must(t, n.h.Write("", memcg.UseHierarchy, "0"))
 	}
@@ -135,21 +147,25 @@ func kp(rel string) string {
 	return "kubepods/" + rel
 }
 
-func (n *simNode) must(t *testing.T, err error) {
+func (n *fixture) must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}
 }
 
-func (n *simNode) config(h migrate.Hooks) migrate.Config {
-	return migrate.Config{
-		Hierarchy: n.h, Kubepods: "kubepods", StateDir: n.stateDir, Logger: quiet(), Hooks: h,
-		PidAlive: func(pid int) bool { _, err := n.sim.TaskCgroup(pid); return err == nil },
+// config is migrate's configuration for the node. On the simulator a pid
+// is alive while the model has its task; on the kernel migrate's own check
+// runs.
+func (n *fixture) config(h migrate.Hooks) migrate.Config {
+	c := migrate.Config{Hierarchy: n.h, Kubepods: "kubepods", StateDir: n.stateDir, Logger: quiet(), Hooks: h}
+	if n.sim != nil {
+		c.PidAlive = func(pid int) bool { _, err := n.sim.TaskCgroup(pid); return err == nil }
 	}
+	return c
 }
 
-func (n *simNode) engine(t *testing.T, h migrate.Hooks) *migrate.Engine {
+func (n *fixture) engine(t testing.TB, h migrate.Hooks) *migrate.Engine {
 	t.Helper()
 	e, err := migrate.New(n.config(h))
 	if err != nil {
@@ -159,7 +175,7 @@ func (n *simNode) engine(t *testing.T, h migrate.Hooks) *migrate.Engine {
 }
 
 // settings reads every copied setting of the tree, keyed by relative path.
-func (n *simNode) settings(t *testing.T) map[string]string {
+func (n *fixture) settings(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, c := range n.tree {
@@ -179,7 +195,7 @@ func (n *simNode) settings(t *testing.T) map[string]string {
 // checkMigrated asserts the end state of a finished migration or rollback:
 // same paths, settings and pid placement, no temp tree, and (after a
 // migration on 3.10) every cgroup reading EIO from slabinfo.
-func (n *simNode) checkEnd(t *testing.T, before map[string]string, wantClean bool) {
+func (n *fixture) checkEnd(t *testing.T, before map[string]string, wantClean bool) {
 	t.Helper()
 	all, err := n.h.Walk("kubepods")
 	if err != nil {
@@ -505,8 +521,8 @@ func TestBadInput(t *testing.T) {
 	tests := []struct {
 		name      string
 		layout    string // default "qos"
-		setup     func(t *testing.T, n *simNode)
-		hook      func(n *simNode) memcgsim.Hook
+		setup     func(t *testing.T, n *fixture)
+		hook      func(n *fixture) memcgsim.Hook
 		wantErr   error
 		want      []string // more substrings of the message
 		untouched bool
@@ -520,19 +536,19 @@ func TestBadInput(t *testing.T) {
 		{
 			name:      "systemd layout",
 			layout:    "none",
-			setup:     func(t *testing.T, n *simNode) { n.must(t, n.h.Mkdir("kubepods.slice")) },
+			setup:     func(t *testing.T, n *fixture) { n.must(t, n.h.Mkdir("kubepods.slice")) },
 			wantErr:   migrate.ErrSystemdLayout,
 			untouched: true,
 		},
 		{
 			name:      "unknown layout: both drivers' trees",
-			setup:     func(t *testing.T, n *simNode) { n.must(t, n.h.Mkdir("kubepods.slice")) },
+			setup:     func(t *testing.T, n *fixture) { n.must(t, n.h.Mkdir("kubepods.slice")) },
 			wantErr:   migrate.ErrUnknownLayout,
 			untouched: true,
 		},
 		{
 			name: "corrupt journal",
-			setup: func(t *testing.T, n *simNode) {
+			setup: func(t *testing.T, n *fixture) {
 				n.must(t, os.WriteFile(filepath.Join(n.stateDir, migrate.JournalFile), []byte(`{"version":1,"phase":"moved-o`), 0o600))
 			},
 			wantErr:   migrate.ErrCorruptJournal,
@@ -540,13 +556,13 @@ func TestBadInput(t *testing.T) {
 		},
 		{
 			name:      "read-only cgroupfs",
-			setup:     func(t *testing.T, n *simNode) { n.sim.ReadOnly(true) },
+			setup:     func(t *testing.T, n *fixture) { n.sim.ReadOnly(true) },
 			wantErr:   syscall.EROFS,
 			untouched: true,
 		},
 		{
 			name: "read-only cgroupfs mid-run",
-			hook: func(n *simNode) memcgsim.Hook {
+			hook: func(n *fixture) memcgsim.Hook {
 				return func(op memcgsim.Op) error {
 					if op.Kind == memcgsim.OpRmdir {
 						n.sim.ReadOnly(true)
@@ -558,7 +574,7 @@ func TestBadInput(t *testing.T) {
 		},
 		{
 			name: "destination refuses the charge",
-			hook: func(n *simNode) memcgsim.Hook {
+			hook: func(n *fixture) memcgsim.Hook {
 				var once sync.Once
 				return func(op memcgsim.Op) error {
 					var err error
@@ -718,7 +734,7 @@ func checkNames(t *testing.T, rep *migrate.Report, names ...string) {
 // memory is charged to its own cgroup in the fresh tree (it moved with the
 // process), so each cgroup's own charge equals its processes' and the
 // memory root holds no charge of theirs.
-func (n *simNode) checkCharges(t *testing.T) {
+func (n *fixture) checkCharges(t *testing.T) {
 	t.Helper()
 	per := map[string]int64{}
 	for pid, rel := range n.pids {

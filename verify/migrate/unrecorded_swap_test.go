@@ -76,7 +76,7 @@ func TestUnrecordedSwap(t *testing.T) {
 // describe returns what a stopped run says about the node: a cleanup is
 // refused before the swap is recorded, and its message lists what sits at
 // the kubepods, temporary and set-aside paths.
-func (n *simNode) describe(t *testing.T) string {
+func (n *fixture) describe(t *testing.T) string {
 	t.Helper()
 	_, err := n.engine(t, migrate.Hooks{}).Cleanup()
 	if err == nil {

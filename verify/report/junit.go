@@ -28,11 +28,19 @@ type Step struct {
 	Details string `json:"details,omitempty"`
 }
 
+// Property is a name and value of a JUnit suite (a figure of the run).
+type Property struct {
+	Name, Value string
+}
+
 // JUnit turns steps into a JUnit document with one suite named suite, one
-// test case per step.
-func JUnit(suite string, start time.Time, steps []Step) junit.Testsuites {
+// test case per step, and the suite's properties props.
+func JUnit(suite string, start time.Time, steps []Step, props ...Property) junit.Testsuites {
 	ts := junit.Testsuite{Name: suite}
 	ts.SetTimestamp(start)
+	for _, p := range props {
+		ts.AddProperty(p.Name, p.Value)
+	}
 	var total time.Duration
 	for _, s := range steps {
 		tc := junit.Testcase{Name: s.Name, Classname: suite, Time: seconds(s.Duration)}
@@ -54,9 +62,9 @@ func JUnit(suite string, start time.Time, steps []Step) junit.Testsuites {
 	return doc
 }
 
-// WriteJUnit writes the JUnit document of steps to path atomically.
-func WriteJUnit(path, suite string, start time.Time, steps []Step) error {
-	doc := JUnit(suite, start, steps)
+// WriteJUnit writes the JUnit document of steps (JUnit) to path atomically.
+func WriteJUnit(path, suite string, start time.Time, steps []Step, props ...Property) error {
+	doc := JUnit(suite, start, steps, props...)
 	var b bytes.Buffer
 	if err := doc.WriteXML(&b); err != nil {
 		return fmt.Errorf("junit %s: %w", path, err)

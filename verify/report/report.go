@@ -1,6 +1,7 @@
 // Package report writes what verify found and did in the forms other tools
-// read: JSON, JUnit XML (for CI), a Prometheus node_exporter textfile, and
-// a node-problem-detector custom-plugin status. Files are written
+// read: JSON, JUnit XML (for CI), a Prometheus node_exporter textfile (the
+// metrics of a detect report: DetectMetrics), and a node-problem-detector
+// custom-plugin line (NPD: detect's verdict in one short line). Files are written
 // atomically (temporary file in the same directory, fsync, rename), so a
 // collector never reads half a report.
 package report

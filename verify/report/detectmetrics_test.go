@@ -1,9 +1,10 @@
-package main
+package report_test
 
 import (
 	"testing"
 
 	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/report"
 )
 
 // The journal metric that NokmemMigrationUnfinished (deploy/prometheus)
@@ -21,7 +22,7 @@ func TestDetectMetricJournalUnfinished(t *testing.T) {
 	} {
 		r := &detect.Report{KmemActive: []string{}, Leftovers: detect.Leftovers{Journal: tc.j}}
 		found := false
-		for _, m := range detectMetrics(r) {
+		for _, m := range report.DetectMetrics(r) {
 			if m.Name == "nokmem_migrate_journal_unfinished" {
 				found = true
 				if m.Value != tc.want {
