@@ -163,10 +163,11 @@ type fakeProgram struct {
 	builds   int
 	failList error
 	failNext error
+	extra    []string // more source files
 }
 
 func (f *fakeProgram) SourceFiles(context.Context, string, string) ([]string, error) {
-	return []string{"go.mod", "verify/main.go"}, f.failList
+	return append([]string{"go.mod", "verify/main.go"}, f.extra...), f.failList
 }
 
 func (f *fakeProgram) SourceStamp(context.Context, string, []string, string) (verifybuild.Stamp, error) {
@@ -222,6 +223,24 @@ func TestVerifyStep(t *testing.T) {
 	}
 	if err := p.VerifyStep(ctx, "nokmem-test"); err != nil || prog.builds != 1 || !strings.Contains(p.out.String(), "verify: up to date, nothing to do") {
 		t.Errorf("rerun: %v, %d builds, said %q", err, prog.builds, p.out.String())
+	}
+	// A source file of the last build that is gone (with its folder)
+	// makes the step build again; it is no error.
+	write(t, filepath.Join(w.root, "verify", "gone", "gone.go"), "package gone\n")
+	prog.extra = []string{"verify/gone/gone.go"}
+	if err := os.Remove(p.Layout().Record("verify")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.VerifyStep(ctx, "nokmem-test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(w.root, "verify", "gone")); err != nil {
+		t.Fatal(err)
+	}
+	prog.extra = nil
+	builds := prog.builds
+	if err := p.VerifyStep(ctx, "nokmem-test"); err != nil || prog.builds != builds+1 {
+		t.Errorf("after a source file went: %v, %d builds (was %d); want a rebuild", err, prog.builds, builds)
 	}
 	before, err := os.ReadFile(filepath.Join(dest, "verify"))
 	if err != nil {

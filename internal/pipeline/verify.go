@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -116,7 +117,11 @@ func (p *Publisher) verifyInputs(ctx context.Context, bundleName string, files [
 	in.Add("source list", []byte(strings.Join(files, "\n")))
 	dirs := map[string]bool{}
 	for _, f := range files {
-		if err := in.AddFile("source "+f, filepath.Join(p.Root, f)); err != nil {
+		// A source of the last build that is gone is a changed input (the
+		// stamp then matches no record and the build runs), not an error.
+		if err := in.AddFile("source "+f, filepath.Join(p.Root, f)); errors.Is(err, os.ErrNotExist) {
+			in.Add("source "+f, []byte("missing"))
+		} else if err != nil {
 			return nil, err
 		}
 		if strings.HasSuffix(f, ".go") {
@@ -126,6 +131,10 @@ func (p *Publisher) verifyInputs(ctx context.Context, bundleName string, files [
 	for d := range dirs {
 		// A file added to a package folder may join the build.
 		entries, err := os.ReadDir(filepath.Join(p.Root, d))
+		if errors.Is(err, os.ErrNotExist) {
+			in.Add("folder "+d, []byte("missing"))
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("verify sources: %w", err)
 		}
