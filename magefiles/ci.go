@@ -65,7 +65,7 @@ func (CI) ReleaseSets(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return releaseCopyFile(pub.Key.Public, outputPub)
+	return pub.PublishPublicKey()
 }
 
 // Bundle is the release workflow's bundle job in one target: with

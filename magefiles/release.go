@@ -25,9 +25,8 @@ type Release mg.Namespace
 // good for checking the set's integrity, not for trusting its origin. With
 // NOKMEM_RELEASE=1 the development key is refused (internal/release/signkey).
 var (
-	devKey    = repo.DevKey()
-	devPub    = repo.DevPub()
-	outputPub = repo.ReleasePub()
+	devKey = repo.DevKey()
+	devPub = repo.DevPub()
 )
 
 // defaultArtifacts are the project versions whose artifact directories
@@ -58,10 +57,6 @@ func (Release) All(ctx context.Context) error {
 	} else {
 		mg.SerialCtxDeps(ctx, mg.F(Kubelet.Build, kubeVersion), mg.F(Runc.Build, runcVersion))
 	}
-	k, err := releaseKey()
-	if err != nil {
-		return err
-	}
 	pub, err := newPublisher(ctx)
 	if err != nil {
 		return err
@@ -75,10 +70,7 @@ func (Release) All(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if pub, err := os.ReadFile(k.Public); err == nil && sameContent(outputPub, string(pub)) {
-		return nil // rewriting it would change nothing but its time
-	}
-	return releaseCopyFile(k.Public, outputPub)
+	return pub.PublishPublicKey()
 }
 
 // Write writes the release set of _output/<project>/<version> and checks it.
@@ -111,16 +103,4 @@ func releaseKey() (signkey.Key, error) {
 		slog.Warn("signing with the development key; set "+signkey.KeyEnv+" to sign with a release key", "key", k.Secret, "id", k.ID)
 	}
 	return k, nil
-}
-
-// releaseCopyFile copies src to dst (mode 0644).
-func releaseCopyFile(src, dst string) error {
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return fmt.Errorf("copy: %w", err)
-	}
-	if err := os.WriteFile(dst, data, 0o644); err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	return nil
 }

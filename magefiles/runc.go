@@ -142,9 +142,3 @@ func (Runc) ProveKernel(ctx context.Context) error {
 		kernel, time.Since(start).Round(time.Second), filepath.Join(work, "console.log"))
 	return nil
 }
-
-// sameContent reports whether the file at path holds exactly content.
-func sameContent(path, content string) bool {
-	b, err := os.ReadFile(path)
-	return err == nil && string(b) == content
-}

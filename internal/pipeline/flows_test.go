@@ -480,3 +480,33 @@ func TestBuildStock(t *testing.T) {
 		t.Errorf("a failed check left the binary or the stamp in %s", dir)
 	}
 }
+
+// The public key is published once: an unchanged key leaves the copy as
+// it is (same file), a new key replaces it.
+func TestPublishPublicKey(t *testing.T) {
+	w := newWorld(t, setup{})
+	p := w.publisher(t, &fakeBuilder{})
+	if err := p.PublishPublicKey(); err != nil {
+		t.Fatal(err)
+	}
+	dst := p.Layout().ReleasePub()
+	want, _ := os.ReadFile(p.Key.Public)
+	got, err := os.ReadFile(dst)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("published key %q %v, want %q", got, err, want)
+	}
+	before, _ := os.Stat(dst)
+	if err := p.PublishPublicKey(); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.Stat(dst); !os.SameFile(before, after) {
+		t.Error("an unchanged key was written again")
+	}
+	write(t, p.Key.Public, "other key\n")
+	if err := p.PublishPublicKey(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(dst); string(got) != "other key\n" {
+		t.Errorf("a new key was not published: %q", got)
+	}
+}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nokmem/nokmem/internal/atomicfile"
 	"github.com/nokmem/nokmem/internal/publish"
 	"github.com/nokmem/nokmem/internal/release"
 	"github.com/nokmem/nokmem/internal/release/inputs"
@@ -124,5 +126,27 @@ func (p *Publisher) WriteRelease(ctx context.Context, project, version string) e
 	}
 	p.log().Info("release set written", "dir", dir, "artifacts", artifacts, "modules", len(in.Vendor)+2,
 		"patches", len(in.Patches), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// PublishPublicKey copies the signing public key to
+// _output/nokmem-release.pub (atomically: a reader sees the old or the new
+// key), unless that copy already holds it (rewriting it would change
+// nothing but its time).
+func (p *Publisher) PublishPublicKey() error {
+	data, err := os.ReadFile(p.Key.Public)
+	if err != nil {
+		return fmt.Errorf("publish the public key: %w", err)
+	}
+	dst := p.Layout().ReleasePub()
+	if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(dst, data, 0o644); err != nil {
+		return fmt.Errorf("publish the public key %s: %w", p.Key.Public, err)
+	}
 	return nil
 }
