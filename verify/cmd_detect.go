@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/report"
 )
@@ -25,23 +26,23 @@ type binaryFlags struct {
 
 func (b *binaryFlags) register(fs *pflag.FlagSet) {
 	b.paths = map[string]*string{}
-	for _, n := range detect.BinaryNames {
+	for _, n := range binary.Names {
 		b.paths[n] = fs.String(n+"-path", "", "path of the "+n+" binary (default: search --search-dirs)")
 	}
-	fs.StringSliceVar(&b.searchDirs, "search-dirs", detect.DefaultSearchDirs, "directories searched for kubelet, runc and docker-runc")
+	fs.StringSliceVar(&b.searchDirs, "search-dirs", binary.DefaultSearchDirs, "directories searched for kubelet, runc and docker-runc")
 	fs.StringVar(&b.knownSums, "known-sums", "", "SHA256SUMS of a nokmem release: binaries with these checksums count as nokmem builds")
-	fs.DurationVar(&b.timeout, "version-timeout", detect.DefaultVersionTimeout, "how long one `BINARY --version` may run before it is killed (with its process group); the binaries run at once")
+	fs.DurationVar(&b.timeout, "version-timeout", binary.DefaultVersionTimeout, "how long one `BINARY --version` may run before it is killed (with its process group); the binaries run at once")
 }
 
-func (b *binaryFlags) options() (detect.BinaryOptions, error) {
-	o := detect.BinaryOptions{Paths: map[string]string{}, SearchDirs: b.searchDirs, Timeout: b.timeout}
+func (b *binaryFlags) options() (binary.Options, error) {
+	o := binary.Options{Paths: map[string]string{}, SearchDirs: b.searchDirs, Timeout: b.timeout}
 	for n, p := range b.paths {
 		if *p != "" {
 			o.Paths[n] = *p
 		}
 	}
 	if b.knownSums != "" {
-		m, err := detect.ReadKnownSums(b.knownSums)
+		m, err := binary.ReadKnownSums(b.knownSums)
 		if err != nil {
 			return o, err
 		}
@@ -204,7 +205,7 @@ func npdStatus(r *detect.Report, err error) (report.NPDStatus, string) {
 
 // fixBundle is the one bundle that fixes every affected binary, "" when
 // there is none or more than one.
-func fixBundle(bins []detect.Binary) string {
+func fixBundle(bins []binary.Binary) string {
 	bundle := ""
 	for _, b := range bins {
 		if !b.Problem() {

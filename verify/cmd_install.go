@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/install"
 	"github.com/nokmem/nokmem/verify/report"
 )
@@ -44,7 +44,7 @@ func (f *installFlags) register(fs *pflag.FlagSet) {
 
 // installer opens and checks the bundle and returns the install to run.
 // It refuses a non-root user before unpacking anything.
-func (f *installFlags) installer(g *globalOptions, bo detect.BinaryOptions, warn io.Writer) (func() (*install.Record, error), error) {
+func (f *installFlags) installer(g *globalOptions, bo binary.Options, warn io.Writer) (func() (*install.Record, error), error) {
 	if f.bundle == "" {
 		return nil, errors.New("--bundle is required")
 	}
@@ -149,19 +149,19 @@ else since (then it names the file and both digests, and --force overrides).`,
 }
 
 // runAbandon sets the install record aside and says what the node runs now.
-func runAbandon(g *globalOptions, bo detect.BinaryOptions) error {
+func runAbandon(g *globalOptions, bo binary.Options) error {
 	res, err := install.Abandon(g.StateDir)
 	if err != nil {
 		return err
 	}
-	bins, err := detect.FindBinaries(bo)
+	bins, err := binary.Find(bo)
 	if err != nil {
 		return err
 	}
 	if g.JSON() {
 		return report.WriteJSON(g.Stdout, struct {
 			*install.AbandonResult
-			Binaries []detect.Binary `json:"binaries"`
+			Binaries []binary.Binary `json:"binaries"`
 		}{res, bins})
 	}
 	fmt.Fprintln(g.Stdout, res.Message)

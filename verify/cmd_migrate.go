@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/migrate"
 	"github.com/nokmem/nokmem/verify/report"
@@ -75,7 +75,7 @@ node was left untouched or is resumable, what exists, and what to run),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.kubepods, "kubepods", "kubepods", "the kubelet's cgroupfs-driver tree, relative to --root")
-	fl.StringVar(&f.kubeletPath, "kubelet-path", "", "installed kubelet binary, checked for a nokmem build (default: the first kubelet in "+strings.Join(detect.DefaultSearchDirs, ", ")+")")
+	fl.StringVar(&f.kubeletPath, "kubelet-path", "", "installed kubelet binary, checked for a nokmem build (default: the first kubelet in "+strings.Join(binary.DefaultSearchDirs, ", ")+")")
 	fl.StringVar(&f.knownSums, "known-sums", "", "SHA256SUMS of a nokmem release: a kubelet with such a checksum counts as nokmem")
 	fl.StringVar(&f.procRoot, "proc", "/proc", "process table: scanned for a running kubelet, and for every liveness check")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan (counts of cgroups, processes and operations) and change nothing")
@@ -167,7 +167,7 @@ func migratePreconditions(g *globalOptions, h memcg.Hierarchy, f *migrateFlags) 
 	}
 	path := f.kubeletPath
 	if path == "" {
-		path = migrate.FindKubelet()
+		path = binary.Search("kubelet", binary.DefaultSearchDirs)
 	}
 	how, err := migrate.CheckKubeletBuildFast(g.StateDir, path, sums)
 	if err == nil {
@@ -193,7 +193,7 @@ func runPreflight(g *globalOptions, h memcg.Hierarchy, f *migrateFlags) error {
 	}
 	path := f.kubeletPath
 	if path == "" {
-		path = migrate.FindKubelet()
+		path = binary.Search("kubelet", binary.DefaultSearchDirs)
 	}
 	if err := migrate.WritePreflight(g.StateDir, path, sums); err != nil {
 		return err
@@ -208,7 +208,7 @@ func readKnownSums(path string) (map[string]string, error) {
 	if path == "" {
 		return nil, nil
 	}
-	return detect.ReadKnownSums(path)
+	return binary.ReadKnownSums(path)
 }
 
 func printPlan(w io.Writer, p *migrate.Plan) {

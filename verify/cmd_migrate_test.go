@@ -11,7 +11,7 @@ import (
 
 	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/internal/memcgtest"
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/migrate"
 )
@@ -72,7 +72,7 @@ func newMigrateNodeOn(t *testing.T, p memcgsim.Profile, kubeletVersion string, k
 	n.sums = filepath.Join(t.TempDir(), "SHA256SUMS")
 	sums := ""
 	if strings.Contains(kubeletVersion, "+nokmem") {
-		sum, err := detect.FileSHA256(n.kubelet)
+		sum, err := binary.FileSHA256(n.kubelet)
 		if err != nil {
 			t.Fatal(err)
 		}

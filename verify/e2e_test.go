@@ -29,6 +29,7 @@ import (
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/acceptance"
 	"github.com/nokmem/nokmem/verify/assert"
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/nodelock"
@@ -165,7 +166,7 @@ func (n *node) knownSums(rels ...string) {
 	}
 	defer f.Close()
 	for _, rel := range rels {
-		sum, err := detect.FileSHA256(n.path(rel))
+		sum, err := binary.FileSHA256(n.path(rel))
 		if err != nil {
 			n.t.Fatal(err)
 		}
@@ -191,7 +192,7 @@ func (n *node) nokmemKubelet() string {
 func (n *node) nokmemKubeletArgs() []string {
 	n.t.Helper()
 	p := n.nokmemKubelet()
-	sum, err := detect.FileSHA256(p)
+	sum, err := binary.FileSHA256(p)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -349,7 +350,7 @@ func TestDetectOnSimulator(t *testing.T) {
 	if r.ProcCgroups.NumCgroups != n.sim.Live() || r.Kernel != "3.10.0-1127.el7.x86_64" {
 		t.Errorf("proc cgroups %+v (live %d), kernel %q", r.ProcCgroups, n.sim.Live(), r.Kernel)
 	}
-	if len(r.Binaries) != 2 || r.Binaries[0].Kind != detect.KindStock || r.Binaries[1].Kind != detect.KindStock {
+	if len(r.Binaries) != 2 || r.Binaries[0].Kind != binary.KindStock || r.Binaries[1].Kind != binary.KindStock {
 		t.Errorf("binaries %+v", r.Binaries)
 	}
 

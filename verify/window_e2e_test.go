@@ -9,7 +9,7 @@ import (
 
 	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/verify/acceptance"
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 )
 
 // slowIdentify is how long the stand-in kubelet's --version takes: what
@@ -27,7 +27,7 @@ func slowNode(t *testing.T) (n *node, kubelet, sums, proc string) {
 	kubelet, proc = n.path("bin/kubelet"), n.path("proc")
 	var list string
 	for _, b := range []string{"kubelet", "runc"} {
-		sum, err := detect.FileSHA256(n.path("bin/" + b))
+		sum, err := binary.FileSHA256(n.path("bin/" + b))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -272,7 +272,7 @@ var List = []Mutation{
 	// verify detect: which stock binaries are affected (verify/affected).
 	{
 		Name:    "detect-every-stock-binary-a-problem",
-		File:    "verify/detect/binaries.go",
+		File:    "verify/binary/binary.go",
 		Old:     "return !b.Nokmem() && (b.Upstream == nil || b.Upstream.Verdict != affected.Unaffected)",
 		New:     "return !b.Nokmem()",
 		Package: "./verify",
@@ -355,7 +355,7 @@ var List = []Mutation{
 	},
 	{
 		Name:    "detect-runc-fix-ignores-node-kubelet",
-		File:    "verify/detect/binaries.go",
+		File:    "verify/binary/binary.go",
 		Old:     "\tpreferNodeKubelet(out)",
 		New:     "\t_ = preferNodeKubelet",
 		Package: "./verify",
@@ -383,7 +383,7 @@ var List = []Mutation{
 	// Identity by checksum: a "+nokmem" version alone is no nokmem build.
 	{
 		Name:    "nokmem-by-version-string",
-		File:    "verify/detect/binaries.go",
+		File:    "verify/binary/binary.go",
 		Old:     "\tcase nokmem:\n",
 		New:     "\tcase nokmem || strings.Contains(stdout, NokmemMarker):\n",
 		Package: "./verify/detect",

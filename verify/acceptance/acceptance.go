@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nokmem/nokmem/verify/assert"
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/install"
 	"github.com/nokmem/nokmem/verify/memcg"
@@ -131,7 +132,7 @@ type runner struct {
 	res       *Result
 	stopped   bool          // the kubelet was stopped by this run
 	stoppedAt time.Time     // when the stop command was issued
-	kubelet   detect.Binary // the kubelet found by the binaries step
+	kubelet   binary.Binary // the kubelet found by the binaries step
 	log       *slog.Logger
 }
 
@@ -275,7 +276,7 @@ func (r *runner) run() {
 	}
 
 	if !r.step(StepBinaries, func(s *report.Step) error {
-		bins, err := detect.FindBinaries(r.cfg.Detect.Binaries)
+		bins, err := binary.Find(r.cfg.Detect.Binaries)
 		if err != nil {
 			return err
 		}

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/memcg"
 )
 
@@ -63,8 +64,8 @@ type Options struct {
 	ProbeIDs int
 	// Meminfo is /proc/meminfo, read to keep the probe's memory in bounds.
 	Meminfo string
-	// Binaries to identify (see FindBinaries).
-	Binaries BinaryOptions
+	// Binaries to identify (see binary.Find).
+	Binaries binary.Options
 	// Logger receives warnings; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -124,7 +125,7 @@ type Report struct {
 	// IDProbe is the result of the ID-headroom probe, if it ran.
 	IDProbe *IDProbe `json:"id_probe,omitempty"`
 	// Binaries are the kubelet and runtime binaries found.
-	Binaries []Binary `json:"binaries"`
+	Binaries []binary.Binary `json:"binaries"`
 	// Leftovers is what earlier verify runs left behind.
 	Leftovers Leftovers `json:"leftovers"`
 }
@@ -189,7 +190,7 @@ func Run(o Options) (*Report, error) {
 		}
 		r.IDProbe = &p
 	}
-	if r.Binaries, err = FindBinaries(o.Binaries); err != nil {
+	if r.Binaries, err = binary.Find(o.Binaries); err != nil {
 		return nil, err
 	}
 	r.DriverNote = r.driverNote()

@@ -88,3 +88,19 @@ func (r *Report) Status() Status {
 	}
 	return Healthy
 }
+
+// vulnProblems: every runc or docker-runc with a known vulnerability is a
+// problem, on any kernel, with its CVEs and the fix. A kubelet's are
+// listed (VulnLines, JSON, textfile) but are no problem verify can fix.
+func (r *Report) vulnProblems() []Problem {
+	var p []Problem
+	for _, b := range r.Binaries {
+		v := b.Vulnerabilities
+		if b.Name == "kubelet" || v == nil || v.Count == 0 {
+			continue
+		}
+		p = append(p, Problem{Count: v.Count, Short: fmt.Sprintf("%s %d CVEs", b.Name, v.Count),
+			Text: fmt.Sprintf("%s at %s (%s) has %d known vulnerabilities (%s); fix: %s", b.Name, b.Path, v.Version, v.Count, v.CVEs(), v.Fix)})
+	}
+	return p
+}

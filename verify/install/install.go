@@ -40,7 +40,7 @@ import (
 
 	"github.com/nokmem/nokmem/internal/atomicfile"
 	"github.com/nokmem/nokmem/internal/bundle"
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 )
 
 // RecordFile is the name of the install record in the state directory, and
@@ -87,7 +87,7 @@ type Entry struct {
 	// Original is the binary before the first install, kept at Backup.
 	Original Meta   `json:"original"`
 	Backup   string `json:"backup,omitempty"`
-	// OldKind is how the original binary was identified (detect.Kind*).
+	// OldKind is how the original binary was identified (binary.Kind*).
 	OldKind string `json:"old_kind,omitempty"`
 	// NewSHA256 is the binary the latest install put there; Ours lists
 	// every sha256 verify has installed at this path (upgrades included).
@@ -171,7 +171,7 @@ type Options struct {
 	// Force replaces a target that changed since verify installed it.
 	Force bool
 	// Binaries is how existing binaries are identified.
-	Binaries detect.BinaryOptions
+	Binaries binary.Options
 	Logger   *slog.Logger
 }
 
@@ -326,7 +326,7 @@ func Install(o Options) (*Record, error) {
 		if !fileExists(e.Installed) {
 			continue
 		}
-		cur, err := detect.FileSHA256(e.Installed)
+		cur, err := binary.FileSHA256(e.Installed)
 		if err != nil {
 			return nil, undo(err)
 		}
@@ -464,7 +464,7 @@ func putBack(e *Entry) error {
 		}
 		return nil
 	}
-	sum, err := detect.FileSHA256(e.undo)
+	sum, err := binary.FileSHA256(e.undo)
 	if err != nil {
 		return err
 	}
@@ -576,7 +576,7 @@ func Rollback(stateDir string, force bool) (*RollbackResult, error) {
 	for _, e := range rec.Entries {
 		cur := ""
 		if fileExists(e.Installed) {
-			if cur, err = detect.FileSHA256(e.Installed); err != nil {
+			if cur, err = binary.FileSHA256(e.Installed); err != nil {
 				return nil, fmt.Errorf("rollback: %w", err)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
 )
@@ -63,25 +64,13 @@ func CheckKubeletStopped(procRoot string) error {
 	return nil
 }
 
-// FindKubelet returns the first regular file named kubelet in
-// detect.DefaultSearchDirs, or "".
-func FindKubelet() string {
-	for _, d := range detect.DefaultSearchDirs {
-		p := filepath.Join(d, "kubelet")
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-			return p
-		}
-	}
-	return ""
-}
-
 // CheckKubeletBuild fails unless the kubelet at path is a nokmem build: a
 // stock kubelet would activate kmem again on the fresh tree.
 func CheckKubeletBuild(path string, knownSums map[string]string) error {
 	if path == "" {
-		return fmt.Errorf("%w: no kubelet found in %v (use --kubelet-path, or --force)", ErrStockKubelet, detect.DefaultSearchDirs)
+		return fmt.Errorf("%w: no kubelet found in %v (use --kubelet-path, or --force)", ErrStockKubelet, binary.DefaultSearchDirs)
 	}
-	b, err := detect.Identify("kubelet", path, detect.BinaryOptions{KnownSums: knownSums})
+	b, err := binary.Identify("kubelet", path, binary.Options{KnownSums: knownSums})
 	if err != nil {
 		return err
 	}
