@@ -11,6 +11,7 @@ import (
 
 	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/report"
 )
 
@@ -61,7 +62,7 @@ type detectFlags struct {
 
 func (d *detectFlags) register(fs *pflag.FlagSet) {
 	d.binaryFlags.register(fs)
-	fs.StringVar(&d.osRelease, "os-release", detect.DefaultOSRelease, "file holding the kernel release")
+	fs.StringVar(&d.osRelease, "os-release", memcg.DefaultOSRelease, "file holding the kernel release")
 	fs.StringVar(&d.procCgroups, "proc-cgroups", detect.DefaultProcCgroups, "/proc/cgroups or a file laid out like it")
 	fs.StringVar(&d.slabDir, "slab-dir", detect.DefaultSlabDir, "/sys/kernel/slab or a directory laid out like it (leaked-ID estimate)")
 	fs.BoolVar(&d.probeSlabinfo, "probe-slabinfo", false, "also create a scratch cgroup under the memory root, read its memory.kmem.slabinfo and remove it, to confirm the kernel semantics (needs root)")
@@ -194,7 +195,7 @@ func npdStatus(r *detect.Report, err error) (report.NPDStatus, string) {
 	}
 	// Most important first: fitLine drops from the end what does not fit.
 	parts := []string{fmt.Sprintf("OK: 0 kmem-active of %d kubepods cgroups", r.KubepodsCgroups), builds}
-	if r.Driver == detect.DriverSystemd {
+	if r.Driver == memcg.DriverSystemd {
 		parts = []string{"OK: systemd driver, kmem only on request", fmt.Sprintf("0 kmem-active of %d cgroups", r.KubepodsCgroups)}
 	}
 	if leaked != "" {

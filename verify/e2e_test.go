@@ -32,6 +32,7 @@ import (
 	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
+	"github.com/nokmem/nokmem/verify/migrate"
 	"github.com/nokmem/nokmem/verify/nodelock"
 )
 
@@ -341,7 +342,7 @@ func TestDetectOnSimulator(t *testing.T) {
 		t.Fatalf("detect JSON: %v\n%s", err, out)
 	}
 	wantActive := []string{"kubepods", "kubepods/burstable", "kubepods/burstable/podA"}
-	if !r.Semantics310 || r.Driver != detect.DriverCgroupfs || r.KubepodsCgroups != 3 || !slices.Equal(r.KmemActive, wantActive) {
+	if !r.Semantics310 || r.Driver != memcg.DriverCgroupfs || r.KubepodsCgroups != 3 || !slices.Equal(r.KmemActive, wantActive) {
 		t.Errorf("detect: semantics %v driver %s cgroups %d active %v; want 3.10, cgroupfs, 3, %v", r.Semantics310, r.Driver, r.KubepodsCgroups, r.KmemActive, wantActive)
 	}
 	if leaked := len(n.sim.LeakedIDs()); leaked != 7 || r.Leaked.IDs != leaked {
@@ -764,7 +765,7 @@ func TestRealHierarchyBinary(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, k := range kids {
-			if strings.HasPrefix(k, detect.TempPrefix) {
+			if strings.HasPrefix(k, migrate.TempPrefix) {
 				return true
 			}
 		}

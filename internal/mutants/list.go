@@ -202,7 +202,7 @@ var List = []Mutation{
 		// The acceptance test compares detect's kmem-active list with its
 		// own reading of every cgroup's slabinfo.
 		Name:    "detect-finds-no-kmem-active-cgroup",
-		File:    "verify/detect/detect.go",
+		File:    "verify/memcg/layout.go",
 		Old:     "return active, nil",
 		New:     "return []string{}, nil",
 		Package: "./verify/acceptance",

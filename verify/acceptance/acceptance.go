@@ -221,9 +221,9 @@ func (r *runner) run() {
 			return nil
 		}
 		switch d.Driver {
-		case detect.DriverNone:
-			return fmt.Errorf("%w under %s: nothing to migrate (is the kubelet running with --cgroups-per-qos and the cgroupfs driver?)", detect.ErrNoKubepods, h.Root)
-		case detect.DriverSystemd:
+		case memcg.DriverNone:
+			return fmt.Errorf("%w under %s: nothing to migrate (is the kubelet running with --cgroups-per-qos and the cgroupfs driver?)", memcg.ErrNoKubepods, h.Root)
+		case memcg.DriverSystemd:
 			// Judged by its cgroups (detect/systemd.go): systemd owns
 			// them, so verify never recreates them.
 			if ps := d.Problems(); len(ps) > 0 {
@@ -245,7 +245,7 @@ func (r *runner) run() {
 		r.notApplicable(h)
 		return
 	}
-	if d.Driver == detect.DriverSystemd {
+	if d.Driver == memcg.DriverSystemd {
 		r.healthy(h, d)
 		return
 	}

@@ -227,7 +227,7 @@ func TestRealHierarchy(t *testing.T) {
 	}
 	h := tr.H
 	kp := tr.Rel("kubepods")
-	s, err := detect.ProbeSlabinfo(h)
+	s, err := h.ProbeSlabinfo()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestRealHierarchy(t *testing.T) {
 	// Oracle independent of detect: a cgroup counts as kmem-active when its
 	// memory.kmem.slabinfo can be read (3.10 answers EIO until kmem
 	// accounting is activated; modern cgroup v1 answers for every cgroup).
-	active, err := detect.KmemActive(h, all)
+	active, err := memcg.KmemActive(h, all, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
 )
 
@@ -85,12 +84,12 @@ func Check(h memcg.Hierarchy, o Options) (*Result, error) {
 	r.Applicable = true
 	r.Kubepods = o.Kubepods
 	if r.Kubepods == "" {
-		_, kp, err := detect.Driver(h)
+		_, kp, err := h.Driver()
 		if err != nil {
 			return nil, fmt.Errorf("assert: %w", err)
 		}
 		if kp == "" {
-			return nil, fmt.Errorf("assert: %w under %s", detect.ErrNoKubepods, h.Root)
+			return nil, fmt.Errorf("assert: %w under %s", memcg.ErrNoKubepods, h.Root)
 		}
 		r.Kubepods = kp
 	}
@@ -115,7 +114,7 @@ func Check(h memcg.Hierarchy, o Options) (*Result, error) {
 // probe creates a child of the checked kubepods, reads its slabinfo and
 // removes it; r.Probe names it.
 func (r *Result) probe(h memcg.Hierarchy) error {
-	probe := r.Kubepods + "/" + detect.ScratchName("assert")
+	probe := r.Kubepods + "/" + memcg.ScratchName("assert")
 	if err := h.Mkdir(probe); err != nil {
 		return fmt.Errorf("assert: probe child: %w", err)
 	}

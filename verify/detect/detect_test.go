@@ -15,7 +15,9 @@ import (
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/install"
 	"github.com/nokmem/nokmem/verify/memcg"
+	"github.com/nokmem/nokmem/verify/migrate"
 )
 
 func writeFile(t *testing.T, path, content string, mode os.FileMode) {
@@ -142,8 +144,8 @@ func TestFindLeftovers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			writeFile(t, filepath.Join(state, detect.JournalFile), tt.journal, 0o600)
-			writeFile(t, filepath.Join(state, detect.InstallRecordFile), tt.install, 0o600)
+			writeFile(t, filepath.Join(state, migrate.JournalFile), tt.journal, 0o600)
+			writeFile(t, filepath.Join(state, install.RecordFile), tt.install, 0o600)
 			l, err := detect.FindLeftovers(h, state)
 			if err != nil {
 				t.Fatal(err)
@@ -167,33 +169,6 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-func TestDriver(t *testing.T) {
-	tests := []struct {
-		dirs                   []string
-		wantDriver, wantKubepo string
-		wantErr                bool
-	}{
-		{[]string{"kubepods/burstable"}, detect.DriverCgroupfs, "kubepods", false},
-		{[]string{"kubepods.slice/kubepods-burstable.slice"}, detect.DriverSystemd, "kubepods.slice", false},
-		{[]string{"system.slice"}, detect.DriverNone, "", false},
-		{[]string{"kubepods", "kubepods.slice"}, "", "", true},
-	}
-	for _, tt := range tests {
-		t.Run(strings.Join(tt.dirs, ","), func(t *testing.T) {
-			root := t.TempDir()
-			for _, d := range tt.dirs {
-				if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			d, k, err := detect.Driver(memcg.Hierarchy{Root: root})
-			if (err != nil) != tt.wantErr || d != tt.wantDriver || k != tt.wantKubepo {
-				t.Fatalf("Driver = %q, %q, %v; want %q, %q, err %v", d, k, err, tt.wantDriver, tt.wantKubepo, tt.wantErr)
-			}
-		})
-	}
 }
 
 // fakeBinary writes a shell script that prints version and returns its path.
@@ -228,7 +203,7 @@ func TestRealHierarchy(t *testing.T) {
 	testenv.RequireCgroupV1Memory(t)
 	major, minor := kernelLine(t)
 	h := memcg.Hierarchy{Root: testenv.MemoryRoot}
-	s, err := detect.ProbeSlabinfo(h)
+	s, err := h.ProbeSlabinfo()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +220,7 @@ func TestRealHierarchy(t *testing.T) {
 	if major >= 4 && s == memcg.SlabinfoEIO {
 		t.Fatalf("kernel %d.%d read as 3.10 semantics", major, minor)
 	}
-	scratch := detect.ScratchName("test")
+	scratch := memcg.ScratchName("test")
 	if err := h.Mkdir(scratch); err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +236,7 @@ func TestRealHierarchy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	active, err := detect.KmemActive(h, all)
+	active, err := memcg.KmemActive(h, all, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,28 +265,6 @@ func TestRealHierarchy(t *testing.T) {
 		if strings.HasPrefix(k, "nokmem-probe-") || strings.HasPrefix(k, "nokmem-ids-") {
 			t.Errorf("probe cgroup left behind: %s", k)
 		}
-	}
-}
-
-// TestProbeSlabinfoOnSimulator checks the mkdir probe against the
-// simulator's hidden state: the kernel profile decides the answer, and the
-// probe gives back its ID.
-func TestProbeSlabinfoOnSimulator(t *testing.T) {
-	for _, tt := range []struct {
-		p    memcgsim.Profile
-		want memcg.Slabinfo
-	}{{memcgsim.RHEL78, memcg.SlabinfoEIO}, {memcgsim.Modern, memcg.SlabinfoEmpty}} {
-		t.Run(tt.p.String(), func(t *testing.T) {
-			sim, m := memcgsim.MountForTest(t, tt.p)
-			ids := sim.IDsInUse()
-			s, err := detect.ProbeSlabinfo(memcg.Hierarchy{Root: m.Memory})
-			if err != nil || s != tt.want {
-				t.Fatalf("ProbeSlabinfo = %s, %v; want %s", s, err, tt.want)
-			}
-			if sim.IDsInUse() != ids || sim.Live() != 1 {
-				t.Fatalf("probe left IDs %d (was %d), live %d", sim.IDsInUse(), ids, sim.Live())
-			}
-		})
 	}
 }
 

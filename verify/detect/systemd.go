@@ -85,7 +85,7 @@ func (r *Report) systemdProblem() Problem {
 
 // driverNote explains a systemd-driver node's verdict, "" for other drivers.
 func (r *Report) driverNote() string {
-	if r.Driver != DriverSystemd || !r.Semantics310 {
+	if r.Driver != memcg.DriverSystemd || !r.Semantics310 {
 		return ""
 	}
 	if len(r.KmemActive) > 0 {

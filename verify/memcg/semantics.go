@@ -135,3 +135,35 @@ func parseRelease(r string) (major, minor int, ok bool) {
 	}
 	return major, minor, true
 }
+
+// ProbeSlabinfo creates a scratch child directly under the root (the root
+// is never kmem-active, so the child is not either), reads its
+// memory.kmem.slabinfo and removes it. Confirm judges the result.
+func (h Hierarchy) ProbeSlabinfo() (s Slabinfo, err error) {
+	name := ScratchName("probe")
+	if err := h.Mkdir(name); err != nil {
+		return "", fmt.Errorf("semantics probe: %w", err)
+	}
+	defer func() {
+		if rerr := h.Rmdir(name); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("semantics probe: %w", rerr))
+		}
+	}()
+	s, err = h.SlabinfoState(name)
+	if err != nil {
+		return "", fmt.Errorf("semantics probe: %w", err)
+	}
+	return s, nil
+}
+
+// Confirm checks s against how a fresh child of the root read
+// memory.kmem.slabinfo (ProbeSlabinfo): on 3.10 it must read EIO, on a
+// modern kernel it must not. A contradiction makes the result KindUnknown.
+func (s Semantics) Confirm(fresh Slabinfo) Semantics {
+	eio := fresh == SlabinfoEIO
+	if s.Kind == Kind310 && !eio || s.Kind == KindModern && eio {
+		s.Reason = fmt.Sprintf("%s, but a fresh child of the root reads %s", s.Reason, fresh)
+		s.Kind = KindUnknown
+	}
+	return s
+}

@@ -100,13 +100,16 @@ type Hooks struct {
 	Removed func(rel string, done, total int)
 }
 
+// TempPrefix starts the names of the temporary and set-aside trees.
+const TempPrefix = "nokmem-migrate"
+
 // TempName is the fresh tree's temporary name: a sibling of kubepods (a
 // cgroup can only be renamed within its parent), so directly under the
 // memory root for the kubelet's top-level kubepods.
-func TempName(kubepods string) string { return sibling(kubepods, "nokmem-migrate-") }
+func TempName(kubepods string) string { return sibling(kubepods, TempPrefix+"-") }
 
 // AsideName is where the old tree is set aside: a sibling of kubepods.
-func AsideName(kubepods string) string { return sibling(kubepods, "nokmem-migrate-old-") }
+func AsideName(kubepods string) string { return sibling(kubepods, TempPrefix+"-old-") }
 
 func sibling(kubepods, prefix string) string {
 	parent, base := path.Split(kubepods)
@@ -280,7 +283,7 @@ func (e *Engine) Critical() (*Report, error) {
 	if err != nil {
 		return nil, &RunError{Err: err}
 	}
-	if j != nil && j.RollingBack && !j.Phase.terminal() {
+	if j != nil && j.RollingBack && !j.Phase.Terminal() {
 		e.j = j
 		return nil, e.runErr(fmt.Errorf("a rollback is in progress (started from phase %s)", j.Phase))
 	}
@@ -291,7 +294,7 @@ func (e *Engine) Critical() (*Report, error) {
 		e.rep.Message = fmt.Sprintf("the fresh tree is already at %s (journal phase swapped); only the old tree's removal is left", e.h.Path(e.kubepods))
 		return &e.rep, nil
 	}
-	fresh := j == nil || j.Phase.terminal()
+	fresh := j == nil || j.Phase.Terminal()
 	if fresh {
 		if rep, done := e.alreadyMigrated(j); done {
 			return rep, nil
@@ -366,7 +369,7 @@ func (e *Engine) plan() error {
 	}
 	if parent := path.Dir(e.kubepods); parent != "." {
 		// The fresh tree inherits kmem accounting from its parent.
-		if st, err := e.fs.Slabinfo(parent); err != nil {
+		if st, err := e.fs.SlabinfoState(parent); err != nil {
 			return err
 		} else if st == memcg.SlabinfoHeader {
 			return fmt.Errorf("%s is kmem-active: a fresh tree built beside kubepods under it would be kmem-active too", e.h.Path(parent))
@@ -417,7 +420,7 @@ func (e *Engine) runErr(err error) *RunError {
 // next says what to run for the journal's state.
 func (e *Engine) next() string {
 	switch {
-	case e.j == nil || e.j.Phase.terminal():
+	case e.j == nil || e.j.Phase.Terminal():
 		return ""
 	case e.j.RollingBack:
 		return "run `verify migrate --rollback` to finish the rollback, or `verify migrate --abandon` to set the journal aside and leave the node as it is"

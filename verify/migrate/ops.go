@@ -97,7 +97,7 @@ func (c cgfs) Walk(rel string) ([]string, error)     { return c.h.Walk(rel) }
 func (c cgfs) Children(rel string) ([]string, error) { return c.h.Children(rel) }
 
 func (c cgfs) Exists(rel string) (bool, error) { return exists(c.h, rel) }
-func (c cgfs) Slabinfo(rel string) (memcg.Slabinfo, error) {
+func (c cgfs) SlabinfoState(rel string) (memcg.Slabinfo, error) {
 	c.n.Read++
 	return c.h.SlabinfoState(rel)
 }

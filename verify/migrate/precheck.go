@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/nokmem/nokmem/verify/binary"
-	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
 )
 
@@ -20,7 +19,6 @@ var (
 	ErrStockKubelet   = errors.New("the installed kubelet is not a nokmem build")
 	ErrNotCgroupV1    = errors.New("not a cgroup v1 memory hierarchy")
 	ErrSystemdLayout  = errors.New("systemd cgroup driver layout (kubepods.slice)")
-	ErrNoKubepods     = errors.New("no kubepods cgroup")
 	ErrUnknownLayout  = errors.New("unknown cgroup layout")
 )
 
@@ -89,14 +87,14 @@ func CheckLayout(h memcg.Hierarchy, kubepods string) error {
 	if _, err := os.Stat(h.Path("", memcg.Limit)); err != nil {
 		return fmt.Errorf("%w: %s has no %s: %w", ErrNotCgroupV1, h.Root, memcg.Limit, err)
 	}
-	driver, _, err := detect.Driver(h)
+	driver, _, err := h.Driver()
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnknownLayout, err)
 	}
-	if driver == detect.DriverSystemd {
+	if driver == memcg.DriverSystemd {
 		return fmt.Errorf("%w at %s: with the systemd driver systemd owns these cgroups as slice and scope units, "+
 			"and moving them behind its back breaks its accounting; migrate the node to the cgroupfs driver, "+
-			"or boot with cgroup.memory=nokmem (RHEL ≥7.8)", ErrSystemdLayout, h.Path(detect.KubepodsSystemd))
+			"or boot with cgroup.memory=nokmem (RHEL ≥7.8)", ErrSystemdLayout, h.Path(memcg.KubepodsSystemd))
 	}
 	ok, err := exists(h, kubepods)
 	switch {
@@ -106,7 +104,7 @@ func CheckLayout(h memcg.Hierarchy, kubepods string) error {
 		if _, serr := os.Lstat(h.Path(kubepods)); serr == nil {
 			return fmt.Errorf("%w: %s exists but is not a directory", ErrUnknownLayout, h.Path(kubepods))
 		}
-		return fmt.Errorf("%w: %s does not exist (is this a Kubernetes node with the cgroupfs driver?)", ErrNoKubepods, h.Path(kubepods))
+		return fmt.Errorf("%w: %s does not exist (is this a Kubernetes node with the cgroupfs driver?)", memcg.ErrNoKubepods, h.Path(kubepods))
 	}
 	if _, err := os.Stat(h.Path(kubepods, memcg.Limit)); err != nil {
 		return fmt.Errorf("%w: %s is not a memory cgroup: %w", ErrUnknownLayout, h.Path(kubepods), err)
