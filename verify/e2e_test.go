@@ -189,7 +189,8 @@ func (n *node) nokmemKubelet() string {
 }
 
 // nokmemKubeletArgs are migrate's flags for nokmemKubelet: its path, and
-// --known-sums with its sha256 (a nokmem build is known by its digest).
+// --known-sums with its sha256 (a nokmem build is known by its digest);
+// and the node's --os-release.
 func (n *node) nokmemKubeletArgs() []string {
 	n.t.Helper()
 	p := n.nokmemKubelet()
@@ -198,7 +199,7 @@ func (n *node) nokmemKubeletArgs() []string {
 		n.t.Fatal(err)
 	}
 	n.write("nokmem/SHA256SUMS", sum+"  kubelet\n", 0o644)
-	return []string{"--kubelet-path", p, "--known-sums", n.path("nokmem/SHA256SUMS")}
+	return []string{"--kubelet-path", p, "--known-sums", n.path("nokmem/SHA256SUMS"), "--os-release", n.path("osrelease")}
 }
 
 func (n *node) write(rel, content string, mode os.FileMode) {

@@ -49,7 +49,7 @@ func slowNode(t *testing.T) (n *node, kubelet, sums, proc string) {
 func TestManualFlowWindow(t *testing.T) {
 	manual := func(t *testing.T, preflight bool) time.Duration {
 		n, kubelet, sums, proc := slowNode(t)
-		common := []string{"--kubelet-path", kubelet, "--known-sums", sums, "--proc", proc}
+		common := []string{"--kubelet-path", kubelet, "--known-sums", sums, "--proc", proc, "--os-release", n.path("osrelease")}
 		if preflight {
 			if out, stderr, code := n.verify(append([]string{"migrate", "--preflight"}, common...)...); code != 0 {
 				t.Fatalf("migrate --preflight: exit %d\n%s%s", code, out, stderr)

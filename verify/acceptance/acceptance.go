@@ -217,6 +217,11 @@ func (r *runner) run() {
 			r.changed("ID probe (--probe-ids): created and removed %d scratch cgroups under the memory root", p.Created)
 		}
 		s.Details = detectSummary(d)
+		if d.Semantics.Kind == memcg.KindUnknown {
+			// The safe side of detect's "unknown" (exit 2): neither
+			// migrate (which refuses it too) nor "not applicable".
+			return fmt.Errorf("the kernel's kmem semantics are unknown (%s): verify cannot tell whether a migration is needed, or prove it worked", d.Semantics.Reason)
+		}
 		if !d.Semantics310 {
 			return nil
 		}

@@ -2,7 +2,8 @@
 // tree: on a kernel with 3.10 semantics, memory.kmem.slabinfo must fail with
 // EIO for kubepods, every cgroup below it, and, when asked (Options.Probe), a
 // probe child created under kubepods (which shows what new pod cgroups will
-// inherit). The kernel's semantics are read (memcg.ReadSemantics), never
+// inherit). The kernel's semantics are read (memcg.ReadNodeSemantics, as detect
+// and migrate read them), never
 // probed: without Options.Probe the check writes nothing. On other kernels
 // slabinfo never fails with EIO, so the check does not apply.
 package assert
@@ -64,11 +65,7 @@ type Options struct {
 // returned with the error names the child if it was made.
 func Check(h memcg.Hierarchy, o Options) (*Result, error) {
 	r := &Result{Offenders: []Offender{}}
-	kernel, err := memcg.ReadKernelRelease(o.OSRelease)
-	if err != nil {
-		return nil, fmt.Errorf("assert: %w", err)
-	}
-	sem, err := h.ReadSemantics(kernel)
+	sem, err := h.ReadNodeSemantics(o.OSRelease)
 	if err != nil {
 		return nil, fmt.Errorf("assert: %w", err)
 	}

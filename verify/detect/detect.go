@@ -7,7 +7,8 @@
 // install without a signature check).
 //
 // Detect only reads. The kernel's semantics come from the kernel release
-// and the root memcg (memcg.ReadSemantics); the two probes that create
+// and the root memcg (memcg.ReadNodeSemantics, the decision migrate,
+// assert and run share); the two probes that create
 // cgroups (a scratch child, the ID-headroom probe) run only when asked.
 package detect
 
@@ -120,12 +121,10 @@ func Run(o Options) (*Report, error) {
 	r := &Report{KmemActive: []string{}}
 
 	var err error
-	if r.Kernel, err = memcg.ReadKernelRelease(o.OSRelease); err != nil {
+	if r.Semantics, err = h.ReadNodeSemantics(o.OSRelease); err != nil {
 		return nil, err
 	}
-	if r.Semantics, err = h.ReadSemantics(r.Kernel); err != nil {
-		return nil, err
-	}
+	r.Kernel = r.Semantics.Release
 	if o.ProbeSlabinfo {
 		if r.Slabinfo, err = h.ProbeSlabinfo(); err != nil {
 			return nil, err

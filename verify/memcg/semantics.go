@@ -62,6 +62,18 @@ func ReadKernelRelease(path string) (string, error) {
 	return r, nil
 }
 
+// ReadNodeSemantics reads the kernel release from the file osRelease (""
+// is DefaultOSRelease) and decides with ReadSemantics. It is the one
+// decision of verify: detect reports it, migrate refuses to run without
+// Kind310, assert and run apply only on Kind310.
+func (h Hierarchy) ReadNodeSemantics(osRelease string) (Semantics, error) {
+	release, err := ReadKernelRelease(osRelease)
+	if err != nil {
+		return Semantics{Kind: KindUnknown}, err
+	}
+	return h.ReadSemantics(release)
+}
+
 // ReadSemantics decides the kernel's kmem semantics without writing
 // anything, from the kernel release and from memory.kmem.slabinfo of the
 // root memcg, which exists on every node and can never account kmem:

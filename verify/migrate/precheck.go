@@ -118,26 +118,22 @@ func CheckLayout(h memcg.Hierarchy, kubepods string) error {
 // move_charge_at_immigrate is gone, ≥6.13).
 var ErrNoIDLeak = errors.New("this kernel frees memcg IDs at rmdir (no 3.10 semantics): migrating is pointless here")
 
-// Semantics tells, read-only, whether the hierarchy at h has the 3.10
-// semantics that make a migration useful: on 3.10 (RHEL 7)
-// memory.kmem.slabinfo of a cgroup without kmem accounting, and the root
-// never has it, reads EIO (mm/memcontrol.c mem_cgroup_slabinfo_read); from
-// 3.19 on it reads a header or nothing. It returns how the root's slabinfo
-// reads.
-func Semantics(h memcg.Hierarchy) (memcg.Slabinfo, bool, error) {
-	st, err := h.SlabinfoState("")
-	if err != nil {
-		return "", false, fmt.Errorf("kernel semantics: %w", err)
-	}
-	return st, st == memcg.SlabinfoEIO, nil
-}
+// ErrUnknownSemantics refuses a migration on a kernel whose kmem semantics
+// memcg cannot decide (detect reports it as unknown): the migration might
+// be pointless, and the EIO checks that prove the fresh tree kmem-free
+// would mean nothing.
+var ErrUnknownSemantics = errors.New("the kernel's kmem semantics are unknown: a migration might be pointless, and slabinfo EIO could not prove the fresh tree kmem-free")
 
-// CheckSemantics returns ErrNoIDLeak, with what was read, unless the
-// kernel has 3.10 semantics.
-func CheckSemantics(h memcg.Hierarchy) error {
-	st, ok, err := Semantics(h)
-	if err != nil || ok {
-		return err
+// CheckSemantics refuses, before anything changes, a kernel that
+// memcg.ReadNodeSemantics (the decision detect, assert and run share) does
+// not find to have 3.10 semantics: ErrNoIDLeak for a modern kernel,
+// ErrUnknownSemantics when it is undecided, each with the reason.
+func CheckSemantics(s memcg.Semantics) error {
+	switch s.Kind {
+	case memcg.Kind310:
+		return nil
+	case memcg.KindModern:
+		return fmt.Errorf("%w: %s", ErrNoIDLeak, s.Reason)
 	}
-	return fmt.Errorf("%w: %s of the memory root reads %s, not EIO as on 3.10; use --force to migrate anyway", ErrNoIDLeak, h.Path("", memcg.KmemSlabinfo), st)
+	return fmt.Errorf("%w: %s", ErrUnknownSemantics, s.Reason)
 }
