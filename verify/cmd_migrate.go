@@ -178,6 +178,14 @@ func migratePreconditions(g *globalOptions, h memcg.Hierarchy, f *migrateFlags) 
 	if err == nil {
 		g.Logger.Info(how)
 	}
+	return kubeletHint(err)
+}
+
+// kubeletHint adds the flags that answer a stock or missing kubelet.
+func kubeletHint(err error) error {
+	if errors.Is(err, migrate.ErrStockKubelet) {
+		return fmt.Errorf("%w (--kubelet-path names the installed kubelet; --force migrates anyway)", err)
+	}
 	return err
 }
 
@@ -224,7 +232,7 @@ func runPreflight(g *globalOptions, h memcg.Hierarchy, f *migrateFlags) error {
 		path = binary.Search("kubelet", binary.DefaultSearchDirs)
 	}
 	if err := migrate.WritePreflight(g.StateDir, path, sums); err != nil {
-		return err
+		return kubeletHint(err)
 	}
 	fmt.Fprintf(g.Stdout, "preflight passed: kubelet %s is a nokmem build, recorded in %s for %s; now stop the kubelet, run `verify migrate --no-cleanup`, start it\n",
 		path, filepath.Join(g.StateDir, migrate.PreflightFile), migrate.PreflightMaxAge)

@@ -22,7 +22,7 @@ const mib = 1 << 20
 type backend struct {
 	h    memcg.Hierarchy
 	base string // everything lives below this cgroup
-	feat memcg.Features
+	feat memcgtest.Features
 	// proc starts a process with at least threads threads in cgroup rel and
 	// returns its pid; alloc charges mib MiB more to it, in its cgroup, and
 	// returns its pid again (the simulator replaces the task).
@@ -85,7 +85,7 @@ func realBackend(t *testing.T) *backend {
 
 func (b *backend) detect(t *testing.T, scratch string) *backend {
 	t.Helper()
-	f, err := b.h.Detect(scratch)
+	f, err := memcgtest.ProbeFeatures(b.h, scratch)
 	if err != nil {
 		t.Fatal(err)
 	}

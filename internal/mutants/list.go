@@ -176,7 +176,7 @@ var List = []Mutation{
 	// verdict is checked against the kernel release, not against itself.
 	{
 		Name:    "detect-empty-slabinfo-taken-for-eio",
-		File:    "verify/memcg/detect.go",
+		File:    "verify/memcg/slabinfo.go",
 		Old:     "case s == \"\":\n\t\treturn SlabinfoEmpty, nil",
 		New:     "case s == \"\":\n\t\treturn SlabinfoEIO, nil",
 		Package: "./verify/detect",
@@ -184,7 +184,7 @@ var List = []Mutation{
 	},
 	{
 		Name:    "detect-binary-empty-slabinfo-taken-for-eio",
-		File:    "verify/memcg/detect.go",
+		File:    "verify/memcg/slabinfo.go",
 		Old:     "case s == \"\":\n\t\treturn SlabinfoEmpty, nil",
 		New:     "case s == \"\":\n\t\treturn SlabinfoEIO, nil",
 		Package: "./verify",

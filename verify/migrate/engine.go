@@ -22,24 +22,10 @@
 // checksummed, every path checked when read back). A rerun resumes, a
 // rollback returns to the original tree, and --abandon sets a journal aside.
 //
-// States and transitions ("finish" is a rerun of verify migrate, "rollback"
-// is verify migrate --rollback; every step is idempotent, so a kill -9 at
-// any point leaves a state of this table):
-//
-//	phase        on the node                                   finish →                       rollback →
-//	(none)       original tree at kubepods                     plan → planned                 nothing to roll back
-//	planned      original tree; a temp tree may be part-built  build → built                  remove temp → rolled-back
-//	built        fresh tree under the temp name, no processes  move → moved                   remove temp → rolled-back
-//	moved        every process in the fresh (temp) tree        rename old aside (a rerun      move back, remove temp →
-//	                                                           adopts intruders) → set-aside  rolled-back (kmem-active, said so)
-//	set-aside    old tree under the set-aside name,            rename temp → kubepods,        rename old back, move back,
-//	             fresh tree under the temp name                check → swapped                remove temp → rolled-back
-//	swapped      fresh tree at kubepods; kubelet may run       remove old tree → done         refused: would move processes
-//	                                                                                          into the kmem-active tree; the
-//	                                                                                          message says to finish instead
-//	done         fresh tree at kubepods, old tree gone         already migrated               nothing to roll back
-//	rolled-back  original tree at kubepods                     new migration → planned        nothing to roll back
-//	rolling back (any phase before swapped, flag set)          refused: finish the rollback   resumes the rollback
+// The states and their transitions are the table States (states.go):
+// "finish" is a rerun of verify migrate, "rollback" is verify migrate
+// --rollback; every step is idempotent, so a kill -9 at any point leaves a
+// state of that table.
 //
 // Someone else's changes: a cgroup created in the old tree before it is set
 // aside is adopted into the plan on a rerun (created in the fresh tree,
@@ -52,8 +38,8 @@
 // in the old tree by the cleanup are moved to the same path under kubepods
 // and named. A stuck rollback can always be finished (rerun --rollback) or
 // abandoned (--abandon: the journal is set aside, nothing else changes, and
-// the message lists what exists on the node). docs/migration-states.md has
-// the same table with the messages.
+// the message lists what exists on the node). docs/migration-states.md shows
+// States with the messages.
 package migrate
 
 import (
@@ -229,7 +215,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	kp := strings.Trim(cfg.Kubepods, "/")
 	if err := cleanRel(kp); err != nil {
-		return nil, fmt.Errorf("migrate: --kubepods: %w", err)
+		return nil, fmt.Errorf("migrate: kubepods: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -395,7 +381,7 @@ func (e *Engine) fail(err error, fresh bool) error {
 		return &RunError{Err: err, State: e.describe()}
 	}
 	var rerr error
-	if rel, ok := e.vanishedRel(err); ok && !contains(e.j.Vanished, rel) && e.j.Snapshot.index(rel) >= 0 {
+	if rel, ok := e.vanishedRel(err); ok && !slices.Contains(e.j.Vanished, rel) && e.j.Snapshot.index(rel) >= 0 {
 		e.j.Vanished = append(e.j.Vanished, rel)
 		rerr = saveJournal(e.cfg.StateDir, e.j)
 	}
@@ -502,13 +488,4 @@ func (e *Engine) forward() error {
 		}
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

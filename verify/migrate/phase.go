@@ -4,7 +4,7 @@ package migrate
 // in the journal. The forward order is Planned, Built, Moved, SetAside,
 // Swapped (the critical part ends here: the kubelet may start), Done (the
 // old tree is removed); a rollback ends in RolledBack. The full state table
-// with every transition is in the package documentation.
+// with every transition is States.
 type Phase string
 
 const (

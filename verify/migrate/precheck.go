@@ -66,14 +66,14 @@ func CheckKubeletStopped(procRoot string) error {
 // stock kubelet would activate kmem again on the fresh tree.
 func CheckKubeletBuild(path string, knownSums map[string]string) error {
 	if path == "" {
-		return fmt.Errorf("%w: no kubelet found in %v (use --kubelet-path, or --force)", ErrStockKubelet, binary.DefaultSearchDirs)
+		return fmt.Errorf("%w: no kubelet found in %v", ErrStockKubelet, binary.DefaultSearchDirs)
 	}
 	b, err := binary.Identify("kubelet", path, binary.Options{KnownSums: knownSums})
 	if err != nil {
 		return err
 	}
 	if !b.Nokmem() {
-		return fmt.Errorf("%w: %s is %s (%s); install the nokmem kubelet first, or pass --force", ErrStockKubelet, path, b.Kind, b.Reason)
+		return fmt.Errorf("%w: %s is %s (%s); install the nokmem kubelet first", ErrStockKubelet, path, b.Kind, b.Reason)
 	}
 	return nil
 }
