@@ -78,7 +78,7 @@ semantics.`,
 		RunE:        func(cmd *cobra.Command, _ []string) error { return runMigrate(g, &f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.kubepods, "kubepods", "kubepods", "the kubelet's cgroupfs-driver tree, relative to --root")
+	fl.StringVar(&f.kubepods, "kubepods", memcg.KubepodsCgroupfs, "the kubelet's cgroupfs-driver tree, relative to --root")
 	fl.StringVar(&f.kubeletPath, "kubelet-path", "", "installed kubelet binary, checked for a nokmem build (default: the first kubelet in "+strings.Join(binary.DefaultSearchDirs, ", ")+")")
 	fl.StringVar(&f.osRelease, "os-release", memcg.DefaultOSRelease, "file holding the kernel release (the kernel's semantics are decided as verify detect decides them)")
 	fl.StringVar(&f.knownSums, "known-sums", "", "SHA256SUMS of a nokmem release: a kubelet with such a checksum counts as nokmem")
