@@ -17,7 +17,7 @@ import (
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/acceptance"
 	"github.com/nokmem/nokmem/verify/assert"
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/memcg"
 )
 
@@ -180,13 +180,13 @@ const hangingBinary = "#!/bin/sh\necho 'Kubernetes v1.12.4'\nsleep 120\n"
 func TestDetectHangingVersion(t *testing.T) {
 	n := newNode(t, memcgsim.RHEL78)
 	n.Kubepods(memcgtest.QoS, 2, 1)
-	for _, b := range detect.BinaryNames {
+	for _, b := range binary.Names {
 		n.write("bin/"+b, hangingBinary, 0o755)
 	}
 	start := time.Now()
 	stdout, stderr, code := n.verify(append([]string{"detect"}, n.detectArgs()...)...)
 	took := time.Since(start)
-	t.Logf("detect with 3 hanging binaries (default --version-timeout %s) took %s", detect.DefaultVersionTimeout, took.Round(time.Millisecond))
+	t.Logf("detect with 3 hanging binaries (default --version-timeout %s) took %s", binary.DefaultVersionTimeout, took.Round(time.Millisecond))
 	if took > 60*time.Second {
 		t.Fatalf("detect hung for %s", took)
 	}

@@ -6,7 +6,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nokmem/nokmem/verify/assert"
-	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/report"
 )
@@ -50,7 +49,7 @@ or 1 with --strict); when the semantics cannot be decided it fails (exit 1).`,
 	}
 	cmd.Flags().StringVar(&o.Kubepods, "kubepods", "", "kubepods cgroup relative to --root (default: kubepods or kubepods.slice, whichever exists)")
 	cmd.Flags().BoolVar(&o.Strict, "strict", false, "fail when the check is not applicable")
-	cmd.Flags().StringVar(&o.OSRelease, "os-release", detect.DefaultOSRelease, "file holding the kernel release")
+	cmd.Flags().StringVar(&o.OSRelease, "os-release", memcg.DefaultOSRelease, "file holding the kernel release")
 	cmd.Flags().BoolVar(&o.Probe, "probe", false, "also create a child under the kubepods checked, read its slabinfo (what new pods inherit) and remove it (needs root)")
 	return cmd
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/install"
 	"github.com/nokmem/nokmem/verify/report"
 )
@@ -95,19 +95,19 @@ else since (then it names the file and both digests, and --force overrides).`,
 }
 
 // runAbandon sets the install record aside and says what the node runs now.
-func runAbandon(g *globalOptions, bo detect.BinaryOptions) error {
+func runAbandon(g *globalOptions, bo binary.Options) error {
 	res, err := install.Abandon(g.StateDir)
 	if err != nil {
 		return err
 	}
-	bins, err := detect.FindBinaries(bo)
+	bins, err := binary.Find(bo)
 	if err != nil {
 		return err
 	}
 	if g.JSON() {
 		return report.WriteJSON(g.Stdout, struct {
 			*install.AbandonResult
-			Binaries []detect.Binary `json:"binaries"`
+			Binaries []binary.Binary `json:"binaries"`
 		}{res, bins})
 	}
 	fmt.Fprintln(g.Stdout, res.Message)

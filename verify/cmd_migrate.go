@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/migrate"
 	"github.com/nokmem/nokmem/verify/report"
@@ -22,6 +22,7 @@ func init() { subcommands = append(subcommands, newMigrateCmd) }
 type migrateFlags struct {
 	kubepods     string
 	kubeletPath  string
+	osRelease    string
 	knownSums    string
 	procRoot     string
 	dryRun       bool
@@ -60,22 +61,26 @@ Preconditions: no kubelet process in the --proc table (unless
 --allow-running-kubelet), the installed kubelet is a nokmem build (unless
 --force; identifying it hashes the binary and runs its --version, seconds on
 a slow machine: run migrate --preflight first, with the kubelet still up, and
-the migration inside the window only confirms the unchanged file by a stat), the kernel has 3.10 semantics (memory.kmem.slabinfo of the memory
-root reads EIO; elsewhere memcg IDs are freed at rmdir and migrating is
-pointless: refused unless --force, and --dry-run says so), the memory
+the migration inside the window only confirms the unchanged file by a stat), the kernel has 3.10 semantics as verify detect decides them (a 3.x kernel
+release, --os-release, and memory.kmem.slabinfo of the memory root reads
+EIO; elsewhere memcg IDs are freed at rmdir and migrating is pointless, and
+where detect says "unknown" the migration is refused as well: unless
+--force, and --dry-run says so), the memory
 hierarchy is cgroup v1 with the cgroupfs driver's kubepods (a systemd-driver
 node, kubepods.slice, is refused).
 
 Exit status: 0 done (or nothing to do), 1 failed (the message says whether the
-node was left untouched or is resumable, what exists, and what to run),
-3 refused: a kernel without 3.10 semantics.`,
+node was left untouched or is resumable, what exists, and what to run; also
+a kernel whose semantics are unknown), 3 refused: a kernel without 3.10
+semantics.`,
 		Args:        cobra.NoArgs,
 		Annotations: annotations(mutating, usesRoot),
 		RunE:        func(cmd *cobra.Command, _ []string) error { return runMigrate(g, &f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.kubepods, "kubepods", "kubepods", "the kubelet's cgroupfs-driver tree, relative to --root")
-	fl.StringVar(&f.kubeletPath, "kubelet-path", "", "installed kubelet binary, checked for a nokmem build (default: the first kubelet in "+strings.Join(detect.DefaultSearchDirs, ", ")+")")
+	fl.StringVar(&f.kubepods, "kubepods", memcg.KubepodsCgroupfs, "the kubelet's cgroupfs-driver tree, relative to --root")
+	fl.StringVar(&f.kubeletPath, "kubelet-path", "", "installed kubelet binary, checked for a nokmem build (default: the first kubelet in "+strings.Join(binary.DefaultSearchDirs, ", ")+")")
+	fl.StringVar(&f.osRelease, "os-release", memcg.DefaultOSRelease, "file holding the kernel release (the kernel's semantics are decided as verify detect decides them)")
 	fl.StringVar(&f.knownSums, "known-sums", "", "SHA256SUMS of a nokmem release: a kubelet with such a checksum counts as nokmem")
 	fl.StringVar(&f.procRoot, "proc", "/proc", "process table: scanned for a running kubelet, and for every liveness check")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan (counts of cgroups, processes and operations) and change nothing")
@@ -107,8 +112,8 @@ func runMigrate(g *globalOptions, f *migrateFlags) error {
 	}
 	if f.dryRun {
 		if !f.force {
-			if err := migrate.CheckSemantics(h); err != nil {
-				return withExitCode(exitPointless, fmt.Errorf("dry run: a migration would be refused: %w", err))
+			if err := checkSemantics(h, f); err != nil {
+				return semanticsExit(fmt.Errorf("dry run: a migration would be refused: %w", err))
 			}
 		}
 		p, err := e.DryRun()
@@ -158,7 +163,7 @@ func migratePreconditions(g *globalOptions, h memcg.Hierarchy, f *migrateFlags) 
 	if f.force || f.rollback {
 		return nil
 	}
-	if err := migrate.CheckSemantics(h); err != nil {
+	if err := checkSemantics(h, f); err != nil {
 		return err
 	}
 	sums, err := readKnownSums(f.knownSums)
@@ -167,11 +172,42 @@ func migratePreconditions(g *globalOptions, h memcg.Hierarchy, f *migrateFlags) 
 	}
 	path := f.kubeletPath
 	if path == "" {
-		path = migrate.FindKubelet()
+		path = binary.Search("kubelet", binary.DefaultSearchDirs)
 	}
 	how, err := migrate.CheckKubeletBuildFast(g.StateDir, path, sums)
 	if err == nil {
 		g.Logger.Info(how)
+	}
+	return kubeletHint(err)
+}
+
+// kubeletHint adds the flags that answer a stock or missing kubelet.
+func kubeletHint(err error) error {
+	if errors.Is(err, migrate.ErrStockKubelet) {
+		return fmt.Errorf("%w (--kubelet-path names the installed kubelet; --force migrates anyway)", err)
+	}
+	return err
+}
+
+// checkSemantics refuses a kernel without 3.10 semantics, as memcg decides
+// them for every command (verify detect reports the same verdict): a
+// modern kernel (ErrNoIDLeak, exit 3) and, the safe side, a kernel whose
+// semantics are unknown (exit 1); --force overrides both.
+func checkSemantics(h memcg.Hierarchy, f *migrateFlags) error {
+	s, err := h.ReadNodeSemantics(f.osRelease)
+	if err != nil {
+		return err
+	}
+	if err := migrate.CheckSemantics(s); err != nil {
+		return fmt.Errorf("%w; use --force to migrate anyway", err)
+	}
+	return nil
+}
+
+// semanticsExit gives a refusal on a modern kernel its own exit code.
+func semanticsExit(err error) error {
+	if errors.Is(err, migrate.ErrNoIDLeak) {
+		return withExitCode(exitPointless, err)
 	}
 	return err
 }
@@ -180,8 +216,8 @@ func migratePreconditions(g *globalOptions, h memcg.Hierarchy, f *migrateFlags) 
 // stopped, and records the checked kubelet (migrate.PreflightFile).
 func runPreflight(g *globalOptions, h memcg.Hierarchy, f *migrateFlags) error {
 	if !f.force {
-		if err := migrate.CheckSemantics(h); err != nil {
-			return withExitCode(exitPointless, fmt.Errorf("preflight: %w", err))
+		if err := checkSemantics(h, f); err != nil {
+			return semanticsExit(fmt.Errorf("preflight: %w", err))
 		}
 	}
 	if err := migrate.CheckLayout(h, f.kubepods); err != nil {
@@ -193,10 +229,10 @@ func runPreflight(g *globalOptions, h memcg.Hierarchy, f *migrateFlags) error {
 	}
 	path := f.kubeletPath
 	if path == "" {
-		path = migrate.FindKubelet()
+		path = binary.Search("kubelet", binary.DefaultSearchDirs)
 	}
 	if err := migrate.WritePreflight(g.StateDir, path, sums); err != nil {
-		return err
+		return kubeletHint(err)
 	}
 	fmt.Fprintf(g.Stdout, "preflight passed: kubelet %s is a nokmem build, recorded in %s for %s; now stop the kubelet, run `verify migrate --no-cleanup`, start it\n",
 		path, filepath.Join(g.StateDir, migrate.PreflightFile), migrate.PreflightMaxAge)
@@ -208,7 +244,7 @@ func readKnownSums(path string) (map[string]string, error) {
 	if path == "" {
 		return nil, nil
 	}
-	return detect.ReadKnownSums(path)
+	return binary.ReadKnownSums(path)
 }
 
 func printPlan(w io.Writer, p *migrate.Plan) {

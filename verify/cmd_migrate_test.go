@@ -11,7 +11,7 @@ import (
 
 	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/internal/memcgtest"
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/migrate"
 )
@@ -22,6 +22,7 @@ type migrateNode struct {
 	sim                *memcgsim.Sim
 	root, state, procs string
 	kubelet, sums      string
+	osRelease          string // the kernel release of the profile
 }
 
 func newMigrateNode(t *testing.T, kubeletVersion string, kubeletRunning bool) *migrateNode {
@@ -64,6 +65,14 @@ func newMigrateNodeOn(t *testing.T, p memcgsim.Profile, kubeletVersion string, k
 			t.Fatal(err)
 		}
 	}
+	release := "3.10.0-1127.el7.x86_64"
+	if p == memcgsim.Modern {
+		release = "6.18.44"
+	}
+	n.osRelease = filepath.Join(t.TempDir(), "osrelease")
+	if err := os.WriteFile(n.osRelease, []byte(release+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	n.kubelet = filepath.Join(t.TempDir(), "kubelet")
 	if err := os.WriteFile(n.kubelet, []byte("#!/bin/sh\necho '"+kubeletVersion+"'\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -72,7 +81,7 @@ func newMigrateNodeOn(t *testing.T, p memcgsim.Profile, kubeletVersion string, k
 	n.sums = filepath.Join(t.TempDir(), "SHA256SUMS")
 	sums := ""
 	if strings.Contains(kubeletVersion, "+nokmem") {
-		sum, err := detect.FileSHA256(n.kubelet)
+		sum, err := binary.FileSHA256(n.kubelet)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +95,7 @@ func newMigrateNodeOn(t *testing.T, p memcgsim.Profile, kubeletVersion string, k
 
 func (n *migrateNode) run(args ...string) (code int, stdout, stderr string) {
 	var o, e bytes.Buffer
-	base := []string{"migrate", "--root", n.root, "--state-dir", n.state, "--proc", n.procs, "--kubelet-path", n.kubelet, "--known-sums", n.sums}
+	base := []string{"migrate", "--root", n.root, "--state-dir", n.state, "--proc", n.procs, "--kubelet-path", n.kubelet, "--known-sums", n.sums, "--os-release", n.osRelease}
 	code = run(append(base, args...), &o, &e)
 	return code, o.String(), e.String()
 }

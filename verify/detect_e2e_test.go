@@ -198,7 +198,7 @@ func TestDetectLeftovers(t *testing.T) {
 	if _, stderr, code := n.verify(args...); code != 0 {
 		t.Fatalf("clean modern node: exit %d, want 0 (healthy)\n%s", code, stderr)
 	}
-	if err := n.H.Mkdir(detect.TempPrefix + "-kubepods"); err != nil {
+	if err := n.H.Mkdir(migrate.TempPrefix + "-kubepods"); err != nil {
 		t.Fatal(err)
 	}
 	n.write("state/"+migrate.JournalFile, `{"phase":"moved-out","kubepods":"kubepods","temp":"nokmem-migrate-kubepods"}`, 0o600)

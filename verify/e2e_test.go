@@ -29,8 +29,10 @@ import (
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/acceptance"
 	"github.com/nokmem/nokmem/verify/assert"
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
+	"github.com/nokmem/nokmem/verify/migrate"
 	"github.com/nokmem/nokmem/verify/nodelock"
 )
 
@@ -163,7 +165,7 @@ func (n *node) knownSums(rels ...string) {
 	}
 	defer f.Close()
 	for _, rel := range rels {
-		sum, err := detect.FileSHA256(n.path(rel))
+		sum, err := binary.FileSHA256(n.path(rel))
 		if err != nil {
 			n.t.Fatal(err)
 		}
@@ -185,16 +187,17 @@ func (n *node) nokmemKubelet() string {
 }
 
 // nokmemKubeletArgs are migrate's flags for nokmemKubelet: its path, and
-// --known-sums with its sha256 (a nokmem build is known by its digest).
+// --known-sums with its sha256 (a nokmem build is known by its digest);
+// and the node's --os-release.
 func (n *node) nokmemKubeletArgs() []string {
 	n.t.Helper()
 	p := n.nokmemKubelet()
-	sum, err := detect.FileSHA256(p)
+	sum, err := binary.FileSHA256(p)
 	if err != nil {
 		n.t.Fatal(err)
 	}
 	n.write("nokmem/SHA256SUMS", sum+"  kubelet\n", 0o644)
-	return []string{"--kubelet-path", p, "--known-sums", n.path("nokmem/SHA256SUMS")}
+	return []string{"--kubelet-path", p, "--known-sums", n.path("nokmem/SHA256SUMS"), "--os-release", n.path("osrelease")}
 }
 
 func (n *node) write(rel, content string, mode os.FileMode) {
@@ -338,7 +341,7 @@ func TestDetectOnSimulator(t *testing.T) {
 		t.Fatalf("detect JSON: %v\n%s", err, out)
 	}
 	wantActive := []string{"kubepods", "kubepods/burstable", "kubepods/burstable/podA"}
-	if !r.Semantics310 || r.Driver != detect.DriverCgroupfs || r.KubepodsCgroups != 3 || !slices.Equal(r.KmemActive, wantActive) {
+	if !r.Semantics310 || r.Driver != memcg.DriverCgroupfs || r.KubepodsCgroups != 3 || !slices.Equal(r.KmemActive, wantActive) {
 		t.Errorf("detect: semantics %v driver %s cgroups %d active %v; want 3.10, cgroupfs, 3, %v", r.Semantics310, r.Driver, r.KubepodsCgroups, r.KmemActive, wantActive)
 	}
 	if leaked := len(n.Sim.LeakedIDs()); leaked != 7 || r.Leaked.IDs != leaked {
@@ -347,7 +350,7 @@ func TestDetectOnSimulator(t *testing.T) {
 	if r.ProcCgroups.NumCgroups != n.Sim.Live() || r.Kernel != "3.10.0-1127.el7.x86_64" {
 		t.Errorf("proc cgroups %+v (live %d), kernel %q", r.ProcCgroups, n.Sim.Live(), r.Kernel)
 	}
-	if len(r.Binaries) != 2 || r.Binaries[0].Kind != detect.KindStock || r.Binaries[1].Kind != detect.KindStock {
+	if len(r.Binaries) != 2 || r.Binaries[0].Kind != binary.KindStock || r.Binaries[1].Kind != binary.KindStock {
 		t.Errorf("binaries %+v", r.Binaries)
 	}
 
@@ -761,7 +764,7 @@ func TestRealHierarchyBinary(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, k := range kids {
-			if strings.HasPrefix(k, detect.TempPrefix) {
+			if strings.HasPrefix(k, migrate.TempPrefix) {
 				return true
 			}
 		}

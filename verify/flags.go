@@ -7,8 +7,10 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/install"
+	"github.com/nokmem/nokmem/verify/memcg"
 )
 
 // The flags that several commands share, each bound to the options value of
@@ -17,25 +19,25 @@ import (
 // command's flags).
 
 // binaryFlags bind the flags that find and identify the node's kubelet and
-// runtime binaries (detect, install, run) to a detect.BinaryOptions.
+// runtime binaries (detect, install, run) to a binary.Options.
 type binaryFlags struct {
-	o         detect.BinaryOptions
+	o         binary.Options
 	paths     map[string]*string
 	knownSums string
 }
 
 func (b *binaryFlags) register(fs *pflag.FlagSet) {
 	b.paths = map[string]*string{}
-	for _, n := range detect.BinaryNames {
+	for _, n := range binary.Names {
 		b.paths[n] = fs.String(n+"-path", "", "path of the "+n+" binary (default: search --search-dirs)")
 	}
-	fs.StringSliceVar(&b.o.SearchDirs, "search-dirs", detect.DefaultSearchDirs, "directories searched for kubelet, runc and docker-runc")
+	fs.StringSliceVar(&b.o.SearchDirs, "search-dirs", binary.DefaultSearchDirs, "directories searched for kubelet, runc and docker-runc")
 	fs.StringVar(&b.knownSums, "known-sums", "", "SHA256SUMS of a nokmem release: binaries with these checksums count as nokmem builds")
-	fs.DurationVar(&b.o.Timeout, "version-timeout", detect.DefaultVersionTimeout, "how long one `BINARY --version` may run before it is killed (with its process group); the binaries run at once")
+	fs.DurationVar(&b.o.Timeout, "version-timeout", binary.DefaultVersionTimeout, "how long one `BINARY --version` may run before it is killed (with its process group); the binaries run at once")
 }
 
 // options completes the value: the paths given, the --known-sums file read.
-func (b *binaryFlags) options() (detect.BinaryOptions, error) {
+func (b *binaryFlags) options() (binary.Options, error) {
 	o := b.o
 	o.Paths = map[string]string{}
 	for n, p := range b.paths {
@@ -44,7 +46,7 @@ func (b *binaryFlags) options() (detect.BinaryOptions, error) {
 		}
 	}
 	if b.knownSums != "" {
-		m, err := detect.ReadKnownSums(b.knownSums)
+		m, err := binary.ReadKnownSums(b.knownSums)
 		if err != nil {
 			return o, err
 		}
@@ -61,7 +63,7 @@ type detectFlags struct {
 
 func (d *detectFlags) register(fs *pflag.FlagSet) {
 	d.bin.register(fs)
-	fs.StringVar(&d.o.OSRelease, "os-release", detect.DefaultOSRelease, "file holding the kernel release")
+	fs.StringVar(&d.o.OSRelease, "os-release", memcg.DefaultOSRelease, "file holding the kernel release")
 	fs.StringVar(&d.o.ProcCgroups, "proc-cgroups", detect.DefaultProcCgroups, "/proc/cgroups or a file laid out like it")
 	fs.StringVar(&d.o.SlabDir, "slab-dir", detect.DefaultSlabDir, "/sys/kernel/slab or a directory laid out like it (leaked-ID estimate)")
 	fs.BoolVar(&d.o.ProbeSlabinfo, "probe-slabinfo", false, "also create a scratch cgroup under the memory root, read its memory.kmem.slabinfo and remove it, to confirm the kernel semantics (needs root)")
@@ -99,7 +101,7 @@ func (f *installFlags) register(fs *pflag.FlagSet) {
 
 // request completes the value with the global flags, the binaries found
 // by bo and where warnings go.
-func (f *installFlags) request(g *globalOptions, bo detect.BinaryOptions, warnings io.Writer) install.Request {
+func (f *installFlags) request(g *globalOptions, bo binary.Options, warnings io.Writer) install.Request {
 	r := f.r
 	r.StateDir, r.Binaries, r.Warnings, r.Logger = g.StateDir, bo, warnings, g.Logger
 	return r

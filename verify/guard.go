@@ -126,7 +126,7 @@ func checkNode(g *globalOptions, cmd *cobra.Command) error {
 	root := cmd.Annotations[rootAnnotation] == rootMemory
 	if root {
 		if err := (memcg.Hierarchy{Root: g.Root}).CheckRoot(""); err != nil {
-			return err
+			return fmt.Errorf("--root %w", err)
 		}
 	}
 	if !mut {

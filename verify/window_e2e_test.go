@@ -9,7 +9,7 @@ import (
 
 	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/verify/acceptance"
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 )
 
 // slowIdentify is how long the stand-in kubelet's --version takes: what
@@ -27,7 +27,7 @@ func slowNode(t *testing.T) (n *node, kubelet, sums, proc string) {
 	kubelet, proc = n.path("bin/kubelet"), n.path("proc")
 	var list string
 	for _, b := range []string{"kubelet", "runc"} {
-		sum, err := detect.FileSHA256(n.path("bin/" + b))
+		sum, err := binary.FileSHA256(n.path("bin/" + b))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,7 +49,7 @@ func slowNode(t *testing.T) (n *node, kubelet, sums, proc string) {
 func TestManualFlowWindow(t *testing.T) {
 	manual := func(t *testing.T, preflight bool) time.Duration {
 		n, kubelet, sums, proc := slowNode(t)
-		common := []string{"--kubelet-path", kubelet, "--known-sums", sums, "--proc", proc}
+		common := []string{"--kubelet-path", kubelet, "--known-sums", sums, "--proc", proc, "--os-release", n.path("osrelease")}
 		if preflight {
 			if out, stderr, code := n.verify(append([]string{"migrate", "--preflight"}, common...)...); code != 0 {
 				t.Fatalf("migrate --preflight: exit %d\n%s%s", code, out, stderr)

@@ -313,7 +313,7 @@ func (f *fleet) inventory() string {
 			"nokmem_verify_flags":    []string{"--root", n.m.Memory, "--state-dir", n.path("state")},
 			"nokmem_detect_flags":    []string{"--os-release", n.path("osrelease"), "--proc-cgroups", n.m.ProcCgroups, "--slab-dir", n.m.Slab, "--search-dirs", n.path(n.bin)},
 			"nokmem_run_flags":       []string{"--proc", n.path("proc"), "--tmp-dir", n.path("tmp"), "--kubelet-timeout", "20s"},
-			"nokmem_migrate_flags":   []string{"--proc", n.path("proc"), "--kubelet-path", n.path(n.bin + "/kubelet")},
+			"nokmem_migrate_flags":   []string{"--proc", n.path("proc"), "--kubelet-path", n.path(n.bin + "/kubelet"), "--os-release", n.path("osrelease")},
 			"nokmem_stop_cmd":        n.path("sbin/systemctl") + " stop kubelet",
 			"nokmem_start_cmd":       n.path("sbin/systemctl") + " start kubelet",
 			"nokmem_kubectl":         filepath.Join(f.dir, "kubectl"),

@@ -36,9 +36,9 @@ func forNodes(t *testing.T, f func(t *testing.T, n *memcgtest.Node)) {
 
 // features detects what the node's kernel supports, in a scratch child of
 // the node's cgroup.
-func features(t *testing.T, n *memcgtest.Node) memcg.Features {
+func features(t *testing.T, n *memcgtest.Node) memcgtest.Features {
 	t.Helper()
-	f, err := n.Scoped().Detect("probe")
+	f, err := memcgtest.ProbeFeatures(n.Scoped(), "probe")
 	if err != nil {
 		t.Fatal(err)
 	}

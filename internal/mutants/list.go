@@ -176,7 +176,7 @@ var List = []Mutation{
 	// verdict is checked against the kernel release, not against itself.
 	{
 		Name:    "detect-empty-slabinfo-taken-for-eio",
-		File:    "verify/memcg/detect.go",
+		File:    "verify/memcg/slabinfo.go",
 		Old:     "case s == \"\":\n\t\treturn SlabinfoEmpty, nil",
 		New:     "case s == \"\":\n\t\treturn SlabinfoEIO, nil",
 		Package: "./verify/detect",
@@ -184,7 +184,7 @@ var List = []Mutation{
 	},
 	{
 		Name:    "detect-binary-empty-slabinfo-taken-for-eio",
-		File:    "verify/memcg/detect.go",
+		File:    "verify/memcg/slabinfo.go",
 		Old:     "case s == \"\":\n\t\treturn SlabinfoEmpty, nil",
 		New:     "case s == \"\":\n\t\treturn SlabinfoEIO, nil",
 		Package: "./verify",
@@ -202,7 +202,7 @@ var List = []Mutation{
 		// The acceptance test compares detect's kmem-active list with its
 		// own reading of every cgroup's slabinfo.
 		Name:    "detect-finds-no-kmem-active-cgroup",
-		File:    "verify/detect/detect.go",
+		File:    "verify/memcg/layout.go",
 		Old:     "return active, nil",
 		New:     "return []string{}, nil",
 		Package: "./verify/acceptance",
@@ -272,7 +272,7 @@ var List = []Mutation{
 	// verify detect: which stock binaries are affected (verify/affected).
 	{
 		Name:    "detect-every-stock-binary-a-problem",
-		File:    "verify/detect/binaries.go",
+		File:    "verify/binary/binary.go",
 		Old:     "return !b.Nokmem() && (b.Upstream == nil || b.Upstream.Verdict != affected.Unaffected)",
 		New:     "return !b.Nokmem()",
 		Package: "./verify",
@@ -405,7 +405,7 @@ var List = []Mutation{
 	},
 	{
 		Name:    "detect-runc-fix-ignores-node-kubelet",
-		File:    "verify/detect/binaries.go",
+		File:    "verify/binary/binary.go",
 		Old:     "\tpreferNodeKubelet(out)",
 		New:     "\t_ = preferNodeKubelet",
 		Package: "./verify",
@@ -433,7 +433,7 @@ var List = []Mutation{
 	// Identity by checksum: a "+nokmem" version alone is no nokmem build.
 	{
 		Name:    "nokmem-by-version-string",
-		File:    "verify/detect/binaries.go",
+		File:    "verify/binary/binary.go",
 		Old:     "\tcase nokmem:\n",
 		New:     "\tcase nokmem || strings.Contains(stdout, NokmemMarker):\n",
 		Package: "./verify/detect",

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nokmem/nokmem/verify/assert"
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/install"
 	"github.com/nokmem/nokmem/verify/memcg"
@@ -131,7 +132,7 @@ type runner struct {
 	res       *Result
 	stopped   bool          // the kubelet was stopped by this run
 	stoppedAt time.Time     // when the stop command was issued
-	kubelet   detect.Binary // the kubelet found by the binaries step
+	kubelet   binary.Binary // the kubelet found by the binaries step
 	log       *slog.Logger
 }
 
@@ -216,13 +217,18 @@ func (r *runner) run() {
 			r.changed("ID probe (--probe-ids): created and removed %d scratch cgroups under the memory root", p.Created)
 		}
 		s.Details = detectSummary(d)
+		if d.Semantics.Kind == memcg.KindUnknown {
+			// The safe side of detect's "unknown" (exit 2): neither
+			// migrate (which refuses it too) nor "not applicable".
+			return fmt.Errorf("the kernel's kmem semantics are unknown (%s): verify cannot tell whether a migration is needed, or prove it worked", d.Semantics.Reason)
+		}
 		if !d.Semantics310 {
 			return nil
 		}
 		switch d.Driver {
-		case detect.DriverNone:
-			return fmt.Errorf("%w under %s: nothing to migrate (is the kubelet running with --cgroups-per-qos and the cgroupfs driver?)", detect.ErrNoKubepods, h.Root)
-		case detect.DriverSystemd:
+		case memcg.DriverNone:
+			return fmt.Errorf("%w under %s: nothing to migrate (is the kubelet running with --cgroups-per-qos and the cgroupfs driver?)", memcg.ErrNoKubepods, h.Root)
+		case memcg.DriverSystemd:
 			// Judged by its cgroups (detect/systemd.go): systemd owns
 			// them, so verify never recreates them.
 			if ps := d.Problems(); len(ps) > 0 {
@@ -244,7 +250,7 @@ func (r *runner) run() {
 		r.notApplicable(h)
 		return
 	}
-	if d.Driver == detect.DriverSystemd {
+	if d.Driver == memcg.DriverSystemd {
 		r.healthy(h, d)
 		return
 	}
@@ -275,7 +281,7 @@ func (r *runner) run() {
 	}
 
 	if !r.step(StepBinaries, func(s *report.Step) error {
-		bins, err := detect.FindBinaries(r.cfg.Detect.Binaries)
+		bins, err := binary.Find(r.cfg.Detect.Binaries)
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/nokmem/nokmem/internal/testenv"
 	"github.com/nokmem/nokmem/verify/acceptance"
 	"github.com/nokmem/nokmem/verify/assert"
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/migrate"
@@ -46,11 +47,11 @@ func (f *fakeService) Start(context.Context) error {
 
 // nokmemBinaries are stand-ins of nokmem builds, known by their sha256
 // (--known-sums), with the given runc version ("" for a nokmem build).
-func nokmemBinaries(t *testing.T, runc ...string) detect.BinaryOptions {
+func nokmemBinaries(t *testing.T, runc ...string) binary.Options {
 	t.Helper()
 	testenv.RequireCommand(t, "sh")
 	dir := t.TempDir()
-	o := detect.BinaryOptions{SearchDirs: []string{dir}, KnownSums: map[string]string{}}
+	o := binary.Options{SearchDirs: []string{dir}, KnownSums: map[string]string{}}
 	for name, v := range map[string]string{"kubelet": "Kubernetes v1.12.4+nokmem", "runc": "runc version 1.0.0-rc5+nokmem"} {
 		known := true
 		if name == "runc" && len(runc) > 0 {
@@ -60,7 +61,7 @@ func nokmemBinaries(t *testing.T, runc ...string) detect.BinaryOptions {
 		if err := os.WriteFile(p, []byte("#!/bin/sh\necho '"+v+"'\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if sum, err := detect.FileSHA256(p); err != nil {
+		if sum, err := binary.FileSHA256(p); err != nil {
 			t.Fatal(err)
 		} else if known {
 			o.KnownSums[sum] = name
@@ -226,7 +227,7 @@ func TestRealHierarchy(t *testing.T) {
 	}
 	h := tr.H
 	kp := tr.Rel("kubepods")
-	s, err := detect.ProbeSlabinfo(h)
+	s, err := h.ProbeSlabinfo()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +241,7 @@ func TestRealHierarchy(t *testing.T) {
 	// Oracle independent of detect: a cgroup counts as kmem-active when its
 	// memory.kmem.slabinfo can be read (3.10 answers EIO until kmem
 	// accounting is activated; modern cgroup v1 answers for every cgroup).
-	active, err := detect.KmemActive(h, all)
+	active, err := memcg.KmemActive(h, all, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

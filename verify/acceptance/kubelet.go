@@ -2,8 +2,6 @@ package acceptance
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nokmem/nokmem/verify/binary"
 )
 
 // KubeletCheck is how a run knows that the kubelet came back after the
@@ -148,7 +148,7 @@ func (k *KubeletCheck) sha256(p string) (string, error) {
 	if k.hash != nil {
 		return k.hash(p)
 	}
-	return fileSHA256(p)
+	return binary.FileSHA256(p)
 }
 
 // errNoKubelet: no process runs the kubelet binary.
@@ -220,17 +220,4 @@ func (k *KubeletCheck) healthz(ctx context.Context) error {
 		return fmt.Errorf("healthz %s: %s: %s", k.Healthz, resp.Status, strings.TrimSpace(string(body)))
 	}
 	return nil
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -11,7 +11,7 @@ import (
 // TestDetectSummaryOnlyFilledFields: without the slabinfo probe the detect
 // step's line has no "slabinfo ," with an empty value.
 func TestDetectSummaryOnlyFilledFields(t *testing.T) {
-	d := &detect.Report{Kernel: "3.10.0-1127.el7.x86_64", Driver: detect.DriverCgroupfs, Kubepods: "kubepods", KubepodsCgroups: 12,
+	d := &detect.Report{Kernel: "3.10.0-1127.el7.x86_64", Driver: memcg.DriverCgroupfs, Kubepods: "kubepods", KubepodsCgroups: 12,
 		KmemActive: []string{"kubepods"}, Leaked: detect.LeakEstimate{Available: true, IDs: 3, Exact: true}}
 	got := detectSummary(d)
 	for _, bad := range []string{"slabinfo", ", ,", "  "} {

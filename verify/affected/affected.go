@@ -121,7 +121,7 @@ var (
 )
 
 // Parse reads the --version output of kubelet, runc or docker-runc (name
-// as in detect.BinaryNames). ok is false when the output is not
+// as in Names of verify/binary). ok is false when the output is not
 // recognised.
 func Parse(name, out string) (v Version, ok bool) {
 	switch name {

@@ -2,7 +2,8 @@
 // tree: on a kernel with 3.10 semantics, memory.kmem.slabinfo must fail with
 // EIO for kubepods, every cgroup below it, and, when asked (Options.Probe), a
 // probe child created under kubepods (which shows what new pod cgroups will
-// inherit). The kernel's semantics are read (memcg.ReadSemantics), never
+// inherit). The kernel's semantics are read (memcg.ReadNodeSemantics, as detect
+// and migrate read them), never
 // probed: without Options.Probe the check writes nothing. On other kernels
 // slabinfo never fails with EIO, so the check does not apply.
 package assert
@@ -11,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
 )
 
@@ -65,11 +65,7 @@ type Options struct {
 // returned with the error names the child if it was made.
 func Check(h memcg.Hierarchy, o Options) (*Result, error) {
 	r := &Result{Offenders: []Offender{}}
-	kernel, err := memcg.ReadKernelRelease(o.OSRelease)
-	if err != nil {
-		return nil, fmt.Errorf("assert: %w", err)
-	}
-	sem, err := h.ReadSemantics(kernel)
+	sem, err := h.ReadNodeSemantics(o.OSRelease)
 	if err != nil {
 		return nil, fmt.Errorf("assert: %w", err)
 	}
@@ -85,12 +81,12 @@ func Check(h memcg.Hierarchy, o Options) (*Result, error) {
 	r.Applicable = true
 	r.Kubepods = o.Kubepods
 	if r.Kubepods == "" {
-		_, kp, err := detect.Driver(h)
+		_, kp, err := h.Driver()
 		if err != nil {
 			return nil, fmt.Errorf("assert: %w", err)
 		}
 		if kp == "" {
-			return nil, fmt.Errorf("assert: %w under %s", detect.ErrNoKubepods, h.Root)
+			return nil, fmt.Errorf("assert: %w under %s", memcg.ErrNoKubepods, h.Root)
 		}
 		r.Kubepods = kp
 	}
@@ -115,7 +111,7 @@ func Check(h memcg.Hierarchy, o Options) (*Result, error) {
 // probe creates a child of the checked kubepods, reads its slabinfo and
 // removes it; r.Probe names it.
 func (r *Result) probe(h memcg.Hierarchy) error {
-	probe := r.Kubepods + "/" + detect.ScratchName("assert")
+	probe := r.Kubepods + "/" + memcg.ScratchName("assert")
 	if err := h.Mkdir(probe); err != nil {
 		return fmt.Errorf("assert: probe child: %w", err)
 	}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/verify/assert"
-	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
 )
 
@@ -88,7 +87,7 @@ func TestCheckOnSimulator(t *testing.T) {
 func TestCheckWithoutKubepods(t *testing.T) {
 	_, m := memcgsim.MountForTest(t, memcgsim.RHEL78)
 	_, err := assert.Check(memcg.Hierarchy{Root: m.Memory}, assert.Options{OSRelease: osRelease(t, memcgsim.RHEL78)})
-	if !errors.Is(err, detect.ErrNoKubepods) {
+	if !errors.Is(err, memcg.ErrNoKubepods) {
 		t.Fatalf("err = %v, want ErrNoKubepods", err)
 	}
 }

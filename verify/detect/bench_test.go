@@ -8,6 +8,7 @@ import (
 
 	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/internal/testenv"
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
 )
@@ -43,7 +44,7 @@ func BenchmarkRunSimulator(b *testing.B) {
 	if err := os.WriteFile(osr, []byte("3.10.0-1127.el7.x86_64\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	o := detect.Options{Root: m.Memory, OSRelease: osr, ProcCgroups: m.ProcCgroups, SlabDir: m.Slab, Binaries: detect.BinaryOptions{SearchDirs: []string{}}}
+	o := detect.Options{Root: m.Memory, OSRelease: osr, ProcCgroups: m.ProcCgroups, SlabDir: m.Slab, Binaries: binary.Options{SearchDirs: []string{}}}
 	b.ResetTimer()
 	for b.Loop() {
 		r, err := detect.Run(o)

@@ -7,40 +7,24 @@
 // install without a signature check).
 //
 // Detect only reads. The kernel's semantics come from the kernel release
-// and the root memcg (memcg.ReadSemantics); the two probes that create
+// and the root memcg (memcg.ReadNodeSemantics, the decision migrate,
+// assert and run share); the two probes that create
 // cgroups (a scratch child, the ID-headroom probe) run only when asked.
 package detect
 
 import (
-	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/memcg"
 )
 
 // Defaults for the kernel interfaces Detect reads.
 const (
-	DefaultMemoryRoot  = "/sys/fs/cgroup/memory"
-	DefaultOSRelease   = memcg.DefaultOSRelease
 	DefaultProcCgroups = "/proc/cgroups"
 	DefaultSlabDir     = "/sys/kernel/slab"
 	DefaultMeminfo     = "/proc/meminfo"
-)
-
-// Cgroup driver names, as the kubelet's --cgroup-driver calls them.
-const (
-	DriverCgroupfs = "cgroupfs"
-	DriverSystemd  = "systemd"
-	DriverNone     = "none"
-)
-
-// Kubepods directory names for the two drivers.
-const (
-	KubepodsCgroupfs = "kubepods"
-	KubepodsSystemd  = "kubepods.slice"
 )
 
 // Options says where Detect looks. Zero values select the defaults.
@@ -63,18 +47,18 @@ type Options struct {
 	ProbeIDs int
 	// Meminfo is /proc/meminfo, read to keep the probe's memory in bounds.
 	Meminfo string
-	// Binaries to identify (see FindBinaries).
-	Binaries BinaryOptions
+	// Binaries to identify (see binary.Find).
+	Binaries binary.Options
 	// Logger receives warnings; nil means slog.Default().
 	Logger *slog.Logger
 }
 
 func (o *Options) defaults() {
 	if o.Root == "" {
-		o.Root = DefaultMemoryRoot
+		o.Root = memcg.DefaultRoot
 	}
 	if o.OSRelease == "" {
-		o.OSRelease = DefaultOSRelease
+		o.OSRelease = memcg.DefaultOSRelease
 	}
 	if o.ProcCgroups == "" {
 		o.ProcCgroups = DefaultProcCgroups
@@ -124,7 +108,7 @@ type Report struct {
 	// IDProbe is the result of the ID-headroom probe, if it ran.
 	IDProbe *IDProbe `json:"id_probe,omitempty"`
 	// Binaries are the kubelet and runtime binaries found.
-	Binaries []Binary `json:"binaries"`
+	Binaries []binary.Binary `json:"binaries"`
 	// Leftovers is what earlier verify runs left behind.
 	Leftovers Leftovers `json:"leftovers"`
 }
@@ -137,21 +121,19 @@ func Run(o Options) (*Report, error) {
 	r := &Report{KmemActive: []string{}}
 
 	var err error
-	if r.Kernel, err = memcg.ReadKernelRelease(o.OSRelease); err != nil {
+	if r.Semantics, err = h.ReadNodeSemantics(o.OSRelease); err != nil {
 		return nil, err
 	}
-	if r.Semantics, err = h.ReadSemantics(r.Kernel); err != nil {
-		return nil, err
-	}
+	r.Kernel = r.Semantics.Release
 	if o.ProbeSlabinfo {
-		if r.Slabinfo, err = ProbeSlabinfo(h); err != nil {
+		if r.Slabinfo, err = h.ProbeSlabinfo(); err != nil {
 			return nil, err
 		}
-		confirmSemantics(&r.Semantics, r.Slabinfo)
+		r.Semantics = r.Semantics.Confirm(r.Slabinfo)
 	}
 	r.Semantics310 = r.Semantics.Leaks()
 
-	if r.Driver, r.Kubepods, err = Driver(h); err != nil {
+	if r.Driver, r.Kubepods, err = h.Driver(); err != nil {
 		return nil, err
 	}
 	if r.Kubepods != "" {
@@ -161,7 +143,7 @@ func Run(o Options) (*Report, error) {
 		}
 		r.KubepodsCgroups = len(all)
 		if r.Semantics310 {
-			if r.KmemActive, err = KmemActive(h, all); err != nil {
+			if r.KmemActive, err = memcg.KmemActive(h, all, 0); err != nil {
 				return nil, err
 			}
 			if len(r.KmemActive) > 0 {
@@ -189,87 +171,9 @@ func Run(o Options) (*Report, error) {
 		}
 		r.IDProbe = &p
 	}
-	if r.Binaries, err = FindBinaries(o.Binaries); err != nil {
+	if r.Binaries, err = binary.Find(o.Binaries); err != nil {
 		return nil, err
 	}
 	r.DriverNote = r.driverNote()
 	return r, nil
-}
-
-// confirmSemantics checks the read semantics against a fresh child's
-// slabinfo: on 3.10 it must read EIO, on a modern kernel it must not.
-func confirmSemantics(s *memcg.Semantics, fresh memcg.Slabinfo) {
-	eio := fresh == memcg.SlabinfoEIO
-	if s.Kind == memcg.Kind310 && !eio || s.Kind == memcg.KindModern && eio {
-		s.Reason = fmt.Sprintf("%s, but a fresh child of the root reads %s", s.Reason, fresh)
-		s.Kind = memcg.KindUnknown
-	}
-}
-
-// ScratchName returns a fresh name for a scratch cgroup.
-func ScratchName(purpose string) string {
-	return "nokmem-" + purpose + "-" + strings.ToLower(rand.Text()[:12])
-}
-
-// ProbeSlabinfo creates a scratch child directly under the memory root (the
-// root is never kmem-active, so the child is not either), reads its
-// memory.kmem.slabinfo and removes it. EIO means 3.10 semantics.
-func ProbeSlabinfo(h memcg.Hierarchy) (s memcg.Slabinfo, err error) {
-	name := ScratchName("probe")
-	if err := h.Mkdir(name); err != nil {
-		return "", fmt.Errorf("semantics probe: %w", err)
-	}
-	defer func() {
-		if rerr := h.Rmdir(name); rerr != nil {
-			err = errors.Join(err, fmt.Errorf("semantics probe: %w", rerr))
-		}
-	}()
-	s, err = h.SlabinfoState(name)
-	if err != nil {
-		return "", fmt.Errorf("semantics probe: %w", err)
-	}
-	return s, nil
-}
-
-// ErrNoKubepods means neither kubepods nor kubepods.slice exists under the root.
-var ErrNoKubepods = errors.New("no kubepods cgroup")
-
-// Driver tells the kubelet's cgroup driver from the kubepods directory that
-// exists: kubepods (cgroupfs) or kubepods.slice (systemd). With neither it
-// returns DriverNone and no error; with both it fails.
-func Driver(h memcg.Hierarchy) (driver, kubepods string, err error) {
-	cg, err := h.Exists(KubepodsCgroupfs)
-	if err != nil {
-		return "", "", err
-	}
-	sd, err := h.Exists(KubepodsSystemd)
-	if err != nil {
-		return "", "", err
-	}
-	switch {
-	case cg && sd:
-		return "", "", fmt.Errorf("both %s and %s exist: cannot tell the cgroup driver", h.Path(KubepodsCgroupfs), h.Path(KubepodsSystemd))
-	case cg:
-		return DriverCgroupfs, KubepodsCgroupfs, nil
-	case sd:
-		return DriverSystemd, KubepodsSystemd, nil
-	}
-	return DriverNone, "", nil
-}
-
-// KmemActive returns the cgroups of rels whose memory.kmem.slabinfo is
-// readable. Only meaningful on 3.10 semantics, and never for the root.
-func KmemActive(h memcg.Hierarchy, rels []string) ([]string, error) {
-	active := []string{}
-	for _, rel := range rels {
-		s, err := h.SlabinfoState(rel)
-		if err != nil {
-			return nil, err
-		}
-		// SlabinfoMissing: the cgroup was removed while we walked.
-		if s != memcg.SlabinfoEIO && s != memcg.SlabinfoMissing {
-			active = append(active, rel)
-		}
-	}
-	return active, nil
 }

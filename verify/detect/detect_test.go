@@ -13,9 +13,11 @@ import (
 
 	"github.com/nokmem/nokmem/internal/memcgsim"
 	"github.com/nokmem/nokmem/internal/testenv"
-	"github.com/nokmem/nokmem/verify/affected"
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/install"
 	"github.com/nokmem/nokmem/verify/memcg"
+	"github.com/nokmem/nokmem/verify/migrate"
 )
 
 func writeFile(t *testing.T, path, content string, mode os.FileMode) {
@@ -142,8 +144,8 @@ func TestFindLeftovers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			writeFile(t, filepath.Join(state, detect.JournalFile), tt.journal, 0o600)
-			writeFile(t, filepath.Join(state, detect.InstallRecordFile), tt.install, 0o600)
+			writeFile(t, filepath.Join(state, migrate.JournalFile), tt.journal, 0o600)
+			writeFile(t, filepath.Join(state, install.RecordFile), tt.install, 0o600)
 			l, err := detect.FindLeftovers(h, state)
 			if err != nil {
 				t.Fatal(err)
@@ -169,33 +171,6 @@ func boolInt(b bool) int {
 	return 0
 }
 
-func TestDriver(t *testing.T) {
-	tests := []struct {
-		dirs                   []string
-		wantDriver, wantKubepo string
-		wantErr                bool
-	}{
-		{[]string{"kubepods/burstable"}, detect.DriverCgroupfs, "kubepods", false},
-		{[]string{"kubepods.slice/kubepods-burstable.slice"}, detect.DriverSystemd, "kubepods.slice", false},
-		{[]string{"system.slice"}, detect.DriverNone, "", false},
-		{[]string{"kubepods", "kubepods.slice"}, "", "", true},
-	}
-	for _, tt := range tests {
-		t.Run(strings.Join(tt.dirs, ","), func(t *testing.T) {
-			root := t.TempDir()
-			for _, d := range tt.dirs {
-				if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			d, k, err := detect.Driver(memcg.Hierarchy{Root: root})
-			if (err != nil) != tt.wantErr || d != tt.wantDriver || k != tt.wantKubepo {
-				t.Fatalf("Driver = %q, %q, %v; want %q, %q, err %v", d, k, err, tt.wantDriver, tt.wantKubepo, tt.wantErr)
-			}
-		})
-	}
-}
-
 // fakeBinary writes a shell script that prints version and returns its path.
 func fakeBinary(t *testing.T, dir, name, version string, exit int) string {
 	t.Helper()
@@ -203,67 +178,6 @@ func fakeBinary(t *testing.T, dir, name, version string, exit int) string {
 	script := "#!/bin/sh\nprintf '%s\\n' '" + version + "'\nexit " + string(rune('0'+exit)) + "\n"
 	writeFile(t, p, script, 0o755)
 	return p
-}
-
-func TestFindBinaries(t *testing.T) {
-	testenv.RequireCommand(t, "sh")
-	dir := t.TempDir()
-	known := fakeBinary(t, dir, "docker-runc", "runc version 1.0.0-rc5 (release build)", 0)
-	knownSum, err := detect.FileSHA256(known)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name, version string
-		exit          int
-		want          string
-	}{
-		// A "+nokmem" version with an unknown sha256 is no nokmem build (identity_test.go).
-		{"kubelet", "Kubernetes v1.12.4+nokmem", 0, detect.KindUnknown},
-		{"kubelet", "Kubernetes v1.12.4", 0, detect.KindStock},
-		{"kubelet", "hello world", 0, detect.KindUnknown},
-		{"kubelet", "Kubernetes v1.12.4", 3, detect.KindUnknown},
-		{"runc", "runc version 1.0.0-rc5+nokmem", 0, detect.KindUnknown},
-		{"runc", "runc version 1.0.0-rc5", 0, detect.KindStock},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name+"/"+tt.version, func(t *testing.T) {
-			d := t.TempDir()
-			p := fakeBinary(t, d, tt.name, tt.version, tt.exit)
-			bins, err := detect.FindBinaries(detect.BinaryOptions{
-				SearchDirs: []string{filepath.Join(d, "nothing-here"), d},
-				Paths:      map[string]string{"docker-runc": known},
-				KnownSums:  map[string]string{knownSum: "docker-runc"},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(bins) != 2 {
-				t.Fatalf("found %d binaries, want 2: %+v", len(bins), bins)
-			}
-			b := bins[0]
-			if b.Path != p || b.Kind != tt.want {
-				t.Fatalf("got %+v, want kind %s at %s", b, tt.want, p)
-			}
-			if dr := bins[1]; dr.Name != "docker-runc" || dr.Kind != detect.KindNokmem || !strings.Contains(dr.Reason, "sha256") {
-				t.Fatalf("docker-runc by known checksum: %+v", dr)
-			}
-		})
-	}
-}
-
-func TestReadKnownSums(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "SHA256SUMS")
-	sum := strings.Repeat("ab", 32)
-	writeFile(t, p, sum+"  kubelet\n"+strings.Repeat("CD", 32)+" *runc\n", 0o644)
-	m, err := detect.ReadKnownSums(p)
-	if err != nil || m[sum] != "kubelet" || m[strings.Repeat("cd", 32)] != "runc" {
-		t.Fatalf("got %v, %v", m, err)
-	}
-	writeFile(t, p, "zz kubelet\n", 0o644)
-	if _, err := detect.ReadKnownSums(p); err == nil {
-		t.Fatal("malformed SHA256SUMS accepted")
-	}
 }
 
 // kernelLine returns major and minor of the running kernel from uname(2):
@@ -289,7 +203,7 @@ func TestRealHierarchy(t *testing.T) {
 	testenv.RequireCgroupV1Memory(t)
 	major, minor := kernelLine(t)
 	h := memcg.Hierarchy{Root: testenv.MemoryRoot}
-	s, err := detect.ProbeSlabinfo(h)
+	s, err := h.ProbeSlabinfo()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +220,7 @@ func TestRealHierarchy(t *testing.T) {
 	if major >= 4 && s == memcg.SlabinfoEIO {
 		t.Fatalf("kernel %d.%d read as 3.10 semantics", major, minor)
 	}
-	scratch := detect.ScratchName("test")
+	scratch := memcg.ScratchName("test")
 	if err := h.Mkdir(scratch); err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +236,7 @@ func TestRealHierarchy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	active, err := detect.KmemActive(h, all)
+	active, err := memcg.KmemActive(h, all, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,28 +265,6 @@ func TestRealHierarchy(t *testing.T) {
 		if strings.HasPrefix(k, "nokmem-probe-") || strings.HasPrefix(k, "nokmem-ids-") {
 			t.Errorf("probe cgroup left behind: %s", k)
 		}
-	}
-}
-
-// TestProbeSlabinfoOnSimulator checks the mkdir probe against the
-// simulator's hidden state: the kernel profile decides the answer, and the
-// probe gives back its ID.
-func TestProbeSlabinfoOnSimulator(t *testing.T) {
-	for _, tt := range []struct {
-		p    memcgsim.Profile
-		want memcg.Slabinfo
-	}{{memcgsim.RHEL78, memcg.SlabinfoEIO}, {memcgsim.Modern, memcg.SlabinfoEmpty}} {
-		t.Run(tt.p.String(), func(t *testing.T) {
-			sim, m := memcgsim.MountForTest(t, tt.p)
-			ids := sim.IDsInUse()
-			s, err := detect.ProbeSlabinfo(memcg.Hierarchy{Root: m.Memory})
-			if err != nil || s != tt.want {
-				t.Fatalf("ProbeSlabinfo = %s, %v; want %s", s, err, tt.want)
-			}
-			if sim.IDsInUse() != ids || sim.Live() != 1 {
-				t.Fatalf("probe left IDs %d (was %d), live %d", sim.IDsInUse(), ids, sim.Live())
-			}
-		})
 	}
 }
 
@@ -452,32 +344,32 @@ func TestIdentifyUpstream(t *testing.T) {
 		kind, verdict string
 		problem, cves bool
 	}{
-		{"kubelet", "Kubernetes v1.12.4", detect.KindStock, "affected", true, false},
-		{"kubelet", "Kubernetes v1.12.4+nokmem.1bb862bb7552", detect.KindUnknown, "unknown", true, false},
-		{"kubelet", "Kubernetes v1.21.1", detect.KindStock, "affected", true, false},
-		{"kubelet", "Kubernetes v1.21.2", detect.KindStock, "unaffected", false, false},
-		{"kubelet", "Kubernetes v1.8.15", detect.KindStock, "unknown", true, false},
-		{"kubelet", "hello", detect.KindUnknown, "unknown", true, false},
-		{"runc", "runc version 1.0.0-rc93\ncommit: 12644e614e25b05da6fd08a38ffa0cfe1903fdec", detect.KindStock, "affected", true, true},
-		{"runc", "runc version 1.0.0-rc95\ncommit: b9ee9c6314599f1b4a7f497e1f1f856fe433d3b7", detect.KindStock, "unaffected", false, true},
-		{"runc", "runc version 1.4.4", detect.KindStock, "unaffected", false, false},
-		{"runc", "runc version 1.0.0-rc5+nokmem.1bb862bb7552", detect.KindUnknown, "unknown", true, true},
-		{"docker-runc", "runc version 1.0.0-rc5+dev\ncommit: 69663f0bd4b60df09991c08812a60108003fa340\nspec: 1.0.0", detect.KindStock, "affected", true, true},
+		{"kubelet", "Kubernetes v1.12.4", binary.KindStock, "affected", true, false},
+		{"kubelet", "Kubernetes v1.12.4+nokmem.1bb862bb7552", binary.KindUnknown, "unknown", true, false},
+		{"kubelet", "Kubernetes v1.21.1", binary.KindStock, "affected", true, false},
+		{"kubelet", "Kubernetes v1.21.2", binary.KindStock, "unaffected", false, false},
+		{"kubelet", "Kubernetes v1.8.15", binary.KindStock, "unknown", true, false},
+		{"kubelet", "hello", binary.KindUnknown, "unknown", true, false},
+		{"runc", "runc version 1.0.0-rc93\ncommit: 12644e614e25b05da6fd08a38ffa0cfe1903fdec", binary.KindStock, "affected", true, true},
+		{"runc", "runc version 1.0.0-rc95\ncommit: b9ee9c6314599f1b4a7f497e1f1f856fe433d3b7", binary.KindStock, "unaffected", false, true},
+		{"runc", "runc version 1.4.4", binary.KindStock, "unaffected", false, false},
+		{"runc", "runc version 1.0.0-rc5+nokmem.1bb862bb7552", binary.KindUnknown, "unknown", true, true},
+		{"docker-runc", "runc version 1.0.0-rc5+dev\ncommit: 69663f0bd4b60df09991c08812a60108003fa340\nspec: 1.0.0", binary.KindStock, "affected", true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"/"+tt.version, func(t *testing.T) {
 			p := fakeBinary(t, t.TempDir(), tt.name, tt.version, 0)
-			b, err := detect.Identify(tt.name, p, detect.BinaryOptions{})
+			b, err := binary.Identify(tt.name, p, binary.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if b.Kind != tt.kind || b.Verdict() != tt.verdict || b.Problem() != tt.problem {
 				t.Fatalf("kind %s verdict %s problem %v (%+v); want %s %s %v", b.Kind, b.Verdict(), b.Problem(), b.Upstream, tt.kind, tt.verdict, tt.problem)
 			}
-			if (b.Upstream != nil) != (tt.kind == detect.KindStock) {
+			if (b.Upstream != nil) != (tt.kind == binary.KindStock) {
 				t.Errorf("upstream %+v for kind %s", b.Upstream, b.Kind)
 			}
-			r := &detect.Report{Semantics: memcg.Semantics{Kind: memcg.Kind310}, Semantics310: true, Binaries: []detect.Binary{b}}
+			r := &detect.Report{Semantics: memcg.Semantics{Kind: memcg.Kind310}, Semantics310: true, Binaries: []binary.Binary{b}}
 			want := 0
 			for _, p := range []bool{tt.problem, tt.cves} {
 				if p {
@@ -498,28 +390,5 @@ func TestIdentifyUpstream(t *testing.T) {
 				t.Errorf("CVE problem: %s", r.Problems()[0].Text)
 			}
 		})
-	}
-}
-
-// TestIdentifyNokmemTag: a stock binary that holds kmem_disabled.go's
-// error string was built with -tags nokmem and is no problem, whatever its
-// version; the same version without the string is.
-func TestIdentifyNokmemTag(t *testing.T) {
-	testenv.RequireCommand(t, "sh")
-	for _, tagged := range []bool{false, true} {
-		p := filepath.Join(t.TempDir(), "runc")
-		script := "#!/bin/sh\nprintf 'runc version 1.0.0-rc93\\ncommit: 12644e614e25b05da6fd08a38ffa0cfe1903fdec\\n'\n"
-		if tagged {
-			// Far from the start, so that it crosses io.Copy's 32 KiB writes.
-			script += "# " + strings.Repeat("x", 32*1024-len(script)-10) + "\n# " + affected.KmemDisabledError + "\n"
-		}
-		writeFile(t, p, script, 0o755)
-		b, err := detect.Identify("runc", p, detect.BinaryOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b.Upstream == nil || b.Upstream.NokmemTag != tagged || b.Problem() == tagged {
-			t.Errorf("tagged %v: %+v problem %v", tagged, b.Upstream, b.Problem())
-		}
 	}
 }

@@ -9,28 +9,14 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/nokmem/nokmem/verify/install"
 	"github.com/nokmem/nokmem/verify/memcg"
+	"github.com/nokmem/nokmem/verify/migrate"
 )
-
-// Names of what verify migrate and verify install leave in the state
-// directory and under the memory root (verify/migrate, verify/install).
-const (
-	// TempPrefix starts the name of every temporary or set-aside tree a
-	// migration creates directly under the memory root.
-	TempPrefix = "nokmem-migrate"
-	// JournalFile is the migration journal in the state directory.
-	JournalFile = "migrate-journal.json"
-	// InstallRecordFile is the install record in the state directory.
-	InstallRecordFile = "install.json"
-)
-
-// finishedPhases are the journal phases after which nothing is left to do
-// (migrate.PhaseDone, migrate.PhaseRolledBack).
-var finishedPhases = map[string]bool{"done": true, "rolled-back": true}
 
 // Leftovers is what earlier verify runs left on the node.
 type Leftovers struct {
-	// TempTrees are children of the memory root named nokmem-migrate*.
+	// TempTrees are children of the memory root named migrate.TempPrefix*.
 	TempTrees []string `json:"temp_trees"`
 	// Journal is the migration journal, when one exists.
 	Journal *JournalState `json:"journal,omitempty"`
@@ -68,7 +54,7 @@ func FindLeftovers(h memcg.Hierarchy, stateDir string) (Leftovers, error) {
 		return l, fmt.Errorf("leftovers: %w", err)
 	}
 	for _, k := range kids {
-		if strings.HasPrefix(k, TempPrefix) {
+		if strings.HasPrefix(k, migrate.TempPrefix) {
 			l.TempTrees = append(l.TempTrees, k)
 		}
 	}
@@ -78,9 +64,9 @@ func FindLeftovers(h memcg.Hierarchy, stateDir string) (Leftovers, error) {
 	var j struct {
 		Phase string `json:"phase"`
 	}
-	p := filepath.Join(stateDir, JournalFile)
+	p := filepath.Join(stateDir, migrate.JournalFile)
 	if found, rerr := readJSON(p, &j); found {
-		l.Journal = &JournalState{Path: p, Phase: j.Phase, Unfinished: !finishedPhases[j.Phase]}
+		l.Journal = &JournalState{Path: p, Phase: j.Phase, Unfinished: !migrate.Phase(j.Phase).Terminal()}
 		if rerr != nil {
 			l.Journal.Error = rerr.Error()
 		}
@@ -91,7 +77,7 @@ func FindLeftovers(h memcg.Hierarchy, stateDir string) (Leftovers, error) {
 		SignatureSkipped bool   `json:"signature_skipped"`
 		State            string `json:"state"`
 	}
-	p = filepath.Join(stateDir, InstallRecordFile)
+	p = filepath.Join(stateDir, install.RecordFile)
 	if found, rerr := readJSON(p, &rec); found {
 		l.Install = &InstallState{Path: p, SignatureSkipped: rec.SignatureSkipped, State: rec.State}
 		if rerr != nil {

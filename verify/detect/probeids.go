@@ -89,7 +89,7 @@ func ProbeIDs(h memcg.Hierarchy, limit int, log *slog.Logger) (p IDProbe, err er
 	}
 	p.Cap = limit
 	log.Warn("ID probe briefly uses memcg IDs and about 33 KB of kernel memory each; other cgroup creation may fail meanwhile", "cap", limit)
-	base := ScratchName("ids")
+	base := memcg.ScratchName("ids")
 	var made []string
 	defer func() {
 		for i := len(made) - 1; i >= 0; i-- {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/nokmem/nokmem/verify/memcg"
+	"github.com/nokmem/nokmem/verify/migrate"
 )
 
 // Status is detect's verdict, also its exit code (the node-problem-detector
@@ -39,7 +40,7 @@ type Problem struct {
 func (r *Report) Problems() []Problem {
 	var p []Problem
 	if r.Semantics310 {
-		systemd := r.Driver == DriverSystemd
+		systemd := r.Driver == memcg.DriverSystemd
 		switch n := len(r.KmemActive); {
 		case n > 0 && systemd:
 			p = append(p, r.systemdProblem())
@@ -61,7 +62,7 @@ func (r *Report) Problems() []Problem {
 	}
 	p = append(p, r.vulnProblems()...)
 	if n := len(r.Leftovers.TempTrees); n > 0 {
-		p = append(p, Problem{Count: n, Short: fmt.Sprintf("%d leftover %s trees", n, TempPrefix),
+		p = append(p, Problem{Count: n, Short: fmt.Sprintf("%d leftover %s trees", n, migrate.TempPrefix),
 			Text: fmt.Sprintf("%d temporary migration trees left under the memory root: %v (finish or roll back with verify migrate, or remove them once empty)", n, r.Leftovers.TempTrees)})
 	}
 	if j := r.Leftovers.Journal; j != nil && (j.Unfinished || j.Error != "") {
@@ -87,4 +88,20 @@ func (r *Report) Status() Status {
 		return Unknown
 	}
 	return Healthy
+}
+
+// vulnProblems: every runc or docker-runc with a known vulnerability is a
+// problem, on any kernel, with its CVEs and the fix. A kubelet's are
+// listed (VulnLines, JSON, textfile) but are no problem verify can fix.
+func (r *Report) vulnProblems() []Problem {
+	var p []Problem
+	for _, b := range r.Binaries {
+		v := b.Vulnerabilities
+		if b.Name == "kubelet" || v == nil || v.Count == 0 {
+			continue
+		}
+		p = append(p, Problem{Count: v.Count, Short: fmt.Sprintf("%s %d CVEs", b.Name, v.Count),
+			Text: fmt.Sprintf("%s at %s (%s) has %d known vulnerabilities (%s); fix: %s", b.Name, b.Path, v.Version, v.Count, v.CVEs(), v.Fix)})
+	}
+	return p
 }

@@ -5,7 +5,6 @@ import (
 	"path"
 	"strings"
 
-	"github.com/nokmem/nokmem/verify/affected"
 	"github.com/nokmem/nokmem/verify/memcg"
 )
 
@@ -28,14 +27,6 @@ const systemdOnRequest = "with the systemd cgroup driver kubelet and runc activa
 // unlimitedKmem: memory.kmem.limit_in_bytes at or above this reads as
 // "no limit" (RES_COUNTER_MAX on 3.10, PAGE_COUNTER_MAX pages later).
 const unlimitedKmem = int64(1) << 62
-
-// OnRequestOnly reports whether b, under the systemd cgroup driver,
-// activates kmem accounting only when a kernel-memory limit is requested:
-// a nokmem build, or a kubelet or runc whose version verify/affected
-// recognises (every recognised version uses libcontainer's systemd manager).
-func (b Binary) OnRequestOnly() bool {
-	return b.Nokmem() || b.Kind == KindStock && b.Upstream != nil && b.Upstream.Verdict != affected.Unknown
-}
 
 // KmemCause says, as far as the cgroup shows, what activated kmem accounting
 // on the kmem-active cgroup rel: inherited from its kmem-active parent, a
@@ -94,7 +85,7 @@ func (r *Report) systemdProblem() Problem {
 
 // driverNote explains a systemd-driver node's verdict, "" for other drivers.
 func (r *Report) driverNote() string {
-	if r.Driver != DriverSystemd || !r.Semantics310 {
+	if r.Driver != memcg.DriverSystemd || !r.Semantics310 {
 		return ""
 	}
 	if len(r.KmemActive) > 0 {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nokmem/nokmem/internal/bundle/bundletest"
 	"github.com/nokmem/nokmem/verify/affected"
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 )
 
 // Stand-ins of node binaries for the guard's cases.
@@ -67,7 +67,7 @@ func TestNoSilentDowngrade(t *testing.T) {
 		before := n.snapshot(t)
 		// Its sha256 is no published build: unknown (claims nokmem), refused.
 		_, err := Install(o)
-		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), detect.ClaimsNokmem) || !refusedUnless(err, OverrideUnknown) {
+		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), binary.ClaimsNokmem) || !refusedUnless(err, OverrideUnknown) {
 			t.Fatalf("Install: %v; want a refusal of the unknown (claims nokmem) kubelet", err)
 		}
 		sameSnapshot(t, "refused", before, n.snapshot(t))
@@ -78,7 +78,7 @@ func TestNoSilentDowngrade(t *testing.T) {
 		}
 		sameSnapshot(t, "refused", before, n.snapshot(t))
 		// Known by its checksum (--known-sums): a nokmem build, kept.
-		sum, _ := detect.FileSHA256(filepath.Join(n.bin, "kubelet"))
+		sum, _ := binary.FileSHA256(filepath.Join(n.bin, "kubelet"))
 		o.AllowUnknown = false
 		o.Binaries.KnownSums = map[string]string{sum: "kubelet"}
 		rec, err := Install(o)

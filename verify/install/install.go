@@ -39,7 +39,7 @@ import (
 	"time"
 
 	"github.com/nokmem/nokmem/internal/bundle"
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 )
 
 // DefaultPubKey is where install looks for the release public key.
@@ -61,7 +61,7 @@ type Options struct {
 	Targets          []Target
 	Policy
 	// Binaries is how existing binaries are identified.
-	Binaries detect.BinaryOptions
+	Binaries binary.Options
 	Logger   *slog.Logger
 }
 

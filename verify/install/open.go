@@ -11,7 +11,7 @@ import (
 	"github.com/nokmem/nokmem/internal/atomicfile"
 	"github.com/nokmem/nokmem/internal/bundle"
 	"github.com/nokmem/nokmem/internal/release/sign"
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 )
 
 // Opened is a checked bundle ready to install.
@@ -104,7 +104,7 @@ func Open(source, pubKey string, skipSignature bool, tmpParent string) (*Opened,
 // base name, which is then created.
 func (b *Opened) Targets(paths map[string]string, dirs []string, create []string) ([]Target, error) {
 	if dirs == nil {
-		dirs = detect.DefaultSearchDirs
+		dirs = binary.DefaultSearchDirs
 	}
 	var ts []Target
 	used := map[string]bool{}
@@ -112,7 +112,7 @@ func (b *Opened) Targets(paths map[string]string, dirs []string, create []string
 		for _, node := range bin.Replaces {
 			p := paths[node]
 			if p == "" {
-				p = detect.Search(node, dirs)
+				p = binary.Search(node, dirs)
 			}
 			t := Target{Name: bin.Name, Path: p}
 			if p == "" {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/nokmem/nokmem/internal/bundle"
 	"github.com/nokmem/nokmem/verify/affected"
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 )
 
 // Actions of a plan.
@@ -144,7 +144,7 @@ func decide(r resolved, rec *Record, o Options) (int, *Decision, error) {
 	cur := ""
 	if r.fi != nil {
 		var err error
-		if cur, err = detect.FileSHA256(installed); err != nil {
+		if cur, err = binary.FileSHA256(installed); err != nil {
 			return -1, nil, fmt.Errorf("install %s: %w", t.Name, err)
 		}
 	}
@@ -165,7 +165,7 @@ func decide(r resolved, rec *Record, o Options) (int, *Decision, error) {
 	if cur == b.SHA256 {
 		return keep(fmt.Sprintf("already holds the bundle's %s %s (sha256 %s)", t.Name, b.Version, cur))
 	}
-	id, err := detect.Identify(t.Name, installed, o.Binaries)
+	id, err := binary.Identify(t.Name, installed, o.Binaries)
 	if err != nil {
 		return -1, nil, fmt.Errorf("install: %w", err)
 	}
@@ -181,9 +181,9 @@ func decide(r resolved, rec *Record, o Options) (int, *Decision, error) {
 	switch {
 	case ours:
 		// An upgrade of what an earlier install put there.
-	case id.Kind == detect.KindNokmem:
+	case id.Kind == binary.KindNokmem:
 		fixed = fmt.Sprintf("%s at %s is already a nokmem build (%s)", t.Name, installed, id.Reason)
-	case id.Kind == detect.KindUnknown:
+	case id.Kind == binary.KindUnknown:
 		if !o.AllowUnknown {
 			return -1, nil, refuse(t.Path, OverrideUnknown, "install %s: unknown %s at %s (%s); refusing to replace it: %w", t.Name, t.Name, installed, id.Reason, ErrRefused)
 		}
@@ -208,7 +208,7 @@ func decide(r resolved, rec *Record, o Options) (int, *Decision, error) {
 
 // entryFor updates entry i (an earlier install's) or adds a new one for
 // r, and returns its index. id is the present binary (nil when none).
-func entryFor(r resolved, rec *Record, i int, b *bundle.Binary, id *detect.Binary) int {
+func entryFor(r resolved, rec *Record, i int, b *bundle.Binary, id *binary.Binary) int {
 	if i >= 0 {
 		e := &rec.Entries[i]
 		e.NewSHA256 = b.SHA256

@@ -48,7 +48,7 @@ type Entry struct {
 	// Original is the binary before the first install, kept at Backup.
 	Original Meta   `json:"original"`
 	Backup   string `json:"backup,omitempty"`
-	// OldKind is how the original binary was identified (detect.Kind*).
+	// OldKind is how the original binary was identified (binary.Kind*).
 	OldKind string `json:"old_kind,omitempty"`
 	// NewSHA256 is the binary the latest install put there; Ours lists
 	// every sha256 verify has installed at this path (upgrades included).

@@ -5,7 +5,7 @@ import (
 	"io"
 	"log/slog"
 
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 )
 
 // Request is an install as an operator names it: the bundle (its folder or
@@ -20,7 +20,7 @@ type Request struct {
 	TmpDir        string
 	StateDir      string
 	// Binaries finds (Paths, SearchDirs) and identifies the node's binaries.
-	Binaries detect.BinaryOptions
+	Binaries binary.Options
 	// Create names binaries to create where the node has none.
 	Create []string
 	Policy

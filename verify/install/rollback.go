@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/nokmem/nokmem/internal/atomicfile"
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 )
 
 // RollbackResult is what Rollback did.
@@ -88,7 +88,7 @@ func checkOwned(rec *Record, force bool) error {
 		cur := ""
 		if fileExists(e.Installed) {
 			var err error
-			if cur, err = detect.FileSHA256(e.Installed); err != nil {
+			if cur, err = binary.FileSHA256(e.Installed); err != nil {
 				return fmt.Errorf("rollback: %w", err)
 			}
 		}

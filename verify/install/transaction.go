@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/nokmem/nokmem/internal/atomicfile"
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 )
 
 // transaction replaces the binaries of one install run: it copies every
@@ -50,7 +50,7 @@ func (t *transaction) backup() error {
 		if !fileExists(e.Installed) {
 			continue
 		}
-		cur, err := detect.FileSHA256(e.Installed)
+		cur, err := binary.FileSHA256(e.Installed)
 		if err != nil {
 			return err
 		}
@@ -154,7 +154,7 @@ func (u *undo) putBack(e *Entry) error {
 		}
 		return nil
 	}
-	sum, err := detect.FileSHA256(c)
+	sum, err := binary.FileSHA256(c)
 	if err != nil {
 		return err
 	}

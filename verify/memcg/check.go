@@ -32,38 +32,39 @@ var rootControlFiles = []string{Limit, Usage, UseHierarchy, Procs}
 //     control files of a root cgroup must be there;
 //   - anything else (a plain directory, tmpfs, cgroup2) is refused.
 //
-// The error wraps ErrNotMemoryRoot and names the directory and what it is.
+// The error wraps ErrNotMemoryRoot (and the errno of a failed stat) and
+// names the directory and what it is.
 func (h Hierarchy) CheckRoot(mountinfo string) error {
 	if mountinfo == "" {
 		mountinfo = DefaultMountinfo
 	}
 	root := h.Root
 	notRoot := func(format string, a ...any) error {
-		return fmt.Errorf("--root %s: %w: %s", root, ErrNotMemoryRoot, fmt.Sprintf(format, a...))
+		return fmt.Errorf("%s: %w: "+format, append([]any{root, ErrNotMemoryRoot}, a...)...)
 	}
 	fi, err := os.Stat(root)
 	if err != nil {
-		return notRoot("%v", err)
+		return notRoot("%w", err)
 	}
 	if !fi.IsDir() {
 		return notRoot("not a directory")
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(root, &st); err != nil {
-		return notRoot("statfs: %v", err)
+		return notRoot("statfs: %w", err)
 	}
 	switch int64(st.Type) {
 	case unix.CGROUP_SUPER_MAGIC:
 		real, err := filepath.EvalSymlinks(root)
 		if err != nil {
-			return notRoot("%v", err)
+			return notRoot("%w", err)
 		}
 		return checkMountinfo(mountinfo, filepath.Clean(real), notRoot)
 	case unix.FUSE_SUPER_MAGIC:
 		for _, f := range rootControlFiles {
 			fi, err := os.Stat(h.Path("", f))
 			if err != nil {
-				return notRoot("a FUSE file system without the memory control file %s: %v", f, err)
+				return notRoot("a FUSE file system without the memory control file %s: %w", f, err)
 			}
 			if !fi.Mode().IsRegular() {
 				return notRoot("a FUSE file system where %s is not a file", f)
@@ -81,7 +82,7 @@ func (h Hierarchy) CheckRoot(mountinfo string) error {
 func checkMountinfo(mountinfo, dir string, notRoot func(string, ...any) error) error {
 	f, err := os.Open(mountinfo)
 	if err != nil {
-		return fmt.Errorf("check --root %s: %w", dir, err)
+		return fmt.Errorf("check %s: %w", dir, err)
 	}
 	defer f.Close()
 	var found, under string
@@ -117,7 +118,7 @@ func checkMountinfo(mountinfo, dir string, notRoot func(string, ...any) error) e
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("check --root %s: %s: %w", dir, mountinfo, err)
+		return fmt.Errorf("check %s: %s: %w", dir, mountinfo, err)
 	}
 	switch {
 	case found != "":

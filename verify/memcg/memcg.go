@@ -1,6 +1,9 @@
 // Package memcg reads and changes a cgroup v1 memory hierarchy mounted at any
 // directory: the real /sys/fs/cgroup/memory, a FUSE mount of the simulator
-// (internal/memcgsim) or a plain directory in tests.
+// (internal/memcgsim) or a plain directory in tests. It also holds the facts
+// the rest of verify builds on: the node's layout (layout.go: the cgroup
+// driver, the kubepods names, scratch names, the kmem-active test) and the
+// one decision on the kernel's kmem semantics (semantics.go).
 //
 // Every error is an *fs.PathError that names the operation and the file, and
 // keeps the errno, so errors.Is(err, syscall.EBUSY) works and the message

@@ -4,11 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -190,60 +188,6 @@ func TestRealHierarchy(t *testing.T) {
 	}
 	if err := h.Move(s+"/kubepods/podB", 0x7ffffff0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("move of an unknown pid: %v, want ESRCH", err)
-	}
-}
-
-func TestDetectReal(t *testing.T) {
-	h, s := scratch(t)
-	// Detect needs a name under the root; make it unique from s.
-	f, err := h.Detect(s + "-probe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("features: %+v", f)
-	if !f.MovesCharge(0) {
-		t.Errorf("move_charge_at_immigrate=0 rejected: %+v", f)
-	}
-	if ok, err := h.Exists(s + "-probe"); err != nil || ok {
-		t.Errorf("probe cgroup left behind (exists=%v, %v)", ok, err)
-	}
-	if _, err := h.Detect("a/b"); err == nil {
-		t.Error("Detect accepted a nested scratch name")
-	}
-}
-
-// TestDetectSim runs the feature probe against the simulator profiles
-// (docs/memcg-v1-semantics.md §1b, §1d, §1f).
-func TestDetectSim(t *testing.T) {
-	tests := []struct {
-		profile  memcgsim.Profile
-		rootFlat bool // root use_hierarchy=0 (kernel default without systemd)
-		want     memcg.Features
-	}{
-		{memcgsim.RHEL78, false, memcg.Features{MoveCharge: []int{0, 1, 2, 3}, Memsw: true, Slabinfo: memcg.SlabinfoEIO}},
-		{memcgsim.RHEL78, true, memcg.Features{MoveCharge: []int{0, 1, 2, 3}, Memsw: true, Slabinfo: memcg.SlabinfoEIO, UseHierarchyZero: true}},
-		{memcgsim.Modern, false, memcg.Features{MoveCharge: []int{0}, Memsw: true, Slabinfo: memcg.SlabinfoEmpty}},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%v/root_flat=%v", tt.profile, tt.rootFlat), func(t *testing.T) {
-			sim, m := memcgsim.MountForTest(t, tt.profile)
-			h := memcg.Hierarchy{Root: m.Memory}
-			if tt.rootFlat {
-				if err := h.Write("", memcg.UseHierarchy, "0"); err != nil {
-					t.Fatal(err)
-				}
-			}
-			got, err := h.Detect("probe")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("Detect = %+v, want %+v", got, tt.want)
-			}
-			if sim.Live() != 1 || len(sim.LeakedIDs()) != 0 {
-				t.Errorf("probe left %d live cgroups, %d leaked IDs", sim.Live(), len(sim.LeakedIDs()))
-			}
-		})
 	}
 }
 

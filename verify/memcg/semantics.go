@@ -62,6 +62,18 @@ func ReadKernelRelease(path string) (string, error) {
 	return r, nil
 }
 
+// ReadNodeSemantics reads the kernel release from the file osRelease (""
+// is DefaultOSRelease) and decides with ReadSemantics. It is the one
+// decision of verify: detect reports it, migrate refuses to run without
+// Kind310, assert and run apply only on Kind310.
+func (h Hierarchy) ReadNodeSemantics(osRelease string) (Semantics, error) {
+	release, err := ReadKernelRelease(osRelease)
+	if err != nil {
+		return Semantics{Kind: KindUnknown}, err
+	}
+	return h.ReadSemantics(release)
+}
+
 // ReadSemantics decides the kernel's kmem semantics without writing
 // anything, from the kernel release and from memory.kmem.slabinfo of the
 // root memcg, which exists on every node and can never account kmem:
@@ -134,4 +146,36 @@ func parseRelease(r string) (major, minor int, ok bool) {
 		return 0, 0, false
 	}
 	return major, minor, true
+}
+
+// ProbeSlabinfo creates a scratch child directly under the root (the root
+// is never kmem-active, so the child is not either), reads its
+// memory.kmem.slabinfo and removes it. Confirm judges the result.
+func (h Hierarchy) ProbeSlabinfo() (s Slabinfo, err error) {
+	name := ScratchName("probe")
+	if err := h.Mkdir(name); err != nil {
+		return "", fmt.Errorf("semantics probe: %w", err)
+	}
+	defer func() {
+		if rerr := h.Rmdir(name); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("semantics probe: %w", rerr))
+		}
+	}()
+	s, err = h.SlabinfoState(name)
+	if err != nil {
+		return "", fmt.Errorf("semantics probe: %w", err)
+	}
+	return s, nil
+}
+
+// Confirm checks s against how a fresh child of the root read
+// memory.kmem.slabinfo (ProbeSlabinfo): on 3.10 it must read EIO, on a
+// modern kernel it must not. A contradiction makes the result KindUnknown.
+func (s Semantics) Confirm(fresh Slabinfo) Semantics {
+	eio := fresh == SlabinfoEIO
+	if s.Kind == Kind310 && !eio || s.Kind == KindModern && eio {
+		s.Reason = fmt.Sprintf("%s, but a fresh child of the root reads %s", s.Reason, fresh)
+		s.Kind = KindUnknown
+	}
+	return s
 }

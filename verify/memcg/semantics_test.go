@@ -102,3 +102,25 @@ func TestReadKernelRelease(t *testing.T) {
 		t.Error("missing file accepted")
 	}
 }
+
+// TestProbeSlabinfoOnSimulator checks the mkdir probe against the
+// simulator's hidden state: the kernel profile decides the answer, and the
+// probe gives back its ID.
+func TestProbeSlabinfoOnSimulator(t *testing.T) {
+	for _, tt := range []struct {
+		p    memcgsim.Profile
+		want memcg.Slabinfo
+	}{{memcgsim.RHEL78, memcg.SlabinfoEIO}, {memcgsim.Modern, memcg.SlabinfoEmpty}} {
+		t.Run(tt.p.String(), func(t *testing.T) {
+			sim, m := memcgsim.MountForTest(t, tt.p)
+			ids := sim.IDsInUse()
+			s, err := memcg.Hierarchy{Root: m.Memory}.ProbeSlabinfo()
+			if err != nil || s != tt.want {
+				t.Fatalf("ProbeSlabinfo = %s, %v; want %s", s, err, tt.want)
+			}
+			if sim.IDsInUse() != ids || sim.Live() != 1 {
+				t.Fatalf("probe left IDs %d (was %d), live %d", sim.IDsInUse(), ids, sim.Live())
+			}
+		})
+	}
+}

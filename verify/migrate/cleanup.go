@@ -22,7 +22,7 @@ func (e *Engine) Cleanup() (*Report, error) {
 	if err != nil {
 		return nil, &RunError{Err: err}
 	}
-	if j == nil || j.Phase.terminal() {
+	if j == nil || j.Phase.Terminal() {
 		e.rep.Outcome = OutcomeNothingToClean
 		e.rep.Message = "no migration waits for its cleanup in " + e.cfg.StateDir
 		if j != nil {

@@ -22,24 +22,10 @@
 // checksummed, every path checked when read back). A rerun resumes, a
 // rollback returns to the original tree, and --abandon sets a journal aside.
 //
-// States and transitions ("finish" is a rerun of verify migrate, "rollback"
-// is verify migrate --rollback; every step is idempotent, so a kill -9 at
-// any point leaves a state of this table):
-//
-//	phase        on the node                                   finish →                       rollback →
-//	(none)       original tree at kubepods                     plan → planned                 nothing to roll back
-//	planned      original tree; a temp tree may be part-built  build → built                  remove temp → rolled-back
-//	built        fresh tree under the temp name, no processes  move → moved                   remove temp → rolled-back
-//	moved        every process in the fresh (temp) tree        rename old aside (a rerun      move back, remove temp →
-//	                                                           adopts intruders) → set-aside  rolled-back (kmem-active, said so)
-//	set-aside    old tree under the set-aside name,            rename temp → kubepods,        rename old back, move back,
-//	             fresh tree under the temp name                check → swapped                remove temp → rolled-back
-//	swapped      fresh tree at kubepods; kubelet may run       remove old tree → done         refused: would move processes
-//	                                                                                          into the kmem-active tree; the
-//	                                                                                          message says to finish instead
-//	done         fresh tree at kubepods, old tree gone         already migrated               nothing to roll back
-//	rolled-back  original tree at kubepods                     new migration → planned        nothing to roll back
-//	rolling back (any phase before swapped, flag set)          refused: finish the rollback   resumes the rollback
+// The states and their transitions are the table States (states.go):
+// "finish" is a rerun of verify migrate, "rollback" is verify migrate
+// --rollback; every step is idempotent, so a kill -9 at any point leaves a
+// state of that table.
 //
 // Someone else's changes: a cgroup created in the old tree before it is set
 // aside is adopted into the plan on a rerun (created in the fresh tree,
@@ -52,8 +38,8 @@
 // in the old tree by the cleanup are moved to the same path under kubepods
 // and named. A stuck rollback can always be finished (rerun --rollback) or
 // abandoned (--abandon: the journal is set aside, nothing else changes, and
-// the message lists what exists on the node). docs/migration-states.md has
-// the same table with the messages.
+// the message lists what exists on the node). docs/migration-states.md shows
+// States with the messages.
 package migrate
 
 import (
@@ -100,13 +86,16 @@ type Hooks struct {
 	Removed func(rel string, done, total int)
 }
 
+// TempPrefix starts the names of the temporary and set-aside trees.
+const TempPrefix = "nokmem-migrate"
+
 // TempName is the fresh tree's temporary name: a sibling of kubepods (a
 // cgroup can only be renamed within its parent), so directly under the
 // memory root for the kubelet's top-level kubepods.
-func TempName(kubepods string) string { return sibling(kubepods, "nokmem-migrate-") }
+func TempName(kubepods string) string { return sibling(kubepods, TempPrefix+"-") }
 
 // AsideName is where the old tree is set aside: a sibling of kubepods.
-func AsideName(kubepods string) string { return sibling(kubepods, "nokmem-migrate-old-") }
+func AsideName(kubepods string) string { return sibling(kubepods, TempPrefix+"-old-") }
 
 func sibling(kubepods, prefix string) string {
 	parent, base := path.Split(kubepods)
@@ -226,7 +215,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	kp := strings.Trim(cfg.Kubepods, "/")
 	if err := cleanRel(kp); err != nil {
-		return nil, fmt.Errorf("migrate: --kubepods: %w", err)
+		return nil, fmt.Errorf("migrate: kubepods: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -280,7 +269,7 @@ func (e *Engine) Critical() (*Report, error) {
 	if err != nil {
 		return nil, &RunError{Err: err}
 	}
-	if j != nil && j.RollingBack && !j.Phase.terminal() {
+	if j != nil && j.RollingBack && !j.Phase.Terminal() {
 		e.j = j
 		return nil, e.runErr(fmt.Errorf("a rollback is in progress (started from phase %s)", j.Phase))
 	}
@@ -291,7 +280,7 @@ func (e *Engine) Critical() (*Report, error) {
 		e.rep.Message = fmt.Sprintf("the fresh tree is already at %s (journal phase swapped); only the old tree's removal is left", e.h.Path(e.kubepods))
 		return &e.rep, nil
 	}
-	fresh := j == nil || j.Phase.terminal()
+	fresh := j == nil || j.Phase.Terminal()
 	if fresh {
 		if rep, done := e.alreadyMigrated(j); done {
 			return rep, nil
@@ -366,7 +355,7 @@ func (e *Engine) plan() error {
 	}
 	if parent := path.Dir(e.kubepods); parent != "." {
 		// The fresh tree inherits kmem accounting from its parent.
-		if st, err := e.fs.Slabinfo(parent); err != nil {
+		if st, err := e.fs.SlabinfoState(parent); err != nil {
 			return err
 		} else if st == memcg.SlabinfoHeader {
 			return fmt.Errorf("%s is kmem-active: a fresh tree built beside kubepods under it would be kmem-active too", e.h.Path(parent))
@@ -392,7 +381,7 @@ func (e *Engine) fail(err error, fresh bool) error {
 		return &RunError{Err: err, State: e.describe()}
 	}
 	var rerr error
-	if rel, ok := e.vanishedRel(err); ok && !contains(e.j.Vanished, rel) && e.j.Snapshot.index(rel) >= 0 {
+	if rel, ok := e.vanishedRel(err); ok && !slices.Contains(e.j.Vanished, rel) && e.j.Snapshot.index(rel) >= 0 {
 		e.j.Vanished = append(e.j.Vanished, rel)
 		rerr = saveJournal(e.cfg.StateDir, e.j)
 	}
@@ -417,7 +406,7 @@ func (e *Engine) runErr(err error) *RunError {
 // next says what to run for the journal's state.
 func (e *Engine) next() string {
 	switch {
-	case e.j == nil || e.j.Phase.terminal():
+	case e.j == nil || e.j.Phase.Terminal():
 		return ""
 	case e.j.RollingBack:
 		return "run `verify migrate --rollback` to finish the rollback, or `verify migrate --abandon` to set the journal aside and leave the node as it is"
@@ -499,13 +488,4 @@ func (e *Engine) forward() error {
 		}
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

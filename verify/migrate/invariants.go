@@ -243,7 +243,7 @@ func (e *Engine) written() []setting {
 		inh := inherited(parent, n.Settings)
 		a, b := n.Settings.fields(), inh.fields()
 		for i := range a {
-			if *a[i].val == "" || *a[i].val == *b[i].val || contains(e.j.Refused, under(n.Rel, a[i].file)) {
+			if *a[i].val == "" || *a[i].val == *b[i].val || slices.Contains(e.j.Refused, under(n.Rel, a[i].file)) {
 				continue
 			}
 			out = append(out, setting{n.Rel, a[i].file, *a[i].val})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"syscall"
 )
 
@@ -192,7 +193,7 @@ func (e *Engine) moveTree(src, dst string, once bool) error {
 		if err != nil {
 			return err
 		}
-		if gone && src == e.kubepods && !contains(e.j.Vanished, n.Rel) {
+		if gone && src == e.kubepods && !slices.Contains(e.j.Vanished, n.Rel) {
 			e.j.Vanished = append(e.j.Vanished, n.Rel) // kept in the fresh tree
 		}
 	}

@@ -4,7 +4,7 @@ package migrate
 // in the journal. The forward order is Planned, Built, Moved, SetAside,
 // Swapped (the critical part ends here: the kubelet may start), Done (the
 // old tree is removed); a rollback ends in RolledBack. The full state table
-// with every transition is in the package documentation.
+// with every transition is States.
 type Phase string
 
 const (
@@ -45,8 +45,8 @@ func (p Phase) index() int {
 
 func (p Phase) known() bool { return p.index() >= 0 || p == PhaseRolledBack }
 
-// terminal reports whether nothing is left to do for this journal.
-func (p Phase) terminal() bool { return p == PhaseDone || p == PhaseRolledBack }
+// Terminal reports whether nothing is left to do for a journal at phase p.
+func (p Phase) Terminal() bool { return p == PhaseDone || p == PhaseRolledBack }
 
 // reached reports whether phase q is at or before p in the forward order.
 func (p Phase) reached(q Phase) bool { return p.index() >= q.index() }

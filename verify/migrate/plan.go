@@ -33,7 +33,7 @@ func (e *Engine) DryRun() (*Plan, error) {
 		return nil, &RunError{Err: err}
 	}
 	p := &Plan{Kubepods: e.h.Path(e.kubepods), Temp: e.h.Path(e.temp), Aside: e.h.Path(e.aside)}
-	if j != nil && !j.Phase.terminal() {
+	if j != nil && !j.Phase.Terminal() {
 		e.j = j
 		p.Resume = j.Phase
 	} else {

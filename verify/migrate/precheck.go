@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/memcg"
 )
 
@@ -19,7 +19,6 @@ var (
 	ErrStockKubelet   = errors.New("the installed kubelet is not a nokmem build")
 	ErrNotCgroupV1    = errors.New("not a cgroup v1 memory hierarchy")
 	ErrSystemdLayout  = errors.New("systemd cgroup driver layout (kubepods.slice)")
-	ErrNoKubepods     = errors.New("no kubepods cgroup")
 	ErrUnknownLayout  = errors.New("unknown cgroup layout")
 )
 
@@ -63,30 +62,18 @@ func CheckKubeletStopped(procRoot string) error {
 	return nil
 }
 
-// FindKubelet returns the first regular file named kubelet in
-// detect.DefaultSearchDirs, or "".
-func FindKubelet() string {
-	for _, d := range detect.DefaultSearchDirs {
-		p := filepath.Join(d, "kubelet")
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-			return p
-		}
-	}
-	return ""
-}
-
 // CheckKubeletBuild fails unless the kubelet at path is a nokmem build: a
 // stock kubelet would activate kmem again on the fresh tree.
 func CheckKubeletBuild(path string, knownSums map[string]string) error {
 	if path == "" {
-		return fmt.Errorf("%w: no kubelet found in %v (use --kubelet-path, or --force)", ErrStockKubelet, detect.DefaultSearchDirs)
+		return fmt.Errorf("%w: no kubelet found in %v", ErrStockKubelet, binary.DefaultSearchDirs)
 	}
-	b, err := detect.Identify("kubelet", path, detect.BinaryOptions{KnownSums: knownSums})
+	b, err := binary.Identify("kubelet", path, binary.Options{KnownSums: knownSums})
 	if err != nil {
 		return err
 	}
 	if !b.Nokmem() {
-		return fmt.Errorf("%w: %s is %s (%s); install the nokmem kubelet first, or pass --force", ErrStockKubelet, path, b.Kind, b.Reason)
+		return fmt.Errorf("%w: %s is %s (%s); install the nokmem kubelet first", ErrStockKubelet, path, b.Kind, b.Reason)
 	}
 	return nil
 }
@@ -100,14 +87,14 @@ func CheckLayout(h memcg.Hierarchy, kubepods string) error {
 	if _, err := os.Stat(h.Path("", memcg.Limit)); err != nil {
 		return fmt.Errorf("%w: %s has no %s: %w", ErrNotCgroupV1, h.Root, memcg.Limit, err)
 	}
-	driver, _, err := detect.Driver(h)
+	driver, _, err := h.Driver()
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnknownLayout, err)
 	}
-	if driver == detect.DriverSystemd {
+	if driver == memcg.DriverSystemd {
 		return fmt.Errorf("%w at %s: with the systemd driver systemd owns these cgroups as slice and scope units, "+
 			"and moving them behind its back breaks its accounting; migrate the node to the cgroupfs driver, "+
-			"or boot with cgroup.memory=nokmem (RHEL ≥7.8)", ErrSystemdLayout, h.Path(detect.KubepodsSystemd))
+			"or boot with cgroup.memory=nokmem (RHEL ≥7.8)", ErrSystemdLayout, h.Path(memcg.KubepodsSystemd))
 	}
 	ok, err := exists(h, kubepods)
 	switch {
@@ -117,7 +104,7 @@ func CheckLayout(h memcg.Hierarchy, kubepods string) error {
 		if _, serr := os.Lstat(h.Path(kubepods)); serr == nil {
 			return fmt.Errorf("%w: %s exists but is not a directory", ErrUnknownLayout, h.Path(kubepods))
 		}
-		return fmt.Errorf("%w: %s does not exist (is this a Kubernetes node with the cgroupfs driver?)", ErrNoKubepods, h.Path(kubepods))
+		return fmt.Errorf("%w: %s does not exist (is this a Kubernetes node with the cgroupfs driver?)", memcg.ErrNoKubepods, h.Path(kubepods))
 	}
 	if _, err := os.Stat(h.Path(kubepods, memcg.Limit)); err != nil {
 		return fmt.Errorf("%w: %s is not a memory cgroup: %w", ErrUnknownLayout, h.Path(kubepods), err)
@@ -131,26 +118,22 @@ func CheckLayout(h memcg.Hierarchy, kubepods string) error {
 // move_charge_at_immigrate is gone, ≥6.13).
 var ErrNoIDLeak = errors.New("this kernel frees memcg IDs at rmdir (no 3.10 semantics): migrating is pointless here")
 
-// Semantics tells, read-only, whether the hierarchy at h has the 3.10
-// semantics that make a migration useful: on 3.10 (RHEL 7)
-// memory.kmem.slabinfo of a cgroup without kmem accounting, and the root
-// never has it, reads EIO (mm/memcontrol.c mem_cgroup_slabinfo_read); from
-// 3.19 on it reads a header or nothing. It returns how the root's slabinfo
-// reads.
-func Semantics(h memcg.Hierarchy) (memcg.Slabinfo, bool, error) {
-	st, err := h.SlabinfoState("")
-	if err != nil {
-		return "", false, fmt.Errorf("kernel semantics: %w", err)
-	}
-	return st, st == memcg.SlabinfoEIO, nil
-}
+// ErrUnknownSemantics refuses a migration on a kernel whose kmem semantics
+// memcg cannot decide (detect reports it as unknown): the migration might
+// be pointless, and the EIO checks that prove the fresh tree kmem-free
+// would mean nothing.
+var ErrUnknownSemantics = errors.New("the kernel's kmem semantics are unknown: a migration might be pointless, and slabinfo EIO could not prove the fresh tree kmem-free")
 
-// CheckSemantics returns ErrNoIDLeak, with what was read, unless the
-// kernel has 3.10 semantics.
-func CheckSemantics(h memcg.Hierarchy) error {
-	st, ok, err := Semantics(h)
-	if err != nil || ok {
-		return err
+// CheckSemantics refuses, before anything changes, a kernel that
+// memcg.ReadNodeSemantics (the decision detect, assert and run share) does
+// not find to have 3.10 semantics: ErrNoIDLeak for a modern kernel,
+// ErrUnknownSemantics when it is undecided, each with the reason.
+func CheckSemantics(s memcg.Semantics) error {
+	switch s.Kind {
+	case memcg.Kind310:
+		return nil
+	case memcg.KindModern:
+		return fmt.Errorf("%w: %s", ErrNoIDLeak, s.Reason)
 	}
-	return fmt.Errorf("%w: %s of the memory root reads %s, not EIO as on 3.10; use --force to migrate anyway", ErrNoIDLeak, h.Path("", memcg.KmemSlabinfo), st)
+	return fmt.Errorf("%w: %s", ErrUnknownSemantics, s.Reason)
 }

@@ -122,7 +122,7 @@ func TestMigrateRealKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	checksOK(t, rep)
-	f, err := memcg.Hierarchy{Root: n.h.Root}.Detect("probe")
+	f, err := memcgtest.ProbeFeatures(memcg.Hierarchy{Root: n.h.Root}, "probe")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ func (e *Engine) Rollback() (*Report, error) {
 	if err != nil {
 		return nil, &RunError{Err: err}
 	}
-	if j == nil || j.Phase.terminal() {
+	if j == nil || j.Phase.Terminal() {
 		e.rep.Outcome = OutcomeNothingToRollBack
 		switch {
 		case j == nil:

@@ -530,7 +530,7 @@ func TestBadInput(t *testing.T) {
 		{
 			name:      "no kubepods",
 			layout:    "none",
-			wantErr:   migrate.ErrNoKubepods,
+			wantErr:   memcg.ErrNoKubepods,
 			untouched: true,
 		},
 		{

@@ -253,31 +253,25 @@ func exists(h memcg.Hierarchy, rel string) (bool, error) {
 	return ok, err
 }
 
-// kmemInactive reports whether every cgroup of the tree at kubepods reads
-// EIO from memory.kmem.slabinfo, which on 3.10 kernels proves kmem
-// accounting is off everywhere (3.10 mm/memcontrol.c mem_cgroup_slabinfo_read
-// returns -EIO unless memcg_can_account_kmem). On later kernels slabinfo
-// never reads EIO, so this is never true there. A missing kubepods is not
-// clean (the layout check reports it).
+// kmemInactive reports whether kmem accounting is off in every cgroup of
+// the tree at kubepods (memcg.KmemActive finds none), which proves the tree
+// fresh on 3.10 kernels; on later kernels slabinfo never reads EIO, so this
+// is never true there. A missing kubepods is not clean (the layout check
+// reports it).
 func kmemInactive(c cgfs, kubepods string) (cgroups int, clean bool, err error) {
 	if ok, err := c.Exists(kubepods); err != nil || !ok {
 		return 0, false, err
 	}
-	if st, err := c.Slabinfo(kubepods); err != nil || st != memcg.SlabinfoEIO {
+	if active, err := memcg.KmemActive(c, []string{kubepods}, 1); err != nil || len(active) > 0 {
 		return 0, false, err // kubepods itself is kmem-active: no walk needed
 	}
 	all, err := c.Walk(kubepods)
 	if err != nil {
 		return 0, false, err
 	}
-	for _, rel := range all {
-		st, err := c.Slabinfo(rel)
-		if err != nil {
-			return 0, false, err
-		}
-		if st != memcg.SlabinfoEIO {
-			return len(all), false, nil
-		}
+	active, err := memcg.KmemActive(c, all, 1)
+	if err != nil {
+		return 0, false, err
 	}
-	return len(all), true, nil
+	return len(all), len(active) == 0, nil
 }

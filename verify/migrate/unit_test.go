@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 )
 
 func TestMemswFirst(t *testing.T) {
@@ -205,7 +205,7 @@ func TestCheckKubeletBuild(t *testing.T) {
 				t.Fatal(err)
 			}
 			known := map[string]string{}
-			if sum, err := detect.FileSHA256(p); err != nil {
+			if sum, err := binary.FileSHA256(p); err != nil {
 				t.Fatal(err)
 			} else if tt.known {
 				known[sum] = "kubelet"

@@ -6,7 +6,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/memcg"
 )
 
 // NPDMaxMessage is the longest message written; node-problem-detector
@@ -69,7 +71,7 @@ func NPD(r *detect.Report, err error) (detect.Status, string) {
 	}
 	// Most important first: fitLine drops from the end what does not fit.
 	parts := []string{fmt.Sprintf("OK: 0 kmem-active of %d kubepods cgroups", r.KubepodsCgroups), builds}
-	if r.Driver == detect.DriverSystemd {
+	if r.Driver == memcg.DriverSystemd {
 		parts = []string{"OK: systemd driver, kmem only on request", fmt.Sprintf("0 kmem-active of %d cgroups", r.KubepodsCgroups)}
 	}
 	if leaked != "" {
@@ -80,7 +82,7 @@ func NPD(r *detect.Report, err error) (detect.Status, string) {
 
 // fixBundle is the one bundle that fixes every affected binary, "" when
 // there is none or more than one.
-func fixBundle(bins []detect.Binary) string {
+func fixBundle(bins []binary.Binary) string {
 	bundle := ""
 	for _, b := range bins {
 		if !b.Problem() {

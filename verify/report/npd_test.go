@@ -5,6 +5,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nokmem/nokmem/verify/affected"
+	"github.com/nokmem/nokmem/verify/binary"
 	"github.com/nokmem/nokmem/verify/detect"
 	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/report"
@@ -21,8 +22,8 @@ func TestNPDLine(t *testing.T) {
 		Kubepods:     "kubepods",
 		KmemActive:   make([]string, 12345),
 		Leaked:       detect.LeakEstimate{Available: true, IDs: 65000},
-		Binaries: []detect.Binary{
-			{Name: "kubelet", Kind: detect.KindStock}, {Name: "runc", Kind: detect.KindUnknown}, {Name: "docker-runc", Kind: detect.KindStock},
+		Binaries: []binary.Binary{
+			{Name: "kubelet", Kind: binary.KindStock}, {Name: "runc", Kind: binary.KindUnknown}, {Name: "docker-runc", Kind: binary.KindStock},
 		},
 		Leftovers: detect.Leftovers{
 			TempTrees: []string{"nokmem-migrate-kubepods", "nokmem-migrate-old"},
@@ -35,11 +36,11 @@ func TestNPDLine(t *testing.T) {
 	modern := &detect.Report{Kernel: "6.18.44", Semantics: memcg.Semantics{Kind: memcg.KindModern}}
 	fix := &affected.Finding{Verdict: affected.Affected, Bundle: "nokmem-v1.12.4-v1.0.0-rc5"}
 	stock := *healthy
-	stock.Binaries = []detect.Binary{{Name: "kubelet", Kind: detect.KindStock, Upstream: fix}, {Name: "runc", Kind: detect.KindStock, Upstream: fix}}
+	stock.Binaries = []binary.Binary{{Name: "kubelet", Kind: binary.KindStock, Upstream: fix}, {Name: "runc", Kind: binary.KindStock, Upstream: fix}}
 	twoFixes := stock
-	twoFixes.Binaries = []detect.Binary{stock.Binaries[0], {Name: "docker-runc", Kind: detect.KindStock, Upstream: &affected.Finding{Verdict: affected.Affected, FixVersion: "v1.0.0-rc10"}}}
+	twoFixes.Binaries = []binary.Binary{stock.Binaries[0], {Name: "docker-runc", Kind: binary.KindStock, Upstream: &affected.Finding{Verdict: affected.Affected, FixVersion: "v1.0.0-rc10"}}}
 	unaffected := *healthy
-	unaffected.Binaries = []detect.Binary{{Name: "kubelet", Kind: detect.KindStock, Upstream: &affected.Finding{Verdict: affected.Unaffected}}}
+	unaffected.Binaries = []binary.Binary{{Name: "kubelet", Kind: binary.KindStock, Upstream: &affected.Finding{Verdict: affected.Unaffected}}}
 	tests := []struct {
 		name   string
 		r      *detect.Report

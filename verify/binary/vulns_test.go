@@ -1,4 +1,4 @@
-package detect_test
+package binary_test
 
 import (
 	"encoding/json"
@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/nokmem/nokmem/internal/testenv"
-	"github.com/nokmem/nokmem/verify/detect"
+	"github.com/nokmem/nokmem/verify/binary"
 )
 
 // TestIdentifyVulns: Identify attaches the known vulnerabilities of a
@@ -30,7 +30,7 @@ func TestIdentifyVulns(t *testing.T) {
 		{"runc", "not a runc", "", "", "", true, true},
 	} {
 		t.Run(tt.name+"/"+tt.version, func(t *testing.T) {
-			b, err := detect.Identify(tt.name, fakeBinary(t, t.TempDir(), tt.name, tt.out, 0), detect.BinaryOptions{})
+			b, err := binary.Identify(tt.name, fakeBinary(t, t.TempDir(), tt.name, tt.out, 0), binary.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

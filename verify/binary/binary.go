@@ -1,4 +1,9 @@
-package detect
+// Package binary finds and identifies the kubelet and runtime binaries of a
+// node: where they are (Search, Find), their sha256 (FileSHA256), whether
+// each is a nokmem build (by a published or --known-sums checksum, never by
+// its version string), a stock build (with what verify/affected knows about
+// its version) or unknown, and the known vulnerabilities of its version.
+package binary
 
 import (
 	"bytes"
@@ -21,10 +26,10 @@ import (
 // (gitVersion v1.12.4+nokmem) and runc (version 1.0.0-rc5+nokmem).
 const NokmemMarker = "+nokmem"
 
-// BinaryNames are the programs detect looks for.
-var BinaryNames = []string{"kubelet", "runc", "docker-runc"}
+// Names are the programs Find looks for.
+var Names = []string{"kubelet", "runc", "docker-runc"}
 
-// DefaultSearchDirs are searched, in order, for BinaryNames.
+// DefaultSearchDirs are searched, in order, for Names.
 var DefaultSearchDirs = []string{"/usr/local/bin", "/usr/bin", "/usr/libexec/docker", "/bin"}
 
 // Build kinds of a binary.
@@ -39,9 +44,9 @@ const (
 	KindUnknown = "unknown"
 )
 
-// BinaryOptions says where to find the binaries and what counts as nokmem.
-type BinaryOptions struct {
-	// Paths maps a name of BinaryNames to an explicit path; a name with an
+// Options says where to find the binaries and what counts as nokmem.
+type Options struct {
+	// Paths maps a name of Names to an explicit path; a name with an
 	// explicit path is not searched for.
 	Paths map[string]string
 	// SearchDirs replaces DefaultSearchDirs when not nil.
@@ -50,7 +55,7 @@ type BinaryOptions struct {
 	// (from a release's SHA256SUMS).
 	KnownSums map[string]string
 	// Timeout bounds each "--version" run; zero means DefaultVersionTimeout.
-	// The binaries run at once, so FindBinaries takes at most Timeout +
+	// The binaries run at once, so Find takes at most Timeout +
 	// nodeexec.WaitDelay plus the time to hash them.
 	Timeout time.Duration
 }
@@ -92,12 +97,21 @@ func (b Binary) Verdict() string {
 	return affected.Unknown
 }
 
+// OnRequestOnly reports whether b, under the systemd cgroup driver,
+// activates kmem accounting only when a kernel-memory limit is requested
+// (verify/detect, systemd.go, cites libcontainer): a nokmem build, or a
+// kubelet or runc whose version verify/affected recognises (every
+// recognised version uses libcontainer's systemd manager).
+func (b Binary) OnRequestOnly() bool {
+	return b.Nokmem() || b.Kind == KindStock && b.Upstream != nil && b.Upstream.Verdict != affected.Unknown
+}
+
 // DefaultVersionTimeout bounds one "--version" run.
 const DefaultVersionTimeout = 10 * time.Second
 
-// FindBinaries identifies every binary of BinaryNames that exists, all at
-// once, so that one that hangs delays detect by one timeout at most.
-func FindBinaries(o BinaryOptions) ([]Binary, error) {
+// Find identifies every binary of Names that exists, all at once, so that
+// one that hangs delays the caller by one timeout at most.
+func Find(o Options) ([]Binary, error) {
 	dirs := o.SearchDirs
 	if dirs == nil {
 		dirs = DefaultSearchDirs
@@ -107,7 +121,7 @@ func FindBinaries(o BinaryOptions) ([]Binary, error) {
 		err error
 	}
 	var results []chan found
-	for _, name := range BinaryNames {
+	for _, name := range Names {
 		p, ok := o.Paths[name]
 		if !ok {
 			p = Search(name, dirs)
@@ -171,7 +185,7 @@ func Search(name string, dirs []string) string {
 // Identify hashes the binary at path, runs it with --version and classifies
 // it: a nokmem build, a stock build (with what verify/affected knows about
 // its version), or unknown (no recognised version output).
-func Identify(name, path string, o BinaryOptions) (Binary, error) {
+func Identify(name, path string, o Options) (Binary, error) {
 	b := Binary{Name: name, Path: path}
 	sum, tagged, err := scanBinary(path)
 	if err != nil {
@@ -269,7 +283,7 @@ func (s *stringScanner) Write(p []byte) (int, error) {
 }
 
 // ReadKnownSums reads a SHA256SUMS file ("<hex>  <name>" lines) into a
-// digest → name map for BinaryOptions.KnownSums.
+// digest → name map for Options.KnownSums.
 func ReadKnownSums(path string) (map[string]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -1,4 +1,4 @@
-package detect
+package binary
 
 import (
 	"fmt"
@@ -65,7 +65,7 @@ func (b Binary) VulnLines() []string {
 		return nil
 	}
 	if b.Name == "kubelet" {
-		return []string{fmt.Sprintf("%d known in Kubernetes %s (%s): fixed in later Kubernetes releases; -o json lists the fixed versions", v.Count, v.Version, cves(v.Known))}
+		return []string{fmt.Sprintf("%d known in Kubernetes %s (%s): fixed in later Kubernetes releases; -o json lists the fixed versions", v.Count, v.Version, v.CVEs())}
 	}
 	var out []string
 	for _, k := range v.Known {
@@ -81,8 +81,9 @@ func (b Binary) VulnLines() []string {
 	return out
 }
 
-// cves lists the CVE ids (else the OSV ids) of vs.
-func cves(vs []affected.Vulnerability) string {
+// CVEs lists the CVE ids (else the OSV ids) of v's known vulnerabilities.
+func (v *Vulns) CVEs() string {
+	vs := v.Known
 	var ids []string
 	for _, v := range vs {
 		if len(v.Aliases) > 0 {
@@ -92,20 +93,4 @@ func cves(vs []affected.Vulnerability) string {
 		}
 	}
 	return strings.Join(ids, ", ")
-}
-
-// vulnProblems: every runc or docker-runc with a known vulnerability is a
-// problem, on any kernel, with its CVEs and the fix. A kubelet's are
-// listed (VulnLines, JSON, textfile) but are no problem verify can fix.
-func (r *Report) vulnProblems() []Problem {
-	var p []Problem
-	for _, b := range r.Binaries {
-		v := b.Vulnerabilities
-		if b.Name == "kubelet" || v == nil || v.Count == 0 {
-			continue
-		}
-		p = append(p, Problem{Count: v.Count, Short: fmt.Sprintf("%s %d CVEs", b.Name, v.Count),
-			Text: fmt.Sprintf("%s at %s (%s) has %d known vulnerabilities (%s); fix: %s", b.Name, b.Path, v.Version, v.Count, cves(v.Known), v.Fix)})
-	}
-	return p
 }
