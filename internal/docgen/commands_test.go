@@ -30,7 +30,7 @@ extra=()
 case "$sub" in
 detect) extra=(--os-release "$NODE/osrelease" --slab-dir "$NODE_SLAB" --proc-cgroups "$NODE_PROC_CGROUPS" --search-dirs "$NODE/bin");;
 assert) extra=(--os-release "$NODE/osrelease");;
-migrate) extra=(--proc "$NODE/proc" --kubelet-path "$NODE/bin/kubelet");;
+migrate) extra=(--os-release "$NODE/osrelease" --proc "$NODE/proc" --kubelet-path "$NODE/bin/kubelet");;
 install|rollback) extra=(--search-dirs "$NODE/bin");;
 esac
 exec "$VERIFY_BIN" "$@" "${extra[@]}" --root "$NODE_ROOT" --state-dir "$NODE/state" --lock-dir "$NODE/lock"
