@@ -18,7 +18,7 @@ import (
 )
 
 // CI holds the targets the workflows in .github/workflows call; any CI can
-// fan out the same way (README, "Run the release on your CI").
+// fan out the same way (docs/release-ci.md).
 type CI mg.Namespace
 
 // Matrix prints the release workflow's build job matrix as one line of

@@ -112,7 +112,7 @@ func TestAssertAsNobodyCreatesNothing(t *testing.T) {
 		testenv.RequireCgroupV1Memory(t)
 		stdout, stderr, code := runBin(t, asNobody(exec.Command(bin, "assert", "--kubepods", "nokmem-test-absent")))
 		if code != 0 || !strings.Contains(stdout, "not applicable") {
-			t.Errorf("assert as uid 65534 on %s: exit %d\nstdout %s\nstderr %s", DefaultMemoryRoot, code, stdout, stderr)
+			t.Errorf("assert as uid 65534 on %s: exit %d\nstdout %s\nstderr %s", memcg.DefaultRoot, code, stdout, stderr)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -53,6 +54,9 @@ number that matters.
 				return withExitCode(exitUnknown, err)
 			}
 			r, err := detect.Run(o)
+			if errors.Is(err, detect.ErrProbeTooBig) {
+				err = fmt.Errorf("%w: lower --probe-ids", err)
+			}
 			if npd {
 				st, msg := report.NPD(r, err)
 				return npdExit(g.Stdout, st, msg)

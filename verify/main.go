@@ -32,15 +32,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nokmem/nokmem/verify/memcg"
 	"github.com/nokmem/nokmem/verify/nodelock"
 	"github.com/nokmem/nokmem/verify/report"
 )
 
-// Defaults for the persistent flags.
-const (
-	DefaultMemoryRoot = "/sys/fs/cgroup/memory"
-	DefaultStateDir   = "/var/lib/nokmem"
-)
+// DefaultStateDir is where verify keeps its records (--state-dir).
+const DefaultStateDir = "/var/lib/nokmem"
 
 // globalOptions holds the persistent flags shared by every subcommand.
 type globalOptions struct {
@@ -135,7 +133,7 @@ exits 64).`,
 	root.Version = version
 	root.SetVersionTemplate(versionText())
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.Root, "root", DefaultMemoryRoot, "cgroup v1 memory hierarchy mount point")
+	pf.StringVar(&g.Root, "root", memcg.DefaultRoot, "cgroup v1 memory hierarchy mount point")
 	pf.StringVar(&g.StateDir, "state-dir", DefaultStateDir, "directory for backups and records of changes")
 	pf.StringVarP(&g.Output, "output", "o", "text", "output format: text or json")
 	pf.StringVar(&g.LogLevel, "log-level", "info", "log level: debug, info, warn, error")

@@ -107,7 +107,7 @@ func Unpack(tarball, parent string) (dir string, err error) {
 	defer f.Close()
 	gz, err := gzip.NewReader(f)
 	if err != nil {
-		return "", fmt.Errorf("unpack %s: %w: %v", tarball, ErrTruncated, err)
+		return "", fmt.Errorf("unpack %s: %w: %w", tarball, ErrTruncated, err)
 	}
 	tr := tar.NewReader(gz)
 	top := ""
@@ -123,7 +123,7 @@ func Unpack(tarball, parent string) (dir string, err error) {
 			break
 		}
 		if err != nil {
-			return dir, fmt.Errorf("unpack %s: %w: %v", tarball, ErrTruncated, err)
+			return dir, fmt.Errorf("unpack %s: %w: %w", tarball, ErrTruncated, err)
 		}
 		name := h.Name
 		bad := func(why string) error {
@@ -180,7 +180,7 @@ func Unpack(tarball, parent string) (dir string, err error) {
 				return dir, fmt.Errorf("unpack %s into %s: writing %s: %w", tarball, parent, name, w.err)
 			}
 			if err != nil || n != h.Size {
-				return dir, fmt.Errorf("unpack %s: %s: %w: %v", tarball, name, ErrTruncated, err)
+				return dir, fmt.Errorf("unpack %s: %s: %w: %w", tarball, name, ErrTruncated, err)
 			}
 		default:
 			return dir, bad(fmt.Sprintf("type %q (only regular files and the top folder)", h.Typeflag))
@@ -188,7 +188,7 @@ func Unpack(tarball, parent string) (dir string, err error) {
 	}
 	// Read to the end of the gzip stream so that its checksum is checked.
 	if _, err := io.Copy(io.Discard, gz); err != nil {
-		return dir, fmt.Errorf("unpack %s: %w: %v", tarball, ErrTruncated, err)
+		return dir, fmt.Errorf("unpack %s: %w: %w", tarball, ErrTruncated, err)
 	}
 	if top == "" {
 		return dir, fmt.Errorf("unpack %s: no top folder: %w", tarball, ErrUnsafeEntry)

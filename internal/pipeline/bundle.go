@@ -247,7 +247,7 @@ func (p *Publisher) bundleNotes(m *bundle.Manifest, acct *vulndb.Account, dir, t
 	if p.Key.Dev {
 		fmt.Fprintf(&b, "%s\n", bundle.DevKeyWarning(m.SigningKey.ID))
 	}
-	fmt.Fprintf(&b, "install on a node: verify run --bundle %s --pubkey /etc/nokmem/release.pub (see README, Put it on a node)\n", filepath.Base(tgz))
+	fmt.Fprintf(&b, "install on a node: verify run --bundle %s --pubkey /etc/nokmem/release.pub (docs/node.md)\n", filepath.Base(tgz))
 	fmt.Fprintf(&b, "bundle step took %s\n", took.Round(time.Millisecond))
 	p.note("%s", b.String())
 	return nil

@@ -338,7 +338,7 @@ func checkFix(l *pins.Lock, tree srctree.Tree) error {
 		return nil
 	}
 	if _, err := os.Stat(f); err != nil {
-		return fmt.Errorf("%s %s: fix %s: %w: %v (this tree needs fix: patch)", l.Project, l.Version, pins.FixBuildTag, ErrNoKmemDisabled, err)
+		return fmt.Errorf("%s %s: fix %s: %w: %w (this tree needs fix: patch)", l.Project, l.Version, pins.FixBuildTag, ErrNoKmemDisabled, err)
 	}
 	return nil
 }

@@ -254,7 +254,7 @@ var ErrRecord = errors.New("malformed advisory")
 func (db *DB) addOSV(data []byte) error {
 	var v osvschema.Vulnerability
 	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(data, &v); err != nil {
-		return fmt.Errorf("%w: %v", ErrRecord, err)
+		return fmt.Errorf("%w: %w", ErrRecord, err)
 	}
 	if v.GetId() == "" {
 		return fmt.Errorf("%w: no id", ErrRecord)

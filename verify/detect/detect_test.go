@@ -316,7 +316,7 @@ func TestCheckProbeMemory(t *testing.T) {
 		wantErr       string
 	}{
 		{"fits", "MemTotal: 16000000 kB\nMemAvailable:    8000000 kB\n", 65535, ""},
-		{"too big", "MemAvailable:    2000000 kB\n", 65535, "lower --probe-ids"},
+		{"too big", "MemAvailable:    2000000 kB\n", 65535, "more than half of MemAvailable"},
 		{"small probe on a small node", "MemAvailable: 200000 kB\n", 100, ""},
 		{"no line", "MemTotal: 1 kB\n", 1, "no MemAvailable"},
 		{"garbage", "MemAvailable: lots\n", 1, "MemAvailable"},

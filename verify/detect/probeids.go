@@ -15,12 +15,16 @@ import (
 
 // MaxProbeIDs caps the ID-headroom probe: the whole memcg ID space. Each
 // empty memcg costs about 33 KB of kernel memory on RHEL 7.8, so a full
-// probe briefly takes about 2 GB (measured on RHEL 7.8, see README "Leaked memcg IDs").
+// probe briefly takes about 2 GB (measured on RHEL 7.8, see docs/verify-reference.md, "Leaked memcg IDs").
 const MaxProbeIDs = 65535
 
 // ProbeCostBytes is the kernel memory an empty memcg takes on RHEL 7.8
 // (MemFree delta over 2000 mkdirs: about 33 KB each).
 const ProbeCostBytes = 33 << 10
+
+// ErrProbeTooBig: the ID probe asked for would take more kernel memory than
+// the node can spare.
+var ErrProbeTooBig = errors.New("ID probe too big for the available memory")
 
 // CheckProbeMemory refuses a probe of n cgroups whose kernel memory would
 // exceed half of MemAvailable in the meminfo file (a full 65k probe takes
@@ -43,7 +47,7 @@ func CheckProbeMemory(meminfo string, n int) error {
 		}
 		need := int64(n) * ProbeCostBytes
 		if avail := kb << 10; need > avail/2 {
-			return fmt.Errorf("ID probe of %d cgroups would take about %d MiB of kernel memory, more than half of MemAvailable (%d MiB in %s): lower --probe-ids", n, need>>20, avail>>20, meminfo)
+			return fmt.Errorf("%w: %d cgroups would take about %d MiB of kernel memory, more than half of MemAvailable (%d MiB in %s)", ErrProbeTooBig, n, need>>20, avail>>20, meminfo)
 		}
 		return nil
 	}
