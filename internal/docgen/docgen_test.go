@@ -37,34 +37,39 @@ func TestDocsUpToDate(t *testing.T) {
 	}
 }
 
-// TestCheckCatchesAnEditedRow: a row edited by hand in a copy of the docs,
-// and a region without its end marker, are each caught, naming the file.
+// TestCheckCatchesAnEditedRow: a row edited by hand in a copy of the docs
+// (the exit-code table's usage row, a migration state's rollback), and a
+// region without its end marker, are each caught, naming the file.
 func TestCheckCatchesAnEditedRow(t *testing.T) {
 	gen, err := Generate(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var path string
-	for p, doc := range gen {
-		if strings.Contains(string(doc), "| 64 | usage |") {
-			path = p
+	// docWith is the path, relative to root, of the doc that holds s.
+	docWith := func(s string) string {
+		for p, doc := range gen {
+			if strings.Contains(string(doc), s) {
+				rel, err := filepath.Rel(root, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return rel
+			}
 		}
+		t.Fatalf("no doc holds %q", s)
+		return ""
 	}
-	if path == "" {
-		t.Fatal("no doc holds the exit-code table's usage row")
-	}
-	rel, err := filepath.Rel(root, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	swapped := "| swapped | fresh tree at kubepods, old tree set aside; the kubelet may run | remove the old tree → done | refused:"
 	for _, tt := range []struct {
 		name, old, new string
 		want           error
 	}{
 		{"edited row", "| 64 | usage |", "| 2 | usage |", ErrStale},
 		{"no end marker", "<!-- end generated: exit-codes -->", "", nil},
+		{"edited migration state", swapped, "| swapped | fresh tree at kubepods, old tree set aside; the kubelet may run | remove the old tree → done | rename the old tree back; refused:", ErrStale},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			rel := docWith(tt.old)
 			tmp := copyTree(t)
 			p := filepath.Join(tmp, rel)
 			doc, err := os.ReadFile(p)

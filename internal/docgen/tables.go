@@ -13,6 +13,7 @@ import (
 	"github.com/nokmem/nokmem/internal/ciworkflow"
 	"github.com/nokmem/nokmem/internal/mutants"
 	"github.com/nokmem/nokmem/internal/pins"
+	"github.com/nokmem/nokmem/verify/migrate"
 )
 
 // Sources renders the tables of one repository checkout.
@@ -27,12 +28,13 @@ func NewSources(root string) *Sources { return &Sources{Root: root} }
 
 // Names are the tables a region may name, each with its source.
 var Names = map[string]string{
-	"exit-codes":     "`verify exit-codes` (verify/exitcodes.go)",
-	"versions":       "vendor-pins/matrix.yaml and vendor-pins/<project>/<version>.CHECKSUMS",
-	"bundles":        "vendor-pins/matrix.yaml (bundles:)",
-	"ci-build-jobs":  "internal/ciworkflow (the release workflow's build matrix)",
-	"mutations":      "internal/mutants/list.go",
-	"generated-list": "docgen.Names",
+	"exit-codes":       "`verify exit-codes` (verify/exitcodes.go)",
+	"versions":         "vendor-pins/matrix.yaml and vendor-pins/<project>/<version>.CHECKSUMS",
+	"bundles":          "vendor-pins/matrix.yaml (bundles:)",
+	"ci-build-jobs":    "internal/ciworkflow (the release workflow's build matrix)",
+	"mutations":        "internal/mutants/list.go",
+	"migration-states": "migrate.States (verify/migrate/states.go)",
+	"generated-list":   "docgen.Names",
 }
 
 // Table renders the table called name, ending in a newline.
@@ -48,6 +50,8 @@ func (s *Sources) Table(name string) (string, error) {
 		return s.CIBuildJobs()
 	case "mutations":
 		return Mutations(mutants.List), nil
+	case "migration-states":
+		return MigrationStates(migrate.States), nil
 	case "generated-list":
 		return generatedList(), nil
 	}
@@ -185,6 +189,17 @@ func Mutations(list []mutants.Mutation) string {
 		fmt.Fprintf(&b, "| `%s` | `%s` | `%s` | `%s` |\n", m.Name, m.File, m.Package, cell(m.Run))
 	}
 	fmt.Fprintf(&b, "\n%d mutations.\n", len(list))
+	return b.String()
+}
+
+// MigrationStates is the migration's state table: per journal phase, what
+// is on the node and what finishing and rolling back do from there.
+func MigrationStates(states []migrate.State) string {
+	var b strings.Builder
+	b.WriteString("| journal phase | on the node | finish → | rollback → |\n|---|---|---|---|\n")
+	for _, s := range states {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", cell(s.Phase), cell(s.OnNode), cell(s.Finish), cell(s.Rollback))
+	}
 	return b.String()
 }
 
