@@ -48,7 +48,7 @@ func exitCodeTable() []exitCode {
 		{exitOK, "ok", "all", "done; detect: healthy (a kernel where the leak cannot happen is healthy); assert: passed or not applicable; run: passed or not applicable"},
 		{exitProblem, "problem", "all", "detect: a problem found (each on a PROBLEM line); assert: kmem accounting is on somewhere (or not applicable with --strict); other commands: failed, the message says what is left and what to run"},
 		{exitUnknown, "unknown", "detect", "the kernel semantics could not be decided, or detect itself failed (node-problem-detector: unknown)"},
-		{exitPointless, "pointless", "migrate", "refused: a kernel without 3.10 semantics frees memcg IDs at rmdir, so migrating is pointless (--force overrides)"},
+		{exitPointless, "pointless", "migrate", "refused: a modern kernel frees memcg IDs at rmdir, so migrating is pointless (--force overrides; a kernel whose semantics are unknown is refused with exit 1)"},
 		{exitUsage, "usage", "all", "usage error: unknown command or flag, a stray argument, or flags that make no sense together; nothing was read or changed"},
 	}
 	for step, code := range acceptance.ExitCodes {

@@ -654,3 +654,38 @@ func stateWithout(full string) string {
 	}
 	return b.String()
 }
+
+// A node whose kernel semantics detect cannot decide (a 4.19 release whose
+// root memcg reads slabinfo EIO, as only 3.x kernels do) and whose runc
+// has known vulnerabilities: detect exits 1 with semantics "unknown". The
+// rollout neither skips it as not applicable nor repairs it: the node
+// fails, untouched and uncordoned, and the rollout says why (verify
+// migrate would refuse it too).
+func TestRolloutFailsUndecidedKernel(t *testing.T) {
+	f := newFleet(t, built(t))
+	n := f.add("u1", memcgsim.RHEL78)
+	n.write("osrelease", "4.19.0-1.x86_64\n", 0o644)
+	f.canary = []string{"u1"}
+	before := n.state(t, true)
+	out, code, rc := f.play("site.yml")
+	if code == 0 {
+		t.Fatalf("rollout of an undecided node: exit 0\n%s", out)
+	}
+	for _, want := range []string{"u1 FAILED", "kmem semantics unknown"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "u1: skipped") {
+		t.Errorf("the undecided node was skipped:\n%s", out)
+	}
+	if got, want := n.state(t, false), stateWithout(before); got != want {
+		t.Errorf("the undecided node changed:\n%s\nwas\n%s", got, want)
+	}
+	if log := f.kubectlLog(); slices.ContainsFunc(log, func(l string) bool { return strings.HasPrefix(l, "cordon ") }) {
+		t.Errorf("kubectl cordoned the undecided node: %q", log)
+	}
+	if r := rc["u1"]; r.failed != 1 {
+		t.Errorf("u1 recap %+v", r)
+	}
+}
