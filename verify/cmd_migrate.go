@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -96,25 +95,32 @@ semantics.`,
 
 func runMigrate(g *globalOptions, f *migrateFlags) error {
 	h := memcg.Hierarchy{Root: g.Root}
+	pre, err := f.preconditions(g, h)
+	if err != nil {
+		return err
+	}
 	e, err := migrate.New(migrate.Config{
 		Hierarchy: h,
 		Kubepods:  f.kubepods,
 		StateDir:  g.StateDir,
 		Logger:    g.Logger,
 		Proc:      f.procRoot,
-		Preflight: func() error { return migratePreconditions(g, h, f) },
+		Preflight: func() error { return migrateHint(pre.Check(f.rollback)) },
 	})
 	if err != nil {
 		return err
 	}
 	if f.preflight {
-		return runPreflight(g, h, f)
+		msg, err := pre.RecordPreflight()
+		if err != nil {
+			return migrateExit(migrateHint(err))
+		}
+		fmt.Fprintf(g.Stdout, "preflight passed: %s; now stop the kubelet, run `verify migrate --no-cleanup`, start it\n", msg)
+		return nil
 	}
 	if f.dryRun {
-		if !f.force {
-			if err := checkSemantics(h, f); err != nil {
-				return semanticsExit(fmt.Errorf("dry run: a migration would be refused: %w", err))
-			}
+		if err := pre.Semantics(); err != nil {
+			return migrateExit(migrateHint(fmt.Errorf("dry run: a migration would be refused: %w", err)))
 		}
 		p, err := e.DryRun()
 		if err != nil {
@@ -137,11 +143,8 @@ func runMigrate(g *globalOptions, f *migrateFlags) error {
 	default:
 		rep, err = e.Migrate()
 	}
-	if errors.Is(err, migrate.ErrNoIDLeak) {
-		return withExitCode(exitPointless, err)
-	}
 	if err != nil {
-		return err
+		return migrateExit(err)
 	}
 	if g.JSON() {
 		return report.WriteJSON(g.Stdout, rep)
@@ -150,101 +153,38 @@ func runMigrate(g *globalOptions, f *migrateFlags) error {
 	return nil
 }
 
-// migratePreconditions: no running kubelet (it would create and delete pod
-// cgroups under the tree being replaced), unless allowed; unless --force, a
-// kernel with 3.10 semantics and a nokmem kubelet (a stock one
-// re-activates kmem on every cgroup it creates).
-func migratePreconditions(g *globalOptions, h memcg.Hierarchy, f *migrateFlags) error {
-	if !f.allowKubelet {
-		if err := migrate.CheckKubeletStopped(f.procRoot); err != nil {
-			return err
+// preconditions are migrate's checks, from the flags.
+func (f *migrateFlags) preconditions(g *globalOptions, h memcg.Hierarchy) (migrate.Preconditions, error) {
+	p := migrate.Preconditions{Hierarchy: h, Kubepods: f.kubepods, OSRelease: f.osRelease, Proc: f.procRoot, StateDir: g.StateDir,
+		KubeletPath: f.kubeletPath, AllowKubelet: f.allowKubelet, Force: f.force, Logger: g.Logger}
+	if f.knownSums != "" {
+		sums, err := binary.ReadKnownSums(f.knownSums)
+		if err != nil {
+			return p, err
 		}
+		p.KnownSums = sums
 	}
-	if f.force || f.rollback {
-		return nil
-	}
-	if err := checkSemantics(h, f); err != nil {
-		return err
-	}
-	sums, err := readKnownSums(f.knownSums)
-	if err != nil {
-		return err
-	}
-	path := f.kubeletPath
-	if path == "" {
-		path = binary.Search("kubelet", binary.DefaultSearchDirs)
-	}
-	how, err := migrate.CheckKubeletBuildFast(g.StateDir, path, sums)
-	if err == nil {
-		g.Logger.Info(how)
-	}
-	return kubeletHint(err)
+	return p, nil
 }
 
-// kubeletHint adds the flags that answer a stock or missing kubelet.
-func kubeletHint(err error) error {
-	if errors.Is(err, migrate.ErrStockKubelet) {
-		return fmt.Errorf("%w (--kubelet-path names the installed kubelet; --force migrates anyway)", err)
+// migrateHint adds the flags that answer a refusal: --kubelet-path for a
+// stock or missing kubelet, --force for it and for the kernel semantics.
+func migrateHint(err error) error {
+	switch {
+	case errors.Is(err, migrate.ErrStockKubelet):
+		err = fmt.Errorf("%w (--kubelet-path names the installed kubelet; --force migrates anyway)", err)
+	case errors.Is(err, migrate.ErrNoIDLeak), errors.Is(err, migrate.ErrUnknownSemantics):
+		err = fmt.Errorf("%w; use --force to migrate anyway", err)
 	}
 	return err
 }
 
-// checkSemantics refuses a kernel without 3.10 semantics, as memcg decides
-// them for every command (verify detect reports the same verdict): a
-// modern kernel (ErrNoIDLeak, exit 3) and, the safe side, a kernel whose
-// semantics are unknown (exit 1); --force overrides both.
-func checkSemantics(h memcg.Hierarchy, f *migrateFlags) error {
-	s, err := h.ReadNodeSemantics(f.osRelease)
-	if err != nil {
-		return err
-	}
-	if err := migrate.CheckSemantics(s); err != nil {
-		return fmt.Errorf("%w; use --force to migrate anyway", err)
-	}
-	return nil
-}
-
-// semanticsExit gives a refusal on a modern kernel its own exit code.
-func semanticsExit(err error) error {
+// migrateExit gives a refusal on a modern kernel its own exit code.
+func migrateExit(err error) error {
 	if errors.Is(err, migrate.ErrNoIDLeak) {
 		return withExitCode(exitPointless, err)
 	}
 	return err
-}
-
-// runPreflight runs every precondition that does not need the kubelet
-// stopped, and records the checked kubelet (migrate.PreflightFile).
-func runPreflight(g *globalOptions, h memcg.Hierarchy, f *migrateFlags) error {
-	if !f.force {
-		if err := checkSemantics(h, f); err != nil {
-			return semanticsExit(fmt.Errorf("preflight: %w", err))
-		}
-	}
-	if err := migrate.CheckLayout(h, f.kubepods); err != nil {
-		return err
-	}
-	sums, err := readKnownSums(f.knownSums)
-	if err != nil {
-		return err
-	}
-	path := f.kubeletPath
-	if path == "" {
-		path = binary.Search("kubelet", binary.DefaultSearchDirs)
-	}
-	if err := migrate.WritePreflight(g.StateDir, path, sums); err != nil {
-		return kubeletHint(err)
-	}
-	fmt.Fprintf(g.Stdout, "preflight passed: kubelet %s is a nokmem build, recorded in %s for %s; now stop the kubelet, run `verify migrate --no-cleanup`, start it\n",
-		path, filepath.Join(g.StateDir, migrate.PreflightFile), migrate.PreflightMaxAge)
-	return nil
-}
-
-// readKnownSums reads --known-sums; nil when not given.
-func readKnownSums(path string) (map[string]string, error) {
-	if path == "" {
-		return nil, nil
-	}
-	return binary.ReadKnownSums(path)
 }
 
 func printPlan(w io.Writer, p *migrate.Plan) {
