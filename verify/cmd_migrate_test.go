@@ -19,10 +19,10 @@ import (
 // migrateNode is a simulated 3.10 node with a kmem-active kubepods tree, a
 // fake process table and a fake kubelet binary.
 type migrateNode struct {
-	sim                *memcgsim.Sim
-	root, state, procs string
-	kubelet, sums      string
-	osRelease          string // the kernel release of the profile
+	*memcgtest.Node
+	state, procs  string
+	kubelet, sums string
+	osRelease     string // the kernel release of the profile
 }
 
 func newMigrateNode(t *testing.T, kubeletVersion string, kubeletRunning bool) *migrateNode {
@@ -32,8 +32,8 @@ func newMigrateNode(t *testing.T, kubeletVersion string, kubeletRunning bool) *m
 
 func newMigrateNodeOn(t *testing.T, p memcgsim.Profile, kubeletVersion string, kubeletRunning bool) *migrateNode {
 	t.Helper()
-	s, m := memcgsim.MountForTest(t, p)
-	h := memcg.Hierarchy{Root: m.Memory}
+	node := memcgtest.Sim(t, p)
+	h := node.H
 	mkdir := func(rel string) error {
 		if err := h.Mkdir(rel); err != nil {
 			return err
@@ -48,11 +48,11 @@ func newMigrateNodeOn(t *testing.T, p memcgsim.Profile, kubeletVersion string, k
 		return h.Write(rel, memcg.KmemLimit, "-1")
 	}
 	for _, ctr := range memcgtest.BuildKubepods(t, mkdir, memcgtest.QoS, 3, 2) {
-		if _, err := s.AddTask(ctr, 1<<20); err != nil {
+		if _, err := node.Sim.AddTask(ctr, 1<<20); err != nil {
 			t.Fatal(err)
 		}
 	}
-	n := &migrateNode{sim: s, root: m.Memory, state: t.TempDir(), procs: t.TempDir()}
+	n := &migrateNode{Node: node, state: t.TempDir(), procs: t.TempDir()}
 	procs := map[string]string{"1": "systemd", "77": "containerd-shim"}
 	if kubeletRunning {
 		procs["4242"] = "kubelet"
@@ -95,7 +95,7 @@ func newMigrateNodeOn(t *testing.T, p memcgsim.Profile, kubeletVersion string, k
 
 func (n *migrateNode) run(args ...string) (code int, stdout, stderr string) {
 	var o, e bytes.Buffer
-	base := []string{"migrate", "--root", n.root, "--state-dir", n.state, "--proc", n.procs, "--kubelet-path", n.kubelet, "--known-sums", n.sums, "--os-release", n.osRelease}
+	base := []string{"migrate", "--root", n.H.Root, "--state-dir", n.state, "--proc", n.procs, "--kubelet-path", n.kubelet, "--known-sums", n.sums, "--os-release", n.osRelease}
 	code = run(append(base, args...), &o, &e)
 	return code, o.String(), e.String()
 }
@@ -140,7 +140,7 @@ func TestMigrateCommand(t *testing.T) {
 					t.Errorf("output lacks %q:\n%s", w, out)
 				}
 			}
-			active, err := n.sim.KmemActive("kubepods")
+			active, err := n.Sim.KmemActive("kubepods")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -183,7 +183,7 @@ func TestMigrateCommandWrongKernel(t *testing.T) {
 	}{{nil, 3}, {[]string{"--dry-run"}, 3}, {[]string{"--force"}, 0}} {
 		t.Run(strings.Join(append([]string{"migrate"}, tt.args...), " "), func(t *testing.T) {
 			n := newMigrateNodeOn(t, memcgsim.Modern, nokmem, false)
-			before := n.sim.Costs()
+			before := n.Sim.Costs()
 			code, _, stderr := n.run(tt.args...)
 			if code != tt.code {
 				t.Fatalf("exit %d, want %d: %s", code, tt.code, stderr)
@@ -196,7 +196,7 @@ func TestMigrateCommandWrongKernel(t *testing.T) {
 					t.Errorf("message lacks %q: %s", w, stderr)
 				}
 			}
-			if c := n.sim.Costs().Sub(before); c.Mkdir+c.Rmdir+c.Rename+c.Move+c.Write != 0 {
+			if c := n.Sim.Costs().Sub(before); c.Mkdir+c.Rmdir+c.Rename+c.Move+c.Write != 0 {
 				t.Errorf("a refused run changed the node: %v", c)
 			}
 			if _, err := os.Stat(filepath.Join(n.state, migrate.JournalFile)); err == nil {
@@ -221,7 +221,7 @@ func TestMigrateCommandCleanupWithKubeletRunning(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "the old tree is removed") || !strings.Contains(stdout, "resumed from phase swapped") {
 		t.Errorf("cleanup with the kubelet running: exit %d: %s%s", code, stdout, stderr)
 	}
-	if ok, _ := (memcg.Hierarchy{Root: n.root}).Exists(migrate.AsideName("kubepods")); ok {
+	if ok, _ := n.H.Exists(migrate.AsideName("kubepods")); ok {
 		t.Error("the old tree is still there")
 	}
 }
