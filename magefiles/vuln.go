@@ -58,22 +58,6 @@ func writeAccount(dir string, in *inputs.Inputs, artifacts []string) error {
 	return nil
 }
 
-// bundleAccount merges the parts' accounts into the bundle's files; for
-// the default bundle (gate) it first checks that runc has no finding
-// without a reviewed not_affected statement.
-func bundleAccount(partDirs []string, gate bool) (*vulndb.Account, error) {
-	a, err := vulndb.MergeDirs(partDirs...)
-	if err != nil {
-		return nil, fmt.Errorf("bundle: %w (write the part's release set again: `go tool mage release:write <project> <version>`, or verify:build)", err)
-	}
-	if gate {
-		if err := vulndb.BundleGate(a); err != nil {
-			return nil, fmt.Errorf("the default bundle's runc has known vulnerabilities: %w", err)
-		}
-	}
-	return a, nil
-}
-
 // Vuln re-checks, without rebuilding, every artifact against the pinned
 // vulnerability database (vendor-pins/vulndb): the modules of every
 // buildable kubelet and runc lock and of verify's go.sum (what their
