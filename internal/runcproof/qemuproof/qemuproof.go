@@ -13,6 +13,10 @@
 // parent) fails with EIO, i.e. kmem accounting was never activated on 3.10;
 // and N short-lived containers leak no memcg ID (the kmemcg ids of the
 // per-memcg slab cache aliases in /sys/kernel/slab, §1g, before and after).
+// A positive control then activates kmem on a cgroup of its own by hand, as
+// the old runc and kubelet do, and must see slabinfo become readable and the
+// kmemcg id count grow after its rmdir: it shows on the booted kernel that
+// both detectors fire when kmem is on.
 package qemuproof
 
 import (
@@ -193,6 +197,26 @@ if [ $eio = @N@ ]; then r slabinfo-short ok "EIO in $eio of @N@"; else r slabinf
 if [ "$before" = "$after" ]; then r leak ok "kmemcg ids before=$before after=$after leaked=0"; else r leak fail "kmemcg ids before=$before after=$after"; fi
 r kmem-usage info "$(cat /sys/fs/cgroup/memory/@P@/memory.kmem.usage_in_bytes)"
 slab_eio slabinfo-parent-after @P@
+
+# Positive control, after the leak count above: activate kmem by hand the way
+# runc rc2-rc93 and kubelet <= 1.21 do (a memory.kmem.limit_in_bytes write on a
+# new cgroup), so the two detectors above are seen to fire on this kernel:
+# slabinfo becomes readable, and the memcg ID outlives rmdir while slab
+# objects charged to it (tmpfs dentries and inodes) are still alive.
+ctl=/sys/fs/cgroup/memory/@P@-kmem-control
+mkdir $ctl
+echo 1073741824 > $ctl/memory.kmem.limit_in_bytes
+i=0
+while [ $i -lt 5 ]; do # per-memcg caches are created asynchronously after the first charges
+	sh -c "echo \$\$ > $ctl/tasks; mkdir -p /tmp/kmem-control/$i; j=0; while [ \$j -lt 50 ]; do echo x > /tmp/kmem-control/$i/f\$j; j=\$((j+1)); done; ls -R /bin >/dev/null"
+	sleep 0.5; i=$((i+1))
+done
+out=$(cat $ctl/memory.kmem.slabinfo 2>&1); rc=$?
+if [ $rc = 0 ]; then r control-kmem-slabinfo ok "kmem-active cgroup: slabinfo readable, $(echo "$out" | wc -l) lines, kmem usage $(cat $ctl/memory.kmem.usage_in_bytes)"; else r control-kmem-slabinfo fail "rc=$rc $out"; fi
+rmdir $ctl
+sleep 1
+gone=$(kmemcg_ids)
+if [ "$gone" -gt "$after" ]; then r control-kmem-leak ok "kmemcg ids after=$after, after rmdir of the kmem-active cgroup=$gone"; else r control-kmem-leak fail "kmemcg ids after=$after, after rmdir of the kmem-active cgroup=$gone: the leak check cannot see a leak on this kernel"; fi
 r num-cgroups info "$(grep '^memory' /proc/cgroups)"
 echo @DONE@
 poweroff -f
@@ -378,7 +402,7 @@ var Required = []string{
 	"slabinfo-parent-before", "run", "state-running", "ps", "exec", "exec-write", "seccomp-mkdir-refused", "events",
 	"update", "update-limit", "slabinfo-long", "pause", "state-paused", "resume", "state-resumed",
 	"kill", "state-stopped", "delete", "cgroup-removed", "containers", "slabinfo-short", "leak",
-	"slabinfo-parent-after",
+	"slabinfo-parent-after", "control-kmem-slabinfo", "control-kmem-leak",
 }
 
 // ErrProof is returned when the guest's checks did not all pass.

@@ -65,6 +65,15 @@ func TestScript(t *testing.T) {
 			t.Errorf("script lacks %q", want)
 		}
 	}
+	// The kmem-active control cgroup must come after the leak count, or it
+	// would be counted as a leak of the containers under test.
+	after, control := strings.Index(s, "after=$(kmemcg_ids)"), strings.Index(s, "mkdir $ctl")
+	if after < 0 || control < 0 || control < after {
+		t.Errorf("the kmem control (at %d) must follow the leak count (at %d)", control, after)
+	}
+	if !strings.Contains(s, "echo 1073741824 > $ctl/memory.kmem.limit_in_bytes") {
+		t.Error("the control does not activate kmem with a memory.kmem.limit_in_bytes write")
+	}
 	if err := shParse(t, s); err != nil {
 		t.Fatalf("script does not parse: %v", err)
 	}
