@@ -100,8 +100,10 @@ const kernelImageEnv = "NOKMEM_KERNEL_IMAGE"
 // containers there (internal/runcproof/qemuproof): run, exec, ps, events,
 // update, pause/resume, kill, delete, with a seccomp rule refusing mkdir
 // and a memory limit; memory.kmem.slabinfo of every container cgroup must
-// fail with EIO, and 50 short-lived containers must leak no memcg ID. It
-// prints every check with the kernel and runc versions and the time; the
+// fail with EIO, and 50 short-lived containers must leak no memcg ID; a
+// control cgroup with kmem activated by hand must then read its slabinfo
+// and keep its memcg ID after rmdir, showing both checks fire on that
+// kernel (docs/rhel7-kernel-runs.md has a run). It prints every check with the kernel and runc versions and the time; the
 // console log stays in _build/runc/prove-kernel/console.log. Without
 // NOKMEM_KERNEL_IMAGE (CI has no kernel image) it says that it skipped and
 // why, and succeeds.
