@@ -408,6 +408,45 @@ var Required = []string{
 // ErrProof is returned when the guest's checks did not all pass.
 var ErrProof = errors.New("qemu proof failed")
 
+// KmemChecks are the required checks that fail for a runc that activates
+// kmem on the memory cgroups it creates (unpatched rc5 writes
+// memory.kmem.limit_in_bytes): its container cgroups read slabinfo, and
+// every deleted container keeps its memcg ID.
+var KmemChecks = []string{"slabinfo-long", "slabinfo-short", "leak"}
+
+// ExpectKmemCaught checks the run of a runc that activates kmem: every
+// check in KmemChecks failed, every other required check passed (so the
+// failures are the kmem ones and not a broken boot or runc), and the
+// script reached its end. It returns nil when the proof caught the runc.
+func ExpectKmemCaught(rep *Report) error {
+	if rep == nil {
+		return errors.New("no report")
+	}
+	kmem := map[string]bool{}
+	for _, name := range KmemChecks {
+		kmem[name] = true
+	}
+	var bad []string
+	for _, name := range Required {
+		res := rep.Get(name)
+		switch {
+		case res == nil:
+			bad = append(bad, name+": not reported")
+		case kmem[name] && res.Status != "fail":
+			bad = append(bad, fmt.Sprintf("%s: %s (%s), but a kmem-activating runc must fail it", name, res.Status, res.Detail))
+		case !kmem[name] && res.Status != "ok":
+			bad = append(bad, fmt.Sprintf("%s: %s (%s)", name, res.Status, res.Detail))
+		}
+	}
+	if !rep.Done {
+		bad = append(bad, "the guest script did not reach its end ("+DoneLine+")")
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("the proof did not catch the kmem-activating runc as expected:\n  %s", strings.Join(bad, "\n  "))
+	}
+	return nil
+}
+
 // Parse reads a console log. Its error names every failed or missing
 // check and says whether the script ended.
 func Parse(r io.Reader) (*Report, error) {
