@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/magefile/mage/mg"
@@ -88,15 +89,24 @@ func (Bundle) Matrix(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// headCommitTime is HEAD's commit time in seconds, asked of git once per
+// run (every step's publisher needs it).
+var headCommitTime = sync.OnceValues(func() (string, error) {
+	out, err := exec.Command("git", "log", "-1", "--format=%ct", "HEAD").Output()
+	if err != nil {
+		return "", fmt.Errorf("bundle: commit time of HEAD: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+})
+
 // sourceDate is SOURCE_DATE_EPOCH when set, else HEAD's commit time.
-func sourceDate(ctx context.Context) (time.Time, error) {
+func sourceDate() (time.Time, error) {
 	s := os.Getenv("SOURCE_DATE_EPOCH")
 	if s == "" {
-		out, err := exec.CommandContext(ctx, "git", "log", "-1", "--format=%ct", "HEAD").Output()
-		if err != nil {
-			return time.Time{}, fmt.Errorf("bundle: commit time of HEAD: %w", err)
+		var err error
+		if s, err = headCommitTime(); err != nil {
+			return time.Time{}, err
 		}
-		s = strings.TrimSpace(string(out))
 	}
 	sec, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {

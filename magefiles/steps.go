@@ -32,7 +32,7 @@ func newPublisher(ctx context.Context) (*pipeline.Publisher, error) {
 	if err != nil {
 		return nil, err
 	}
-	date, err := sourceDate(ctx)
+	date, err := sourceDate()
 	if err != nil {
 		return nil, err
 	}

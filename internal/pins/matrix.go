@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
+	"syscall"
 
 	"sigs.k8s.io/yaml"
 )
@@ -95,17 +97,48 @@ func LoadMatrix(dir string) (*Matrix, error) {
 		if e.Status != StatusBuildable && e.Status != StatusLocked {
 			continue
 		}
-		l, err := loadLock(dir, e.Project, e.Version)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %s is %s: %w", e.Project, e.Version, e.Status, err))
-		} else if l.Fix.Kind != e.Fix {
-			errs = append(errs, fmt.Errorf("%s %s: matrix says fix %s, the lock says %s", e.Project, e.Version, e.Fix, l.Fix.Kind))
+		if err := checkLock(dir, e); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	return m, nil
+}
+
+// checkedLocks remembers, for the life of the process, the lock files that
+// LoadMatrix found valid for a matrix entry, by path, file identity (size,
+// modification time, change time, inode) and fix kind. A build loads the
+// matrix in several steps, and parsing every kubelet lock (70-100 kB of
+// YAML each) again was most of a no-op build's time; a changed lock file
+// has a new identity and is parsed again.
+var checkedLocks sync.Map
+
+// checkLock checks that the lock of a buildable or locked entry is valid
+// and has the entry's fix kind.
+func checkLock(dir string, e MatrixEntry) error {
+	p := Path(dir, e.Project, e.Version)
+	key := ""
+	if fi, err := os.Stat(p); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			key = fmt.Sprintf("%s\x00%d %d %d.%d %d\x00%s", p, fi.Size(), fi.ModTime().UnixNano(), st.Ctim.Sec, st.Ctim.Nsec, st.Ino, e.Fix)
+			if _, ok := checkedLocks.Load(key); ok {
+				return nil
+			}
+		}
+	}
+	l, err := loadLock(dir, e.Project, e.Version)
+	if err != nil {
+		return fmt.Errorf("%s %s is %s: %w", e.Project, e.Version, e.Status, err)
+	}
+	if l.Fix.Kind != e.Fix {
+		return fmt.Errorf("%s %s: matrix says fix %s, the lock says %s", e.Project, e.Version, e.Fix, l.Fix.Kind)
+	}
+	if key != "" {
+		checkedLocks.Store(key, true)
+	}
+	return nil
 }
 
 // readMatrix parses and checks the matrix on its own (no lock files).

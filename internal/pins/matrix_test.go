@@ -182,3 +182,47 @@ func TestMatrixVulnerable(t *testing.T) {
 		})
 	}
 }
+
+// Loading the matrix again parses a lock only when its file changed: a
+// lock broken after a successful load is still caught, whether it was
+// rewritten in place or replaced by a new file.
+func TestMatrixRechecksChangedLock(t *testing.T) {
+	for _, how := range []string{"in place", "by rename"} {
+		t.Run(how, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(dir, "demo"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, MatrixFile), []byte(goodMatrix), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			lock := Path(dir, "demo", "v1.0.0")
+			if err := os.WriteFile(lock, []byte(goodLock), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 2; i++ {
+				if _, err := LoadMatrix(dir); err != nil {
+					t.Fatalf("load %d: %v", i, err)
+				}
+			}
+			broken := []byte(strings.Replace(goodLock, "fix:\n  kind: patch\n", "", 1))
+			if how == "in place" {
+				err := os.WriteFile(lock, broken, 0o644)
+				if err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				if err := os.WriteFile(lock+".new", broken, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Rename(lock+".new", lock); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := LoadMatrix(dir)
+			if err == nil || !strings.Contains(err.Error(), "demo v1.0.0 is buildable: ") {
+				t.Fatalf("after the lock changed: %v, want the broken lock named", err)
+			}
+		})
+	}
+}
