@@ -13,6 +13,10 @@
 // parent) fails with EIO, i.e. kmem accounting was never activated on 3.10;
 // and N short-lived containers leak no memcg ID (the kmemcg ids of the
 // per-memcg slab cache aliases in /sys/kernel/slab, §1g, before and after).
+// A positive control then activates kmem on a cgroup of its own by hand, as
+// the old runc and kubelet do, and must see slabinfo become readable and the
+// kmemcg id count grow after its rmdir: it shows on the booted kernel that
+// both detectors fire when kmem is on.
 package qemuproof
 
 import (
@@ -193,6 +197,26 @@ if [ $eio = @N@ ]; then r slabinfo-short ok "EIO in $eio of @N@"; else r slabinf
 if [ "$before" = "$after" ]; then r leak ok "kmemcg ids before=$before after=$after leaked=0"; else r leak fail "kmemcg ids before=$before after=$after"; fi
 r kmem-usage info "$(cat /sys/fs/cgroup/memory/@P@/memory.kmem.usage_in_bytes)"
 slab_eio slabinfo-parent-after @P@
+
+# Positive control, after the leak count above: activate kmem by hand the way
+# runc rc2-rc93 and kubelet <= 1.21 do (a memory.kmem.limit_in_bytes write on a
+# new cgroup), so the two detectors above are seen to fire on this kernel:
+# slabinfo becomes readable, and the memcg ID outlives rmdir while slab
+# objects charged to it (tmpfs dentries and inodes) are still alive.
+ctl=/sys/fs/cgroup/memory/@P@-kmem-control
+mkdir $ctl
+echo 1073741824 > $ctl/memory.kmem.limit_in_bytes
+i=0
+while [ $i -lt 5 ]; do # per-memcg caches are created asynchronously after the first charges
+	sh -c "echo \$\$ > $ctl/tasks; mkdir -p /tmp/kmem-control/$i; j=0; while [ \$j -lt 50 ]; do echo x > /tmp/kmem-control/$i/f\$j; j=\$((j+1)); done; ls -R /bin >/dev/null"
+	sleep 0.5; i=$((i+1))
+done
+out=$(cat $ctl/memory.kmem.slabinfo 2>&1); rc=$?
+if [ $rc = 0 ]; then r control-kmem-slabinfo ok "kmem-active cgroup: slabinfo readable, $(echo "$out" | wc -l) lines, kmem usage $(cat $ctl/memory.kmem.usage_in_bytes)"; else r control-kmem-slabinfo fail "rc=$rc $out"; fi
+rmdir $ctl
+sleep 1
+gone=$(kmemcg_ids)
+if [ "$gone" -gt "$after" ]; then r control-kmem-leak ok "kmemcg ids after=$after, after rmdir of the kmem-active cgroup=$gone"; else r control-kmem-leak fail "kmemcg ids after=$after, after rmdir of the kmem-active cgroup=$gone: the leak check cannot see a leak on this kernel"; fi
 r num-cgroups info "$(grep '^memory' /proc/cgroups)"
 echo @DONE@
 poweroff -f
@@ -378,11 +402,50 @@ var Required = []string{
 	"slabinfo-parent-before", "run", "state-running", "ps", "exec", "exec-write", "seccomp-mkdir-refused", "events",
 	"update", "update-limit", "slabinfo-long", "pause", "state-paused", "resume", "state-resumed",
 	"kill", "state-stopped", "delete", "cgroup-removed", "containers", "slabinfo-short", "leak",
-	"slabinfo-parent-after",
+	"slabinfo-parent-after", "control-kmem-slabinfo", "control-kmem-leak",
 }
 
 // ErrProof is returned when the guest's checks did not all pass.
 var ErrProof = errors.New("qemu proof failed")
+
+// KmemChecks are the required checks that fail for a runc that activates
+// kmem on the memory cgroups it creates (unpatched rc5 writes
+// memory.kmem.limit_in_bytes): its container cgroups read slabinfo, and
+// every deleted container keeps its memcg ID.
+var KmemChecks = []string{"slabinfo-long", "slabinfo-short", "leak"}
+
+// ExpectKmemCaught checks the run of a runc that activates kmem: every
+// check in KmemChecks failed, every other required check passed (so the
+// failures are the kmem ones and not a broken boot or runc), and the
+// script reached its end. It returns nil when the proof caught the runc.
+func ExpectKmemCaught(rep *Report) error {
+	if rep == nil {
+		return errors.New("no report")
+	}
+	kmem := map[string]bool{}
+	for _, name := range KmemChecks {
+		kmem[name] = true
+	}
+	var bad []string
+	for _, name := range Required {
+		res := rep.Get(name)
+		switch {
+		case res == nil:
+			bad = append(bad, name+": not reported")
+		case kmem[name] && res.Status != "fail":
+			bad = append(bad, fmt.Sprintf("%s: %s (%s), but a kmem-activating runc must fail it", name, res.Status, res.Detail))
+		case !kmem[name] && res.Status != "ok":
+			bad = append(bad, fmt.Sprintf("%s: %s (%s)", name, res.Status, res.Detail))
+		}
+	}
+	if !rep.Done {
+		bad = append(bad, "the guest script did not reach its end ("+DoneLine+")")
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("the proof did not catch the kmem-activating runc as expected:\n  %s", strings.Join(bad, "\n  "))
+	}
+	return nil
+}
 
 // Parse reads a console log. Its error names every failed or missing
 // check and says whether the script ended.

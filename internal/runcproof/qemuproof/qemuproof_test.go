@@ -65,6 +65,15 @@ func TestScript(t *testing.T) {
 			t.Errorf("script lacks %q", want)
 		}
 	}
+	// The kmem-active control cgroup must come after the leak count, or it
+	// would be counted as a leak of the containers under test.
+	after, control := strings.Index(s, "after=$(kmemcg_ids)"), strings.Index(s, "mkdir $ctl")
+	if after < 0 || control < 0 || control < after {
+		t.Errorf("the kmem control (at %d) must follow the leak count (at %d)", control, after)
+	}
+	if !strings.Contains(s, "echo 1073741824 > $ctl/memory.kmem.limit_in_bytes") {
+		t.Error("the control does not activate kmem with a memory.kmem.limit_in_bytes write")
+	}
 	if err := shParse(t, s); err != nil {
 		t.Fatalf("script does not parse: %v", err)
 	}
@@ -255,5 +264,50 @@ func TestRun(t *testing.T) {
 	noQemu.Qemu = filepath.Join(bin, "no-qemu")
 	if _, err := Run(context.Background(), noQemu); err == nil || !strings.Contains(err.Error(), "qemu-system-x86") {
 		t.Errorf("missing qemu: %v", err)
+	}
+}
+
+// rc5Log is a console where exactly the kmem checks failed, as for the
+// unpatched rc5 on 3.10.0-1127 (docs/rhel7-kernel-runs.md).
+func rc5Log() string {
+	log := goodLog()
+	for _, r := range []struct{ from, to string }{
+		{"slabinfo-long ok", "slabinfo-long fail read 1122 bytes: kmem accounting is active"},
+		{"slabinfo-short ok", "slabinfo-short fail EIO in 0 of 50"},
+		{"leak ok", "leak fail kmemcg ids before=1 after=51"},
+	} {
+		log = strings.Replace(log, r.from, r.to, 1)
+	}
+	return log
+}
+
+// ExpectKmemCaught accepts only a run where every kmem check failed and
+// nothing else did.
+func TestExpectKmemCaught(t *testing.T) {
+	rep, err := Parse(strings.NewReader(rc5Log()))
+	if !errors.Is(err, ErrProof) {
+		t.Fatalf("Parse of the rc5 log = %v, want ErrProof", err)
+	}
+	if err := ExpectKmemCaught(rep); err != nil {
+		t.Fatalf("rc5 log: %v", err)
+	}
+	tests := []struct{ name, log, want string }{
+		{"kmem never activated", goodLog(), "slabinfo-long: ok"},
+		{"one kmem check passed", strings.Replace(rc5Log(), "leak fail kmemcg ids before=1 after=51", "leak ok", 1), "leak: ok"},
+		{"another check failed too", strings.Replace(rc5Log(), "run ok", "run fail rc=1", 1), "run: fail (rc=1)"},
+		{"a check missing", strings.Replace(rc5Log(), ResultPrefix+"delete ok\r\n", "", 1), "delete: not reported"},
+		{"no end", strings.Replace(rc5Log(), DoneLine, "Kernel panic", 1), "did not reach its end"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, _ := Parse(strings.NewReader(tc.log))
+			err := ExpectKmemCaught(rep)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("ExpectKmemCaught = %v, want an error naming %q", err, tc.want)
+			}
+		})
+	}
+	if err := ExpectKmemCaught(nil); err == nil {
+		t.Fatal("ExpectKmemCaught(nil) = nil")
 	}
 }
