@@ -32,7 +32,8 @@ func ForRepo(ctx context.Context, root, kernel, work string) (Config, error) {
 	}
 	dir := strings.TrimSuffix(a.Bundle, bundle.TarExt)
 	cfg.StockKubelet, cfg.NokmemKubelet, cfg.Runc = a.StockKubelet, filepath.Join(dir, "kubelet"), filepath.Join(dir, "runc")
-	if err := checkSums(filepath.Join(dir, "SHA256SUMS"), "kubelet", "runc"); err != nil {
+	cfg.Bundle, cfg.Pub, cfg.Verify = a.Bundle, a.Pub, filepath.Join(dir, "verify")
+	if err := checkSums(filepath.Join(dir, "SHA256SUMS"), "kubelet", "runc", "verify"); err != nil {
 		return cfg, err
 	}
 	for _, t := range []struct {

@@ -49,6 +49,10 @@ type Config struct {
 	// PauseImage and BusyboxImage are docker-archive tarballs written by
 	// internal/kubeletnode (WritePauseImage, WriteBusyboxImage).
 	PauseImage, BusyboxImage string
+	// Bundle, Pub and Verify, when Bundle is set, are the node bundle
+	// tarball, its release key and the bundle's verify: the guest then runs
+	// `verify run --bundle` under the stock kubelet as the host part does.
+	Bundle, Pub, Verify string
 	// Pods are the static pods (the host part's three QoS classes).
 	Pods []kubeletnode.Pod
 	// Rounds is how often the pods are removed and added again (3 when 0).
@@ -94,7 +98,7 @@ const containerdConfig = `version = 2
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "/usr/bin/runc"
+        BinaryName = "/opt/node/bin/runc"
         SystemdCgroup = false
 `
 
@@ -126,6 +130,9 @@ func Assemble(ctx context.Context, cfg Config) (string, error) {
 		"opt/nokmem/kubelet-nokmem":       cfg.NokmemKubelet,
 		"opt/nokmem/images/pause.tar":     cfg.PauseImage,
 		"opt/nokmem/images/busybox.tar":   cfg.BusyboxImage,
+	}
+	if cfg.Bundle != "" {
+		files["opt/nokmem/bundle.tar.gz"], files["opt/nokmem/release.pub"], files["opt/nokmem/verify"] = cfg.Bundle, cfg.Pub, cfg.Verify
 	}
 	for _, bin := range []string{cfg.Containerd, cfg.Shim, cfg.Ctr} {
 		libs, err := SharedLibraries(ctx, bin)

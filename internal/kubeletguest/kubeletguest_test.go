@@ -157,7 +157,7 @@ func TestAssemble(t *testing.T) {
 			t.Errorf("manifest of %s: %q", p.Name, m)
 		}
 	}
-	if c := e["etc/containerd/config.toml"]; !strings.Contains(c, `BinaryName = "/usr/bin/runc"`) || !strings.Contains(c, pauseRef) {
+	if c := e["etc/containerd/config.toml"]; !strings.Contains(c, `BinaryName = "/opt/node/bin/runc"`) || !strings.Contains(c, pauseRef) {
 		t.Errorf("containerd config: %s", c)
 	}
 	cfg.NokmemKubelet = filepath.Join(dir, "in", "absent")
@@ -268,5 +268,37 @@ func TestCheckSums(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "kubelet"), []byte("x"), 0o644)
 	if err := checkSums(filepath.Join(dir, "SHA256SUMS"), "kubelet"); err == nil || !strings.Contains(err.Error(), "kubelet") {
 		t.Errorf("changed kubelet: err = %v", err)
+	}
+}
+
+// With the migration part, verify run, the containers and verify assert
+// must pass, and on a kmem kernel the stock tree is kmem-active before and
+// every migrated cgroup EIO after; each defect is caught.
+func TestEvaluateMigration(t *testing.T) {
+	good := append(plumbing(), "kernel-kmem info before=eio after=active",
+		"stock-slabinfo info cgroups=15 active=15 eio=0", "stock-leak info ids_before=12 ids_after=48",
+		"nokmem-slabinfo info cgroups=15 active=0 eio=15", "nokmem-leak info ids_before=48 ids_after=48",
+		"verify info enabled", "migrate-pods ok pods=3 tasks=9", "migrate-slabinfo-before info cgroups=15 active=15 eio=0",
+		"verify-run ok exit=0 outcome:migrated", "verify-containers ok same=9", "migrate-slabinfo-after info cgroups=15 active=0 eio=15",
+		"verify-assert ok", "DONE")
+	if _, err := Parse(strings.NewReader(console(good...))); err != nil {
+		t.Fatalf("good run: %v", err)
+	}
+	for _, c := range []struct{ name, replace, with, want string }{
+		{"verify run failed", "verify-run ok", "verify-run fail", "verify-run: exit=0"},
+		{"a container restarted", "verify-containers ok same=9", "verify-containers fail -abc 12 RUNNING +abc 99 RUNNING", "verify-containers: -abc"},
+		{"migrated tree still kmem", "migrate-slabinfo-after info cgroups=15 active=0 eio=15", "migrate-slabinfo-after info cgroups=15 active=2 eio=13", "migrate-slabinfo-after: want eio on all"},
+		{"no assert", "verify-assert ok", "boot info", "verify-assert: not reported"},
+	} {
+		lines := append([]string(nil), good...)
+		for i, l := range lines {
+			if strings.HasPrefix(l, c.replace) {
+				lines[i] = c.with + strings.TrimPrefix(l, c.replace)
+			}
+		}
+		_, err := Parse(strings.NewReader(console(lines...)))
+		if !errors.Is(err, ErrGuest) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want %q", c.name, err, c.want)
+		}
 	}
 }

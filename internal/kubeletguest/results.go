@@ -149,9 +149,53 @@ func Evaluate(qr *qemuproof.Report) (*Report, error) {
 			add(k+"-leak", "fail", fmt.Sprintf("%d leaked: %s", after-before, leakFacts))
 		}
 	}
+	if v := qr.Get("verify"); v != nil && v.Detail == "enabled" {
+		rep.evaluateMigration(qr, add)
+	}
 	if !qr.Done {
 		add("done", "fail", "the guest script did not reach its end ("+qemuproof.DoneLine+")")
 	}
+	return rep, rep.err()
+}
+
+// VerifyRequired are the checks of the migration part (verify run
+// --bundle under the stock kubelet) that must be ok when it ran.
+var VerifyRequired = []string{"migrate-pods", "verify-run", "verify-containers", "verify-assert"}
+
+// evaluateMigration judges the migration part: its checks ok and, on a
+// kernel that activates kmem, the stock kubelet's kubepods tree kmem-active
+// before `verify run` and every cgroup of the migrated tree EIO after.
+func (rep *Report) evaluateMigration(qr *qemuproof.Report, add func(name, status, detail string)) {
+	for _, name := range VerifyRequired {
+		switch res := qr.Get(name); {
+		case res == nil:
+			add(name, "fail", "not reported")
+		case res.Status == "ok":
+			add(name, "ok", res.Detail)
+		}
+	}
+	for _, c := range []struct {
+		name, want string
+	}{{"migrate-slabinfo-before", "active"}, {"migrate-slabinfo-after", "eio"}} {
+		res := qr.Get(c.name)
+		n, ok := intField(res, "cgroups")
+		if !ok {
+			add(c.name, "fail", "not reported")
+			continue
+		}
+		got, _ := intField(res, c.want)
+		switch {
+		case !rep.KmemKernel:
+			add(c.name, "n/a", "this kernel does not activate v1 kmem; "+res.Detail)
+		case n > 0 && got == n:
+			add(c.name, "ok", c.want+" on all: "+res.Detail)
+		default:
+			add(c.name, "fail", "want "+c.want+" on all: "+res.Detail)
+		}
+	}
+}
+
+func (rep *Report) err() error {
 	var bad []string
 	for _, v := range rep.Verdicts {
 		if v.Status == "fail" {
@@ -159,7 +203,7 @@ func Evaluate(qr *qemuproof.Report) (*Report, error) {
 		}
 	}
 	if len(bad) > 0 {
-		return rep, fmt.Errorf("%w:\n  %s", ErrGuest, strings.Join(bad, "\n  "))
+		return fmt.Errorf("%w:\n  %s", ErrGuest, strings.Join(bad, "\n  "))
 	}
-	return rep, nil
+	return nil
 }

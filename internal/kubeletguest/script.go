@@ -97,6 +97,13 @@ slab_state() { # slab_state DIR: eio, empty (read 0 bytes) or active (read >0 by
 kmemcg_ids() { # distinct kmemcg ids of the per-memcg slab cache aliases (docs/memcg-v1-semantics.md §1g)
 	ls /sys/kernel/slab 2>/dev/null | grep '(' | sed 's/.*(\([0-9]*\):.*/\1/' | sort -u | wc -l
 }
+slab_count() { # slab_count DIR: sets n, active, empty, eio, other over DIR and its descendants
+	n=0; active=0; empty=0; eio=0; other=0
+	for g in $(find $1 -type d); do
+		n=$((n+1))
+		case $(slab_state $g) in active) active=$((active+1)) ;; empty) empty=$((empty+1)) ;; eio) eio=$((eio+1)) ;; *) other=$((other+1)) ;; esac
+	done
+}
 memcgs() { awk '$1 == "memory" { print $3 }' /proc/cgroups; }
 tasks_running() { ctr -n k8s.io tasks ls 2>/dev/null | grep -c RUNNING; }
 pod_cgroups() { find /sys/fs/cgroup/memory/$1/kubepods -type d -name 'pod*' 2>/dev/null | wc -l; }
@@ -139,6 +146,7 @@ echo -1 > $p/memory.kmem.limit_in_bytes 2>/dev/null
 r kernel-kmem info "before=$before after=$(slab_state $p)"
 rmdir $p
 
+mkdir -p /opt/node/bin && cp /usr/bin/runc /opt/node/bin/runc
 t=$(now)
 containerd --config /etc/containerd/config.toml >/tmp/containerd.log 2>&1 &
 if wait_for 300 ctr version >/dev/null 2>&1; then r containerd-start ok "seconds=$(since $t) version=$(containerd --version | awk '{ print $3 }')"; else r containerd-start fail "$(tail -c 300 /tmp/containerd.log | tr '\n' ' ')"; fi
@@ -162,11 +170,7 @@ for k in @KINDS@; do
 	t=$(now)
 	cp @MAN@/*.yaml $d/manifests/
 	if wait_for 900 pods_up; then r $k-pods ok "pods=$(pod_cgroups $k) tasks=$(tasks_running) seconds=$(since $t)"; else r $k-pods fail "pods=$(pod_cgroups $k) tasks=$(tasks_running) $(grep -i error $d/kubelet.log | tail -n 3 | cut -c1-200 | tr '\n' ' ')"; fi
-	n=0; active=0; empty=0; eio=0; other=0
-	for g in $(find /sys/fs/cgroup/memory/$k/kubepods -type d); do
-		n=$((n+1))
-		case $(slab_state $g) in active) active=$((active+1)) ;; empty) empty=$((empty+1)) ;; eio) eio=$((eio+1)) ;; *) other=$((other+1)) ;; esac
-	done
+	slab_count /sys/fs/cgroup/memory/$k/kubepods
 	r $k-slabinfo info "cgroups=$n active=$active empty=$empty eio=$eio other=$other"
 	r $k-kmem-limit info "kubepods=$(cat /sys/fs/cgroup/memory/$k/kubepods/memory.kmem.limit_in_bytes)"
 	rm -f $d/manifests/*.yaml
@@ -189,6 +193,61 @@ for k in @KINDS@; do
 	wait $kpid
 	if kill $w 2>/dev/null; then r $k-kubelet-stop ok "seconds=$(since $t)"; else r $k-kubelet-stop fail "SIGKILL after 120 s"; fi
 done
+
+if [ -f @OPT@/bundle.tar.gz ]; then
+	# verify run --bundle under the stock kubelet: stop, install, migrate, start (docs/staging-acceptance.md).
+	r verify info enabled
+	k=migrate
+	for c in $(ls /sys/fs/cgroup); do mkdir -p /sys/fs/cgroup/$c/$k; done
+	cat /sys/fs/cgroup/cpuset/cpuset.cpus > /sys/fs/cgroup/cpuset/$k/cpuset.cpus
+	cat /sys/fs/cgroup/cpuset/cpuset.mems > /sys/fs/cgroup/cpuset/$k/cpuset.mems
+	d=/var/lib/nokmem/$k
+	mkdir -p $d/manifests $d/root $d/pki $d/volume-plugins $d/seccomp $d/tmp
+	cp @OPT@/kubelet-stock /opt/node/bin/kubelet
+	cat > $d/start.sh <<END
+#!/bin/sh
+setsid /opt/node/bin/kubelet @FLAGS@ >>$d/kubelet.log 2>&1 </dev/null &
+echo \$! > $d/kubelet.pid
+END
+	cat > $d/stop.sh <<END
+#!/bin/sh
+p=\$(cat $d/kubelet.pid)
+kill \$p 2>/dev/null || exit 0
+i=0
+while readlink /proc/\$p/exe >/dev/null 2>&1; do i=\$((i+1)); [ \$i = 1200 ] && kill -9 \$p; sleep 0.05; done
+exit 0
+END
+	chmod +x $d/start.sh $d/stop.sh
+	$d/start.sh
+	wait_for 600 healthy || r migrate-kubelet-start fail "$(tail -c 400 $d/kubelet.log | tr '\n' ' ')"
+	cp @MAN@/*.yaml $d/manifests/
+	if wait_for 900 pods_up; then r migrate-pods ok "pods=$(pod_cgroups $k) tasks=$(tasks_running)"; else r migrate-pods fail "pods=$(pod_cgroups $k) tasks=$(tasks_running)"; fi
+	slab_count /sys/fs/cgroup/memory/$k/kubepods
+	r migrate-slabinfo-before info "cgroups=$n active=$active empty=$empty eio=$eio other=$other"
+	ctr -n k8s.io tasks ls | awk 'NR > 1 { print $1, $2, $3 }' | sort > $d/tasks.before
+	V="@OPT@/verify --root /sys/fs/cgroup/memory/$k --state-dir /var/lib/nokmem/verify-state"
+	t=$(now)
+	$V run --search-dirs /opt/node/bin --kubelet-path /opt/node/bin/kubelet --runc-path /opt/node/bin/runc \
+		--bundle @OPT@/bundle.tar.gz --pubkey @OPT@/release.pub --tmp-dir $d/tmp \
+		--stop-cmd $d/stop.sh --start-cmd $d/start.sh --healthz http://127.0.0.1:10248/healthz --kubelet-timeout 10m \
+		--report $d/report.json -o json >$d/run.json 2>$d/run.err
+	rc=$?
+	facts="exit=$rc seconds=$(since $t) $(grep -o '"outcome": *"[^"]*"' $d/run.json | head -1 | tr -d ' "') $(grep -o '"kubelet_downtime_seconds": *[0-9.e+-]*' $d/run.json | head -1 | tr -d ' "')"
+	if [ $rc = 0 ]; then r verify-run ok "$facts"; else r verify-run fail "$facts $(tail -c 600 $d/run.err | tr '\n' ' ')"; fi
+	wait_for 600 healthy || r migrate-kubelet-back fail "$(tail -c 300 $d/kubelet.log | tr '\n' ' ')"
+	r migrate-kubelet info "$(/opt/node/bin/kubelet --version)"
+	ctr -n k8s.io tasks ls | awk 'NR > 1 { print $1, $2, $3 }' | sort > $d/tasks.after
+	if cmp -s $d/tasks.before $d/tasks.after; then r verify-containers ok "same=$(wc -l < $d/tasks.after) (id, pid, status)"; else r verify-containers fail "$(diff $d/tasks.before $d/tasks.after | grep '^[-+][^-+]' | head -4 | tr '\n' ' ')"; fi
+	slab_count /sys/fs/cgroup/memory/$k/kubepods
+	r migrate-slabinfo-after info "cgroups=$n active=$active empty=$empty eio=$eio other=$other"
+	out=$($V assert 2>&1); rc=$?
+	if [ $rc = 0 ]; then r verify-assert ok; else r verify-assert fail "exit=$rc $(echo $out | cut -c1-300)"; fi
+	rm -f $d/manifests/*.yaml
+	wait_for 600 pods_gone || r migrate-pods-removed fail "pods=$(pod_cgroups $k) tasks=$(tasks_running)"
+	$d/stop.sh
+else
+	r verify info disabled
+fi
 r uptime info "seconds=$(now)"
 echo @DONE@
 poweroff -f
