@@ -42,7 +42,7 @@ func TestScript(t *testing.T) {
 			t.Errorf("script reports no %s", name)
 		}
 	}
-	for _, want := range []string{"for k in stock nokmem", "-ge 9 ]", "-ge 3 ]", "-lt 4 ]", "--cgroup-root=/$k", "--cgroup-driver=cgroupfs",
+	for _, want := range []string{"for k in stock nokmem", "-ge 9 ]", "-ge 3 ]", "-lt 4 ]", "--cgroup-root=/$cg", "--cgroup-driver=cgroupfs",
 		"--pod-infra-container-image=" + pauseRef, "NOKMEM-DONE"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("script lacks %q", want)

@@ -42,14 +42,14 @@ func Script(pods, rounds int) string {
 
 // kubeletFlags are the guest kubelet's flags, the host part's
 // (internal/kubeletnode NewKubelet) on the guest's own paths; $k is the
-// kind. The guest is the kubelet's alone, so the default ports serve.
+// kind (or migrate), $cg its cgroup root under each controller's root. The guest is the kubelet's alone, so the default ports serve.
 var kubeletFlags = []string{
 	"--container-runtime=remote",
 	"--container-runtime-endpoint=unix:///run/containerd/containerd.sock",
 	"--image-service-endpoint=unix:///run/containerd/containerd.sock",
 	"--runtime-request-timeout=10m",
 	"--cgroup-driver=cgroupfs",
-	"--cgroup-root=/$k",
+	"--cgroup-root=/$cg",
 	"--cgroups-per-qos=true",
 	"--pod-manifest-path=/var/lib/nokmem/$k/manifests",
 	"--file-check-frequency=1s",
@@ -106,14 +106,14 @@ slab_count() { # slab_count DIR: sets n, active, empty, eio, other over DIR and 
 }
 memcgs() { awk '$1 == "memory" { print $3 }' /proc/cgroups; }
 tasks_running() { ctr -n k8s.io tasks ls 2>/dev/null | grep -c RUNNING; }
-pod_cgroups() { find /sys/fs/cgroup/memory/$1/kubepods -type d -name 'pod*' 2>/dev/null | wc -l; }
+pod_cgroups() { find /sys/fs/cgroup/memory/$cg/kubepods -type d -name 'pod*' 2>/dev/null | wc -l; }
 wait_for() { # wait_for SECONDS COMMAND...: poll every second until the command succeeds
 	n=$1; shift
 	while [ $n -gt 0 ]; do "$@" && return 0; sleep 1; n=$((n-1)); done
 	return 1
 }
-pods_up() { [ "$(tasks_running)" -ge @TASKS@ ] && [ "$(pod_cgroups $k)" -ge @PODS@ ]; }
-pods_gone() { [ "$(tasks_running)" = 0 ] && [ "$(pod_cgroups $k)" = 0 ]; }
+pods_up() { [ "$(tasks_running)" -ge @TASKS@ ] && [ "$(pod_cgroups)" -ge @PODS@ ]; }
+pods_gone() { [ "$(tasks_running)" = 0 ] && [ "$(pod_cgroups)" = 0 ]; }
 healthy() { [ "$(wget -q -O- http://127.0.0.1:10248/healthz 2>/dev/null)" = ok ]; }
 
 mount -t proc proc /proc
@@ -157,6 +157,7 @@ for i in @IMG@/*.tar; do ctr -n k8s.io images import --snapshotter native $i >/t
 [ $ok = 1 ] && r images ok "seconds=$(since $t) $(ctr -n k8s.io images ls -q | grep -c nokmem.test) images"
 
 for k in @KINDS@; do
+	cg=$k
 	for c in $(ls /sys/fs/cgroup); do mkdir -p /sys/fs/cgroup/$c/$k; done
 	cat /sys/fs/cgroup/cpuset/cpuset.cpus > /sys/fs/cgroup/cpuset/$k/cpuset.cpus
 	cat /sys/fs/cgroup/cpuset/cpuset.mems > /sys/fs/cgroup/cpuset/$k/cpuset.mems
@@ -169,20 +170,20 @@ for k in @KINDS@; do
 	if wait_for 600 healthy; then r $k-kubelet-start ok "seconds=$(since $t)"; else r $k-kubelet-start fail "$(tail -c 400 $d/kubelet.log | tr '\n' ' ')"; fi
 	t=$(now)
 	cp @MAN@/*.yaml $d/manifests/
-	if wait_for 900 pods_up; then r $k-pods ok "pods=$(pod_cgroups $k) tasks=$(tasks_running) seconds=$(since $t)"; else r $k-pods fail "pods=$(pod_cgroups $k) tasks=$(tasks_running) $(grep -i error $d/kubelet.log | tail -n 3 | cut -c1-200 | tr '\n' ' ')"; fi
-	slab_count /sys/fs/cgroup/memory/$k/kubepods
+	if wait_for 900 pods_up; then r $k-pods ok "pods=$(pod_cgroups) tasks=$(tasks_running) seconds=$(since $t)"; else r $k-pods fail "pods=$(pod_cgroups) tasks=$(tasks_running) $(grep -i error $d/kubelet.log | tail -n 3 | cut -c1-200 | tr '\n' ' ')"; fi
+	slab_count /sys/fs/cgroup/memory/$cg/kubepods
 	r $k-slabinfo info "cgroups=$n active=$active empty=$empty eio=$eio other=$other"
-	r $k-kmem-limit info "kubepods=$(cat /sys/fs/cgroup/memory/$k/kubepods/memory.kmem.limit_in_bytes)"
+	r $k-kmem-limit info "kubepods=$(cat /sys/fs/cgroup/memory/$cg/kubepods/memory.kmem.limit_in_bytes)"
 	rm -f $d/manifests/*.yaml
-	wait_for 600 pods_gone || r $k-pods-removed fail "pods=$(pod_cgroups $k) tasks=$(tasks_running)"
+	wait_for 600 pods_gone || r $k-pods-removed fail "pods=$(pod_cgroups) tasks=$(tasks_running)"
 	ids0=$(kmemcg_ids); cg0=$(memcgs)
 	t=$(now); i=0; churn=ok
 	while [ $i -lt @ROUNDS@ ]; do
 		i=$((i+1))
 		cp @MAN@/*.yaml $d/manifests/
-		wait_for 900 pods_up || { churn="fail round=$i up pods=$(pod_cgroups $k) tasks=$(tasks_running)"; break; }
+		wait_for 900 pods_up || { churn="fail round=$i up pods=$(pod_cgroups) tasks=$(tasks_running)"; break; }
 		rm -f $d/manifests/*.yaml
-		wait_for 600 pods_gone || { churn="fail round=$i down pods=$(pod_cgroups $k) tasks=$(tasks_running)"; break; }
+		wait_for 600 pods_gone || { churn="fail round=$i down pods=$(pod_cgroups) tasks=$(tasks_running)"; break; }
 	done
 	r $k-churn $churn "rounds=@ROUNDS@ pods=@PODS@ seconds=$(since $t)"
 	r $k-leak info "ids_before=$ids0 ids_after=$(kmemcg_ids) num_cgroups_before=$cg0 num_cgroups_after=$(memcgs)"
@@ -197,10 +198,8 @@ done
 if [ -f @OPT@/bundle.tar.gz ]; then
 	# verify run --bundle under the stock kubelet: stop, install, migrate, start (docs/staging-acceptance.md).
 	r verify info enabled
-	k=migrate
-	for c in $(ls /sys/fs/cgroup); do mkdir -p /sys/fs/cgroup/$c/$k; done
-	cat /sys/fs/cgroup/cpuset/cpuset.cpus > /sys/fs/cgroup/cpuset/$k/cpuset.cpus
-	cat /sys/fs/cgroup/cpuset/cpuset.mems > /sys/fs/cgroup/cpuset/$k/cpuset.mems
+	# verify migrates the kubepods of a hierarchy's root: this kubelet's cgroup root is /.
+	k=migrate cg=
 	d=/var/lib/nokmem/$k
 	mkdir -p $d/manifests $d/root $d/pki $d/volume-plugins $d/seccomp $d/tmp
 	cp @OPT@/kubelet-stock /opt/node/bin/kubelet
@@ -221,11 +220,11 @@ END
 	$d/start.sh
 	wait_for 600 healthy || r migrate-kubelet-start fail "$(tail -c 400 $d/kubelet.log | tr '\n' ' ')"
 	cp @MAN@/*.yaml $d/manifests/
-	if wait_for 900 pods_up; then r migrate-pods ok "pods=$(pod_cgroups $k) tasks=$(tasks_running)"; else r migrate-pods fail "pods=$(pod_cgroups $k) tasks=$(tasks_running)"; fi
-	slab_count /sys/fs/cgroup/memory/$k/kubepods
+	if wait_for 900 pods_up; then r migrate-pods ok "pods=$(pod_cgroups) tasks=$(tasks_running)"; else r migrate-pods fail "pods=$(pod_cgroups) tasks=$(tasks_running)"; fi
+	slab_count /sys/fs/cgroup/memory/$cg/kubepods
 	r migrate-slabinfo-before info "cgroups=$n active=$active empty=$empty eio=$eio other=$other"
 	ctr -n k8s.io tasks ls | awk 'NR > 1 { print $1, $2, $3 }' | sort > $d/tasks.before
-	V="@OPT@/verify --root /sys/fs/cgroup/memory/$k --state-dir /var/lib/nokmem/verify-state"
+	V="@OPT@/verify --root /sys/fs/cgroup/memory --state-dir /var/lib/nokmem/verify-state"
 	t=$(now)
 	$V run --search-dirs /opt/node/bin --kubelet-path /opt/node/bin/kubelet --runc-path /opt/node/bin/runc \
 		--bundle @OPT@/bundle.tar.gz --pubkey @OPT@/release.pub --tmp-dir $d/tmp \
@@ -238,12 +237,12 @@ END
 	r migrate-kubelet info "$(/opt/node/bin/kubelet --version)"
 	ctr -n k8s.io tasks ls | awk 'NR > 1 { print $1, $2, $3 }' | sort > $d/tasks.after
 	if cmp -s $d/tasks.before $d/tasks.after; then r verify-containers ok "same=$(wc -l < $d/tasks.after) (id, pid, status)"; else r verify-containers fail "$(diff $d/tasks.before $d/tasks.after | grep '^[-+][^-+]' | head -4 | tr '\n' ' ')"; fi
-	slab_count /sys/fs/cgroup/memory/$k/kubepods
+	slab_count /sys/fs/cgroup/memory/$cg/kubepods
 	r migrate-slabinfo-after info "cgroups=$n active=$active empty=$empty eio=$eio other=$other"
 	out=$($V assert 2>&1); rc=$?
 	if [ $rc = 0 ]; then r verify-assert ok; else r verify-assert fail "exit=$rc $(echo $out | cut -c1-300)"; fi
 	rm -f $d/manifests/*.yaml
-	wait_for 600 pods_gone || r migrate-pods-removed fail "pods=$(pod_cgroups $k) tasks=$(tasks_running)"
+	wait_for 600 pods_gone || r migrate-pods-removed fail "pods=$(pod_cgroups) tasks=$(tasks_running)"
 	$d/stop.sh
 else
 	r verify info disabled
