@@ -28,8 +28,11 @@ const (
 // memory.kmem.slabinfo of every memory cgroup under its kubepods, churns the
 // pods rounds times (all removed, all added) and counts the kmemcg ids of
 // the per-memcg slab caches in /sys/kernel/slab with every pod removed,
-// before and after the churn (§1g method 2), and stops the kubelet. One
-// result line per check (qemuproof.ResultPrefix), the facts as key=value
+// before and after the churn (§1g method 2), and stops the kubelet. When
+// the initramfs holds a bundle, it then runs `verify run --bundle` under
+// the stock kubelet on the hierarchy's root kubepods (node binaries in
+// /opt/node/bin) and compares containers, slabinfo and `verify assert`.
+// One result line per check (qemuproof.ResultPrefix), the facts as key=value
 // details that Evaluate judges on the host.
 func Script(pods, rounds int) string {
 	return strings.NewReplacer(
