@@ -63,15 +63,16 @@ func Build(ctx context.Context) error {
 // internal/runcreplay: the go-runc argument sets of containerd 1.0-1.4 and
 // Docker CE 17.11-19.03), the real-kubelet node test with its planted faults
 // (e2e:kubelet and e2e:kubeletFaults, on the stock kubelet of
-// e2e:stockKubelet; about 3 minutes), and runc:proveKernel with
-// runc:proveKernelCatchesKmem (which say they skipped without
-// NOKMEM_KERNEL_IMAGE). For the other buildable versions of
+// e2e:stockKubelet; about 3 minutes), and the real-3.10 runs in qemu,
+// runc:proveKernel, runc:proveKernelCatchesKmem and e2e:kubeletGuest (which
+// say they skipped without NOKMEM_KERNEL_IMAGE). For the other buildable versions of
 // the matrix it runs the cheap per-version checks (matrixChecks) and the kmem
 // proof of every kubelet tree. It ends with one "N passed, N failed" line.
 func Test(ctx context.Context) error {
 	mg.SerialCtxDeps(ctx, Build, E2e.StockKubelet, mg.F(Kubelet.Tree, kubeVersion), mg.F(Kubelet.Checksums, kubeVersion), mg.F(Runc.Checksums, runcVersion), Verify.Checksums,
-		mg.F(Runc.Build, runcProofVersion),            // the runc kmem proof's patched and unpatched rc5
-		Runc.ProveKernel, Runc.ProveKernelCatchesKmem) // both say SKIPPED without NOKMEM_KERNEL_IMAGE
+		mg.F(Runc.Build, runcProofVersion), // the runc kmem proof's patched and unpatched rc5
+		// the three say SKIPPED without NOKMEM_KERNEL_IMAGE
+		Runc.ProveKernel, Runc.ProveKernelCatchesKmem, E2e.KubeletGuest)
 	kubelets, err := matrixChecks(ctx)
 	if err != nil {
 		return err
