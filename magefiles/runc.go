@@ -115,25 +115,8 @@ func (Runc) ProveKernel(ctx context.Context) error {
 		return nil
 	}
 	mg.CtxDeps(ctx, mg.F(Runc.Build, runcVersion))
-	busybox, err := exec.LookPath("busybox")
-	if err != nil {
-		return fmt.Errorf("runc:proveKernel: busybox (Debian package busybox-static): %w", err)
-	}
-	work, err := filepath.Abs(repo.Build("runc", "prove-kernel"))
-	if err != nil {
-		return err
-	}
-	runc, err := filepath.Abs(filepath.Join(repo.Output("runc", runcVersion), "runc"))
-	if err != nil {
-		return err
-	}
 	start := time.Now()
-	rep, err := qemuproof.Run(ctx, qemuproof.Config{Kernel: image, Runc: runc, Busybox: busybox, Work: work, Containers: 50})
-	if rep != nil {
-		for _, r := range rep.Results {
-			fmt.Printf("  %-24s %-4s %s\n", r.Name, r.Status, r.Detail)
-		}
-	}
+	rep, work, err := bootRunc(ctx, image, filepath.Join(repo.Output("runc", runcVersion), "runc"), "prove-kernel")
 	if err != nil {
 		return fmt.Errorf("runc:proveKernel on %s: %w", image, err)
 	}
@@ -160,25 +143,9 @@ func (Runc) ProveKernelCatchesKmem(ctx context.Context) error {
 		return nil
 	}
 	mg.CtxDeps(ctx, mg.F(Runc.Build, runcProofVersion))
-	busybox, err := exec.LookPath("busybox")
-	if err != nil {
-		return fmt.Errorf("runc:proveKernelCatchesKmem: busybox (Debian package busybox-static): %w", err)
-	}
-	work, err := filepath.Abs(repo.Build("runc", "prove-kernel-unpatched"))
-	if err != nil {
-		return err
-	}
-	runc, err := filepath.Abs(filepath.Join(runcUnpatched, "runc"))
-	if err != nil {
-		return err
-	}
+	runc := filepath.Join(runcUnpatched, "runc")
 	start := time.Now()
-	rep, err := qemuproof.Run(ctx, qemuproof.Config{Kernel: image, Runc: runc, Busybox: busybox, Work: work, Containers: 50})
-	if rep != nil {
-		for _, r := range rep.Results {
-			fmt.Printf("  %-24s %-4s %s\n", r.Name, r.Status, r.Detail)
-		}
-	}
+	rep, work, err := bootRunc(ctx, image, runc, "prove-kernel-unpatched")
 	if err != nil && !errors.Is(err, qemuproof.ErrProof) {
 		return fmt.Errorf("runc:proveKernelCatchesKmem on %s: %w", image, err)
 	}
@@ -188,4 +155,30 @@ func (Runc) ProveKernelCatchesKmem(ctx context.Context) error {
 	fmt.Printf("runc:proveKernelCatchesKmem: the proof failed the unpatched runc %s on %s exactly on its kmem checks (%v) in %s; console log %s\n",
 		runcProofVersion, image, qemuproof.KmemChecks, time.Since(start).Round(time.Second), filepath.Join(work, "console.log"))
 	return nil
+}
+
+// bootRunc runs the qemuproof guest on the kernel image with the runc at
+// runcPath and 50 short-lived containers, its work (initramfs, console log)
+// in _build/runc/<dir>, and prints every check the guest reported. It
+// returns the report, the work directory and qemuproof.Run's error.
+func bootRunc(ctx context.Context, image, runcPath, dir string) (*qemuproof.Report, string, error) {
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		return nil, "", fmt.Errorf("busybox (Debian package busybox-static): %w", err)
+	}
+	work, err := filepath.Abs(repo.Build("runc", dir))
+	if err != nil {
+		return nil, "", err
+	}
+	runc, err := filepath.Abs(runcPath)
+	if err != nil {
+		return nil, "", err
+	}
+	rep, err := qemuproof.Run(ctx, qemuproof.Config{Kernel: image, Runc: runc, Busybox: busybox, Work: work, Containers: 50})
+	if rep != nil {
+		for _, r := range rep.Results {
+			fmt.Printf("  %-24s %-4s %s\n", r.Name, r.Status, r.Detail)
+		}
+	}
+	return rep, work, err
 }

@@ -12,8 +12,8 @@ package kubeletguest
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -82,25 +82,9 @@ func (c Config) rounds() int {
 	return c.Rounds
 }
 
-// containerdConfig is containerd 1.6's config (version 2) in the guest:
-// CRI with the local pause image, the native snapshotter (no overlay
-// needed on a tmpfs root) and the bundle's runc; no CNI (the pods use the
-// host network), as in the host part (internal/kubeletnode).
-const containerdConfig = `version = 2
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "%s"
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  enable_selinux = false
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "native"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "/opt/node/bin/runc"
-        SystemdCgroup = false
-`
+// guestRunc is where the guest keeps the bundle's runc (the node's
+// binaries are in /opt/node/bin).
+const guestRunc = "/opt/node/bin/runc"
 
 // etcFiles are the guest's /etc besides containerd's config: the kubelet
 // copies hosts and resolv.conf into host-network pods, cadvisor reads
@@ -151,7 +135,7 @@ func Assemble(ctx context.Context, cfg Config) (string, error) {
 			return "", fmt.Errorf("initramfs: %w", err)
 		}
 	}
-	texts := map[string]string{"etc/containerd/config.toml": fmt.Sprintf(containerdConfig, pauseRef)}
+	texts := map[string]string{"etc/containerd/config.toml": "version = 2\n" + kubeletnode.CRIConfig(pauseRef, guestRunc, false)}
 	for k, v := range etcFiles {
 		texts[k] = v
 	}
@@ -240,62 +224,24 @@ func writeFile(p string, data []byte, mode os.FileMode) error {
 	return os.WriteFile(p, data, mode)
 }
 
-// Run assembles the initramfs, boots cfg.Kernel under qemu (TCG, §3a's
-// command line from qemuproof.QemuArgs), writes the console to
-// cfg.Work/console.log, parses and evaluates it.
+// Run assembles the initramfs, boots cfg.Kernel under qemu (TCG, the
+// boot of qemuproof, at nice 10: the machine's cores are shared), writes
+// the console to cfg.Work/console.log, parses and evaluates it.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
-	if _, err := os.Stat(cfg.Kernel); err != nil {
-		return nil, fmt.Errorf("kernel image: %w", err)
-	}
-	qemu := cfg.Qemu
-	if qemu == "" {
-		qemu = "qemu-system-x86_64"
-	}
-	if _, err := exec.LookPath(qemu); err != nil {
-		return nil, fmt.Errorf("%s: %w (Debian package qemu-system-x86)", qemu, err)
-	}
-	if err := os.MkdirAll(cfg.Work, 0o755); err != nil {
+	qemu, err := qemuproof.CheckHost(cfg.Kernel, cfg.Qemu, cfg.Work)
+	if err != nil {
 		return nil, err
 	}
 	initrd, err := Assemble(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	timeout := cfg.Timeout
-	if timeout == 0 {
-		timeout = 90 * time.Minute
-	}
-	mem := cfg.MemoryMB
-	if mem == 0 {
-		mem = 3072
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	logPath := filepath.Join(cfg.Work, "console.log")
-	log, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer log.Close()
-	// nice: the machine's 2 cores are shared (TCG keeps one busy).
-	args := append([]string{"-n", "10", qemu}, qemuproof.QemuArgs(qemuproof.Config{Kernel: cfg.Kernel, MemoryMB: mem}, initrd)...)
-	cmd := exec.CommandContext(ctx, "nice", args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	start := time.Now()
-	runErr := cmd.Run()
-	took := time.Since(start)
-	if _, err := log.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	rep, perr := Parse(log)
+	b := qemuproof.Boot{Qemu: qemu, Kernel: cfg.Kernel, Initrd: initrd, MemoryMB: cmp.Or(cfg.MemoryMB, 3072),
+		Timeout: cmp.Or(cfg.Timeout, 90*time.Minute), Nice: 10, Console: filepath.Join(cfg.Work, "console.log")}
+	var rep *Report
+	took, err := b.Run(ctx, func(r io.Reader) (err error) { rep, err = Parse(r); return err })
 	if rep != nil {
 		rep.Wall = took
 	}
-	if runErr != nil {
-		return rep, errors.Join(fmt.Errorf("%s (console: %s): %w", qemu, logPath, runErr), perr)
-	}
-	if perr != nil {
-		return rep, fmt.Errorf("%w (console: %s)", perr, logPath)
-	}
-	return rep, nil
+	return rep, err
 }

@@ -38,9 +38,9 @@ exec strace -f -b execve -y -qq -s 64 -e trace=openat,write -o "%s/runc.$$.strac
 `
 
 // containerdConfig is containerd 1.6's config (version 2) for a scratch
-// daemon: CRI with restrict_oom_score_adj (this machine refuses lowering
-// oom_score_adj, even to root), the native snapshotter (no overlay on
-// overlay), the local pause image as sandbox image, a random stream port.
+// daemon: its own root, state, sockets and opt directory, then the CRI
+// section (CRIConfig, with restrict_oom_score_adj: this machine refuses
+// lowering oom_score_adj, even to root) and scratch CNI directories.
 const containerdConfig = `version = 2
 root = "%[1]s/root"
 state = "%[1]s/state"
@@ -54,9 +54,21 @@ state = "%[1]s/state"
   address = ""
 [plugins."io.containerd.internal.v1.opt"]
   path = "%[1]s/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "%[3]s"
-  restrict_oom_score_adj = true
+%[3]s  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "%[1]s/cni/bin"
+    conf_dir = "%[1]s/cni/conf"
+`
+
+// CRIConfig is the CRI plugin's section of a containerd 1.6 config
+// (version 2) for the kubelet scenarios, on this machine and in the qemu
+// guest (internal/kubeletguest): sandbox as the sandbox image, a random
+// stream port on loopback, the native snapshotter (no overlay on overlay
+// or on a tmpfs root) and runcPath through io.containerd.runc.v2 with the
+// cgroupfs driver. restrictOOM sets restrict_oom_score_adj.
+func CRIConfig(sandbox, runcPath string, restrictOOM bool) string {
+	return fmt.Sprintf(`[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "%s"
+  restrict_oom_score_adj = %t
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
@@ -66,12 +78,10 @@ state = "%[1]s/state"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "%[4]s"
+        BinaryName = "%s"
         SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "%[1]s/cni/bin"
-    conf_dir = "%[1]s/cni/conf"
-`
+`, sandbox, restrictOOM, runcPath)
+}
 
 // StartContainerd writes the config and the runc wrapper into dir and
 // starts containerd, waiting until it answers on its socket.
@@ -85,7 +95,7 @@ func StartContainerd(ctx context.Context, dir, runc string) (*Containerd, error)
 		return nil, err
 	}
 	cfg := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(containerdConfig, dir, c.Socket, PauseImage, wrapper)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(containerdConfig, dir, c.Socket, CRIConfig(PauseImage, wrapper, true))), 0o644); err != nil {
 		return nil, err
 	}
 	start := time.Now()

@@ -22,6 +22,7 @@ package qemuproof
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -30,7 +31,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -496,60 +496,20 @@ func Parse(r io.Reader) (*Report, error) {
 	return rep, nil
 }
 
-// QemuArgs is the qemu command line of §3a for kernel and initrd.
-func QemuArgs(cfg Config, initrd string) []string {
-	mem := cfg.MemoryMB
-	if mem == 0 {
-		mem = 1024
-	}
-	return []string{"-accel", "tcg", "-m", fmt.Sprint(mem), "-smp", "1", "-nographic", "-no-reboot",
-		"-kernel", cfg.Kernel, "-initrd", initrd, "-append", "console=ttyS0 quiet panic=-1"}
-}
-
 // Run assembles the initramfs, boots cfg.Kernel under qemu (TCG), writes
 // the console to cfg.Work/console.log and parses it.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
-	if _, err := os.Stat(cfg.Kernel); err != nil {
-		return nil, fmt.Errorf("kernel image: %w", err)
-	}
-	qemu := cfg.Qemu
-	if qemu == "" {
-		qemu = "qemu-system-x86_64"
-	}
-	if _, err := exec.LookPath(qemu); err != nil {
-		return nil, fmt.Errorf("%s: %w (Debian package qemu-system-x86)", qemu, err)
-	}
-	if err := os.MkdirAll(cfg.Work, 0o755); err != nil {
+	qemu, err := CheckHost(cfg.Kernel, cfg.Qemu, cfg.Work)
+	if err != nil {
 		return nil, err
 	}
 	initrd, err := Assemble(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	timeout := cfg.Timeout
-	if timeout == 0 {
-		timeout = 20 * time.Minute
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	logPath := filepath.Join(cfg.Work, "console.log")
-	log, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer log.Close()
-	cmd := exec.CommandContext(ctx, qemu, QemuArgs(cfg, initrd)...)
-	cmd.Stdout, cmd.Stderr = log, log
-	runErr := cmd.Run()
-	if _, err := log.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	rep, perr := Parse(log)
-	if runErr != nil {
-		return rep, errors.Join(fmt.Errorf("%s (console: %s): %w", qemu, logPath, runErr), perr)
-	}
-	if perr != nil {
-		return rep, fmt.Errorf("%w (console: %s)", perr, logPath)
-	}
-	return rep, nil
+	b := Boot{Qemu: qemu, Kernel: cfg.Kernel, Initrd: initrd, MemoryMB: cmp.Or(cfg.MemoryMB, 1024),
+		Timeout: cmp.Or(cfg.Timeout, 20*time.Minute), Console: filepath.Join(cfg.Work, "console.log")}
+	var rep *Report
+	_, err = b.Run(ctx, func(r io.Reader) (err error) { rep, err = Parse(r); return err })
+	return rep, err
 }

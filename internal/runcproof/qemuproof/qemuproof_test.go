@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cavaliergopher/cpio"
 )
@@ -309,5 +311,30 @@ func TestExpectKmemCaught(t *testing.T) {
 	}
 	if err := ExpectKmemCaught(nil); err == nil {
 		t.Fatal("ExpectKmemCaught(nil) = nil")
+	}
+}
+
+// TestBootNice: a boot with Nice runs qemu under nice with §3a's command
+// line, and a guest that did not finish names qemu and the console log.
+func TestBootNice(t *testing.T) {
+	bin := t.TempDir()
+	qemu := writeExec(t, bin, "qemu", "#!/bin/sh\necho \"$(nice) $@\" > "+filepath.Join(bin, "args")+"\necho booted\nexit 3\n")
+	b := Boot{Qemu: qemu, Kernel: "/k", Initrd: "/i", MemoryMB: 3072, Timeout: time.Minute, Nice: 10, Console: filepath.Join(bin, "console.log")}
+	var console string
+	_, err := b.Run(context.Background(), func(r io.Reader) error {
+		data, err := io.ReadAll(r)
+		console = string(data)
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "qemu (console: "+b.Console+")") {
+		t.Errorf("qemu exit 3: %v, want qemu and the console named", err)
+	}
+	if console != "booted\n" {
+		t.Errorf("parse got %q", console)
+	}
+	args, _ := os.ReadFile(filepath.Join(bin, "args"))
+	nice, rest, _ := strings.Cut(string(args), " ")
+	if n, err := strconv.Atoi(nice); err != nil || n < 10 || !strings.HasPrefix(rest, "-accel tcg -m 3072 ") || !strings.Contains(rest, "-kernel /k -initrd /i") {
+		t.Errorf("qemu ran with niceness and args %q, want niceness 10 or more", args)
 	}
 }
