@@ -212,7 +212,7 @@ func TestEvaluateKmemKernel(t *testing.T) {
 	if !rep.KmemKernel || verdict(rep, "stock-leak").Status != "ok" || !strings.Contains(verdict(rep, "stock-leak").Detail, "36 leaked") {
 		t.Errorf("stock-leak = %+v (kmem kernel %v)", verdict(rep, "stock-leak"), rep.KmemKernel)
 	}
-	for _, c := range []struct{ name, replace, with, want string }{
+	for _, c := range []defect{
 		{"stock kubelet without kmem", "stock-slabinfo info cgroups=15 active=15 empty=0 eio=0", "stock-slabinfo info cgroups=15 active=0 empty=0 eio=15", "stock-slabinfo: want kmem active"},
 		{"stock churn leaks nothing", "stock-leak info ids_before=12 ids_after=48", "stock-leak info ids_before=12 ids_after=12", "stock-leak: want leaked ids to grow"},
 		{"nokmem pod with kmem", "nokmem-slabinfo info cgroups=15 active=0 empty=0 eio=15", "nokmem-slabinfo info cgroups=15 active=1 empty=0 eio=14", "nokmem-slabinfo: want EIO on all"},
@@ -223,16 +223,7 @@ func TestEvaluateKmemKernel(t *testing.T) {
 		{"guest died", "DONE", "boot info", "did not reach its end"},
 		{"no probe", kmem, "boot info", "kernel-kmem: not reported"},
 	} {
-		lines := append([]string(nil), good...)
-		for i, l := range lines {
-			if strings.HasPrefix(l, c.replace) {
-				lines[i] = c.with + strings.TrimPrefix(l, c.replace)
-			}
-		}
-		_, err := Parse(strings.NewReader(console(lines...)))
-		if !errors.Is(err, ErrGuest) || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: err = %v, want %q", c.name, err, c.want)
-		}
+		expectCaught(t, good, c)
 	}
 }
 
@@ -284,21 +275,32 @@ func TestEvaluateMigration(t *testing.T) {
 	if _, err := Parse(strings.NewReader(console(good...))); err != nil {
 		t.Fatalf("good run: %v", err)
 	}
-	for _, c := range []struct{ name, replace, with, want string }{
+	for _, c := range []defect{
 		{"verify run failed", "verify-run ok", "verify-run fail", "verify-run: exit=0"},
 		{"a container restarted", "verify-containers ok same=9", "verify-containers fail -abc 12 RUNNING +abc 99 RUNNING", "verify-containers: -abc"},
 		{"migrated tree still kmem", "migrate-slabinfo-after info cgroups=15 active=0 eio=15", "migrate-slabinfo-after info cgroups=15 active=2 eio=13", "migrate-slabinfo-after: want eio on all"},
 		{"no assert", "verify-assert ok", "boot info", "verify-assert: not reported"},
 	} {
-		lines := append([]string(nil), good...)
-		for i, l := range lines {
-			if strings.HasPrefix(l, c.replace) {
-				lines[i] = c.with + strings.TrimPrefix(l, c.replace)
-			}
+		expectCaught(t, good, c)
+	}
+}
+
+// defect plants one defect in a good console: the line starting with
+// replace starts with with instead; Parse must then fail naming want.
+type defect struct{ name, replace, with, want string }
+
+// expectCaught checks that Parse fails with ErrGuest and want for good
+// with the defect c planted.
+func expectCaught(t *testing.T, good []string, c defect) {
+	t.Helper()
+	lines := append([]string(nil), good...)
+	for i, l := range lines {
+		if strings.HasPrefix(l, c.replace) {
+			lines[i] = c.with + strings.TrimPrefix(l, c.replace)
 		}
-		_, err := Parse(strings.NewReader(console(lines...)))
-		if !errors.Is(err, ErrGuest) || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: err = %v, want %q", c.name, err, c.want)
-		}
+	}
+	_, err := Parse(strings.NewReader(console(lines...)))
+	if !errors.Is(err, ErrGuest) || !strings.Contains(err.Error(), c.want) {
+		t.Errorf("%s: err = %v, want %q", c.name, err, c.want)
 	}
 }
